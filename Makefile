@@ -1,0 +1,29 @@
+# Set-up and the two commands the README names. Installs into the active Python
+# (a fresh machine of this kind has no venv; create one first if you prefer).
+PYTHON ?= python3
+PIP    ?= $(PYTHON) -m pip
+
+.PHONY: setup run test test-fast bench clean
+
+## setup: install the pinned CPU torch, then the project with its dev extras, then redis-server.
+setup:
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (Debian package)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
+	  || { echo "could not install redis-server: install it with your package manager" >&2; exit 1; }; }
+
+## run: the main job (embedded default: CPU, no API key, no downloaded weights).
+run:
+	afd run
+
+## test: the whole test suite (what CI runs).
+test:
+	$(PYTHON) -m pytest -q
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow"
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,54 @@
+"""Algorithm schema (config group `algo`): AFD and its baselines (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class AlgoConfig:
+    """Hyper-parameters of AFD and the baselines that run through the same system.
+
+    `name` picks the student objective:
+      - `afd`: DiffusionNFT on the student's own noised rollout, weighted by D's advantage.
+      - `sft`: off-policy flow matching on teacher clips (no D needed for the student).
+      - `gan`: terminal adversarial reward without forward-process credit assignment.
+      - `frozen_d`: AFD with lr_d = 0 after warm-up (reward hacking baseline).
+    """
+
+    name: Literal["afd", "sft", "gan", "frozen_d"] = "afd"
+    beta: float = 0.1  # DiffusionNFT implicit-policy mixing β
+    lam_ref: float = 1e-4  # λ, weight of ‖v_θ − v_ref‖²
+    adv_clip: float = 5.0  # a: advantage clip; w = clip(0.5 + 0.5·clip(A,−a,a)/a, 0, 1)
+    adv_eps: float = 1e-4  # A = (s − mean) / (std + eps)
+    lr_student: float = 1e-4  # student AdamW learning rate
+    lr_d: float = 2e-4  # discriminator AdamW learning rate (frozen_d: 0 after warm-up)
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm for both models
+    d_steps_per_student_step: int = 1  # critic ratio (DMD2-style)
+    d_warmup_steps: int = 50  # D-only steps on (teacher, initial student) pairs
+    eta_rate: float = 0.001  # old-policy EMA: η_step = min(eta_rate·step, eta_max)
+    eta_max: float = 0.5
+    eval_ema: float = 0.99  # eval EMA decay
+    rollouts_per_prompt: int = 1  # K; K > 1 normalises advantages per prompt
+    t_sampling: Literal["schedule", "shifted_uniform"] = "shifted_uniform"  # per-chunk t for the NFT loss
+
+    def __post_init__(self) -> None:
+        if not 0 < self.beta <= 1:
+            raise ValueError(f"beta must be in (0, 1], got {self.beta}")
+        if self.adv_clip <= 0:
+            raise ValueError(f"adv_clip must be > 0, got {self.adv_clip}")
+        if self.lr_student < 0 or self.lr_d < 0:
+            raise ValueError("learning rates must be >= 0")
+        if self.d_steps_per_student_step < 0 or self.d_warmup_steps < 0:
+            raise ValueError("d_steps_per_student_step and d_warmup_steps must be >= 0")
+        if not 0 <= self.eta_max < 1 or not 0 <= self.eval_ema < 1:
+            raise ValueError("eta_max and eval_ema must be in [0, 1)")
+        if self.rollouts_per_prompt < 1:
+            raise ValueError("rollouts_per_prompt must be >= 1")
+
+    @property
+    def lr_d_after_warmup(self) -> float:
+        """frozen_d trains D during warm-up only."""
+        return 0.0 if self.name == "frozen_d" else self.lr_d

