@@ -1,0 +1,1 @@
+"""The AFD algorithm: losses (paper equations) and policy bookkeeping."""

@@ -1,0 +1,90 @@
+"""Tiny prompt-conditioned spatiotemporal discriminator D_φ(clip, prompt) -> scalar.
+
+It must judge *motion* (is this how a ball falls?), not only single frames, so
+the trunk is 3D convolutional and its input carries frame differences next to
+the frames. The prompt enters by FiLM on every stage and by a final
+feature·text projection, because what counts as correct motion depends on the
+prompt ("bounces twice" vs "slides and stops").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Stage(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: tuple[int, int, int], text_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(c_in, c_out, kernel_size=3, stride=stride, padding=1)
+        self.conv2 = nn.Conv3d(c_out, c_out, kernel_size=3, padding=1)
+        self.norm1 = nn.GroupNorm(min(8, c_out), c_out)
+        self.norm2 = nn.GroupNorm(min(8, c_out), c_out)
+        self.film = nn.Linear(text_dim, 2 * c_out)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.norm1(self.conv1(x)))
+        scale, shift = self.film(text)[:, :, None, None, None].chunk(2, dim=1)
+        h = h * (1 + scale) + shift
+        return F.silu(self.norm2(self.conv2(h))) + h
+
+
+class TinyVideoDiscriminator(nn.Module):
+    """Scores a clip for a prompt; higher means "more like the teacher".
+
+    Args:
+        text_dim: size of the prompt embedding.
+        channels: width of the first stage (doubles per stage, capped at 4x).
+        depth: number of stages; each halves H and W, stages after the first also halve F.
+    """
+
+    def __init__(self, *, text_dim: int, channels: int = 32, depth: int = 3, in_channels: int = 3) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = dict(text_dim=text_dim, channels=channels, depth=depth, in_channels=in_channels)
+        stages = []
+        c_in = 2 * in_channels  # frames + frame differences
+        for i in range(depth):
+            c_out = channels * min(2**i, 4)
+            stride = (1, 2, 2) if i == 0 else (2, 2, 2)
+            stages.append(_Stage(c_in, c_out, stride, text_dim))
+            c_in = c_out
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Linear(c_in, 1)
+        self.feat_proj = nn.Linear(c_in, 64)
+        self.text_proj = nn.Linear(text_dim, 64)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "TinyVideoDiscriminator":
+        return cls(**config)
+
+    def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Score clips.
+
+        Args:
+            video: `(B, C, F, H, W)` in [-1, 1].
+            text: `(B, text_dim)` prompt embeddings.
+
+        Returns:
+            `(B,)` unbounded scores (logits of the Bradley–Terry model).
+        """
+        diff = torch.diff(video, dim=2, prepend=video[:, :, :1])
+        h = torch.cat([video, diff], dim=1)
+        for stage in self.stages:
+            h = stage(h, text)
+        feat = h.mean(dim=(2, 3, 4))
+        return self.head(feat).squeeze(-1) + (self.feat_proj(feat) * self.text_proj(text)).sum(-1) / 8.0
+
+
+def frames_to_video(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 `(B, T, H, W, 3)` -> float `(B, 3, T, H, W)` in [-1, 1] (the tiny student's latent space)."""
+    return frames.permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+
+
+def video_to_frames(video: torch.Tensor) -> torch.Tensor:
+    """float `(B, 3, T, H, W)` in [-1, 1] -> uint8 `(B, T, H, W, 3)`."""
+    return video.clamp(-1, 1).add(1.0).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).contiguous()
