@@ -1,0 +1,68 @@
+"""The discriminator's update: prompt-paired Bradley–Terry on (teacher, student) clips (§2.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from afd_async.algo.losses import bt_accuracy, bt_loss
+from afd_async.train.batch import PairBatch
+
+
+class DiscriminatorUpdater:
+    """Owns D's optimizer and step count; `step` is one BT update on a pair batch.
+
+    Call order per learner step: `step(batch)` × critic ratio, then the student
+    learner calls `score(...)` with the (possibly older) published D.
+    """
+
+    def __init__(self, d: nn.Module, *, lr: float, grad_clip: float, weight_decay: float = 0.0) -> None:
+        self.d = d
+        self.grad_clip = grad_clip
+        self.opt = torch.optim.AdamW(d.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+        self.steps = 0
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt.param_groups[0]["lr"])
+
+    def step(self, batch: PairBatch) -> dict[str, float]:
+        """One BT step. With lr 0 (frozen_d) it only reports metrics."""
+        self.d.train()
+        s_t = self.d(batch.teacher, batch.text)
+        s_s = self.d(batch.student_rgb.detach(), batch.text)
+        loss = bt_loss(s_t, s_s)
+        metrics = {
+            "d_loss": loss.item(),
+            "d_acc": bt_accuracy(s_t.detach(), s_s.detach()),
+            "d_sigma_student": torch.sigmoid(s_s.detach()).mean().item(),
+            "d_p_student_wins": torch.sigmoid(s_s.detach() - s_t.detach()).mean().item(),
+            "d_margin": (s_t - s_s).detach().mean().item(),
+        }
+        if self.lr > 0:
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            metrics["d_grad_norm"] = float(nn.utils.clip_grad_norm_(self.d.parameters(), self.grad_clip))
+            self.opt.step()
+            self.steps += 1
+        return metrics
+
+    @torch.no_grad()
+    def score(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """D's scores `(B,)` for clips `(B, C, F, H, W)`; no grad, eval mode."""
+        self.d.eval()
+        return self.d(video, text).float()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"d": self.d.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.d.load_state_dict(state["d"])
+        self.opt.load_state_dict(state["opt"])
+        self.steps = int(state["steps"])

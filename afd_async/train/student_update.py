@@ -1,0 +1,210 @@
+"""The student's update for each objective (§2.3–2.5): afd / frozen_d (NFT), sft, gan.
+
+One `StudentUpdater` owns θ (trained), θ_old (sampling policy, soft-updated
+after each publish), θ_ref (frozen initial student) and the eval EMA, so the
+synchronous oracle and the async student learner run the very same code.
+
+Call order per learner step:
+
+    scores = d_updater.score(batch.student_rgb, batch.text)    # s_c, no grad
+    metrics = updater.step(batch, scores=scores, d=d)           # one optimizer step on θ
+    updater.publish()                                           # θ_old ← η·θ_old + (1 − η)·θ; version += 1
+    actors roll out updater.old (at updater.version)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal, Optional, Sequence
+
+import torch
+from torch import nn
+
+from afd_async.algo.losses import (
+    advantage_weight,
+    advantages,
+    expand_chunk_t,
+    flow_matching_loss,
+    gan_generator_loss,
+    nft_loss,
+    noise_to,
+    ref_regulariser,
+)
+from afd_async.algo.policy import EMA, eta_schedule, soft_update
+from afd_async.models.schedule import rollout_sigmas, sample_t
+from afd_async.train.batch import PairBatch
+
+Objective = Literal["afd", "sft", "gan", "frozen_d"]
+
+
+class StudentUpdater:
+    """θ's optimizer plus the policies that derive from θ.
+
+    Invariants: `version` counts publishes (the learner_version of DESIGN §4);
+    `old` is the policy the actors sample with; `ref` never changes.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        *,
+        objective: Objective,
+        lr: float,
+        beta: float = 0.1,
+        lam_ref: float = 1e-4,
+        adv_clip: float = 5.0,
+        adv_eps: float = 1e-4,
+        grad_clip: float = 1.0,
+        weight_decay: float = 0.0,
+        timesteps: Sequence[int] = (1000, 750, 500, 250),
+        shift: float = 5.0,
+        t_sampling: Literal["schedule", "shifted_uniform"] = "shifted_uniform",
+        eta_rate: float = 0.001,
+        eta_max: float = 0.5,
+        eval_ema: float = 0.99,
+        chunk_frames: int = 4,
+    ) -> None:
+        self.student = student
+        self.objective = objective
+        self.beta, self.lam_ref, self.adv_clip, self.adv_eps = beta, lam_ref, adv_clip, adv_eps
+        self.grad_clip = grad_clip
+        self.timesteps, self.shift, self.t_sampling = list(timesteps), shift, t_sampling
+        self.eta_rate, self.eta_max = eta_rate, eta_max
+        self.chunk_frames = chunk_frames
+        self.old = copy.deepcopy(student).requires_grad_(False).eval()
+        self.ref = copy.deepcopy(student).requires_grad_(False).eval()
+        self.ema = EMA(student, eval_ema)
+        self.opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+        self.steps = 0
+        self.version = 0
+
+    # ------------------------------------------------------------------ step
+
+    def step(
+        self,
+        batch: PairBatch,
+        *,
+        scores: Optional[torch.Tensor] = None,
+        d: Optional[nn.Module] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> dict[str, float]:
+        """One optimizer step on θ. `scores` (B,) are D's scores of the student clips (afd, frozen_d);
+        `d` is the differentiable discriminator (gan)."""
+        self.student.train()
+        if self.objective in ("afd", "frozen_d"):
+            if scores is None:
+                raise ValueError(f"objective {self.objective} needs the discriminator's scores")
+            loss, metrics = self._nft(batch, scores, generator)
+        elif self.objective == "sft":
+            loss, metrics = self._sft(batch, generator)
+        elif self.objective == "gan":
+            if d is None:
+                raise ValueError("objective gan needs the discriminator module")
+            loss, metrics = self._gan(batch, d, generator)
+        else:  # pragma: no cover - guarded by the config schema
+            raise ValueError(f"unknown objective {self.objective!r}")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"student loss is {loss.item()} at step {self.steps}; refusing to step")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics["student_grad_norm"] = float(nn.utils.clip_grad_norm_(self.student.parameters(), self.grad_clip))
+        self.opt.step()
+        self.ema.update(self.student)
+        self.steps += 1
+        metrics["student_loss"] = loss.item()
+        return metrics
+
+    def publish(self) -> int:
+        """θ_old ← η·θ_old + (1 − η)·θ with η ramping from 0; returns the new version."""
+        soft_update(self.old, self.student, eta_schedule(self.steps, rate=self.eta_rate, eta_max=self.eta_max))
+        self.version += 1
+        return self.version
+
+    # ------------------------------------------------------------ objectives
+
+    def _noised(self, x0: torch.Tensor, generator: Optional[torch.Generator]):
+        b, f = x0.shape[0], x0.shape[2]
+        n = f // self.chunk_frames
+        t = sample_t(
+            (b, n), mode=self.t_sampling, timesteps=self.timesteps, shift=self.shift, generator=generator, device=x0.device
+        ).to(x0.dtype)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        return t, eps, noise_to(x0, t, eps)
+
+    def _nft(self, batch: PairBatch, scores: torch.Tensor, generator: Optional[torch.Generator]):
+        x0 = batch.student.detach()
+        adv = advantages(scores, group_ids=batch.group_ids(), eps=self.adv_eps)
+        w = advantage_weight(adv, self.adv_clip)
+        t, _eps, x_t = self._noised(x0, generator)
+        v_theta = self.student(x_t, t, batch.text, x0)
+        with torch.no_grad():
+            v_old = self.old(x_t, t, batch.text, x0)
+            v_ref = self.ref(x_t, t, batch.text, x0) if self.lam_ref > 0 else v_theta.detach()
+        l_nft = nft_loss(x_t=x_t, t=t, x0=x0, v_theta=v_theta, v_old=v_old, weight=w, beta=self.beta, adv_clip=self.adv_clip)
+        l_ref = ref_regulariser(v_theta, v_ref)
+        metrics = {
+            "nft_loss": l_nft.item(),
+            "ref_loss": l_ref.item(),
+            "adv_std": adv.std(unbiased=False).item() if adv.numel() > 1 else 0.0,
+            "score_mean": scores.float().mean().item(),
+            "score_std": scores.float().std(unbiased=False).item() if scores.numel() > 1 else 0.0,
+            "w_mean": w.mean().item(),
+            "w_min": w.min().item(),
+            "w_max": w.max().item(),
+        }
+        return l_nft + self.lam_ref * l_ref, metrics
+
+    def _sft(self, batch: PairBatch, generator: Optional[torch.Generator]):
+        x0 = batch.teacher.detach()
+        t, eps, x_t = self._noised(x0, generator)
+        loss = flow_matching_loss(self.student(x_t, t, batch.text, x0), x0, eps)
+        return loss, {"fm_loss": loss.item()}
+
+    def _gan(self, batch: PairBatch, d: nn.Module, generator: Optional[torch.Generator]):
+        """Terminal adversarial reward: one denoising step at the last schedule level, D's gradient on its x0."""
+        x0 = batch.student.detach()
+        b, f = x0.shape[0], x0.shape[2]
+        n = f // self.chunk_frames
+        t_last = rollout_sigmas(self.timesteps, self.shift)[-1]
+        t = torch.full((b, n), t_last, device=x0.device, dtype=x0.dtype)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x_t = noise_to(x0, t, eps)
+        v_theta = self.student(x_t, t, batch.text, x0)
+        x0_theta = x_t - expand_chunk_t(t, f) * v_theta
+        was = [p.requires_grad for p in d.parameters()]
+        d.requires_grad_(False)  # D is not trained by the student's loss
+        try:
+            d.eval()
+            fake = d(x0_theta.clamp(-1, 1), batch.text)
+            with torch.no_grad():
+                real = d(batch.teacher, batch.text)
+        finally:
+            for p, r in zip(d.parameters(), was):
+                p.requires_grad_(r)
+        l_gan = gan_generator_loss(fake, real)
+        with torch.no_grad():
+            v_ref = self.ref(x_t, t, batch.text, x0)
+        l_ref = ref_regulariser(v_theta, v_ref)
+        return l_gan + self.lam_ref * l_ref, {"gan_loss": l_gan.item(), "ref_loss": l_ref.item()}
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "student": self.student.state_dict(),
+            "old": self.old.state_dict(),
+            "ref": self.ref.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "steps": self.steps,
+            "version": self.version,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.student.load_state_dict(state["student"])
+        self.old.load_state_dict(state["old"])
+        self.ref.load_state_dict(state["ref"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.steps = int(state["steps"])
+        self.version = int(state["version"])
