@@ -10,8 +10,15 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from afd_async.config.convert import ConfigError, from_dict
+import dataclasses
+import difflib
+import typing
+
+from afd_async.config.convert import ConfigError, from_dict, to_dict
 from afd_async.config.root import RootConfig
+
+_SCHEMA_NODE = "afd_schema_defaults"
+_GROUPS = ("student", "discriminator", "teacher", "algo", "replay", "cluster", "experiment")
 
 
 def config_dir() -> Path:
@@ -23,6 +30,36 @@ def config_dir() -> Path:
     return path
 
 
+def _check_override_key(override: str) -> None:
+    """Reject `a.b=v` whose key the schema lacks, with a "did you mean" (before Hydra's vaguer error)."""
+    if "=" not in override or override[0] in "+~":
+        return
+    key = override.split("=", 1)[0]
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in _GROUPS:
+        return  # a group choice, e.g. algo=sft
+    cls: Any = RootConfig
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(cls):
+            return  # inside a dict/list value: Hydra checks it
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            close = difflib.get_close_matches(part, list(hints), n=1)
+            hint = f"; did you mean '{'.'.join(parts[:i] + [close[0]])}'?" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}")
+        cls = hints[part]
+        args = [a for a in typing.get_args(cls) if a is not type(None)]
+        if typing.get_origin(cls) is typing.Union and len(args) == 1:
+            cls = args[0]
+
+
+def _register_schema_defaults() -> None:
+    """Put every schema default into the tree, so any field can be overridden from the command line."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=_SCHEMA_NODE, node=to_dict(RootConfig()))
+
+
 def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -> dict[str, Any]:
     """Compose `configs/<config_name>.yaml` with Hydra overrides into a plain dict."""
     from hydra import compose, initialize_config_dir
@@ -30,6 +67,9 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    for o in overrides:
+        _check_override_key(o)
+    _register_schema_defaults()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=list(overrides))

@@ -8,6 +8,7 @@ from typing import Optional
 from afd_async.config.algo import AlgoConfig
 from afd_async.config.cluster import ClusterConfig
 from afd_async.config.discriminator import DiscriminatorConfig
+from afd_async.config.pretrain import PretrainConfig
 from afd_async.config.replay import ReplayConfig
 from afd_async.config.student import StudentConfig
 from afd_async.config.teacher import TeacherConfig
@@ -35,4 +36,5 @@ class RootConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     experiment: Optional[str] = None  # name of the experiment overlay, for the record

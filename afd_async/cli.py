@@ -1,0 +1,79 @@
+"""`afd` command line: thin wiring from Hydra overrides to the library.
+
+    afd sync     [overrides...]   the synchronous AFD reference loop (oracle / baseline)
+    afd pretrain [overrides...]   pretrain the tiny student on weakened-physics clips
+    afd config   [overrides...]   print the composed, validated config
+
+Overrides use Hydra syntax, e.g. `afd sync algo=sft train.steps=100 experiment=smoke`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Callable, Sequence
+
+from afd_async.config.convert import ConfigError, to_dict
+
+log = logging.getLogger("afd")
+
+
+def _load(overrides: Sequence[str]):
+    from afd_async.config import load_config
+
+    return load_config(overrides)
+
+
+def cmd_config(overrides: Sequence[str]) -> int:
+    print(json.dumps(to_dict(_load(overrides)), indent=2))
+    return 0
+
+
+def cmd_sync(overrides: Sequence[str]) -> int:
+    from afd_async.train.sync_loop import SyncLoop
+
+    cfg = _load(overrides)
+    result = SyncLoop(cfg).run(show_progress=sys.stderr.isatty())
+    print(
+        f"sync {cfg.algo.name}: {result.steps} steps in {result.seconds:.0f}s | final D accuracy {result.final_d_acc:.3f} | "
+        f"eval physics error {result.start.position_error:.4f} -> {result.final.position_error:.4f} "
+        f"(teacher floor {result.final.teacher_position_error:.4f}) | outputs in {result.output_dir}"
+    )
+    return 0
+
+
+def cmd_pretrain(overrides: Sequence[str]) -> int:
+    from afd_async.train.pretrain import pretrain
+
+    cfg = _load(overrides)
+    path = pretrain(cfg, on_log=lambda r: print(json.dumps(r), flush=True))
+    print(f"saved {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "sync": cmd_sync,
+    "pretrain": cmd_pretrain,
+    "config": cmd_config,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="afd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.steps=100 algo=sft")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("AFD_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command](args.overrides)
+    except ConfigError as e:
+        print(f"afd: configuration error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Pretraining schema (root key `pretrain`): the tiny student's deliberately imperfect start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PretrainConfig:
+    """Flow matching on renderer clips with *weakened, varied* physics.
+
+    Each training clip is rendered with gravity, restitution, friction and speed
+    scaled by factors drawn uniformly from the ranges below (seeded per clip).
+    The pretrained student therefore moves plausibly but, on average, too
+    slowly, bounces too softly and stops too soon; its rollouts still cover
+    some near-correct motion, which AFD can then select and sharpen.
+    """
+
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    seeds_per_prompt: int = 6  # distinct physics draws per train prompt
+    gravity_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    restitution_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    friction_scale: list[float] = field(default_factory=lambda: [1.0, 2.5])
+    speed_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    output: str = "outputs/pretrain/tiny_student.safetensors"
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("gravity_scale", "restitution_scale", "friction_scale", "speed_scale"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
+                raise ValueError(f"{name} must be [low, high] with 0 <= low <= high, got {lo_hi}")
+        if self.steps < 0 or self.batch_size < 1 or self.seeds_per_prompt < 1:
+            raise ValueError("steps >= 0, batch_size >= 1, seeds_per_prompt >= 1")

@@ -1,0 +1,202 @@
+"""The synchronous reference loop: one process, no Redis, no ZeroMQ (CleanRL-style oracle).
+
+    for step in range(steps):
+        prompts  = sample(train prompts)                          # seeded by (run seed, step)
+        teacher  = render(prompts) -> resample to student size     # the local teacher
+        student  = θ_old.rollout(prompts)                         # on-policy clips
+        D        ← BT step(s) on (teacher, student)               # §2.2 (lr 0 after warm-up for frozen_d)
+        s        = D(student);  w = weight(advantage(s))           # §2.3
+        θ        ← NFT step on the noised rollout with w           # §2.4 (or sft / gan)
+        θ_old    ← η·θ_old + (1 − η)·θ;  version += 1              # §2.5
+
+The async system must reproduce this loop's losses at staleness 0.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from afd_async.checkpoint import save_module
+from afd_async.config.convert import to_dict
+from afd_async.config.root import RootConfig
+from afd_async.models.factory import make_discriminator, make_student, make_text_encoder
+from afd_async.physics import load_prompt_suite
+from afd_async.train.batch import PairBatch
+from afd_async.train.d_update import DiscriminatorUpdater
+from afd_async.train.evaluate import EvalResult, PhysicsEvaluator
+from afd_async.train.report import MetricLog, plot_metrics, write_grid
+from afd_async.train.seeding import step_generator, step_seed
+from afd_async.train.student_update import StudentUpdater
+from afd_async.train.teacher_source import LocalTeacherSource
+
+PLOT_KEYS = (
+    "d_acc", "d_loss", "d_sigma_student", "student_loss", "nft_loss", "adv_std",
+    "w_mean", "eval_position_error", "eval_motion_magnitude",
+)
+
+
+@dataclass
+class SyncResult:
+    output_dir: Path
+    start: EvalResult
+    final: EvalResult
+    final_d_acc: float
+    steps: int
+    seconds: float
+
+
+def make_teacher_source(cfg: RootConfig, physics=None) -> LocalTeacherSource:
+    r, s = cfg.teacher.renderer, cfg.student
+    return LocalTeacherSource(
+        render_height=r.height, render_width=r.width, render_fps=r.fps, render_seconds=r.seconds,
+        height=s.height, width=s.width, fps=s.fps, num_frames=s.num_frames, physics=physics,
+    )
+
+
+def make_student_updater(cfg: RootConfig, student: torch.nn.Module) -> StudentUpdater:
+    a, s = cfg.algo, cfg.student
+    return StudentUpdater(
+        student, objective=a.name, lr=a.lr_student, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip,
+        adv_eps=a.adv_eps, grad_clip=a.grad_clip, weight_decay=a.weight_decay, timesteps=s.timesteps,
+        shift=s.shift, t_sampling=a.t_sampling, eta_rate=a.eta_rate, eta_max=a.eta_max, eval_ema=a.eval_ema,
+        chunk_frames=s.chunk_frames,
+    )
+
+
+class SyncLoop:
+    """Wires the AFD pieces in one process; `step()` is one iteration of the loop above."""
+
+    def __init__(self, cfg: RootConfig) -> None:
+        self.cfg = cfg
+        torch.manual_seed(cfg.train.seed)
+        if cfg.train.torch_threads:
+            torch.set_num_threads(cfg.train.torch_threads)
+        self.text = make_text_encoder(cfg.text)
+        self.teacher = make_teacher_source(cfg)
+        self.train_prompts = load_prompt_suite("train")
+        self.eval_prompts = load_prompt_suite("eval")[: cfg.train.eval_prompts]
+        self.student = make_student(cfg.student, self.text.dim)
+        self.d = make_discriminator(cfg.discriminator, self.text.dim)
+        self.s_upd = make_student_updater(cfg, self.student)
+        self.d_upd = DiscriminatorUpdater(self.d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
+        self.evaluator = PhysicsEvaluator(
+            prompts=[p.prompt for p in self.eval_prompts],
+            text=self.text.encode([p.prompt for p in self.eval_prompts]),
+            teacher=self.teacher, timesteps=cfg.student.timesteps, shift=cfg.student.shift,
+            num_frames=cfg.student.num_frames, fps=cfg.student.fps,
+        )
+        self.step_index = 0
+
+    # ------------------------------------------------------------- data
+
+    def sample_prompts(self, step: int, purpose: str = "prompts") -> tuple[list[str], list[str], list[int]]:
+        """(prompt_ids, prompts, teacher seeds) of a batch; K rollouts share a prompt."""
+        k = self.cfg.algo.rollouts_per_prompt
+        n = max(1, self.cfg.train.batch_size // k)
+        rng = random.Random(step_seed(self.cfg.train.seed, step, purpose))
+        recs = rng.sample(self.train_prompts, n)
+        seeds = [rng.randrange(4) for _ in recs]  # a small pool of teacher clips per prompt (teacher-cache reuse)
+        ids = [r.prompt_id for r in recs for _ in range(k)]
+        return ids, [r.prompt for r in recs for _ in range(k)], [s for s in seeds for _ in range(k)]
+
+    def make_batch(self, step: int, purpose: str = "prompts") -> PairBatch:
+        ids, prompts, seeds = self.sample_prompts(step, purpose)
+        text = self.text.encode(prompts)
+        teacher = self.teacher.batch(prompts, seeds)
+        g = step_generator(self.cfg.train.seed, step, f"{purpose}:rollout")
+        with torch.no_grad():
+            student = self.s_upd.old.rollout(
+                text, generator=g, timesteps=self.cfg.student.timesteps, shift=self.cfg.student.shift,
+                num_frames=self.cfg.student.num_frames,
+            )
+        return PairBatch(ids, prompts, text, teacher, student,
+                         policy_version=torch.full((len(ids),), self.s_upd.version, dtype=torch.long))
+
+    # ------------------------------------------------------------- steps
+
+    def warmup_d(self, progress: Optional[Callable[[int, dict], None]] = None) -> dict[str, float]:
+        """D alone on (teacher, initial student) pairs."""
+        metrics: dict[str, float] = {}
+        for i in range(self.cfg.algo.d_warmup_steps):
+            metrics = self.d_upd.step(self.make_batch(i, "warmup"))
+            if progress:
+                progress(i, metrics)
+        self.d_upd.set_lr(self.cfg.algo.lr_d_after_warmup)
+        return metrics
+
+    def train_step(self, batch: PairBatch, step: int) -> dict[str, float]:
+        """One learner step on a batch: D step(s), advantage, student step, publish."""
+        metrics: dict[str, float] = {}
+        for _ in range(self.cfg.algo.d_steps_per_student_step):
+            metrics.update(self.d_upd.step(batch))
+        scores = self.d_upd.score(batch.student_rgb, batch.text) if self.cfg.algo.name in ("afd", "frozen_d") else None
+        g = step_generator(self.cfg.train.seed, step, "train")
+        metrics.update(self.s_upd.step(batch, scores=scores, d=self.d, generator=g))
+        metrics["policy_version"] = float(self.s_upd.publish())
+        return metrics
+
+    def step(self) -> dict[str, float]:
+        batch = self.make_batch(self.step_index)
+        metrics = self.train_step(batch, self.step_index)
+        self.step_index += 1
+        return metrics
+
+    # ------------------------------------------------------------- run
+
+    def run(self, *, show_progress: bool = True) -> SyncResult:
+        cfg = self.cfg
+        out = Path(cfg.train.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        log = MetricLog(out / "metrics.jsonl")
+        t0 = time.monotonic()
+        start, base_videos = self.evaluator.evaluate(self.s_upd.old)
+        log.write({"step": 0, "phase": "eval", **start.as_dict()})
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not show_progress) as bar:
+            warm = bar.add_task("D warm-up", total=cfg.algo.d_warmup_steps, info="")
+            self.warmup_d(lambda i, m: bar.update(warm, completed=i + 1, info=f"d_acc {m['d_acc']:.2f}"))
+            task = bar.add_task(f"{cfg.algo.name} steps", total=cfg.train.steps, info="")
+            d_acc, last_eval = float("nan"), start
+            for _ in range(cfg.train.steps):
+                m = self.step()
+                s = self.step_index
+                d_acc = m.get("d_acc", d_acc)
+                log.write({"step": s, "phase": "train", **m})
+                if cfg.train.eval_every and s % cfg.train.eval_every == 0 and s < cfg.train.steps:
+                    last_eval, _ = self.evaluator.evaluate(self.s_upd.old)
+                    log.write({"step": s, "phase": "eval", **last_eval.as_dict()})
+                bar.update(task, completed=s, info=f"d_acc {d_acc:.2f}  eval err {last_eval.position_error:.4f}")
+        final, final_videos = self.evaluator.evaluate(self.s_upd.old)
+        log.write({"step": self.step_index, "phase": "eval", **final.as_dict()})
+        log.close()
+        seconds = time.monotonic() - t0
+        self._write_outputs(out, start, final, base_videos, final_videos, d_acc, seconds)
+        return SyncResult(out, start, final, d_acc, self.step_index, seconds)
+
+    def _write_outputs(self, out: Path, start: EvalResult, final: EvalResult, base_videos, final_videos, d_acc, seconds) -> None:
+        from afd_async.train.report import read_metrics
+
+        n = min(4, len(self.eval_prompts))
+        teacher = self.teacher.batch([p.prompt for p in self.eval_prompts[:n]], [0] * n)
+        write_grid([teacher, base_videos[:n], final_videos[:n]], self.cfg.student.fps, out / "samples")
+        plot_metrics(read_metrics(out / "metrics.jsonl"), PLOT_KEYS, out / "metrics.png")
+        save_module(out / "student_final.safetensors", self.s_upd.old, meta={"version": self.s_upd.version})
+        save_module(out / "student_ema.safetensors", self.s_upd.ema.module, meta={"version": self.s_upd.version})
+        save_module(out / "discriminator_final.safetensors", self.d, meta={"steps": self.d_upd.steps})
+        summary: dict[str, Any] = {
+            "algo": self.cfg.algo.name, "steps": self.step_index, "seconds": round(seconds, 1),
+            "final_d_acc": d_acc, "start": start.as_dict(""), "final": final.as_dict(""),
+            "eval_prompts": [p.prompt for p in self.eval_prompts[:n]],
+            "samples_columns": ["teacher", "student (start)", "student (final)"],
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -1,0 +1,72 @@
+"""Every config composes and validates; mistakes fail at start with the key named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from afd_async.config import load_config
+from afd_async.config.convert import ConfigError, from_dict, to_dict
+from afd_async.config.root import RootConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+GROUPS = ["student", "discriminator", "teacher", "algo", "replay", "cluster"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_group_option_composes(group, option):
+    cfg = load_config([f"{group}={option}"])
+    assert isinstance(cfg, RootConfig)
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_composes(experiment):
+    cfg = load_config([f"experiment={experiment}"])
+    assert cfg.experiment == experiment
+
+
+def test_algo_options_select_the_objective():
+    assert {load_config([f"algo={o}"]).algo.name for o in _options("algo")} == {"afd", "sft", "gan", "frozen_d"}
+    assert load_config(["algo=frozen_d"]).algo.lr_d_after_warmup == 0.0
+
+
+def test_typo_in_override_names_key_and_suggests():
+    with pytest.raises(ConfigError, match=r"train\.stepz.*did you mean 'train\.steps'"):
+        load_config(["train.stepz=3"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"config\.student\.dim: expected an integer"):
+        load_config(["student.dim=abc"])
+
+
+def test_bad_enum_value_lists_choices():
+    with pytest.raises(ConfigError, match=r"algo\.t_sampling: 'uniform' is not one of"):
+        load_config(["algo.t_sampling=uniform"])
+
+
+def test_semantic_validation_says_why():
+    with pytest.raises(ConfigError, match="multiple of chunk_frames"):
+        load_config(["student.num_frames=10"])
+
+
+def test_unknown_key_inside_yaml_is_rejected_with_suggestion():
+    data = to_dict(RootConfig())
+    data["algo"]["betta"] = 0.2
+    with pytest.raises(ConfigError, match=r"config\.algo\.betta: unknown key .*did you mean 'beta'"):
+        from_dict(RootConfig, data, path="config")
+
+
+def test_unknown_group_option_is_an_error():
+    with pytest.raises(ConfigError, match="composition failed"):
+        load_config(["algo=ppo"])
+
+
+def test_round_trip_to_dict_from_dict():
+    cfg = load_config(["experiment=smoke", "algo=gan"])
+    assert from_dict(RootConfig, to_dict(cfg)) == cfg
