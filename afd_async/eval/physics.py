@@ -1,12 +1,12 @@
 """Physics evaluation: where are the objects in a generated clip, and where should they be?
 
 Objects are found by colour, not by a learned detector, because the renderer
-draws each object in one known saturated colour on a dark, known backdrop. A
-pixel belongs to object k when, among the object colours *and* the backdrop
-colours (background, ground, pendulum rod), its nearest colour is object k's and
-it is within `max_distance` of it; its weight falls linearly with that distance.
-The weighted centroid is then robust to the blur, dimming and flicker of a weak
-32x32 student: faded edge pixels count a little, background pixels not at all.
+draws each object in one known saturated colour on a dark, known backdrop.
+Each pixel is explained as a partial-coverage mix of a backdrop colour and an
+object colour (see `extract_trajectories`); the coverage-weighted centroid is
+then unbiased for anti-aliased shapes and robust to the blur, dimming and
+noise of a weak 32x32 student: faded edge pixels count in proportion to their
+coverage, background pixels and the ground not at all.
 
 `physics_error` compares extracted centroids with `GroundTruth.positions_at`
 at the clip's own frame times (frame `i` shows time `i / fps`), so a clip at
@@ -40,12 +40,22 @@ def extract_trajectories(
     max_distance: float = 150.0,
     min_weight: float | None = None,
 ) -> np.ndarray:
-    """Per-frame centroids of each object colour.
+    """Per-frame coverage-weighted centroids of each object colour.
+
+    Every pixel is explained as a mix of a backdrop colour and one other colour
+    (exactly how anti-aliasing, blur and dimming make it): for object colour c
+    and backdrop b, alpha = the projection of (pixel - b) onto (c - b), clipped
+    to [0, 1], and the residual is the distance from the pixel to that mix. The
+    pixel goes to the colour with the smallest residual; the backdrop colours
+    themselves and the pendulum rod compete too (and win ties), so the ground or
+    a grey rod is never mistaken for a dim white object. The pixel's weight for
+    its object is its coverage, (alpha - 0.15) / 0.85 (so faint noise on the
+    background counts for nothing), times (1 - residual / max_distance).
 
     Args:
         frames: `uint8` `(T, H, W, 3)` RGB.
         colors: the K object colours (e.g. `GroundTruth.colors`).
-        max_distance: RGB Euclidean distance at which a pixel's weight reaches 0.
+        max_distance: RGB residual at which a pixel's weight reaches 0.
         min_weight: total weight (in pixel units) needed to count as detected;
             default `max(0.5, 0.001 * H * W)`, a fraction of a small object's area.
 
@@ -63,22 +73,54 @@ def extract_trajectories(
         return out
     if min_weight is None:
         min_weight = max(0.5, 0.001 * h * w)
-    palette = np.asarray(list(colors) + list(BACKDROP_RGB), dtype=np.float32)  # (K + 3, 3)
-    pix = frames.reshape(t, h * w, 3).astype(np.float32)
-    # Squared distances via |p|^2 - 2 p.c + |c|^2: one matmul instead of a (T, HW, K, 3) tensor.
-    d2 = (pix * pix).sum(-1, keepdims=True) - 2.0 * pix @ palette.T + (palette * palette).sum(-1)
-    nearest = d2.argmin(-1)  # (T, HW)
-    dist = np.sqrt(np.maximum(d2[..., :k], 0.0))  # (T, HW, K)
+    pix = frames.reshape(-1, 3).astype(np.float32)
+    bases = np.asarray([BACKGROUND_RGB, GROUND_RGB], np.float32)
+    targets = np.asarray([ROD_RGB, *colors], np.float32)  # (1 + K, 3)
+    alphas, mixes = _mix(pix, bases, targets)  # (N, 1 + K)
+    points = np.sqrt(((pix[:, None, :] - bases[None]) ** 2).sum(-1))  # (N, 2): pure backdrop
+    # Competing explanations, distractors (backdrop, rod) first so that they win ties.
+    stacked = np.concatenate([points, mixes], axis=1)  # (N, 3 + K)
+    winner = stacked.argmin(axis=1) - 3  # object index, or < 0 for a distractor
     ys, xs = np.divmod(np.arange(h * w), w)
     cx, cy = (xs + 0.5) / w, (ys + 0.5) / h
     for j in range(k):
-        weight = np.where(nearest == j, np.clip(1.0 - dist[..., j] / max_distance, 0.0, 1.0), 0.0)
+        coverage = np.clip((alphas[:, 1 + j] - _MIN_ALPHA) / (1.0 - _MIN_ALPHA), 0.0, 1.0)
+        fit = np.clip(1.0 - mixes[:, 1 + j] / max_distance, 0.0, 1.0)
+        weight = np.where(winner == j, coverage * fit, 0.0).reshape(t, h * w)
         total = weight.sum(-1)  # (T,)
         found = total >= min_weight
         safe = np.where(found, total, 1.0)
         out[j, :, 0] = np.where(found, weight @ cx / safe, np.nan)
         out[j, :, 1] = np.where(found, weight @ cy / safe, np.nan)
     return out
+
+
+_MIN_ALPHA = 0.15
+
+
+def _mix(pix: np.ndarray, bases: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best mix of each target colour over any base for pixels `(N, 3)`.
+
+    Returns:
+        alpha `(N, C)` (the target's share) and residual `(N, C)` (RGB distance
+        from the pixel to base + alpha (target - base)), for the best base.
+    """
+    best_alpha = best_res = None
+    for base in bases:
+        d = pix - base  # (N, 3)
+        u = targets - base  # (C, 3)
+        uu = np.maximum((u * u).sum(-1), 1e-6)  # (C,)
+        proj = d @ u.T  # (N, C)
+        alpha = np.clip(proj / uu, 0.0, 1.0)
+        res2 = (d * d).sum(-1, keepdims=True) - 2.0 * alpha * proj + alpha * alpha * uu
+        res = np.sqrt(np.maximum(res2, 0.0))
+        if best_res is None:
+            best_alpha, best_res = alpha, res
+        else:
+            better = res < best_res
+            best_alpha = np.where(better, alpha, best_alpha)
+            best_res = np.where(better, res, best_res)
+    return best_alpha, best_res  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

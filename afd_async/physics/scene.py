@@ -50,13 +50,13 @@ FLOOR_Y = 0.9  # top of the ground; objects rest with their bottom edge here
 G_BASE = 9.0  # frame heights / s^2: a drop from the top lands after ~0.39 s
 GRAVITY_SCALE: dict[str, float] = {"low": 0.45, "normal": 1.0, "high": 1.7}
 RESTITUTION: dict[str, float] = {"soft": 0.35, "normal": 0.65, "bouncy": 0.88}
-FRICTION_MU: dict[str, float] = {"ice": 0.008, "normal": 0.08, "rough": 0.22}
+FRICTION_MU: dict[str, float] = {"ice": 0.006, "normal": 0.06, "rough": 0.18}
 SPEED_SCALE: dict[str, float] = {"slow": 0.6, "normal": 1.0, "fast": 1.5}
 RADIUS: dict[str, float] = {"small": 0.06, "medium": 0.08, "large": 0.105}
 DENSITY: dict[str, float] = {"light": 0.5, "normal": 1.0, "heavy": 3.0}
 
-SLIDE_SPEED = 0.95  # frame widths / s for a sliding object
-COLLIDE_SPEED = 1.0  # each of two colliding objects
+SLIDE_SPEED = 0.85  # frame widths / s for a sliding object
+COLLIDE_SPEED = 1.1  # each of two colliding objects
 HIT_SPEED = 1.25  # the moving object of a "hits" scene
 DRIFT_SPEED = 0.35  # horizontal drift of a falling object given a direction
 REST_SPEED = 0.3  # a natural rebound slower than this settles on the floor
