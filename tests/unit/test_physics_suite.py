@@ -50,7 +50,8 @@ def test_prompt_file_with_ids_bare_prompts_and_comments(tmp_path: Path) -> None:
     [
         (b"", "no prompts"),
         (b"# only a comment\n\n", "no prompts"),
-        (b"a\ta red ball falls\nb\ta pendulum swings\na\ttwo balls collide\n", r":3: duplicate id 'a' \(first on line 1\)"),
+        (b"a\ta red ball falls\nb\ta pendulum swings\na\ttwo balls collide\n",
+         r":3: duplicate id 'a' \(first on line 1\)"),
         (b"a red ball falls\n\xff\xfe a ball\n", ":2: not UTF-8"),
         (b"ok\ta red ball falls\nbad\ta red ball flies\n", ":2: unknown word 'flies'"),
         (b"\ta red ball falls\n", ":1: empty id"),
