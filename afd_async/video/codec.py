@@ -1,0 +1,190 @@
+"""MP4 (H.264) encode and *verified* decode of `Clip`s (DESIGN.md §4).
+
+Teacher clips cross the network as MP4. Bytes from a provider are untrusted:
+they may be empty, truncated by a dropped connection, corrupted, or a
+"decode bomb" (a tiny file that declares a huge frame size or frame count).
+`decode_mp4` therefore checks the container's *declared* geometry against the
+caller's caps before decoding a single frame, stops decoding as soon as a cap
+is exceeded, asks the H.264 decoder to fail on bitstream errors instead of
+concealing them (`err_detect=explode`), and checks that the number of frames
+decoded matches the number the container declares. Every failure is a
+`VideoDecodeError` with a reason, so callers classify one exception type
+(`ErrorClass.CORRUPT_RESULT`) and never see PyAV/FFmpeg internals.
+
+Odd frame sizes cannot be encoded as yuv420p, so `encode_mp4` pads them by
+edge replication to even sizes and records the true size in the container's
+`comment` tag (`afd:crop=WxH`); `decode_mp4` crops it back. Files from other
+encoders have no such tag and are returned at their coded display size.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from afd_async.video.clip import Clip
+
+__all__ = ["VideoDecodeError", "decode_mp4", "encode_mp4"]
+
+_CROP_TAG = re.compile(r"^afd:crop=(\d{1,5})x(\d{1,5})$")
+
+
+class VideoDecodeError(ValueError):
+    """The bytes are not a valid, in-limits MP4 video; the message says why."""
+
+
+def encode_mp4(clip: Clip, *, crf: int = 18) -> bytes:
+    """Encode a clip as H.264 (yuv420p) in an MP4 container, in memory.
+
+    Args:
+        clip: RGB uint8 `(T, H, W, 3)` frames and fps.
+        crf: x264 constant rate factor (0 = lossless luma, 18 = visually
+            lossless, 51 = worst). Chroma is subsampled 2x2 regardless.
+
+    Returns:
+        The MP4 file as bytes (moov atom at the end: written in one pass).
+    """
+    if not 0 <= crf <= 51:
+        raise ValueError(f"crf must be in [0, 51], got {crf}")
+    frames = clip.frames
+    h, w = clip.height, clip.width
+    ph, pw = h + (h % 2), w + (w % 2)
+    if (ph, pw) != (h, w):  # yuv420p needs even sizes; replicate the edge, crop on decode
+        frames = np.pad(frames, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        container.metadata["comment"] = f"afd:crop={w}x{h}"
+        rate = Fraction(clip.fps).limit_denominator(1001)
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = pw, ph
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def decode_mp4(data: bytes, *, max_frames: int, max_pixels: int, max_bytes: int) -> Clip:
+    """Decode and verify untrusted MP4 bytes into a `Clip`.
+
+    Args:
+        data: the file.
+        max_frames: the most frames accepted (declared or decoded).
+        max_pixels: the most pixels per frame (width x height) accepted.
+        max_bytes: the largest file accepted.
+
+    Returns:
+        RGB uint8 `(T, H, W, 3)` frames and the stream's average frame rate.
+
+    Raises:
+        VideoDecodeError: empty, too large, not an MP4, no video stream,
+            declared or decoded geometry beyond the caps, bitstream errors,
+            or fewer frames than the container declares (truncation).
+    """
+    if min(max_frames, max_pixels, max_bytes) < 1:
+        raise ValueError("max_frames, max_pixels and max_bytes must be >= 1")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise VideoDecodeError(f"expected bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise VideoDecodeError("empty video data")
+    if len(data) > max_bytes:
+        raise VideoDecodeError(f"video is {len(data)} bytes, more than the cap of {max_bytes}")
+    data = bytes(data)
+    _check_boxes(data)
+    try:
+        return _decode_checked(data, max_frames, max_pixels)
+    except VideoDecodeError:
+        raise
+    except (av.FFmpegError, EOFError) as exc:
+        raise VideoDecodeError(f"corrupt or truncated MP4: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - untrusted input: every other failure is still "bad video"
+        raise VideoDecodeError(f"unreadable MP4: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_checked(data: bytes, max_frames: int, max_pixels: int) -> Clip:
+    """The decode proper; may raise FFmpeg errors, which the caller wraps."""
+    with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
+        if not container.streams.video:
+            raise VideoDecodeError("no video stream in the container")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width < 1 or height < 1:
+            raise VideoDecodeError(f"video stream declares an invalid size {width}x{height}")
+        if width * height > max_pixels:  # decode bomb: refuse before allocating a frame
+            raise VideoDecodeError(f"declared size {width}x{height} exceeds the cap of {max_pixels} pixels")
+        declared = int(stream.frames or 0)
+        if declared > max_frames:
+            raise VideoDecodeError(f"declares {declared} frames, more than the cap of {max_frames}")
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not (0.0 < fps <= 1000.0):
+            raise VideoDecodeError(f"video stream has no usable frame rate ({rate})")
+        crop_w, crop_h = _crop_size(container.metadata.get("comment", ""), width, height)
+        ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
+        frames: list[np.ndarray] = []
+        for frame in container.decode(stream):
+            if len(frames) >= max_frames:
+                raise VideoDecodeError(f"more than the cap of {max_frames} frames decoded")
+            if frame.width != width or frame.height != height:
+                raise VideoDecodeError(
+                    f"frame {len(frames)} is {frame.width}x{frame.height}, stream declares {width}x{height}"
+                )
+            frames.append(frame.to_ndarray(format="rgb24")[:crop_h, :crop_w])
+    if not frames:
+        raise VideoDecodeError("no frames could be decoded")
+    if declared and len(frames) < declared:
+        raise VideoDecodeError(f"truncated: decoded {len(frames)} of {declared} declared frames")
+    return Clip(frames=np.ascontiguousarray(np.stack(frames)), fps=fps)
+
+
+def _check_boxes(data: bytes) -> None:
+    """Walk the top-level ISO-BMFF boxes: their sizes must tile the file exactly.
+
+    This catches truncation anywhere (FFmpeg tolerates a clipped trailing box)
+    and rejects non-MP4 data before FFmpeg parses it.
+    """
+    pos, kinds = 0, set()
+    while pos < len(data):
+        if len(data) - pos < 8:
+            raise VideoDecodeError(f"truncated: {len(data) - pos} stray bytes after the last box")
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        header = 8
+        if size == 1:  # 64-bit "largesize" follows the type
+            if len(data) - pos < 16:
+                raise VideoDecodeError("truncated: incomplete 64-bit box header")
+            size, header = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:  # box extends to the end of the file
+            size = len(data) - pos
+        if not all(0x20 <= b < 0x7F for b in kind):
+            raise VideoDecodeError(f"not an MP4: bad box type at byte {pos}")
+        if size < header:
+            raise VideoDecodeError(f"corrupt MP4: box {kind!r} at byte {pos} has size {size}")
+        if pos + size > len(data):
+            raise VideoDecodeError(
+                f"truncated: box {kind.decode()!r} at byte {pos} needs {size} bytes, {len(data) - pos} remain"
+            )
+        kinds.add(kind)
+        pos += size
+    if b"moov" not in kinds:
+        raise VideoDecodeError("not an MP4 (or truncated): no 'moov' box")
+
+
+def _crop_size(comment: str, width: int, height: int) -> tuple[int, int]:
+    """The true size recorded by `encode_mp4`, if present and consistent; else the coded size."""
+    match = _CROP_TAG.match(comment or "")
+    if match is None:
+        return width, height
+    cw, ch = int(match.group(1)), int(match.group(2))
+    if 1 <= cw <= width and 1 <= ch <= height and width - cw <= 1 and height - ch <= 1:
+        return cw, ch
+    return width, height
