@@ -1,0 +1,444 @@
+"""The per-actor teacher loop: journal + shared quota + provider client + clip cache.
+
+One job (`TeacherGateway.run_job`), every step bounded by a timeout:
+
+    cache hit? → return it
+    for attempt in 0..max_attempts-1:              # a new attempt only after a terminal failure
+        claim journal record (ClaimBusy → JobDeferred)
+        record "submitted"  → adopt a lease, resume polling by job id (never resubmit)
+        record "submitting" → ambiguous create: find_job() or wait out the ambiguity timeout
+        else: quota.acquire (rate token + lease) → journal "submitting" → client.submit
+              (tenacity retries RATE_LIMITED / CONCURRENCY_FULL / TRANSIENT; throttles feed the
+              quota's AIMD and pause) → journal "submitted" (job id) → quota.on_success
+        poll with backoff (lease and claim heartbeats run meanwhile) → release lease at terminal
+        SUCCEEDED → download at once → decode/verify (re-download on CORRUPT_RESULT)
+                  → cache.put → journal "done"
+        FAILED/EXPIRED/CANCELLED, EXPIRED_RESULT → journal "failed", next attempt
+        CONTENT_REJECTED / INVALID / persistent CORRUPT_RESULT → dead-letter stream, JobDeadLettered
+        AUTH / QUOTA_EXHAUSTED → account alert, GatewayHalted (this gateway takes no more prompts)
+
+Invariants: at most one create per (request, attempt) unless an ambiguous create
+is resolved by timeout (counted as a possible duplicate); a job whose id is
+recorded is only ever polled; a cancelled job leaves the journal resumable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterable, Awaitable, Callable, Optional, TypeVar
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
+from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
+from afd_async.teacher.journal import Claim, ClaimBusy, SubmitJournal
+from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
+from afd_async.video.clip import Clip
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_DEAD = (ErrorClass.CONTENT_REJECTED, ErrorClass.INVALID, ErrorClass.CORRUPT_RESULT)
+_HALT = (ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED)
+_THROTTLE = (ErrorClass.RATE_LIMITED, ErrorClass.CONCURRENCY_FULL)
+
+
+class JobDeferred(RuntimeError):
+    """Not done now, nothing lost: another actor owns it, the quota timed out, or a create is ambiguous."""
+
+
+class JobDeadLettered(RuntimeError):
+    """A poison prompt: recorded on the dead-letter stream with its reason."""
+
+    def __init__(self, error_class: str, reason: str) -> None:
+        super().__init__(f"dead-lettered [{error_class}]: {reason}")
+        self.error_class = error_class
+
+
+class JobFailed(RuntimeError):
+    """Every attempt ended in a terminal provider failure or an expired result."""
+
+
+class GatewayHalted(RuntimeError):
+    """An account-level failure (AUTH, QUOTA_EXHAUSTED): stop submitting, alert."""
+
+
+class _AttemptFailed(Exception):
+    """This attempt is over (journal "failed"); the next attempt is a fresh job."""
+
+
+@dataclass
+class RunReport:
+    """Outcome counts of `TeacherGateway.run`."""
+
+    done: int = 0
+    dead: int = 0
+    deferred: int = 0
+    failed: int = 0
+    handed_back: int = 0
+    halted: Optional[str] = None
+
+
+class TeacherGateway:
+    """Drives teacher jobs for one actor. All collaborators are injected.
+
+    Args:
+        client: the provider adapter; may also offer `async find_job(request) -> JobHandle | None`.
+        decode: MP4 bytes → verified, resampled `Clip`; raise `TeacherError(CORRUPT_RESULT)` (or any
+            exception) on bad data.
+        acquire_timeout_s: longest wait for a quota admission before the job is deferred.
+        claim_wait_s: how long to wait for another actor's claim to lapse.
+        submit_attempts: tries per create for retryable classes (exponential backoff with jitter).
+        poll_interval_s / poll_max_interval_s: poll backoff (×1.5 per poll), overridden by a
+            provider's `retry_after_s`.
+        job_timeout_s: a job not terminal after this long is cancelled and its attempt fails.
+        download_attempts: tries per download (TRANSIENT, CORRUPT_RESULT).
+        max_attempts: fresh jobs per request after terminal failures.
+        call_timeout_s: timeout of each provider call.
+    """
+
+    def __init__(
+        self,
+        client: TeacherClient,
+        quota: SharedQuota,
+        journal: SubmitJournal,
+        cache: TeacherCache,
+        decode: Callable[[bytes], Clip],
+        *,
+        acquire_timeout_s: float = 300.0,
+        claim_wait_s: float = 0.0,
+        submit_attempts: int = 8,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        poll_interval_s: float = 2.0,
+        poll_max_interval_s: float = 15.0,
+        job_timeout_s: float = 1800.0,
+        download_attempts: int = 3,
+        max_attempts: int = 3,
+        call_timeout_s: float = 60.0,
+    ) -> None:
+        if min(submit_attempts, download_attempts, max_attempts) < 1:
+            raise ValueError("submit_attempts, download_attempts and max_attempts must be >= 1")
+        self.client, self.quota, self.journal, self.cache, self.decode = client, quota, journal, cache, decode
+        self.provider = client.provider
+        self.acquire_timeout_s, self.claim_wait_s = acquire_timeout_s, claim_wait_s
+        self.submit_attempts, self.retry_initial_s, self.retry_max_s = submit_attempts, retry_initial_s, retry_max_s
+        self.poll_interval_s, self.poll_max_interval_s = poll_interval_s, poll_max_interval_s
+        self.job_timeout_s, self.download_attempts, self.max_attempts = job_timeout_s, download_attempts, max_attempts
+        self.call_timeout_s = call_timeout_s
+        self.halted: Optional[TeacherError] = None
+        self.counters: dict[str, int] = {}
+        self._stop = asyncio.Event()
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    async def _call(self, aw: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(aw, self.call_timeout_s)
+        except asyncio.TimeoutError:
+            raise TeacherError(ErrorClass.TRANSIENT, f"provider call timed out after {self.call_timeout_s}s") from None
+
+    # ------------------------------------------------------------------ one job
+    async def run_job(self, request: JobRequest) -> CacheEntry:
+        """Produce the teacher clip for `request` (see the module docstring for the protocol)."""
+        if self.halted is not None:
+            raise GatewayHalted(str(self.halted))
+        hit = await self.cache.get(self.provider, request)
+        if hit is not None:
+            self._count("cache_hits")
+            return hit
+        for attempt in range(self.max_attempts):
+            key = self.journal.key(self.provider, request, attempt)
+            try:
+                claim = await self.journal.claim(key, wait_s=self.claim_wait_s)
+            except ClaimBusy as e:
+                self._count("deferred")
+                raise JobDeferred(str(e)) from None
+            async with claim:
+                st = claim.record.state
+                if st == "dead":
+                    raise JobDeadLettered("dead", claim.record.reason)
+                if st == "done":
+                    hit = await self.cache.get(self.provider, request)
+                    if hit is not None:
+                        return hit
+                    continue  # the clip expired from the cache: a fresh attempt
+                if st == "failed":
+                    continue
+                try:
+                    return await self._attempt(claim, request)
+                except _AttemptFailed as e:
+                    log.info("teacher job %s attempt %d failed: %s", key, attempt, e)
+                    await self.journal.finish(key, "failed", reason=str(e))
+                    self._count("attempts_failed")
+        raise JobFailed(f"{self.provider}: {self.max_attempts} attempts failed for prompt {request.prompt[:60]!r}")
+
+    async def _attempt(self, claim: Claim, request: JobRequest) -> CacheEntry:
+        rec, key = claim.record, claim.key
+        handle: Optional[JobHandle] = None
+        possible_dup = rec.possible_duplicate
+        started = time.time()
+        if rec.state == "submitted" and rec.handle is not None:
+            handle = rec.handle
+            started = rec.submitting_since or started
+            await self.journal.count("resumed")
+            self._count("resumed")
+        elif rec.state in ("submitting", "ambiguous"):
+            handle, possible_dup = await self._resolve_ambiguous(claim, request)
+            started = rec.submitting_since or started
+        if handle is None:
+            handle, lease, possible_dup = await self._submit(key, request, possible_dup)
+        else:
+            lease = await self.quota.adopt()
+        async with lease:
+            status = await self._poll(handle)
+            await lease.release()  # the provider slot is free at the terminal state
+        return await self._finish(key, request, handle, status, started, possible_dup)
+
+    async def _resolve_ambiguous(self, claim: Claim, request: JobRequest) -> tuple[Optional[JobHandle], bool]:
+        """A previous owner died during a create. Returns (handle to resume, resubmit-is-possible-duplicate)."""
+        key = claim.key
+        find = getattr(self.client, "find_job", None)
+        if find is not None:
+            try:
+                found = await self._call(find(request))
+            except TeacherError as e:
+                raise JobDeferred(f"ambiguous create, lookup failed: {e}") from None
+            if found is not None:
+                await self.journal.mark_submitted(key, claim.record.token or "", found, stat="found_by_lookup")
+                self._count("found_by_lookup")
+                return found, False
+            return None, False  # the provider says no such job: resubmitting is safe
+        state, elapsed = await self.journal.mark_ambiguous(key)
+        if state == "submitted":  # the slow previous owner recorded its job id meanwhile
+            rec = await self.journal.get(key)
+            return rec.handle, rec.possible_duplicate
+        if elapsed < self.journal.ambiguity_timeout_s:
+            self._count("deferred")
+            raise JobDeferred(f"ambiguous create for {key}: resubmit in {self.journal.ambiguity_timeout_s - elapsed:.0f}s")
+        return None, True
+
+    async def _submit(self, key: str, request: JobRequest, possible_dup: bool) -> tuple[JobHandle, Lease, bool]:
+        """Create the job (retrying retryable classes). Returns (handle, lease, possible_duplicate)."""
+        state = {"dup": possible_dup}
+
+        async def once() -> tuple[JobHandle, Lease, bool]:
+            try:
+                lease = await self.quota.acquire(self.acquire_timeout_s)
+            except QuotaTimeout as e:
+                self._count("deferred")
+                raise JobDeferred(str(e)) from None
+            try:
+                token = await self.journal.begin_submit(key, self.provider, request, possible_duplicate=state["dup"])
+                self._count("submits")
+                try:
+                    handle = await self._call(self.client.submit(request))
+                except TeacherError as e:
+                    await self._after_failed_create(key, request, token, e, state)
+                    raise
+                await self.journal.mark_submitted(key, token, handle)
+            except BaseException:
+                await asyncio.shield(lease.release())
+                raise
+            await self.quota.on_success()
+            return handle, lease, state["dup"]
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.submit_attempts),
+                wait=wait_exponential_jitter(multiplier=self.retry_initial_s, max=self.retry_max_s,
+                                             jitter=self.retry_initial_s),
+                retry=retry_if_exception(lambda e: isinstance(e, TeacherError) and e.error_class.retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    return await once()
+        except _Resolved as r:
+            return r.handle, await self.quota.adopt(), state["dup"]
+        except TeacherError as e:
+            await self._fatal(key, request, e)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _after_failed_create(self, key: str, request: JobRequest, token: str, e: TeacherError,
+                                   state: dict[str, bool]) -> None:
+        """Journal and quota bookkeeping for a create that raised."""
+        if e.error_class is ErrorClass.TRANSIENT:
+            # Ambiguous: the create may have reached the provider.
+            find = getattr(self.client, "find_job", None)
+            found = await self._call(find(request)) if find is not None else None
+            if found is not None:
+                await self.journal.mark_submitted(key, token, found, stat="found_by_lookup")
+                self._count("found_by_lookup")
+                raise _Resolved(found)
+            if find is None:
+                state["dup"] = True  # the retry may duplicate this create; count it
+            else:
+                await self.journal.abandon_submit(key, token)
+        else:
+            await self.journal.abandon_submit(key, token)  # a refused create did not happen
+        if e.error_class in _THROTTLE:
+            self._count("throttled")
+            await self.quota.on_throttle(e.retry_after_s)
+
+    async def _fatal(self, key: str, request: JobRequest, e: TeacherError) -> None:
+        """Non-retryable (or retries exhausted) → dead-letter, halt, or a failed attempt."""
+        if e.error_class in _HALT:
+            self.halted = e
+            await self.journal.alert(self.provider, error_class=e.error_class.value, reason=str(e))
+            raise GatewayHalted(str(e)) from None
+        if e.error_class in _DEAD:
+            await self.journal.dead_letter(key, self.provider, request, error_class=e.error_class.value, reason=str(e))
+            self._count("dead")
+            raise JobDeadLettered(e.error_class.value, str(e)) from None
+        if e.error_class.retryable:
+            self._count("deferred")
+            raise JobDeferred(f"create still refused after {self.submit_attempts} tries: {e}") from None
+        raise _AttemptFailed(str(e)) from None
+
+    async def _poll(self, handle: JobHandle) -> JobStatus:
+        deadline = time.monotonic() + self.job_timeout_s
+        interval, errors = self.poll_interval_s, 0
+        while True:
+            try:
+                status = await self._call(self.client.poll(handle))
+                errors = 0
+            except TeacherError as e:
+                if e.error_class in _HALT:
+                    self.halted = e
+                    raise GatewayHalted(str(e)) from None
+                errors += 1
+                if not e.error_class.retryable or errors > self.submit_attempts:
+                    raise _AttemptFailed(f"poll: {e}") from None
+                status = None
+                wait = max(e.retry_after_s or 0.0, min(self.retry_max_s, self.retry_initial_s * 2 ** errors))
+            if status is not None:
+                if status.state.terminal:
+                    return status
+                wait = status.retry_after_s or interval
+                interval = min(interval * 1.5, self.poll_max_interval_s)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                try:
+                    await self._call(self.client.cancel(handle))
+                except TeacherError:
+                    pass
+                raise _AttemptFailed(f"job {handle.job_id} not terminal after {self.job_timeout_s}s; cancelled")
+            await asyncio.sleep(min(wait, remaining))
+
+    async def _finish(self, key: str, request: JobRequest, handle: JobHandle, status: JobStatus,
+                      started: float, possible_dup: bool) -> CacheEntry:
+        if status.state is not JobState.SUCCEEDED:
+            if status.error_class in (ErrorClass.CONTENT_REJECTED, ErrorClass.INVALID):
+                await self._fatal(key, request, TeacherError(status.error_class, status.error_message or "job failed"))
+            raise _AttemptFailed(f"job {handle.job_id} ended {status.state.value}: {status.error_message or ''}")
+        clip = await self._download_and_decode(key, request, status)
+        meta = TeacherMeta(provider=self.provider, model=handle.model or request.model, job_id=handle.job_id,
+                           latency_s=max(0.0, time.time() - started), video_seconds=clip.duration_s,
+                           usage=dict(status.usage), possible_duplicate=possible_dup)
+        entry, _ = await self.cache.put(self.provider, request, clip, meta)
+        await self.journal.finish(key, "done", result_key=entry.key)
+        self._count("done")
+        return entry
+
+    async def _download_and_decode(self, key: str, request: JobRequest, status: JobStatus) -> Clip:
+        last: Optional[TeacherError] = None
+        for i in range(self.download_attempts):
+            try:
+                data = status.result_bytes if status.result_bytes is not None else \
+                    await self._call(self.client.download(status))
+            except TeacherError as e:
+                if e.error_class is ErrorClass.EXPIRED_RESULT:
+                    self._count("results_expired")
+                    raise _AttemptFailed(f"result expired before download: {e}") from None
+                if not (e.error_class.retryable or e.error_class is ErrorClass.CORRUPT_RESULT):
+                    await self._fatal(key, request, e)
+                last = e
+                await asyncio.sleep(min(self.retry_max_s, self.retry_initial_s * 2 ** i))
+                continue
+            try:
+                return self.decode(data)
+            except Exception as e:  # noqa: BLE001 - any decoder failure means a bad result
+                self._count("corrupt_results")
+                last = e if isinstance(e, TeacherError) else TeacherError(ErrorClass.CORRUPT_RESULT, repr(e)[:300])
+                if status.result_bytes is not None:
+                    break  # inline bytes cannot be fetched again
+        assert last is not None
+        if last.error_class is ErrorClass.CORRUPT_RESULT:
+            await self._fatal(key, request, TeacherError(ErrorClass.CORRUPT_RESULT, f"undecodable result: {last}"))
+        raise _AttemptFailed(f"download failed: {last}")
+
+    # ------------------------------------------------------------------ many jobs
+    def stop(self) -> None:
+        """Stop taking prompts; `run` drains in-flight jobs, then hands the rest back."""
+        self._stop.set()
+
+    async def run(self, prompts: AsyncIterable[JobRequest], concurrency: int, *,
+                  drain_timeout_s: float = 60.0) -> RunReport:
+        """Run jobs from `prompts` with `concurrency` workers until the source ends, `stop()`, or a halt.
+
+        On stop, idle workers end at once, busy ones get `drain_timeout_s` to
+        finish; then they are cancelled, which releases leases and claims and
+        leaves each journal record resumable by id (or ambiguous mid-create).
+        """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        report = RunReport()
+        it = prompts.__aiter__()
+        lock = asyncio.Lock()
+        busy: set[asyncio.Task[None]] = set()
+
+        async def worker() -> None:
+            me = asyncio.current_task()
+            assert me is not None
+            while not self._stop.is_set() and self.halted is None:
+                async with lock:
+                    try:
+                        req = await it.__anext__()
+                    except StopAsyncIteration:
+                        return
+                busy.add(me)
+                try:
+                    await self.run_job(req)
+                    report.done += 1
+                except JobDeadLettered:
+                    report.dead += 1
+                except JobDeferred:
+                    report.deferred += 1
+                except JobFailed:
+                    report.failed += 1
+                except GatewayHalted as e:
+                    report.halted = str(e)
+                    return
+                except asyncio.CancelledError:
+                    report.handed_back += 1
+                    raise
+                finally:
+                    busy.discard(me)
+
+        tasks = [asyncio.create_task(worker(), name=f"teacher-worker-{i}") for i in range(concurrency)]
+        stopper = asyncio.create_task(self._stop.wait())
+        all_done = asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait([all_done, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if not all_done.done():
+            for t in tasks:
+                if t not in busy:
+                    t.cancel()  # idle: waiting for a prompt
+            await asyncio.wait([all_done], timeout=drain_timeout_s)
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait([all_done], timeout=drain_timeout_s)
+        stopper.cancel()
+        if self.halted is not None and report.halted is None:
+            report.halted = str(self.halted)
+        return report
+
+
+class _Resolved(Exception):
+    """A failed create turned out to exist at the provider (found by lookup)."""
+
+    def __init__(self, handle: JobHandle) -> None:
+        super().__init__(handle.job_id)
+        self.handle = handle
