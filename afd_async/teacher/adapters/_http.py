@@ -176,7 +176,7 @@ def class_for_status(status: int) -> ErrorClass:
 
 _HINTS: tuple[tuple[ErrorClass, re.Pattern[str]], ...] = (
     (ErrorClass.CONTENT_REJECTED, re.compile(r"(?i)moderat|safety|nsfw|sensitive|content[ _-]?policy|not allowed|prohibited|risk control")),
-    (ErrorClass.QUOTA_EXHAUSTED, re.compile(r"(?i)insufficient (credit|balance|fund)|not enough credits|balance|arrear|overdue|billing|exhausted")),
+    (ErrorClass.QUOTA_EXHAUSTED, re.compile(r"(?i)insufficient (credit|balance|fund)|enough credits|balance|arrear|overdue|billing|exhausted")),
     (ErrorClass.CONCURRENCY_FULL, re.compile(r"(?i)concurren|parallel|in[- ]?flight|queued tasks|queue (is )?full|too many (running|active|pending) ")),
     (ErrorClass.RATE_LIMITED, re.compile(r"(?i)rate[ _-]?limit|too many requests|throttl")),
 )
