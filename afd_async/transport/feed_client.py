@@ -1,0 +1,209 @@
+"""A learner rank's end of the feed: a DEALER with a background I/O thread.
+
+The I/O thread says hello, grants credits, sends heartbeats and receives and
+decodes batches while the learner steps, so `next()` only takes a ready batch
+from a local queue: collation happens in the feeder, transfer and decoding
+happen off the learner's critical path. The local queue holds at most the
+credits granted (`window` plus any `request(n)`), never more.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import zmq
+
+from afd_async.codec.msg import MessageError
+from afd_async.transport._sockets import CurveClientKeys, Waker, make_socket
+from afd_async.transport.errors import FeedEnded, TransportTimeout
+from afd_async.transport.feed_wire import ReceivedBatch, control, decode_batch, decode_control
+
+__all__ = ["FeedClient", "FeedClientStats"]
+
+log = logging.getLogger(__name__)
+_END = object()
+
+
+@dataclass
+class FeedClientStats:
+    """Counters of one learner rank's feed (exported as `afd_*_learner_batch_wait_seconds` etc.)."""
+
+    batches: int = 0
+    bytes: int = 0
+    rejected: int = 0  # foreign bytes, unknown schema/op, malformed batches
+    resets: int = 0  # the feeder forgot us (restart) and we said hello again
+    waits: int = 0
+    wait_seconds: float = 0.0
+    timeouts: int = 0
+
+
+class FeedClient:
+    """Receives batches for one learner rank from a `FeedServer`.
+
+    Call order:
+
+        with FeedClient(endpoint, rank=rank, window=2) as feed:  # hello + credit(window)
+            while training:
+                batch = feed.next(timeout_s=60)                  # grants 1 more credit
+                loss = step(batch.tensors, batch.meta)
+                feed.ack(batch)                                  # feeder acks upstream
+        # exit: bye; batches not acked go to the feeder's on_lost
+
+    Args:
+        endpoint: the feeder's `FeedServer.endpoint`.
+        rank: this learner rank; one connection per rank.
+        window: credits kept outstanding automatically (prefetch depth); 0 means
+            the learner grants credits itself with `request(n)`.
+        heartbeat_s: ping period; must be well below the server's `peer_timeout_s`.
+        auto_ack: ack each batch as `next()` returns it (at-most-once upstream).
+        curve: CURVE client keys; None for plain TCP.
+    """
+
+    def __init__(self, endpoint: str, *, rank: int, window: int = 2, heartbeat_s: float = 1.0,
+                 auto_ack: bool = False, curve: Optional[CurveClientKeys] = None) -> None:
+        if rank < 0 or window < 0 or heartbeat_s <= 0:
+            raise ValueError("rank and window must be >= 0 and heartbeat_s > 0")
+        self.rank, self.window, self._hb, self._auto_ack = rank, window, heartbeat_s, auto_ack
+        self._ctx = zmq.Context(io_threads=1)
+        self._sock = make_socket(self._ctx, zmq.DEALER, hwm=max(window, 1) + 16, client_curve=curve)
+        self._sock.connect(endpoint)
+        self._endpoint = endpoint
+        self._waker = Waker(self._ctx)
+        self._queue: queue.Queue = queue.Queue()  # holds <= outstanding credits
+        self._outstanding = 0  # credits granted to the current server session, not yet used (I/O thread)
+        self._last_heard = float("-inf")
+        self.stats = FeedClientStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._io_loop, name=f"feed-client-{rank}", daemon=True)
+
+    def __enter__(self) -> FeedClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[ReceivedBatch]:
+        """Batches until the feed ends; each `next` waits at most 60 s."""
+        while True:
+            try:
+                yield self.next(timeout_s=60.0)
+            except FeedEnded:
+                return
+
+    def seconds_since_heard(self) -> float:
+        """Seconds since the feeder last answered (inf before the first answer)."""
+        return time.monotonic() - self._last_heard
+
+    def request(self, n: int) -> None:
+        """Grant the feeder `n` more batches (only needed with `window=0`)."""
+        if n > 0:
+            self._waker.send(control("credit", n=n))
+
+    def ack(self, batch: ReceivedBatch | int) -> None:
+        """Tell the feeder a batch was consumed."""
+        seq = batch if isinstance(batch, int) else batch.seq
+        self._waker.send(control("ack", seqs=[seq]))
+
+    def next(self, timeout_s: float) -> ReceivedBatch:
+        """The next batch, waiting at most `timeout_s`.
+
+        Raises:
+            TransportTimeout: no batch in time (says how long the feeder has been silent).
+            FeedEnded: the feeder has no more batches for this rank.
+        """
+        t0 = time.monotonic()
+        try:
+            item = self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            self.stats.timeouts += 1
+            raise TransportTimeout(
+                f"feed rank {self.rank}: no batch from {self._endpoint} within {timeout_s}s "
+                f"(feeder last heard {self.seconds_since_heard():.1f}s ago)") from None
+        finally:
+            self.stats.waits += 1
+            self.stats.wait_seconds += time.monotonic() - t0
+        if item is _END:
+            self._queue.put(_END)
+            raise FeedEnded(f"feed rank {self.rank}: the feeder has no more batches")
+        if self.window:
+            self.request(1)
+        if self._auto_ack:
+            self.ack(item)
+        return item
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Say bye (unacked batches go back to the feeder), stop the I/O thread, close."""
+        if self._stop.is_set():
+            return
+        self._waker.send(control("bye"))
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self._waker.close()
+        self._sock.close(linger=200)  # let the bye reach the feeder
+        self._ctx.term()
+
+    # --- I/O thread -----------------------------------------------------------------------------------
+
+    def _hello(self) -> None:
+        self._sock.send(control("hello", rank=self.rank))
+        credit = self._outstanding or max(self.window - self._queue.qsize(), 0)
+        self._outstanding = 0
+        if credit:
+            self._forward(control("credit", n=credit))
+
+    def _forward(self, data: bytes) -> None:
+        """Send one control message from the learner; credits are counted on the way."""
+        msg = decode_control(data, inbound=True)
+        if msg["op"] == "credit":
+            self._outstanding += msg["n"]
+        self._sock.send(data)
+
+    def _io_loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._waker.receiver, zmq.POLLIN)
+        self._hello()
+        next_ping = time.monotonic() + self._hb
+        while True:
+            events = dict(poller.poll(50))
+            for data in self._waker.drain():
+                self._forward(data)
+            if self._stop.is_set():
+                return
+            if self._sock in events:
+                self._receive()
+            if time.monotonic() >= next_ping:
+                self._sock.send(control("ping"))
+                next_ping = time.monotonic() + self._hb
+
+    def _receive(self) -> None:
+        for _ in range(256):
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                msg = decode_control(frames[0].buffer, inbound=False)
+                batch = decode_batch(msg, frames[1:]) if msg["op"] == "batch" else None
+            except MessageError as e:
+                log.warning("feed rank %d: rejected a message: %s", self.rank, e)
+                self.stats.rejected += 1
+                continue
+            self._last_heard = time.monotonic()
+            if batch is not None:
+                self._outstanding -= 1
+                self.stats.batches += 1
+                self.stats.bytes += batch.nbytes
+                self._queue.put(batch)
+            elif msg["op"] == "reset":
+                self.stats.resets += 1
+                self._hello()
+            elif msg["op"] == "end":
+                self._queue.put(_END)

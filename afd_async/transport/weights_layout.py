@@ -1,0 +1,177 @@
+"""Canonical layout, hashing and wire messages of a published weight version.
+
+Layout: tensors sorted by name, each C-contiguous little-endian, placed at the
+next multiple of `ALIGN` bytes of one logical blob (zero padding between), so a
+receiver can view every tensor in place. The blob is cut into `chunk_size`
+pieces; each piece has a sha256 (`chunk_digests`), and the version's `sha256` is
+
+    sha256( msgpack([version, scope, total, chunk_size, entries]) || chunk_digest_0 || ... )
+
+a hash over the canonical serialization (a one-level hash tree), so chunks can
+be hashed in parallel by the publisher, verified as they arrive by the
+subscriber, and a single corrupted chunk is caught before anything is swapped.
+
+Wire messages are `codec.msg` records of kind `"weights"`, schema `WEIGHTS_SCHEMA`:
+
+    PUB   announce {version, sha256, total, scope}
+    DEALER→ROUTER   latest {rid}               → manifest {rid, manifest} | none {rid}
+    DEALER→ROUTER   chunk {rid, version, index} → chunk {rid, version, index, sizes} + data frames
+                                                | gone {rid, version, latest}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+import torch
+
+from afd_async.codec.msg import DTYPES, MessageError, pack, unpack
+from afd_async.transport.errors import WeightsRejected
+
+__all__ = ["ALIGN", "WEIGHTS_SCHEMA", "Scope", "TensorEntry", "Manifest", "plan_layout", "wmsg", "decode_wmsg",
+           "check_finite"]
+
+ALIGN = 64
+WEIGHTS_SCHEMA = 1
+Scope = Literal["full", "lora"]
+_DTYPE_NAME = {t: name for name, (t, _) in DTYPES.items()}
+_OPS = frozenset({"announce", "latest", "manifest", "none", "chunk", "gone"})
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one named tensor lives in the blob."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a subscriber needs to fetch, verify and view one version."""
+
+    version: int
+    scope: Scope
+    total: int
+    chunk_size: int
+    entries: tuple[TensorEntry, ...]
+    chunk_digests: tuple[bytes, ...]
+    sha256: str
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunk_digests)
+
+    def chunk_span(self, index: int) -> tuple[int, int]:
+        """`(start, stop)` byte offsets of chunk `index` in the blob."""
+        start = index * self.chunk_size
+        return start, min(start + self.chunk_size, self.total)
+
+    @staticmethod
+    def top_digest(version: int, scope: str, total: int, chunk_size: int, entries: Sequence[TensorEntry],
+                   chunk_digests: Sequence[bytes]) -> str:
+        head = msgpack.packb([version, scope, total, chunk_size,
+                              [[e.name, e.dtype, list(e.shape), e.offset, e.nbytes] for e in entries]])
+        h = hashlib.sha256(head)
+        for d in chunk_digests:
+            h.update(d)
+        return h.hexdigest()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"version": self.version, "scope": self.scope, "total": self.total, "chunk_size": self.chunk_size,
+                "entries": [[e.name, e.dtype, list(e.shape), e.offset, e.nbytes] for e in self.entries],
+                "chunk_digests": list(self.chunk_digests), "sha256": self.sha256}
+
+    @classmethod
+    def from_wire(cls, d: Any, *, max_bytes: int) -> Manifest:
+        """Validate a manifest from the wire.
+
+        Raises:
+            WeightsRejected: `layout` for malformed fields, `hash` when `sha256` does not
+                match the manifest and its chunk digests.
+        """
+        version = d.get("version", -1) if isinstance(d, dict) else -1
+        try:
+            m = cls._parse(d, max_bytes)
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsRejected("layout", version if isinstance(version, int) else -1, f"bad manifest: {e}") from e
+        expect = cls.top_digest(m.version, m.scope, m.total, m.chunk_size, m.entries, m.chunk_digests)
+        if expect != m.sha256:
+            raise WeightsRejected("hash", m.version, f"manifest sha256 {m.sha256} != computed {expect}")
+        return m
+
+    @classmethod
+    def _parse(cls, d: dict[str, Any], max_bytes: int) -> Manifest:
+        version, scope, total, chunk_size = d["version"], d["scope"], d["total"], d["chunk_size"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (version, total, chunk_size)):
+            raise TypeError("version, total and chunk_size must be ints")
+        if scope not in ("full", "lora") or version < 0 or not 0 <= total <= max_bytes or chunk_size < ALIGN:
+            raise ValueError(f"scope {scope!r}, version {version}, total {total} (max {max_bytes}), chunk {chunk_size}")
+        entries, end, names = [], 0, set()
+        for name, dtype, shape, offset, nbytes in d["entries"]:
+            if dtype not in DTYPES or not isinstance(name, str) or name in names:
+                raise ValueError(f"entry {name!r}: bad dtype {dtype!r} or duplicate name")
+            itemsize = torch.empty((), dtype=DTYPES[dtype][0]).element_size()
+            if any(not isinstance(s, int) or s < 0 for s in shape) or nbytes != math.prod(shape) * itemsize:
+                raise ValueError(f"entry {name!r}: shape {shape} does not make {nbytes} bytes of {dtype}")
+            if offset % ALIGN or offset < end or offset + nbytes > total:
+                raise ValueError(f"entry {name!r}: offset {offset} misaligned, overlapping or past the blob")
+            names.add(name)
+            end = offset + nbytes
+            entries.append(TensorEntry(name, dtype, tuple(shape), offset, nbytes))
+        digests = tuple(bytes(x) for x in d["chunk_digests"])
+        if len(digests) != math.ceil(total / chunk_size) or any(len(x) != 32 for x in digests):
+            raise ValueError(f"{len(digests)} chunk digests for {total} bytes in chunks of {chunk_size}")
+        if not isinstance(d["sha256"], str):
+            raise TypeError("sha256 must be a hex str")
+        return cls(version, scope, total, chunk_size, tuple(entries), digests, d["sha256"])
+
+
+def plan_layout(tensors: Mapping[str, torch.Tensor]) -> tuple[list[TensorEntry], int]:
+    """Entries (sorted by name, `ALIGN`-aligned) and total blob size for `tensors`."""
+    entries, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.dtype not in _DTYPE_NAME:
+            raise ValueError(f"{name}: unsupported dtype {t.dtype}")
+        nbytes = t.numel() * t.element_size()
+        entries.append(TensorEntry(name, _DTYPE_NAME[t.dtype], tuple(t.shape), offset, nbytes))
+        offset = -(-(offset + nbytes) // ALIGN) * ALIGN
+    return entries, (entries[-1].offset + entries[-1].nbytes) if entries else 0
+
+
+def wmsg(op: str, **fields: Any) -> bytes:
+    """One weights message."""
+    return pack({"kind": "weights", "schema": WEIGHTS_SCHEMA, "op": op, **fields})
+
+
+def decode_wmsg(data: Any, ops: frozenset[str] = _OPS) -> dict[str, Any]:
+    """Decode a weights message whose op is in `ops`.
+
+    Raises:
+        MessageError: foreign bytes, another kind/schema or an unexpected op.
+    """
+    msg = unpack(data, expect_kind="weights", schemas=(WEIGHTS_SCHEMA,))
+    if msg.get("op") not in ops:
+        raise MessageError(f"unexpected weights op {msg.get('op')!r}")
+    return msg
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], block: int = 1 << 22) -> str | None:
+    """The name of the first floating tensor holding NaN/Inf, or None; bounded extra memory."""
+    for name, t in tensors.items():
+        if not (t.is_floating_point() or t.is_complex()):
+            continue
+        flat = t.reshape(-1)
+        for i in range(0, flat.numel(), block):
+            if not bool(torch.isfinite(flat[i : i + block]).all()):
+                return name
+    return None

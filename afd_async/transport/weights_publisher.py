@@ -1,0 +1,281 @@
+"""The learner's end of weight sync: snapshot, hash, announce and serve versions.
+
+`publish(version, state_dict)` copies the tensors into a reused arena (so the
+learner may keep training), lays them out canonically (`weights_layout`), hashes
+the chunks on a small thread pool, then hands the version to the I/O thread,
+which announces it on a PUB socket and serves chunks to subscribers on a ROUTER
+(pull model: a subscriber that joins late asks for the latest version). Chunks
+leave as zero-copy frames of the arena; at most `keep_versions` versions are
+served (older requests get `gone`), and an arena is reused only one publish
+after its version stopped being served, so no send can still be reading it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import zmq
+
+from afd_async.codec.msg import DTYPES, MessageError
+from afd_async.transport._sockets import CurveServerKeys, Waker, bind, make_socket, start_authenticator
+from afd_async.transport.weights_layout import ALIGN, Manifest, Scope, check_finite, decode_wmsg, plan_layout, wmsg
+
+__all__ = ["WeightPublisher", "WeightPublisherStats"]
+
+log = logging.getLogger(__name__)
+_ZEROS = memoryview(bytes(ALIGN))
+
+
+@dataclass
+class WeightPublisherStats:
+    """Counters of one publisher (exported as `afd_weight_sync_*` with direction=publish)."""
+
+    published: int = 0
+    publish_seconds: float = 0.0
+    chunks_served: int = 0
+    bytes_served: int = 0
+    gone: int = 0  # chunk requests for versions no longer served
+    rejected: int = 0  # foreign bytes, unknown schema/op, bad fields
+    send_dropped: int = 0  # reply not queued (HWM or peer gone); the subscriber retries
+
+
+class _Version:
+    """One served version: its manifest and the blob as ordered byte segments."""
+
+    def __init__(self, manifest: Manifest, segments: list[tuple[int, memoryview]], arena: Optional[torch.Tensor]):
+        self.manifest, self.arena = manifest, arena
+        self._starts = [s for s, _ in segments]
+        self._segments = segments
+
+    def parts(self, start: int, stop: int) -> list[memoryview]:
+        """Zero-copy views covering blob bytes `[start, stop)`."""
+        out, i = [], max(bisect.bisect_right(self._starts, start) - 1, 0)
+        while start < stop and i < len(self._segments):
+            s, mv = self._segments[i]
+            lo, hi = max(start, s), min(stop, s + mv.nbytes)
+            if lo < hi:
+                out.append(mv[lo - s : hi - s])
+                start = hi
+            i += 1
+        return out
+
+
+def _blob_view(arena: torch.Tensor) -> memoryview:
+    return memoryview(arena.numpy())
+
+
+class WeightPublisher:
+    """Publishes versioned, hashed, chunked weights to `WeightSubscriber`s.
+
+    Call order:
+
+        with WeightPublisher("tcp://0.0.0.0:5556", "tcp://0.0.0.0:5557") as pub:
+            for step in training:
+                train_step()
+                if step % publish_every == 0:
+                    version += 1
+                    pub.publish(version, lora_state_dict, scope="lora")  # returns once served
+
+    Args:
+        notify_endpoint: PUB endpoint for announcements.
+        fetch_endpoint: ROUTER endpoint serving manifests and chunks.
+        chunk_size: bytes per chunk (4–16 MiB keeps frames small against HWMs).
+        keep_versions: versions served at once (a fetch in progress may finish).
+        copy: snapshot tensors into an arena; False only if the caller never
+            mutates the tensors it published (GPU tensors are always copied).
+        check_finite: refuse to publish NaN/Inf (subscribers check regardless).
+        hash_threads: threads hashing chunks (hashlib releases the GIL).
+        curve: CURVE server keys for both sockets; None for plain TCP.
+    """
+
+    def __init__(self, notify_endpoint: str, fetch_endpoint: str, *, chunk_size: int = 8 << 20,
+                 keep_versions: int = 2, copy: bool = True, check_finite: bool = False, hash_threads: int = 2,
+                 curve: Optional[CurveServerKeys] = None) -> None:
+        if chunk_size < ALIGN or chunk_size % ALIGN or keep_versions < 1 or hash_threads < 1:
+            raise ValueError(f"chunk_size must be a positive multiple of {ALIGN}; keep_versions, hash_threads >= 1")
+        self._chunk, self._keep, self._copy, self._check = chunk_size, keep_versions, copy, check_finite
+        self._ctx = zmq.Context(io_threads=1)
+        self._auth = start_authenticator(self._ctx, curve) if curve else None
+        self._pub = make_socket(self._ctx, zmq.PUB, hwm=64, server_curve=curve)
+        self._router = make_socket(self._ctx, zmq.ROUTER, hwm=32, server_curve=curve)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.notify_endpoint = bind(self._pub, notify_endpoint)
+        self.fetch_endpoint = bind(self._router, fetch_endpoint)
+        self._waker = Waker(self._ctx)
+        self._pool = concurrent.futures.ThreadPoolExecutor(hash_threads, thread_name_prefix="weights-hash")
+        self._lock = threading.Lock()
+        self._versions: OrderedDict[int, _Version] = OrderedDict()
+        self._spare_arenas: list[torch.Tensor] = []  # evicted one publish ago: safe to reuse now
+        self._evicted: list[torch.Tensor] = []
+        self._to_announce: list[Manifest] = []
+        self.version = -1
+        self.stats = WeightPublisherStats()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._io_loop, name="weights-publisher", daemon=True)
+
+    def __enter__(self) -> WeightPublisher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop serving and close the sockets."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self._pool.shutdown(wait=True)
+        self._waker.close()
+        self._pub.close(0)
+        self._router.close(0)
+        if self._auth is not None:
+            self._auth.stop()
+        self._ctx.term()
+
+    def publish(self, version: int, state_dict: Mapping[str, torch.Tensor], *, scope: Scope = "full") -> Manifest:
+        """Snapshot, hash and serve `state_dict` as `version` (> every earlier version).
+
+        Returns:
+            The version's manifest (`sha256`, layout, chunk digests).
+
+        Raises:
+            ValueError: a version not above the last one, an unsupported dtype, or
+                NaN/Inf with `check_finite`.
+        """
+        t0 = time.perf_counter()
+        if version <= self.version:
+            raise ValueError(f"weights version {version} is not above the last published {self.version}")
+        if self._check and (bad := check_finite(state_dict)) is not None:
+            raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
+        entries, total = plan_layout(state_dict)
+        arena: Optional[torch.Tensor] = None
+        if self._copy or any(t.device.type != "cpu" for t in state_dict.values()):
+            arena = self._arena(total)
+            for e, prev_end in zip(entries, [0] + [x.offset + x.nbytes for x in entries[:-1]]):
+                arena[prev_end : e.offset].zero_()
+                if e.nbytes:
+                    dst = arena[e.offset : e.offset + e.nbytes].view(DTYPES[e.dtype][0]).view(e.shape)
+                    dst.copy_(state_dict[e.name].detach())
+            segments = [(0, _blob_view(arena)[:total])]
+        else:
+            segments = self._segments(state_dict, entries)
+        blob = _Version(Manifest(version, scope, total, self._chunk, tuple(entries), (), ""), segments, arena)
+        n = -(-total // self._chunk)
+        digests = tuple(self._pool.map(lambda i: self._digest(blob, i), range(n)))
+        sha = Manifest.top_digest(version, scope, total, self._chunk, entries, digests)
+        blob.manifest = Manifest(version, scope, total, self._chunk, tuple(entries), digests, sha)
+        with self._lock:
+            self._versions[version] = blob
+            self.version = version
+            self._spare_arenas.extend(self._evicted)
+            self._evicted = []
+            while len(self._versions) > self._keep:
+                old = self._versions.popitem(last=False)[1]
+                if old.arena is not None:
+                    self._evicted.append(old.arena)
+            self._to_announce.append(blob.manifest)
+            self.stats.published += 1
+            self.stats.publish_seconds += time.perf_counter() - t0
+        self._waker.send()
+        return blob.manifest
+
+    def _arena(self, total: int) -> torch.Tensor:
+        with self._lock:
+            for i, a in enumerate(self._spare_arenas):
+                if a.numel() >= total:
+                    return self._spare_arenas.pop(i)
+        return torch.empty(max(total, 1), dtype=torch.uint8)
+
+    def _digest(self, blob: _Version, index: int) -> bytes:
+        h = hashlib.sha256()
+        start = index * self._chunk
+        for p in blob.parts(start, min(start + self._chunk, blob.manifest.total)):
+            h.update(p)
+        return h.digest()
+
+    @staticmethod
+    def _segments(state_dict: Mapping[str, torch.Tensor], entries: list[Any]) -> list[tuple[int, memoryview]]:
+        """Zero-copy segments over the caller's tensors, with zero padding between them."""
+        segments, end = [], 0
+        for e in entries:
+            if e.offset > end:
+                segments.append((end, _ZEROS[: e.offset - end]))
+            t = state_dict[e.name].detach().contiguous()
+            if e.nbytes:
+                segments.append((e.offset, memoryview(t.reshape(-1).view(torch.uint8).numpy())))
+            end = e.offset + e.nbytes
+        return segments
+
+    # --- I/O thread -----------------------------------------------------------------------------------
+
+    def _io_loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._waker.receiver, zmq.POLLIN)
+        while not self._stop.is_set():
+            events = dict(poller.poll(50))
+            if self._waker.receiver in events:
+                self._waker.drain()
+            with self._lock:
+                announce, self._to_announce = self._to_announce, []
+            for m in announce:
+                self._pub.send(wmsg("announce", version=m.version, sha256=m.sha256, total=m.total, scope=m.scope))
+            if self._router in events:
+                for _ in range(256):
+                    try:
+                        frames = self._router.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._serve(frames)
+
+    def _send(self, frames: list[Any]) -> bool:
+        try:
+            self._router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.ZMQError:
+            self.stats.send_dropped += 1
+            return False
+
+    def _serve(self, frames: list[bytes]) -> None:
+        ident = frames[0]
+        try:
+            if len(frames) != 2:
+                raise MessageError(f"expected 1 payload frame, got {len(frames) - 1}")
+            msg = decode_wmsg(frames[1], frozenset({"latest", "chunk"}))
+            rid = msg.get("rid")
+            if msg["op"] == "chunk" and not (isinstance(msg.get("version"), int) and isinstance(msg.get("index"), int)):
+                raise MessageError("chunk request needs int version and index")
+        except MessageError as e:
+            log.warning("weights publisher: rejected a request: %s", e)
+            self.stats.rejected += 1
+            return
+        with self._lock:
+            latest = self._versions[next(reversed(self._versions))] if self._versions else None
+            blob = self._versions.get(msg.get("version", -1)) if msg["op"] == "chunk" else latest
+        if msg["op"] == "latest":
+            reply = wmsg("none", rid=rid) if latest is None else wmsg("manifest", rid=rid, manifest=latest.manifest.to_wire())
+            self._send([ident, reply])
+            return
+        index = msg["index"]
+        if blob is None or not 0 <= index < blob.manifest.n_chunks:
+            self.stats.gone += 1
+            self._send([ident, wmsg("gone", rid=rid, version=msg["version"], latest=self.version)])
+            return
+        parts = blob.parts(*blob.manifest.chunk_span(index))
+        head = wmsg("chunk", rid=rid, version=msg["version"], index=index, sizes=[p.nbytes for p in parts])
+        if self._send([ident, head, *parts]):
+            self.stats.chunks_served += 1
+            self.stats.bytes_served += sum(p.nbytes for p in parts)

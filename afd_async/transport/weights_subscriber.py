@@ -1,0 +1,322 @@
+"""The actor's end of weight sync: learn of versions, fetch, verify, hand over.
+
+Announcements arrive on a SUB socket, but they are only hints: the subscriber
+asks the publisher's ROUTER for the latest manifest (so a late joiner, or one
+whose SUB missed a message, still gets the newest version) and pulls its chunks
+over a DEALER, at most `window` chunks in flight and one version at a time,
+straight into a reused buffer (`recv_into`). Each chunk's sha256 is checked as
+it lands, then the manifest's `sha256`, version monotonicity and finiteness; any
+failure raises `WeightsRejected` and the last good version stays in place.
+
+Buffers: two, reused. The tensors of an update are views into one of them and
+stay valid until the update after next is accepted; load them into the model
+(`load_state_dict` copies) between rollouts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+import zmq
+
+from afd_async.codec.msg import DTYPES, MessageError
+from afd_async.transport._sockets import CurveClientKeys, make_socket
+from afd_async.transport.errors import TransportTimeout, WeightsRejected
+from afd_async.transport.weights_layout import Manifest, Scope, check_finite, decode_wmsg, wmsg
+
+__all__ = ["WeightSubscriber", "WeightSubscriberStats", "WeightsUpdate"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WeightsUpdate:
+    """A verified weight version; `state_dict` tensors are views into the subscriber's buffer."""
+
+    version: int
+    sha256: str
+    scope: Scope
+    state_dict: dict[str, torch.Tensor]
+    nbytes: int
+    seconds: float  # fetch + verify time
+
+
+@dataclass
+class WeightSubscriberStats:
+    """Counters of one subscriber (exported as `afd_weight_sync_*` with direction=receive)."""
+
+    updates: int = 0
+    bytes: int = 0
+    fetch_seconds: float = 0.0
+    rejected: dict[str, int] | None = None  # reason -> count (hash, nonfinite, stale, layout, gone, schema)
+    waits: int = 0
+    wait_seconds: float = 0.0
+    timeouts: int = 0
+
+    def reject(self, reason: str) -> None:
+        self.rejected = self.rejected or {}
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+class WeightSubscriber:
+    """Receives weight versions from a `WeightPublisher`.
+
+    Call order:
+
+        with WeightSubscriber(notify_endpoint, fetch_endpoint) as sub:
+            model.load_state_dict(sub.wait_for_version(0, timeout_s=120).state_dict)
+            while acting:
+                rollout(model)                            # with sub.version
+                update = sub.poll_update(timeout_s=60)    # between rollouts; None if nothing new
+                if update is not None:
+                    model.load_state_dict(update.state_dict)
+
+    Args:
+        notify_endpoint: the publisher's PUB endpoint.
+        fetch_endpoint: the publisher's ROUTER endpoint.
+        window: chunk requests in flight (memory ≈ window × chunk size in ZeroMQ).
+        query_interval_s: ask for the latest version at least this often while
+            waiting, in case an announcement was missed.
+        retry_s: re-request chunks after this long without a reply.
+        max_bytes: largest version accepted (guards the buffer allocation).
+        curve: CURVE client keys for both sockets; None for plain TCP.
+    """
+
+    def __init__(self, notify_endpoint: str, fetch_endpoint: str, *, window: int = 4, query_interval_s: float = 1.0,
+                 retry_s: float = 2.0, max_bytes: int = 64 << 30, curve: Optional[CurveClientKeys] = None) -> None:
+        if window < 1 or query_interval_s <= 0 or retry_s <= 0:
+            raise ValueError("window must be >= 1; query_interval_s and retry_s > 0")
+        self._window, self._query_s, self._retry_s, self._max_bytes = window, query_interval_s, retry_s, max_bytes
+        self._ctx = zmq.Context(io_threads=1)
+        self._sub = make_socket(self._ctx, zmq.SUB, hwm=64, client_curve=curve)
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sub.connect(notify_endpoint)
+        self._dealer = make_socket(self._ctx, zmq.DEALER, hwm=window + 16, client_curve=curve)
+        self._dealer.connect(fetch_endpoint)
+        self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="weights-verify")
+        self._rids = itertools.count(1)
+        self._current_buf: Optional[torch.Tensor] = None  # holds self.current's tensors
+        self._spare_buf: Optional[torch.Tensor] = None  # the next fetch lands here
+        self.current: Optional[WeightsUpdate] = None
+        self.announced = -1
+        self._last_heard = float("-inf")
+        self.stats = WeightSubscriberStats()
+
+    @property
+    def version(self) -> int:
+        """Version of the last good weights (-1 before the first)."""
+        return self.current.version if self.current is not None else -1
+
+    def __enter__(self) -> WeightSubscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._hasher.shutdown(wait=True)
+        self._sub.close(0)
+        self._dealer.close(0)
+        self._ctx.term()
+
+    def poll_announcements(self) -> int:
+        """Read pending announcements without blocking; returns the newest version announced."""
+        while True:
+            try:
+                data = self._sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return self.announced
+            try:
+                msg = decode_wmsg(data, frozenset({"announce"}))
+                if not isinstance(msg.get("version"), int):
+                    raise MessageError("announce needs an int version")
+            except MessageError as e:
+                log.warning("weights subscriber: rejected an announcement: %s", e)
+                self.stats.reject("schema")
+                continue
+            self.announced = max(self.announced, msg["version"])
+
+    def poll_update(self, timeout_s: float) -> Optional[WeightsUpdate]:
+        """Fetch the latest version if one newer than ours was announced, else None at once."""
+        if self.poll_announcements() <= self.version:
+            return None
+        return self.fetch_latest(timeout_s)
+
+    def refresh(self, max_lag: int, timeout_s: float) -> WeightsUpdate:
+        """Make sure our version is at most `max_lag` behind the newest announced (k_D for D)."""
+        latest = max(self.poll_announcements(), self.version)
+        if self.current is not None and latest - self.version <= max_lag:
+            return self.current
+        return self.wait_for_version(max(latest - max_lag, 0), timeout_s)
+
+    def wait_for_version(self, min_version: int, timeout_s: float) -> WeightsUpdate:
+        """Block until we hold a version >= `min_version`; returns the current update.
+
+        Raises:
+            TransportTimeout: not reached in `timeout_s` (says what we have and last heard).
+        """
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        next_query = t0
+        try:
+            while self.current is None or self.version < min_version:
+                now = time.monotonic()
+                if now >= deadline:
+                    self.stats.timeouts += 1
+                    raise TransportTimeout(
+                        f"no weights version >= {min_version} within {timeout_s}s: holding {self.version}, "
+                        f"newest announced {self.announced}, publisher last answered "
+                        f"{now - self._last_heard:.1f}s ago")
+                if self.poll_announcements() > self.version or now >= next_query:
+                    next_query = now + self._query_s
+                    try:
+                        self.fetch_latest(max(deadline - now, 1e-3))
+                    except WeightsRejected as e:
+                        log.warning("%s", e)
+                    except TransportTimeout:
+                        continue
+                    if self.version >= min_version:
+                        break
+                self._sub.poll(max(1, int(1000 * min(deadline - time.monotonic(), next_query - time.monotonic()))))
+        finally:
+            self.stats.waits += 1
+            self.stats.wait_seconds += time.monotonic() - t0
+        assert self.current is not None
+        return self.current
+
+    def fetch_latest(self, timeout_s: float) -> Optional[WeightsUpdate]:
+        """Fetch, verify and accept the publisher's latest version; None when it is ours or none exists.
+
+        Raises:
+            WeightsRejected: hash mismatch, NaN/Inf, an older version than ours, a bad
+                layout, or the version dropped mid-fetch; the last good weights stay.
+            TransportTimeout: the publisher did not answer in time.
+        """
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        rid = next(self._rids)
+        msg, _ = self._request(wmsg("latest", rid=rid), rid, deadline, frozenset({"manifest", "none"}))
+        if msg["op"] == "none":
+            return None
+        try:
+            m = Manifest.from_wire(msg.get("manifest"), max_bytes=self._max_bytes)
+            if m.version < self.version:
+                raise WeightsRejected("stale", m.version, f"older than the version held ({self.version})")
+            if m.version == self.version:
+                return None
+            buf = self._spare(m.total)
+            self._fetch_chunks(m, buf, deadline)
+            update = self._verify(m, buf, time.monotonic() - t0)
+        except WeightsRejected as e:
+            self.stats.reject(e.reason)
+            raise
+        self._current_buf, self._spare_buf = buf, self._current_buf
+        self.current = update
+        self.announced = max(self.announced, m.version)
+        self.stats.updates += 1
+        self.stats.bytes += m.total
+        self.stats.fetch_seconds += update.seconds
+        return update
+
+    # --- internals ------------------------------------------------------------------------------------
+
+    def _spare(self, total: int) -> torch.Tensor:
+        """The buffer not holding the current version, grown if needed."""
+        if self._spare_buf is None or self._spare_buf.numel() < total:
+            self._spare_buf = torch.empty(max(total, 1), dtype=torch.uint8)
+        return self._spare_buf
+
+    def _recv(self, rid: int, ops: frozenset[str]) -> Optional[dict[str, Any]]:
+        """One reply head matching `rid`, or None (foreign/stale; its frames are discarded)."""
+        try:
+            msg = decode_wmsg(self._dealer.recv(), ops | {"gone"})
+            ok = msg.get("rid") == rid
+        except MessageError as e:
+            log.warning("weights subscriber: rejected a reply: %s", e)
+            self.stats.reject("schema")
+            ok, msg = False, {}
+        if ok:
+            self._last_heard = time.monotonic()
+            return msg
+        while self._dealer.getsockopt(zmq.RCVMORE):
+            self._dealer.recv()
+        return None
+
+    def _request(self, data: bytes, rid: int, deadline: float, ops: frozenset[str]) -> tuple[dict[str, Any], float]:
+        self._dealer.send(data)
+        resend = time.monotonic() + self._retry_s
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise TransportTimeout(f"weights publisher did not answer within the deadline "
+                                       f"(last answered {now - self._last_heard:.1f}s ago)")
+            if now >= resend:
+                self._dealer.send(data)
+                resend = now + self._retry_s
+            if self._dealer.poll(max(1, int(1000 * min(deadline, resend) - 1000 * now)), zmq.POLLIN):
+                msg = self._recv(rid, ops)
+                if msg is not None:
+                    return msg, now
+
+    def _fetch_chunks(self, m: Manifest, buf: torch.Tensor, deadline: float) -> None:
+        mv = memoryview(buf.numpy())
+        rid = next(self._rids)
+        todo = list(range(m.n_chunks))[::-1]
+        inflight: dict[int, float] = {}
+        checks: list[tuple[int, concurrent.futures.Future]] = []
+        while todo or inflight:
+            now = time.monotonic()
+            for idx in [i for i, t in inflight.items() if now - t > self._retry_s]:
+                inflight.pop(idx)
+                todo.append(idx)
+            while todo and len(inflight) < self._window:
+                idx = todo.pop()
+                self._dealer.send(wmsg("chunk", rid=rid, version=m.version, index=idx))
+                inflight[idx] = now
+            if now >= deadline:
+                raise TransportTimeout(f"weights version {m.version}: {len(todo) + len(inflight)} of "
+                                       f"{m.n_chunks} chunks missing at the deadline")
+            if not self._dealer.poll(max(1, int(1000 * min(deadline - now, self._retry_s))), zmq.POLLIN):
+                continue
+            msg = self._recv(rid, frozenset({"chunk"}))
+            if msg is None:
+                continue
+            if msg["op"] == "gone":
+                raise WeightsRejected("gone", m.version, f"publisher moved on to {msg.get('latest')}")
+            idx, sizes = msg.get("index"), msg.get("sizes")
+            if idx not in inflight:  # duplicate after a retry
+                while self._dealer.getsockopt(zmq.RCVMORE):
+                    self._dealer.recv()
+                continue
+            start, stop = m.chunk_span(idx)
+            if not isinstance(sizes, list) or sum(sizes) != stop - start:
+                raise WeightsRejected("layout", m.version, f"chunk {idx} sizes {sizes} != {stop - start} bytes")
+            off = start
+            for size in sizes:
+                if not self._dealer.getsockopt(zmq.RCVMORE) or self._dealer.recv_into(mv[off : off + size]) != size:
+                    raise WeightsRejected("layout", m.version, f"chunk {idx}: frames disagree with sizes {sizes}")
+                off += size
+            while self._dealer.getsockopt(zmq.RCVMORE):
+                self._dealer.recv()
+                raise WeightsRejected("layout", m.version, f"chunk {idx}: more frames than sizes")
+            del inflight[idx]
+            checks.append((idx, self._hasher.submit(lambda a, b: hashlib.sha256(mv[a:b]).digest(), start, stop)))
+        for idx, fut in checks:
+            if fut.result() != m.chunk_digests[idx]:
+                raise WeightsRejected("hash", m.version, f"chunk {idx} sha256 mismatch")
+
+    def _verify(self, m: Manifest, buf: torch.Tensor, seconds: float) -> WeightsUpdate:
+        sd = {e.name: buf[e.offset : e.offset + e.nbytes].view(DTYPES[e.dtype][0]).view(e.shape) for e in m.entries}
+        bad = check_finite(sd)
+        if bad is not None:
+            raise WeightsRejected("nonfinite", m.version, f"{bad} holds NaN/Inf")
+        if m.version <= self.version:
+            raise WeightsRejected("stale", m.version, f"not newer than the version held ({self.version})")
+        return WeightsUpdate(m.version, m.sha256, m.scope, sd, m.total, seconds)
