@@ -168,7 +168,12 @@ def serve(app: Starlette, host: str = "127.0.0.1", port: int = 0, *, start_timeo
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="on", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"teacher-server-{port}", daemon=True)
+
+    def run() -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits on a bind failure; the wait below reports it
+            server.run()
+
+    thread = threading.Thread(target=run, name=f"teacher-server-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout_s
     while not server.started:

@@ -243,3 +243,12 @@ def test_backend_crash_fails_job_not_server() -> None:
         done, _ = _finished(client, "x")
         assert done["status"] == "failed" and done["error"]["code"] == "generation_failed"
         assert client.get("/healthz").status_code == 200
+
+
+def test_serve_reports_a_port_in_use() -> None:
+    app_kw: dict[str, Any] = dict(backend=square_backend, api_keys=[KEY], create_rate_per_min=60, max_in_flight=1,
+                                  max_queued=1, render_latency_s=0.0, faults=FaultConfig(), result_ttl_s=60.0)
+    with serve(create_app(**app_kw)) as first:
+        with pytest.raises(RuntimeError, match="failed to start"):
+            serve(create_app(**app_kw), port=first.port)
+        assert httpx.get(f"{first.url}/healthz").status_code == 200
