@@ -131,9 +131,14 @@ class SelfAttention(nn.Module):
 
     def forward(
         self, x: Tensor, rope: tuple[Tensor, Tensor], plan: Optional[AttnPlan] = None,
-        cache: Optional[LayerKV] = None, write: bool = False,
+        cache: Optional[LayerKV] = None, write: bool = False, q_from: int = 0,
     ) -> Tensor:
-        """`x (B, L, D)` -> `(B, L, D)`."""
+        """`x (B, L, D)` -> `(B, L − q_from, D)`.
+
+        Tokens before `q_from` only serve as keys/values (their outputs are not
+        needed, e.g. the clean stream in the last block), so their queries are
+        skipped; `q_from` must fall on a plan block boundary.
+        """
         b, n, d = x.shape
         qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads)
         q, k = apply_rope(qkv[:, :, :2], *rope).permute(2, 0, 3, 1, 4)  # (B, heads, L, hd) each
@@ -144,16 +149,22 @@ class SelfAttention(nn.Module):
                 k, v = cache.keys, cache.values
             elif cache.keys is not None:
                 k, v = torch.cat([cache.keys, k], dim=2), torch.cat([cache.values, v], dim=2)
+        if q_from >= n:
+            return x.new_empty(b, 0, d)
         if plan is None:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q[:, :, q_from:], k, v)
         else:
             outs = []
             for qs, ks in plan:
+                if qs.start < q_from:
+                    if qs.stop > q_from:
+                        raise ValueError(f"q_from={q_from} splits the plan block {qs}")
+                    continue
                 kk = k[:, :, ks[0]] if len(ks) == 1 else torch.cat([k[:, :, r] for r in ks], dim=2)
                 vv = v[:, :, ks[0]] if len(ks) == 1 else torch.cat([v[:, :, r] for r in ks], dim=2)
                 outs.append(F.scaled_dot_product_attention(q[:, :, qs], kk, vv))
             out = torch.cat(outs, dim=2)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+        return self.proj(out.transpose(1, 2).reshape(b, n - q_from, d))
 
 
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -181,13 +192,22 @@ class DiTBlock(nn.Module):
 
     def forward(
         self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], plan: Optional[AttnPlan] = None,
-        cache: Optional[LayerKV] = None, write: bool = False,
+        cache: Optional[LayerKV] = None, write: bool = False, keep_from: int = 0,
     ) -> Tensor:
-        """`x (B, F, P, D)`, `c (B, F, D)` -> `(B, F, P, D)`."""
+        """`x (B, F, P, D)`, `c (B, F, D)` -> `(B, F − keep_from, P, D)`.
+
+        Frames before `keep_from` still provide keys/values (and cache writes)
+        but get no output: the last block runs only what the caller reads.
+        """
         b, f, p, d = x.shape
-        sh1, sc1, g1, sh2, sc2, g2 = self.ada(c).unsqueeze(2).chunk(6, dim=-1)  # each (B, F, 1, D)
+        sh1, sc1, *rest = self.ada(c).unsqueeze(2).chunk(6, dim=-1)  # each (B, F, 1, D)
+        g1, sh2, sc2, g2 = (m[:, keep_from:] for m in rest)
         h = _modulate(self.norm1(x), sh1, sc1).reshape(b, f * p, d)
-        x = x + g1 * self.attn(h, rope, plan, cache, write).view(b, f, p, d)
+        attn = self.attn(h, rope, plan, cache, write, q_from=keep_from * p)
+        x = x[:, keep_from:]
+        if x.shape[1] == 0:
+            return x
+        x = x + g1 * attn.view(b, f - keep_from, p, d)
         return x + g2 * self.mlp(_modulate(self.norm2(x), sh2, sc2))
 
 

@@ -16,7 +16,7 @@ Two ways to run it, computing the same numbers:
   denoising steps on the shifted schedule, re-noising the x0 prediction with
   fresh noise to the next level (Self-Forcing); then the clamped clean chunk is
   run once at t = 0 to write its keys/values to the KV cache. `use_cache=False`
-  instead recomputes the clean context with the training mask at every step:
+  instead recomputes the clean context with the training attention pattern at every step:
   the oracle the cache must reproduce.
 """
 
@@ -127,15 +127,18 @@ class TinyCausalStudent(nn.Module):
 
         Returns v `(B, C, F − out_from, H, W)` of the frames from `out_from` on,
         or None when `out_from is None` (a cache-writing pass needs no output).
+        The last block computes only those frames; earlier ones only serve as keys/values there.
         """
         h = self.patch_embed(self._patchify(x)) + self.pos_embed.to(x.dtype)
         c = self.t_embed(t_frames) + text_c[:, None]
         rope = self.rope.cos_sin(frames, self.tokens_per_frame, h.dtype)
+        last = len(self.blocks) - 1
+        keep = h.shape[1] if out_from is None else out_from
         for i, block in enumerate(self.blocks):
-            h = block(h, c, rope, plan, cache[i] if cache is not None else None, write)
+            h = block(h, c, rope, plan, cache[i] if cache is not None else None, write, keep if i == last else 0)
         if out_from is None:
             return None
-        return self._unpatchify(self.final(h[:, out_from:], c[:, out_from:]))
+        return self._unpatchify(self.final(h, c[:, out_from:]))
 
     def _stream_plan(self, n_clean: int, n_noisy: int, start: int) -> AttnPlan:
         """Attention plan over tokens [clean chunks 0..n_clean−1 | noisy chunks start..start+n_noisy−1].

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 import torch
 
+from afd_async.checkpoint import load_module, save_module
 from afd_async.models import StudentTrajectory, TinyCausalStudent
 from afd_async.models.schedule import rollout_sigmas
 
@@ -57,6 +61,16 @@ def test_config_roundtrip_and_default_size():
     default = TinyCausalStudent(height=32, width=32, chunk_frames=4, patch_size=4, dim=128, depth=4, heads=4,
                                 mlp_ratio=4.0, text_dim=384)
     assert 0.8e6 < sum(p.numel() for p in default.parameters()) < 1.6e6
+
+
+def test_checkpoint_and_deepcopy_roundtrip(tmp_path: Path):
+    """Rebuilt from the safetensors checkpoint (config in metadata) or deep-copied (EMA / old policy), same rollout."""
+    model = _student()
+    text = _inputs()[2]
+    loaded, _ = load_module(save_module(tmp_path / "s.safetensors", model), TinyCausalStudent.from_config)
+    ref = _rollout(model, text)
+    for other in (loaded.eval(), copy.deepcopy(model)):
+        torch.testing.assert_close(_rollout(other, text), ref, atol=1e-5, rtol=0)
 
 
 def test_untrained_student_is_stable():
