@@ -228,12 +228,11 @@ class Handlers:
             return _error(404, "not_found", "no such video")
         with self.queue.lock:
             status, data = job.status, job.result
-            if status == "completed" and data is not None:
-                self.queue.counts["downloads"] += 1
-        if status == "expired":
-            return _error(410, "expired", "the video has expired; its content is no longer available")
-        if status != "completed" or data is None:
-            return _error(409, "invalid_state", f"the video is {status}, content is available once completed")
+            if status == "expired" or (status == "completed" and job.fault == "expired_url"):
+                return _error(410, "expired", "the video has expired; its content is no longer available")
+            if status != "completed" or data is None:
+                return _error(409, "invalid_state", f"the video is {status}, content is available once completed")
+            self.queue.counts["downloads"] += 1
         return Response(data, media_type="video/mp4")
 
     async def cancel(self, request: Request) -> Response:

@@ -21,7 +21,7 @@ Request faults (per HTTP request):
 Job faults (decided when the job is created):
     `content_policy` (the job fails with code `content_policy`),
     `truncated_mp4` (the stored MP4 is cut short), `corrupt_mp4` (garbled),
-    `expired_url` (the content URL answers 410 at once),
+    `expired_url` (the job reads `completed` but its content URL answers 410),
     `wrong_size` (half the size), `wrong_fps` (double the declared fps),
     `wrong_length` (half the frames).
 """

@@ -191,7 +191,7 @@ class JobQueue:
             now = self.clock()
             job.status, job.error, job.result, job.completed_at = status, error, result, now
             if status == "completed":
-                job.expires_at = now if job.fault == "expired_url" else now + self.result_ttl_s
+                job.expires_at = now + self.result_ttl_s
             self.counts[status] += 1
 
     def _run(self, job: Job) -> None:

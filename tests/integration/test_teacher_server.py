@@ -191,8 +191,9 @@ def test_job_fault_broken_mp4(fault: str) -> None:
 
 def test_job_fault_expired_url() -> None:
     with running() as (_, client):
-        _, content = _finished(client, "a square [fault:expired_url]")
-        assert content.status_code == 410
+        done, content = _finished(client, "a square [fault:expired_url]")
+        assert done["status"] == "completed"
+        assert content.status_code == 410 and content.json()["error"]["code"] == "expired"
 
 
 @pytest.mark.parametrize("fault, shape, fps", [
