@@ -34,7 +34,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
-from afd_async.teacher.journal import Claim, ClaimBusy, SubmitJournal
+from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
 from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
 from afd_async.video.clip import Clip
 
@@ -43,6 +43,7 @@ T = TypeVar("T")
 _DEAD = (ErrorClass.CONTENT_REJECTED, ErrorClass.INVALID, ErrorClass.CORRUPT_RESULT)
 _HALT = (ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED)
 _THROTTLE = (ErrorClass.RATE_LIMITED, ErrorClass.CONCURRENCY_FULL)
+_LOOKUP_MARGIN_S = 300.0  # look for an ambiguous create this far before it began (clock skew)
 
 
 class JobDeferred(RuntimeError):
@@ -78,6 +79,7 @@ class RunReport:
     deferred: int = 0
     failed: int = 0
     handed_back: int = 0
+    errors: int = 0  # unexpected (e.g. Redis unreachable); the journal keeps such jobs resumable
     halted: Optional[str] = None
 
 
@@ -85,7 +87,9 @@ class TeacherGateway:
     """Drives teacher jobs for one actor. All collaborators are injected.
 
     Args:
-        client: the provider adapter; may also offer `async find_job(request) -> JobHandle | None`.
+        client: the provider adapter; may also offer
+            `async find_job(request, *, since: float | None) -> JobHandle | None` (jobs created after
+            `since`, epoch seconds), which resolves ambiguous creates without duplicates.
         decode: MP4 bytes → verified, resampled `Clip`; raise `TeacherError(CORRUPT_RESULT)` (or any
             exception) on bad data.
         acquire_timeout_s: longest wait for a quota admission before the job is deferred.
@@ -170,6 +174,9 @@ class TeacherGateway:
                     continue
                 try:
                     return await self._attempt(claim, request)
+                except ClaimLost as e:  # presumed dead by another actor, which now owns the job
+                    self._count("deferred")
+                    raise JobDeferred(str(e)) from None
                 except _AttemptFailed as e:
                     log.info("teacher job %s attempt %d failed: %s", key, attempt, e)
                     await self.journal.finish(key, "failed", reason=str(e))
@@ -204,7 +211,8 @@ class TeacherGateway:
         find = getattr(self.client, "find_job", None)
         if find is not None:
             try:
-                found = await self._call(find(request))
+                since = (claim.record.submitting_since or time.time()) - _LOOKUP_MARGIN_S
+                found = await self._call(find(request, since=since))
             except TeacherError as e:
                 raise JobDeferred(f"ambiguous create, lookup failed: {e}") from None
             if found is not None:
@@ -268,7 +276,7 @@ class TeacherGateway:
         if e.error_class is ErrorClass.TRANSIENT:
             # Ambiguous: the create may have reached the provider.
             find = getattr(self.client, "find_job", None)
-            found = await self._call(find(request)) if find is not None else None
+            found = await self._call(find(request, since=time.time() - _LOOKUP_MARGIN_S)) if find is not None else None
             if found is not None:
                 await self.journal.mark_submitted(key, token, found, stat="found_by_lookup")
                 self._count("found_by_lookup")
@@ -393,6 +401,7 @@ class TeacherGateway:
         async def worker() -> None:
             me = asyncio.current_task()
             assert me is not None
+            backoff = self.retry_initial_s
             while not self._stop.is_set() and self.halted is None:
                 async with lock:
                     try:
@@ -415,8 +424,15 @@ class TeacherGateway:
                 except asyncio.CancelledError:
                     report.handed_back += 1
                     raise
+                except Exception as e:  # noqa: BLE001 - one bad job must not kill the worker
+                    report.errors += 1
+                    log.error("teacher job failed unexpectedly: %s: %s", type(e).__name__, str(e)[:300])
+                    await asyncio.sleep(backoff)  # back off while e.g. Redis is unreachable
+                    backoff = min(backoff * 2, self.retry_max_s)
+                    continue
                 finally:
                     busy.discard(me)
+                backoff = self.retry_initial_s
 
         tasks = [asyncio.create_task(worker(), name=f"teacher-worker-{i}") for i in range(concurrency)]
         stopper = asyncio.create_task(self._stop.wait())

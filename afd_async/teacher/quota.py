@@ -17,8 +17,9 @@ Invariants (hold for any number of actors and processes on the account):
 - Live leases ≤ `floor(limit)` at admission; `1 ≤ limit ≤ max_in_flight`.
   A lease that is not renewed within `lease_ttl_s` (its actor died) is
   reclaimed by the next acquire.
-- No create is admitted before the shared pause-until time set from a
-  provider's `Retry-After` / rate-limit-reset headers.
+- No create is admitted before the shared pause-until time, set from a
+  provider's back-off hint (`TeacherError.retry_after_s`, which the adapters
+  parse from `Retry-After` / `retry-after-ms` / `x-ratelimit-reset*`).
 - The limit is AIMD: ×`aimd_decrease` on a throttle signal (at most once per
   `aimd_cooldown_s`, so one burst of 429s seen by N actors halves it once),
   +`aimd_increase` per successful create.
@@ -34,11 +35,10 @@ slot): `afd:quota:{account}:tat|leases|limit|pause|cool|wake`.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Literal, Mapping, Optional, TypeVar
+from typing import Any, Awaitable, Literal, Optional, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -225,7 +225,8 @@ class SharedQuota:
         aimd_min_limit: the limit's floor (≥ 1).
         aimd_cooldown_s: minimum time between two decreases.
         op_timeout_s: timeout of each Redis round trip.
-        max_block_s: longest single blocking wait for a freed slot.
+        max_block_s: longest single blocking wait for a freed slot (BLPOP); the client's
+            `socket_timeout`, if set, must exceed it.
     """
 
     def __init__(
@@ -377,13 +378,6 @@ class SharedQuota:
         r = await self._op(self._pause(keys=self._k("pause"), args=[repr(float(seconds) * 1000.0)]))
         return float(r) / 1000.0
 
-    async def honour_headers(self, headers: Mapping[str, str]) -> Optional[float]:
-        """Pause for `Retry-After` / exhausted rate-limit-reset headers, if any."""
-        delay = retry_after_from_headers(headers)
-        if delay is None or delay <= 0:
-            return None
-        return await self.pause_for(delay)
-
     async def snapshot(self) -> dict[str, Any]:
         """Metrics view: `tokens` (float, 0..burst), `in_flight` (live leases),
         `limit` (AIMD), `paused_until` (epoch seconds or None), `server_time`."""
@@ -406,66 +400,3 @@ class SharedQuota:
         return {k: getattr(self, k) for k in (
             "account", "create_rate_per_min", "burst", "max_in_flight", "lease_ttl_s",
             "aimd_decrease", "aimd_increase", "aimd_min_limit", "aimd_cooldown_s")}
-
-
-_RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset", "ratelimit-reset")
-_REMAINING_HEADERS = ("x-ratelimit-remaining-requests", "x-ratelimit-remaining", "ratelimit-remaining")
-
-
-def retry_after_from_headers(headers: Mapping[str, str], *, now: Optional[float] = None) -> Optional[float]:
-    """Seconds to wait according to a provider's response headers, or None.
-
-    Honours `Retry-After` (delta-seconds or HTTP-date) always, and the
-    `*ratelimit-reset*` headers (delta seconds, a `1m30s`-style duration, or an
-    epoch timestamp) only when the matching `*remaining*` header says 0.
-    """
-    h = {k.lower(): str(v).strip() for k, v in headers.items()}
-    now = time.time() if now is None else now
-    out: list[float] = []
-    if "retry-after" in h:
-        v = h["retry-after"]
-        try:
-            out.append(float(v))
-        except ValueError:
-            try:
-                out.append(email.utils.parsedate_to_datetime(v).timestamp() - now)
-            except (TypeError, ValueError):
-                pass
-    exhausted = any(_num(h.get(k)) == 0 for k in _REMAINING_HEADERS)
-    if exhausted:
-        for k in _RESET_HEADERS:
-            v = _duration(h.get(k))
-            if v is not None:
-                out.append(v - now if v > 1e9 else v)
-    out = [max(0.0, v) for v in out]
-    return max(out) if out else None
-
-
-def _num(v: Optional[str]) -> Optional[float]:
-    try:
-        return float(v) if v is not None else None
-    except ValueError:
-        return None
-
-
-def _duration(v: Optional[str]) -> Optional[float]:
-    """`"12"`, `"1.5"`, `"1m30s"`, `"250ms"` → seconds."""
-    if v is None:
-        return None
-    n = _num(v)
-    if n is not None:
-        return n
-    total, num = 0.0, ""
-    i = 0
-    while i < len(v):
-        c = v[i]
-        if c.isdigit() or c == ".":
-            num += c
-        elif v.startswith("ms", i) and num:
-            total, num, i = total + float(num) / 1000.0, "", i + 1
-        elif c in "hms" and num:
-            total, num = total + float(num) * {"h": 3600.0, "m": 60.0, "s": 1.0}[c], ""
-        else:
-            return None
-        i += 1
-    return total if not num else None

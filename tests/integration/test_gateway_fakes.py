@@ -158,7 +158,7 @@ class FakeProvider:
 class FakeProviderWithLookup(FakeProvider):
     """A provider whose API can list jobs: offers `find_job` for ambiguous creates."""
 
-    async def find_job(self, request: JobRequest) -> Optional[JobHandle]:
+    async def find_job(self, request: JobRequest, *, since: Optional[float] = None) -> Optional[JobHandle]:
         await self._injected("find")
         await self.r.hincrby("fake:count", "lookups", 1)
         job_id = await self.r.hget("fake:byreq", request_digest(self.provider, request))
@@ -183,7 +183,8 @@ def make_gateway(client_kwargs: dict[str, Any], *, lookup: bool = False, provide
     gkw: dict[str, Any] = dict(poll_interval_s=0.01, poll_max_interval_s=0.05, retry_initial_s=0.01, retry_max_s=0.05,
                                acquire_timeout_s=10.0, call_timeout_s=5.0)
     gkw.update(gw_kw)
-    gw = TeacherGateway(fake, SharedQuota(r, "acct", **qkw), SubmitJournal(r, **jkw), TeacherCache(r), decode, **gkw)
+    account = qkw.pop("account", "acct")
+    gw = TeacherGateway(fake, SharedQuota(r, account, **qkw), SubmitJournal(r, **jkw), TeacherCache(r), decode, **gkw)
     return gw, fake
 
 

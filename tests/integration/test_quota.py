@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from afd_async.teacher.quota import QuotaTimeout, SharedQuota, retry_after_from_headers
+from afd_async.teacher.quota import QuotaTimeout, SharedQuota
 
 
 def run(coro: Awaitable[Any], timeout_s: float = 30.0) -> Any:
@@ -187,17 +187,6 @@ def test_pause_until_is_honoured_by_all_clients(clients):
         assert lim < 100 and (await qs[0].snapshot())["paused_until"] is not None
 
     run(main())
-
-
-def test_retry_after_headers():
-    assert retry_after_from_headers({"Retry-After": "7"}) == 7.0
-    assert retry_after_from_headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
-    assert retry_after_from_headers({"x-ratelimit-reset": "30", "x-ratelimit-remaining": "5"}) is None
-    assert retry_after_from_headers({"x-ratelimit-reset": "30", "x-ratelimit-remaining": "0"}) == 30.0
-    assert retry_after_from_headers({"x-ratelimit-reset-requests": "1m30s", "x-ratelimit-remaining-requests": "0"}) == 90.0
-    assert retry_after_from_headers({"ratelimit-reset": "1000000100", "ratelimit-remaining": "0"}, now=1e9) == 100.0
-    assert retry_after_from_headers({"Retry-After": "2", "x-ratelimit-reset": "250ms", "x-ratelimit-remaining": "0"}) == 2.0
-    assert retry_after_from_headers({"content-type": "x"}) is None
 
 
 def test_config_validation(clients):
