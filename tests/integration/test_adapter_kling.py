@@ -114,3 +114,13 @@ async def test_token_is_cached(make, emu):
         await client.submit(h.REQUEST)
     assert emu.requests[0][2]["authorization"] == emu.requests[1][2]["authorization"]
     assert time.time() < emu.claims[0]["exp"]
+
+
+async def test_jwt_echoed_by_server_is_redacted(make, emu, caplog):
+    async with make() as client:
+        token = client._auth_headers()["Authorization"][7:]
+        emu.inject("create", 401, {"code": 1002, "message": f"Authorization is invalid: {token} (iss {AK}, secret {SK})"})
+        with caplog.at_level("DEBUG", logger="afd_async.teacher.adapters"):
+            err = await h.expect(client.submit(h.REQUEST), ErrorClass.AUTH)
+    h.assert_redacted(err, [token, AK, SK])
+    assert token not in caplog.text and SK not in caplog.text

@@ -7,7 +7,7 @@ from emulators import harness as h
 from emulators.openai import ERRORS, OpenAIVideosEmulator
 
 from afd_async.teacher.adapters import make_client
-from afd_async.teacher.contract import ErrorClass
+from afd_async.teacher.contract import ErrorClass, JobHandle
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-local-test-SECRET-4f9a2b"
@@ -84,3 +84,17 @@ async def test_rate_limit_hint_http_date(make, emu):
     async with make() as client:
         err = await h.expect(client.submit(h.REQUEST), ErrorClass.RATE_LIMITED)
     assert err.retry_after_s == 0.0  # a date in the past means "now"
+
+
+async def test_key_echoed_by_server_is_redacted(make, emu, caplog):
+    """A provider that echoes the credential in its error body must not leak it via us."""
+    body = {"error": {"code": "invalid_api_key", "message": f"Incorrect API key provided: {KEY}. Header was 'Authorization: Bearer {KEY}'"}}
+    emu.inject("create", 401, body)
+    emu.inject("poll", 400, body)
+    with caplog.at_level("DEBUG", logger="afd_async.teacher.adapters"):
+        async with make() as client:
+            err = await h.expect(client.submit(h.REQUEST), ErrorClass.AUTH)
+            h.assert_redacted(err, [KEY])
+            err2 = await h.expect(client.poll(JobHandle("openai", "job-x")), ErrorClass.AUTH)
+            h.assert_redacted(err2, [KEY])
+    assert caplog.text and KEY not in caplog.text

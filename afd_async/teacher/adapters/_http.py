@@ -323,7 +323,7 @@ class HttpAdapter:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(self.get_attempts),
-            wait=wait_exponential_jitter(multiplier=self.retry_wait_s, max=5.0),
+            wait=wait_exponential_jitter(multiplier=self.retry_wait_s, max=5.0, jitter=self.retry_wait_s),
             reraise=True,
         ):
             with attempt:
@@ -352,7 +352,7 @@ class HttpAdapter:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(self.get_attempts),
-            wait=wait_exponential_jitter(multiplier=self.retry_wait_s, max=5.0),
+            wait=wait_exponential_jitter(multiplier=self.retry_wait_s, max=5.0, jitter=self.retry_wait_s),
             reraise=True,
         ):
             with attempt:

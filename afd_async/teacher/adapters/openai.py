@@ -4,16 +4,19 @@ Contract implemented (the one `afd_async/teacher/server.py` serves, modelled on
 OpenAI's public Videos API):
 
 - `POST /v1/videos` JSON `{model, prompt, seed, ...params}` → `{id, status: "queued"}`.
-  An `Idempotency-Key` header carries `request_key(request)`.
+  An `Idempotency-Key` header carries `request_key(request)`; the local server
+  answers a repeated key with the existing job, so after an
+  `AmbiguousSubmitError` resubmitting the same request cannot create a duplicate.
 - `GET /v1/videos/{id}` → `{id, status: queued|in_progress|completed|failed|
   cancelled|expired, progress: 0-100, error: {code, message}}`.
 - `GET /v1/videos/{id}/content` → MP4 bytes; 410 once the result has expired.
-- `POST /v1/videos/{id}/cancel`.
+- `POST /v1/videos/{id}/cancel` (409 when already finished: ignored).
 - `GET /v1/videos?limit=N` → `{data: [video, ...]}` (OpenAI list shape), used by
   `find_job`; a server without the list route gets a clear INVALID error.
 - Errors: `{"error": {"code", "message", "type"}}`. Codes: `rate_limit` (429,
   Retry-After) vs `concurrency_limit` (429), `content_policy`, plus OpenAI's own
-  `insufficient_quota`, `moderation_blocked`, `invalid_api_key`, `server_error`.
+  `insufficient_quota`, `moderation_blocked`, `invalid_api_key`, `server_error`,
+  and the local server's `overloaded` (503) and `timeout` (504: ambiguous on create).
 
 OpenAI's hosted API takes multipart form fields (`prompt`, `model`, `seconds`,
 `size`) and deletes with `DELETE /v1/videos/{id}`; this adapter targets the
@@ -128,7 +131,12 @@ class OpenAIVideosClient(HttpAdapter):
         return self._status(handle, await self._get_json(f"/v1/videos/{handle.job_id}"))
 
     async def cancel(self, handle: JobHandle) -> None:
-        await self._send("POST", f"/v1/videos/{handle.job_id}/cancel")
+        """Cancel; a 409 (the job already finished) is not an error: nothing is left to stop."""
+        try:
+            await self._send("POST", f"/v1/videos/{handle.job_id}/cancel")
+        except TeacherError as e:
+            if e.http_status != 409:
+                raise
 
     async def find_job(self, request: JobRequest, *, since: Optional[float] = None, limit: int = 100) -> Optional[JobHandle]:
         """The newest listed job with this prompt and model (created at or after `since`, epoch s)."""
