@@ -1,7 +1,7 @@
 """Schema-versioned msgpack messages with tensors (DESIGN.md §4: "every message
 and record carries a schema version; readers reject unknown versions").
 
-Every message is a msgpack map with two reserved fields:
+Every message is a msgpack map (framed, see `pack`) with two reserved fields:
 
 - `kind` (str): what the message is (`"pair"`, `"weights_chunk"`, ...); a reader
   states the kind it expects and gets a `MessageError` for any other.
@@ -9,8 +9,9 @@ Every message is a msgpack map with two reserved fields:
   versions it understands and gets a `MessageError` for any other.
 
 Values may be anything msgpack carries plus numpy arrays and torch tensors,
-which travel as msgpack extension types holding `(dtype, shape)` and the raw
-little-endian, C-contiguous bytes. A tensor comes back as the library it left
+which travel as msgpack extension types holding `(dtype, shape)` and a reference
+to their raw little-endian, C-contiguous bytes, appended after the map (so a
+tensor is copied once on each side). A tensor comes back as the library it left
 as (a numpy array stays numpy, a torch tensor stays torch; `bfloat16` exists
 only in torch). Decoded tensors are writable and own their memory.
 
@@ -46,10 +47,12 @@ __all__ = [
 
 Tensor = Union[np.ndarray, torch.Tensor]
 
-_EXT_NUMPY = 1  # ext code of a numpy array, layout v1
-_EXT_TORCH = 2  # ext code of a torch tensor, layout v1
+MAGIC = b"AFDM"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<4sBI")  # magic, format version, msgpack body length
+_EXT_NUMPY = 1  # ext code of a numpy array reference
+_EXT_TORCH = 2  # ext code of a torch tensor reference
 _MAX_NDIM = 32
-_HLEN = struct.Struct("<I")
 TENSOR_FRAME_SCHEMA = 1
 
 # Canonical dtype names on the wire -> (torch dtype, numpy dtype or None).
@@ -70,6 +73,7 @@ DTYPES: dict[str, tuple[torch.dtype, np.dtype | None]] = {
     "complex64": (torch.complex64, np.dtype("<c8")),
     "complex128": (torch.complex128, np.dtype("<c16")),
 }
+_ITEMSIZE = {name: torch.empty((), dtype=t).element_size() for name, (t, _) in DTYPES.items()}
 _TORCH_NAME = {t: name for name, (t, _) in DTYPES.items()}
 _NUMPY_NAME = {f"{n.kind}{n.itemsize}": name for name, (_, n) in DTYPES.items() if n is not None}
 
@@ -91,74 +95,48 @@ def _dtype_name(t: Tensor) -> str:
 def _tensor_bytes(t: Tensor) -> memoryview:
     """The C-contiguous little-endian bytes of `t`, without a copy when already laid out so."""
     if isinstance(t, torch.Tensor):
-        t = t.detach()
+        if t.requires_grad:
+            t = t.detach()
         if t.device.type != "cpu":
             t = t.cpu()
-        t = t.contiguous()
-        return memoryview(t.reshape(-1).view(torch.uint8).numpy())
-    a = np.ascontiguousarray(t)
-    if a.dtype.byteorder == ">":
-        a = a.astype(a.dtype.newbyteorder("<"))
+        if not t.is_contiguous():
+            t = t.contiguous()
+        a = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+    else:
+        a = np.ascontiguousarray(t)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
     return memoryview(a.reshape(-1).view(np.uint8))
 
 
-def _build(name: str, shape: list[int], lib: str, buf: Any) -> Tensor:
-    """Rebuild a tensor from validated parts; `buf` is copied only when it is read-only."""
+def _build(name: str, shape: Any, lib: str, buf: Any) -> Tensor:
+    """Rebuild a tensor from parts; `buf` is copied only when it is read-only."""
     if name not in DTYPES:
         raise MessageError(f"unknown tensor dtype {name!r}; supported: {sorted(DTYPES)}")
     if not isinstance(shape, (list, tuple)) or len(shape) > _MAX_NDIM or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise MessageError(f"bad tensor shape {shape!r}")
-    tdt, ndt = DTYPES[name]
-    itemsize = torch.empty((), dtype=tdt).element_size()
     try:
         mv = memoryview(buf)
         mv = mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
     except TypeError as e:
         raise MessageError(f"tensor buffer is not a contiguous byte buffer: {e}") from e
-    expected = math.prod(shape) * itemsize
+    expected = math.prod(shape) * _ITEMSIZE[name]
     if expected != mv.nbytes:
         raise MessageError(f"tensor {name}{list(shape)} needs {expected} bytes, message has {mv.nbytes}")
+    tdt, ndt = DTYPES[name]
     if lib == "numpy":
         if ndt is None:
             raise MessageError(f"dtype {name} has no numpy equivalent")
-        src = mv if not mv.readonly else bytearray(mv)
-        return np.frombuffer(src, dtype=ndt).reshape(shape) if expected else np.empty(shape, dtype=ndt)
+        if expected == 0:
+            return np.empty(shape, dtype=ndt)
+        return np.frombuffer(bytearray(mv) if mv.readonly else mv, dtype=ndt).reshape(shape)
     if lib != "torch":
         raise MessageError(f"unknown tensor library {lib!r}")
     if expected == 0:
         return torch.empty(shape, dtype=tdt)
-    src = mv if not mv.readonly else bytearray(mv)
-    return torch.frombuffer(src, dtype=torch.uint8).view(tdt).reshape(shape)
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, (torch.Tensor, np.ndarray)):
-        code = _EXT_TORCH if isinstance(obj, torch.Tensor) else _EXT_NUMPY
-        header = msgpack.packb([_dtype_name(obj), list(obj.shape)])
-        return msgpack.ExtType(code, b"".join((_HLEN.pack(len(header)), header, _tensor_bytes(obj))))
-    if isinstance(obj, np.generic):  # numpy scalars: Python values; complex ones as 0-d arrays
-        return _default(np.asarray(obj)) if obj.dtype.kind == "c" else obj.item()
-    raise MessageError(f"cannot pack a value of type {type(obj).__name__}")
-
-
-def _ext_hook(code: int, data: bytes) -> Tensor:
-    if code not in (_EXT_NUMPY, _EXT_TORCH):
-        raise MessageError(f"unknown msgpack extension type {code}")
-    if len(data) < _HLEN.size:
-        raise MessageError("truncated tensor header")
-    (hlen,) = _HLEN.unpack_from(data)
-    if hlen > len(data) - _HLEN.size:
-        raise MessageError("truncated tensor header")
-    try:
-        header = msgpack.unpackb(data[_HLEN.size : _HLEN.size + hlen])
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad message
-        raise MessageError(f"corrupt tensor header: {e}") from e
-    if not (isinstance(header, list) and len(header) == 2 and isinstance(header[0], str)):
-        raise MessageError(f"bad tensor header {header!r}")
-    lib = "torch" if code == _EXT_TORCH else "numpy"
-    return _build(header[0], header[1], lib, memoryview(data)[_HLEN.size + hlen :])
+    return torch.frombuffer(bytearray(mv) if mv.readonly else mv, dtype=tdt).reshape(shape)
 
 
 def _check_envelope(record: Mapping[str, Any]) -> tuple[str, int]:
@@ -173,6 +151,11 @@ def _check_envelope(record: Mapping[str, Any]) -> tuple[str, int]:
 def pack(record: Mapping[str, Any]) -> bytes:
     """Encode one message.
 
+    Layout: `b"AFDM"`, a format byte, the u32 length of a msgpack map, the map,
+    then the tensors' raw bytes back to back; each tensor in the map is a msgpack
+    extension holding `[dtype, shape, offset, nbytes]` into that tail. Tensor
+    bytes are copied once, into the returned buffer.
+
     Args:
         record: a map with str keys, a `kind` (str) and a `schema` (int >= 1); values
             are msgpack types, numpy arrays or torch tensors (any device; copied to CPU).
@@ -183,16 +166,34 @@ def pack(record: Mapping[str, Any]) -> bytes:
     if not isinstance(record, Mapping):
         raise MessageError(f"a message is a mapping, got {type(record).__name__}")
     _check_envelope(record)
+    buffers: list[memoryview] = []
+    offset = 0
+
+    def default(obj: Any) -> Any:
+        nonlocal offset
+        if isinstance(obj, (torch.Tensor, np.ndarray)):
+            name = _dtype_name(obj)
+            buf = _tensor_bytes(obj)
+            ref = msgpack.packb([name, list(obj.shape), offset, buf.nbytes])
+            buffers.append(buf)
+            offset += buf.nbytes
+            return msgpack.ExtType(_EXT_TORCH if isinstance(obj, torch.Tensor) else _EXT_NUMPY, ref)
+        if isinstance(obj, np.generic):  # numpy scalars: Python values; complex ones as 0-d arrays
+            return default(np.asarray(obj)) if obj.dtype.kind == "c" else obj.item()
+        raise MessageError(f"cannot pack a value of type {type(obj).__name__}")
+
     try:
-        return msgpack.packb(dict(record), default=_default, use_bin_type=True)
+        body = msgpack.packb(dict(record), default=default, use_bin_type=True)
     except MessageError:
         raise
     except (TypeError, ValueError, OverflowError) as e:
         raise MessageError(f"cannot pack {record.get('kind')!r} message: {e}") from e
+    return b"".join((_PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)), body, *buffers))
 
 
 def unpack(data: bytes | bytearray | memoryview, *, expect_kind: str, schemas: Collection[int] = (1,)) -> dict[str, Any]:
-    """Decode one message and check its envelope.
+    """Decode one message and check its envelope. Tensors come back writable, owning
+    their memory (one copy out of `data`).
 
     Args:
         data: the bytes `pack` produced.
@@ -206,11 +207,39 @@ def unpack(data: bytes | bytearray | memoryview, *, expect_kind: str, schemas: C
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MessageError(f"expected bytes, got {type(data).__name__}")
     try:
-        record = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
+        mv = memoryview(data).cast("B") if isinstance(data, memoryview) else memoryview(data)
+    except TypeError as e:
+        raise MessageError(f"message buffer is not contiguous: {e}") from e
+    if mv.nbytes < _PREFIX.size or bytes(mv[:4]) != MAGIC:
+        raise MessageError(f"not an afd message (expected magic {MAGIC!r}, got {bytes(mv[:4])!r})")
+    _, version, blen = _PREFIX.unpack_from(mv)
+    if version != FORMAT_VERSION:
+        raise MessageError(f"unsupported message format {version}; this reader understands {FORMAT_VERSION}")
+    if blen > mv.nbytes - _PREFIX.size:
+        raise MessageError(f"truncated message: body of {blen} bytes, {mv.nbytes - _PREFIX.size} present")
+    tail = mv[_PREFIX.size + blen :]
+    pos = 0
+
+    def ext_hook(code: int, ref_bytes: bytes) -> Tensor:
+        nonlocal pos
+        if code not in (_EXT_NUMPY, _EXT_TORCH):
+            raise MessageError(f"unknown msgpack extension type {code}")
+        ref = msgpack.unpackb(ref_bytes)
+        if not (isinstance(ref, list) and len(ref) == 4 and isinstance(ref[0], str) and ref[2] == pos and isinstance(ref[3], int)):
+            raise MessageError(f"bad tensor reference {ref!r} (next tensor bytes start at {pos})")
+        if ref[3] < 0 or pos + ref[3] > tail.nbytes:
+            raise MessageError(f"tensor of {ref[3]} bytes at {pos} overruns the {tail.nbytes}-byte tail")
+        pos += ref[3]
+        return _build(ref[0], ref[1], "torch" if code == _EXT_TORCH else "numpy", tail[pos - ref[3] : pos])
+
+    try:
+        record = msgpack.unpackb(mv[_PREFIX.size : _PREFIX.size + blen], ext_hook=ext_hook, raw=False, strict_map_key=True)
     except MessageError:
         raise
     except Exception as e:  # noqa: BLE001 - msgpack raises many types on garbage
-        raise MessageError(f"not a msgpack message ({type(e).__name__}: {e})") from e
+        raise MessageError(f"corrupt message body ({type(e).__name__}: {e})") from e
+    if pos != tail.nbytes:
+        raise MessageError(f"message has {tail.nbytes - pos} unreferenced trailing bytes")
     if not isinstance(record, dict):
         raise MessageError(f"a message is a msgpack map, got {type(record).__name__}")
     kind, schema = _check_envelope(record)

@@ -3,18 +3,18 @@
 Redis 7.0 has no "trim only acknowledged entries" option: `XADD MAXLEN` or
 `XTRIM MAXLEN` would delete pairs a slow group has not read yet. Instead the
 stream is cut with `XTRIM MINID` at the oldest entry that some group still
-needs:
+needs (`trim_acked` does this in one Lua script, so it is atomic):
 
     for each group g:
         need(g) = min(oldest id in g's PEL, successor of g's last-delivered-id)
     XTRIM stream MINID min_g need(g)       # deletes ids strictly below
 
 Invariant: an entry is deleted only when every group has had it delivered and
-acknowledged it. The computation needs no lock: a group's last-delivered id and
-the oldest id of its PEL only grow while we look, so a bound read slightly early
-is lower, never higher (the exception is `XGROUP SETID` to an older id, which
-operators must not do while trimming runs; a group created later with start id
-"0" finds only what is left).
+acknowledged it. (`oldest_needed_id`, the same bound read from Python without
+the script, is safe too: a group's last-delivered id and the oldest id of its
+PEL only grow, so a bound read early is lower, never higher.) Operators must not
+`XGROUP SETID` a group backwards while trimming runs; a group created later with
+start id "0" finds only what is left.
 
 Memory stays bounded when every group keeps reading; a stalled group pins the
 stream entries but not the payload blobs, which expire (see `writer`).
@@ -70,9 +70,39 @@ def oldest_needed_id(client: redis.Redis, stream: str) -> Optional[StreamId]:
     return bound
 
 
+_TRIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local function parse(id)
+  local d = string.find(id, '-')
+  return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+end
+local function lt(ams, aseq, bms, bseq) return ams < bms or (ams == bms and aseq < bseq) end
+local bms, bseq = nil, nil
+for _, g in ipairs(groups) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  local ms, seq = parse(f['last-delivered-id'])
+  seq = seq + 1
+  if f['pending'] > 0 then
+    local p = redis.call('XPENDING', KEYS[1], f['name'])
+    if p[2] then
+      local pms, pseq = parse(p[2])
+      if lt(pms, pseq, ms, seq) then ms, seq = pms, pseq end
+    end
+  end
+  if bms == nil or lt(ms, seq, bms, bseq) then bms, bseq = ms, seq end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%.0f-%.0f', bms, bseq))
+"""
+
+
 def trim_acked(client: redis.Redis, stream: str) -> int:
-    """Delete the entries every group has acknowledged; returns how many were deleted."""
-    bound = oldest_needed_id(client, stream)
-    if bound is None:
-        return 0
-    return int(client.xtrim(stream, minid=format_id(bound), approximate=False))
+    """Delete the entries every group has acknowledged; returns how many were deleted.
+
+    One Lua script (atomic, one round trip) computes the same bound as
+    `oldest_needed_id` and trims. Ids are compared as Lua numbers, exact for the
+    millisecond ids Redis generates (sequence numbers below 2**53).
+    """
+    return int(client.register_script(_TRIM)(keys=[stream]))

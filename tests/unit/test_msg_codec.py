@@ -85,12 +85,12 @@ def test_rejections_are_clear() -> None:
         unpack(good, expect_kind="pair", schemas=(2,))
     with pytest.raises(MessageError, match="expected a 'weights' message"):
         unpack(good, expect_kind="weights")
-    with pytest.raises(MessageError, match="not a msgpack message"):
+    with pytest.raises(MessageError, match="truncated"):
         unpack(good[:-1], expect_kind="pair")
     with pytest.raises(MessageError, match="msgpack map"):
-        unpack(msgpack.packb([1, 2]), expect_kind="pair")
+        unpack(_frame([1, 2]), expect_kind="pair")  # type: ignore[arg-type]
     with pytest.raises(MessageError, match="'schema'"):
-        unpack(msgpack.packb({"kind": "pair"}), expect_kind="pair")
+        unpack(_frame({"kind": "pair"}), expect_kind="pair")
     with pytest.raises(MessageError, match="'kind'"):
         pack({"schema": 1})
     with pytest.raises(MessageError, match="cannot pack"):
@@ -99,10 +99,14 @@ def test_rejections_are_clear() -> None:
         pack({"kind": "x", "schema": 1, "o": np.zeros(2, dtype="datetime64[s]")})
 
 
-def _with_tensor_ext(dtype: str, shape: list, raw: bytes, code: int = 2) -> bytes:
-    header = msgpack.packb([dtype, shape])
-    ext = msgpack.ExtType(code, len(header).to_bytes(4, "little") + header + raw)
-    return msgpack.packb({"kind": "x", "schema": 1, "t": ext}, use_bin_type=True)
+def _frame(body: dict, tail: bytes = b"", magic: bytes = b"AFDM", version: int = 1) -> bytes:
+    packed = msgpack.packb(body, use_bin_type=True)
+    return magic + bytes([version]) + len(packed).to_bytes(4, "little") + packed + tail
+
+
+def _with_tensor_ext(dtype: str, shape: list, raw: bytes, code: int = 2, offset: int = 0) -> bytes:
+    ext = msgpack.ExtType(code, msgpack.packb([dtype, shape, offset, len(raw)]))
+    return _frame({"kind": "x", "schema": 1, "t": ext}, raw)
 
 
 def test_rejects_bad_tensor_payloads() -> None:
@@ -116,4 +120,21 @@ def test_rejects_bad_tensor_payloads() -> None:
         unpack(_with_tensor_ext("uint8", [-1], b""), expect_kind="x")
     with pytest.raises(MessageError, match="extension type 9"):
         unpack(_with_tensor_ext("uint8", [1], b"\0", code=9), expect_kind="x")
+    with pytest.raises(MessageError, match="bad tensor reference"):
+        unpack(_with_tensor_ext("uint8", [1], b"\0", offset=1), expect_kind="x")
+    with pytest.raises(MessageError, match="overruns"):
+        unpack(_with_tensor_ext("uint8", [1], b"\0")[:-1], expect_kind="x")
+    with pytest.raises(MessageError, match="unreferenced trailing bytes"):
+        unpack(_with_tensor_ext("uint8", [1], b"\0") + b"\0", expect_kind="x")
     assert issubclass(MessageError, ValueError)
+
+
+def test_rejects_foreign_framing() -> None:
+    body = {"kind": "x", "schema": 1}
+    assert unpack(_frame(body), expect_kind="x") == body
+    with pytest.raises(MessageError, match="not an afd message"):
+        unpack(msgpack.packb(body), expect_kind="x")
+    with pytest.raises(MessageError, match="message format 2"):
+        unpack(_frame(body, version=2), expect_kind="x")
+    with pytest.raises(MessageError, match="truncated"):
+        unpack(_frame(body)[:-1], expect_kind="x")

@@ -48,6 +48,8 @@ def test_generated_records_round_trip(body: dict) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(values)
-def test_foreign_msgpack_raises_only_message_error(value: object) -> None:
+@given(values, st.binary(max_size=16))
+def test_foreign_msgpack_raises_only_message_error(value: object, tail: bytes) -> None:
     _unpack_or_error(msgpack.packb(value))
+    body = msgpack.packb(value)
+    _unpack_or_error(b"AFDM\x01" + len(body).to_bytes(4, "little") + body + tail)  # framed foreign bodies
