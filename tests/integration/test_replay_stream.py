@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import msgpack
 import pytest
 import torch
 
-from afd_async.codec import pack
+from afd_async.codec import pack, unpack
 from afd_async.replay import Pair, PairReader, PairWriter, RedisTeacherClipStore, TeacherClip, TeacherClipMissing, TeacherClipStore
 from afd_async.replay.examples import make_pair, same_pair
 from afd_async.replay.pair import encode_pair
@@ -98,10 +97,9 @@ def test_corrupt_and_foreign_entries_are_dead_lettered(redis_client) -> None:
     good = make_pair(0)
     meta, tensors = encode_pair(good)
     other_meta, _ = encode_pair(make_pair(9))
-    v2 = msgpack.unpackb(meta)
-    v2["schema"] = 2
+    v2 = {**unpack(meta, expect_kind="pair"), "schema": 2}  # a record from a newer writer
     redis_client.xadd(S, {b"m": b"\xc1garbage", b"t": tensors})
-    redis_client.xadd(S, {b"m": msgpack.packb(v2), b"t": tensors})
+    redis_client.xadd(S, {b"m": pack(v2), b"t": tensors})
     redis_client.xadd(S, {b"m": pack({"kind": "weights", "schema": 1}), b"t": tensors})
     redis_client.xadd(S, {b"m": meta, b"t": tensors[:-3]})
     redis_client.xadd(S, {b"m": other_meta, b"t": tensors})  # payload of another pair
@@ -114,7 +112,7 @@ def test_corrupt_and_foreign_entries_are_dead_lettered(redis_client) -> None:
     assert [p.pair_id for _, p in got] == ["pair-0"] and same_pair(got[0][1], good)
     reasons = [d["reason"] for d in rd.dead_letters()]
     assert len(reasons) == 7 and rd.counters["dead_lettered"] == 7
-    assert "bad pair message" in reasons[0]
+    assert "bad pair message" in reasons[0] and "not an afd message" in reasons[0]
     assert "unsupported schema version 2" in reasons[1]
     assert "expected a 'pair' message" in reasons[2]
     assert "bad payload" in reasons[3] and "belongs to pair 'pair-0'" in reasons[4]
@@ -132,7 +130,7 @@ def test_missing_blob_is_dead_lettered_and_does_not_block(redis_client) -> None:
     assert [p.pair_id for _, p in got] == ["pair-0", "pair-2"]
     [dead] = rd.dead_letters()
     assert "expired or missing" in dead["reason"] and blob_key(S, "pair-1") in dead["reason"]
-    assert msgpack.unpackb(dead["meta"])["pair_id"] == "pair-1"
+    assert unpack(dead["meta"], expect_kind="pair")["pair_id"] == "pair-1"
 
 
 def test_reader_validates_blocking_and_client(redis_client, redis_server) -> None:
