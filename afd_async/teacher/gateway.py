@@ -210,6 +210,7 @@ class TeacherGateway:
         key = claim.key
         find = getattr(self.client, "find_job", None)
         if find is not None:
+            await self.journal.count("ambiguous")
             try:
                 since = (claim.record.submitting_since or time.time()) - _LOOKUP_MARGIN_S
                 found = await self._call(find(request, since=since))

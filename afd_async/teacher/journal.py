@@ -200,7 +200,10 @@ class Claim:
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
-        await asyncio.shield(self.journal.release_claim(self.key))
+        try:
+            await asyncio.shield(self.journal.release_claim(self.key))
+        except (OSError, asyncio.TimeoutError, aioredis.RedisError):
+            pass  # the claim lapses after claim_ttl_s; the record is already resumable
 
 
 class SubmitJournal:
@@ -244,6 +247,11 @@ class SubmitJournal:
         s = redis.register_script
         self._claim, self._renew, self._release = s(_CLAIM), s(_RENEW), s(_RELEASE)
         self._begin, self._submitted, self._ambig, self._finish = s(_BEGIN), s(_SUBMITTED), s(_AMBIGUOUS), s(_FINISH)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The configuration (records live in Redis)."""
+        return {"namespace": self.ns, "claim_ttl_s": self.claim_ttl_s, "ambiguity_timeout_s": self.ambiguity_timeout_s,
+                "record_ttl_s": self.record_ttl_s}
 
     def key(self, provider: str, request: JobRequest, attempt: int = 0) -> str:
         """The journal key of one attempt at one request."""

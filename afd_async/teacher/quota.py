@@ -204,7 +204,11 @@ class Lease:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.shield(self.release())
+        try:
+            await asyncio.shield(self.release())
+        except (OSError, asyncio.TimeoutError, aioredis.RedisError) as e:  # the TTL reclaims it
+            log.warning("quota %s: lease release failed (%s); it expires in %.0fs",
+                        self.quota.account, type(e).__name__, self.quota.lease_ttl_s)
 
 
 class SharedQuota:

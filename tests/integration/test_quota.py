@@ -194,3 +194,23 @@ def test_config_validation(clients):
         SharedQuota(clients(), "a", create_rate_per_min=0, max_in_flight=1)
     with pytest.raises(ValueError, match="braces"):
         SharedQuota(clients(), "a}b", create_rate_per_min=1, max_in_flight=1)
+
+
+def test_password_never_in_errors_or_logs(tmp_path, caplog):
+    from afd_async.testing.redis_server import RedisServer
+
+    secret = "pw-never-shown-42"
+    with RedisServer(data_dir=str(tmp_path), password=secret) as server:
+        async def main() -> str:
+            q = SharedQuota(aioredis.Redis(**server.client_kwargs()), "pw", create_rate_per_min=60.0, max_in_flight=1)
+            held = await q.acquire(timeout_s=1)
+            try:
+                await q.acquire(timeout_s=0.05)
+            except QuotaTimeout as e:
+                text = f"{e!r} {e} {q.state_dict()} {await q.snapshot()} {held.lease_id}"
+            await held.release()
+            return text
+
+        with caplog.at_level("DEBUG"):
+            text = run(main())
+    assert secret not in text and secret not in caplog.text
