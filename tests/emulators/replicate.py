@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +32,7 @@ ERRORS: dict[ErrorClass, tuple[int, Any, dict[str, str]]] = {
 
 
 class ReplicateEmulator(Emulator):
+    list_inputs = True  # whether the list echoes each prediction's input (unsure for the real API)
     def routes(self) -> list[Route]:
         return [
             Route(f"{PREFIX}/models/{{owner}}/{{name}}/predictions", self.create, methods=["POST"]),
@@ -53,7 +55,8 @@ class ReplicateEmulator(Emulator):
         root = f"{self.base_url}/predictions/{job.id}"
         status = {"queued": "starting", "cancelled": "canceled"}.get(job.state, job.state)
         out: dict[str, Any] = {"id": job.id, "model": job.model, "version": "v1", "input": job.body.get("input", {}), "status": status,
-                               "output": None, "error": None, "urls": {"get": root, "cancel": f"{root}/cancel"}, "metrics": {}}
+                               "output": None, "error": None, "urls": {"get": root, "cancel": f"{root}/cancel"}, "metrics": {},
+                               "created_at": datetime.fromtimestamp(job.created_at, tz=timezone.utc).isoformat().replace("+00:00", "Z")}
         if job.state == "succeeded":
             out["output"] = self.file_url(job)
             out["metrics"] = {"predict_time": 41.5}
@@ -83,7 +86,10 @@ class ReplicateEmulator(Emulator):
     async def list(self, request: Request) -> Response:
         if (f := self.fault("list", request) or self._auth(request)) is not None:
             return f
-        return JSONResponse({"previous": None, "next": None, "results": [self._pred(j) for j in sorted(self.jobs.values(), key=lambda j: j.id, reverse=True)]})
+        preds = [self._pred(j) for j in sorted(self.jobs.values(), key=lambda j: j.id, reverse=True)]
+        if not self.list_inputs:
+            preds = [{k: v for k, v in p.items() if k != "input"} for p in preds]
+        return JSONResponse({"previous": None, "next": None, "results": preds})
 
     async def cancel(self, request: Request) -> Response:
         if (f := self.fault("cancel", request) or self._auth(request)) is not None:

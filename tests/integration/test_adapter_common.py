@@ -103,7 +103,7 @@ def test_registry_builds_every_provider(provider):
     c = make_client(provider, base_url="http://127.0.0.1:9", credentials=creds, timeout_s=1.0, model="owner/model")
     try:
         assert isinstance(c, TeacherClient) and SECRET not in repr(c)
-        assert supports_find_job(c) is (provider in ("openai", "kling", "volcengine", "byteplus", "luma", "replicate"))
+        assert supports_find_job(c) is (provider in ("openai", "kling", "luma", "replicate"))
     finally:
         asyncio.run(_close(c))
 

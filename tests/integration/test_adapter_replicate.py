@@ -27,6 +27,7 @@ def emu():
 @pytest.fixture()
 def make(emu):
     emu.reset()
+    emu.list_inputs = True
 
     def _make(api_key: str = KEY, **kw):
         args = dict(base_url=emu.base_url, credentials={"api_key": api_key}, timeout_s=5.0, model=MODEL, retry_wait_s=0.01, cancel_after="10m")
@@ -81,6 +82,21 @@ async def test_poll_retry(make, emu):
 
 async def test_ambiguous_submit_and_find_job(make, emu):
     await h.check_ambiguous(make, emu, lookup=True)
+
+
+async def test_find_job_when_list_omits_input(make, emu):
+    emu.list_inputs = False
+    await h.check_ambiguous(make, emu, lookup=True)
+
+
+async def test_find_job_skips_failed_attempts(make, emu):
+    from afd_async.teacher.contract import JobRequest
+
+    req = JobRequest(prompt="REJECT me", seed=5)
+    async with make() as client:
+        status = await h.run_job(client, req)
+        assert status.error_class is ErrorClass.CONTENT_REJECTED
+        assert await client.find_job(req) is None
 
 
 async def test_expired_result(make, emu):

@@ -8,7 +8,7 @@ import pytest
 from emulators import harness as h
 from emulators.seedance import ERRORS, SAFE_MODE_CAP, SeedanceEmulator
 
-from afd_async.teacher.adapters import AmbiguousSubmitError, make_client
+from afd_async.teacher.adapters import AmbiguousSubmitError, make_client, supports_find_job
 from afd_async.teacher.contract import ErrorClass, JobState
 
 pytestmark = pytest.mark.anyio
@@ -74,17 +74,18 @@ async def test_poll_retry(make, emu):
 
 
 async def test_ambiguous_submit_never_guessed(make, emu):
-    """Ark lists tasks without prompts: find_job must not guess; recent_jobs shows the orphan."""
+    """Ark lists tasks without prompts: no find_job (None would mean "safe to resubmit"); recent_jobs shows the orphan."""
     emu.create_delay_s = 1.0
     since = time.time()
     async with make(timeout_s=0.25) as client:
         with pytest.raises(AmbiguousSubmitError):
             await client.submit(h.REQUEST)
-        assert await client.find_job(h.REQUEST, since=since) is None
+        assert not supports_find_job(client)
+        assert await client.match_listed(h.REQUEST, since=since) is None
         orphans = await client.recent_jobs(since=since)
         assert [o["id"] for o in orphans] == list(emu.jobs)
         emu.echo_content = True  # a deployment that echoes the request text is matched exactly
-        found = await client.find_job(h.REQUEST, since=since)
+        found = await client.match_listed(h.REQUEST, since=since)
         assert found is not None and found.job_id in emu.jobs
 
 

@@ -8,9 +8,13 @@
 
 Every adapter implements `TeacherClient` (contract.py) and classifies errors by
 the provider's own codes (see each module's docstring for the table). Where
-the provider can list or look up jobs, the adapter also has
-`find_job(request, *, since=None) -> JobHandle | None`, which resolves an
-`AmbiguousSubmitError` (a submit that timed out after it was sent).
+the provider can list or look up jobs *and identify ours among them*, the
+adapter also has `find_job(request, *, since=None) -> JobHandle | None`, which
+resolves an `AmbiguousSubmitError` (a submit that timed out after it was sent).
+None means "the provider has no such live job: resubmitting is safe", so
+adapters that cannot promise that (Seedance: listed tasks carry no prompt;
+Runway and fal: no listing) have no `find_job`, and the gateway waits out the
+ambiguity instead. Providers with `find_job`: openai, kling, luma, replicate.
 """
 
 from __future__ import annotations

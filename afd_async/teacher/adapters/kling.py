@@ -150,7 +150,10 @@ class KlingClient(HttpAdapter):
         log.warning("kling has no cancel endpoint; task %s runs to completion", handle.job_id)
 
     async def find_job(self, request: JobRequest, *, since: Optional[float] = None, pages: int = 3, page_size: int = 100) -> Optional[JobHandle]:
-        """Find the task whose `external_task_id` is this request's key (newest pages first)."""
+        """The live or succeeded task whose `external_task_id` is this request's key (newest pages first).
+
+        Failed tasks are skipped: a retry of the same request carries the same key.
+        """
         key = request_key(request)
         for page in range(1, pages + 1):
             body = await self._get_json("/v1/videos/text2video", params={"pageNum": page, "pageSize": page_size})
@@ -158,7 +161,7 @@ class KlingClient(HttpAdapter):
             if not isinstance(tasks, list) or not tasks:
                 return None
             for t in tasks:
-                if (t.get("task_info") or {}).get("external_task_id") == key:
+                if (t.get("task_info") or {}).get("external_task_id") == key and t.get("task_status") != "failed":
                     return JobHandle(provider=self.provider, job_id=str(t["task_id"]), model=request.model or self.model, extra={"external_task_id": key})
             if len(tasks) < page_size:
                 return None

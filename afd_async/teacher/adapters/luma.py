@@ -92,12 +92,16 @@ class LumaClient(HttpAdapter):
         await self._send("DELETE", f"/generations/{handle.job_id}")
 
     async def find_job(self, request: JobRequest, *, since: Optional[float] = None, limit: int = 100) -> Optional[JobHandle]:
-        """The newest listed generation whose echoed request has this prompt and model."""
+        """The newest queued/dreaming/completed generation whose echoed request has this prompt and model.
+
+        Luma takes no seed, so two requests differing only in seed are the same
+        generation to it. Failed generations are skipped (an earlier attempt's).
+        """
         body = await self._get_json("/generations", params={"limit": limit, "offset": 0})
         model = request.model or self.model
         for g in body.get("generations", []) if isinstance(body, dict) else []:
             req = g.get("request") or {}
-            if req.get("prompt") != request.prompt or req.get("model", model) != model:
+            if req.get("prompt") != request.prompt or req.get("model", model) != model or g.get("state") == "failed":
                 continue
             if since is not None and _epoch(g.get("created_at")) < since - 1.0:
                 continue

@@ -139,7 +139,11 @@ class OpenAIVideosClient(HttpAdapter):
                 raise
 
     async def find_job(self, request: JobRequest, *, since: Optional[float] = None, limit: int = 100) -> Optional[JobHandle]:
-        """The newest listed job with this prompt and model (created at or after `since`, epoch s)."""
+        """The newest live or finished job with this prompt, seed and model, created at or after `since` (epoch s).
+
+        Failed/cancelled/expired jobs are skipped: an earlier attempt's corpse is
+        not the job an ambiguous create may have made. None means "not created".
+        """
         try:
             body = await self._get_json("/v1/videos", params={"limit": limit, "order": "desc"})
         except TeacherError as e:
@@ -148,7 +152,9 @@ class OpenAIVideosClient(HttpAdapter):
             raise
         model = request.model or self.model
         for item in body.get("data", []) if isinstance(body, dict) else []:
-            if item.get("prompt") != request.prompt:
+            if item.get("prompt") != request.prompt or item.get("seed", request.seed) != request.seed:
+                continue
+            if item.get("status") in ("failed", "cancelled", "expired"):
                 continue
             if model and item.get("model") not in (None, "", model):
                 continue

@@ -16,7 +16,8 @@ Auth: `Authorization: Bearer <REPLICATE_API_TOKEN>`.
   (deadline hit before it started) reads as CANCELLED.
 - `POST /predictions/{id}/cancel`.
 - `GET /predictions` → `{results: [...], next}` (newest first), used by
-  `find_job` to match `input.prompt` and `input.seed`; items without `input` never match.
+  `find_job` to match `input.prompt` and `input.seed`; when listed items carry
+  no `input`, the newest (up to 20, after `since`) are read one by one.
 
 Errors (problem JSON `{title, detail, status}`): 401/403 → AUTH · 402 →
 QUOTA_EXHAUSTED · 404/422 → INVALID (CONTENT_REJECTED for NSFW/moderation) ·
@@ -28,6 +29,7 @@ Output files of API predictions are deleted after about an hour → EXPIRED_RESU
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Optional
 
 import httpx
@@ -37,6 +39,16 @@ from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobSta
 
 STATES = {"starting": JobState.QUEUED, "processing": JobState.RUNNING, "succeeded": JobState.SUCCEEDED,
           "failed": JobState.FAILED, "canceled": JobState.CANCELLED, "aborted": JobState.CANCELLED}
+
+
+def _epoch(value: Any) -> float:
+    """ISO-8601 `created_at` → epoch seconds (inf when absent, so `since` never drops it)."""
+    if not value:
+        return float("inf")
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("inf")
 
 
 def _first_url(output: Any) -> Optional[str]:
@@ -115,15 +127,27 @@ class ReplicateClient(HttpAdapter):
     async def cancel(self, handle: JobHandle) -> None:
         await self._send("POST", f"/predictions/{handle.job_id}/cancel")
 
-    async def find_job(self, request: JobRequest, *, since: Optional[float] = None, pages: int = 2) -> Optional[JobHandle]:
-        """The newest listed prediction whose `input` has this prompt and seed."""
+    async def find_job(self, request: JobRequest, *, since: Optional[float] = None, pages: int = 2, max_lookups: int = 20) -> Optional[JobHandle]:
+        """The newest live or succeeded prediction whose `input` has this prompt and seed.
+
+        Failed/canceled/aborted ones are skipped: they are earlier attempts, not
+        the prediction an ambiguous create may have made.
+        """
         url: Optional[str] = "/predictions"
+        lookups = 0
         for _ in range(pages):
             if url is None:
                 break
             body = await self._get_json(url)
             for p in body.get("results", []) if isinstance(body, dict) else []:
+                if since is not None and _epoch(p.get("created_at")) < since - 1.0:
+                    continue
+                if "input" not in p and lookups < max_lookups:  # a list without inputs: read the prediction itself
+                    lookups += 1
+                    p = await self._get_json(f"/predictions/{p['id']}")
                 inp = p.get("input") or {}
+                if p.get("status") in ("failed", "canceled", "aborted"):
+                    continue
                 if inp.get("prompt") == request.prompt and inp.get("seed", request.seed) == request.seed:
                     return JobHandle(provider=self.provider, job_id=str(p["id"]), model=request.model or self.model)
             nxt = body.get("next") if isinstance(body, dict) else None

@@ -16,10 +16,12 @@ Endpoints:
   message}, usage: {completion_tokens, total_tokens}, created_at}`.
 - `DELETE {base}/contents/generations/tasks/{id}`: cancels a queued task.
 - `GET {base}/contents/generations/tasks?page_num&page_size&filter.model` →
-  `{items, total}`. Listed tasks do not echo the prompt (*unsure*), so
-  `find_job` returns a match only when an item does carry the same text; it
-  never guesses by time. `recent_jobs(since)` lists the candidates so the
-  journal can cancel orphans (a wrong guess would pair a clip with the wrong prompt).
+  `{items, total}`. Listed tasks do not echo the prompt (*unsure*), so this
+  adapter deliberately has **no `find_job`**: the gateway reads `find_job() ->
+  None` as "no such job, resubmit is safe", which the listing cannot promise,
+  and a guess by time could pair a clip with the wrong prompt. Instead
+  `recent_jobs(since)` lists candidates (to cancel orphans) and
+  `match_listed(request)` matches exactly when a deployment does echo the text.
 
 Error codes (body `{"error": {"code", "message", "type"}}`, also a failed task's `error`):
 `AuthenticationError`, `AccessDenied` → AUTH · `AccountOverdueError`,
@@ -136,8 +138,8 @@ class SeedanceClient(HttpAdapter):
         items = body.get("items") if isinstance(body, dict) else None
         return [i for i in items or [] if since is None or float(i.get("created_at") or 0) >= since - 1.0]
 
-    async def find_job(self, request: JobRequest, *, since: Optional[float] = None) -> Optional[JobHandle]:
-        """The listed task whose echoed text equals this request's; None when none echoes it."""
+    async def match_listed(self, request: JobRequest, *, since: Optional[float] = None) -> Optional[JobHandle]:
+        """The listed task whose echoed text equals this request's; None when none echoes it (not proof of absence)."""
         text, _ = self._text(request)
         model = request.model or self.model
         for item in await self.recent_jobs(since=since, model=model):
