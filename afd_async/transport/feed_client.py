@@ -9,6 +9,7 @@ credits granted (`window` plus any `request(n)`), never more.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -77,6 +78,8 @@ class FeedClient:
         self._queue: queue.Queue = queue.Queue()  # holds <= outstanding credits
         self._outstanding = 0  # credits granted to the current server session, not yet used (I/O thread)
         self._last_heard = float("-inf")
+        self._hello_at: Optional[float] = None
+        self._pending: collections.deque[bytes] = collections.deque()  # control messages not yet sent
         self.stats = FeedClientStats()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._io_loop, name=f"feed-client-{rank}", daemon=True)
@@ -145,14 +148,19 @@ class FeedClient:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        else:  # never started
+            self._sock.close(0)
         self._waker.close()
-        self._sock.close(linger=200)  # let the bye reach the feeder
+        if self._thread.is_alive():  # cannot happen with non-blocking sends; never term under a live socket
+            log.error("feed rank %d: I/O thread did not stop; leaking its context", self.rank)
+            return
         self._ctx.term()
 
     # --- I/O thread -----------------------------------------------------------------------------------
 
     def _hello(self) -> None:
-        self._sock.send(control("hello", rank=self.rank))
+        self._hello_at = time.monotonic()  # until `welcome`, further resets are echoes of this one
+        self._pending.append(control("hello", rank=self.rank))
         credit = self._outstanding or max(self.window - self._queue.qsize(), 0)
         self._outstanding = 0
         if credit:
@@ -163,7 +171,16 @@ class FeedClient:
         msg = decode_control(data, inbound=True)
         if msg["op"] == "credit":
             self._outstanding += msg["n"]
-        self._sock.send(data)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        """Send queued control messages without blocking (the feeder may be unreachable)."""
+        while self._pending:
+            try:
+                self._sock.send(self._pending[0], zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._pending.popleft()
 
     def _io_loop(self) -> None:
         poller = zmq.Poller()
@@ -171,17 +188,25 @@ class FeedClient:
         poller.register(self._waker.receiver, zmq.POLLIN)
         self._hello()
         next_ping = time.monotonic() + self._hb
-        while True:
-            events = dict(poller.poll(50))
-            for data in self._waker.drain():
-                self._forward(data)
-            if self._stop.is_set():
-                return
-            if self._sock in events:
-                self._receive()
-            if time.monotonic() >= next_ping:
-                self._sock.send(control("ping"))
-                next_ping = time.monotonic() + self._hb
+        try:
+            while True:
+                self._flush()
+                events = dict(poller.poll(50))
+                for data in self._waker.drain():
+                    self._forward(data)
+                if self._stop.is_set():
+                    self._flush()
+                    return
+                if self._sock in events:
+                    self._receive()
+                if time.monotonic() >= next_ping:
+                    try:
+                        self._sock.send(control("ping"), zmq.NOBLOCK)
+                    except zmq.Again:  # nobody to ping; silence shows in seconds_since_heard
+                        pass
+                    next_ping = time.monotonic() + self._hb
+        finally:
+            self._sock.close(linger=200)  # the owner closes; linger lets the bye reach the feeder
 
     def _receive(self) -> None:
         for _ in range(256):
@@ -202,7 +227,9 @@ class FeedClient:
                 self.stats.batches += 1
                 self.stats.bytes += batch.nbytes
                 self._queue.put(batch)
-            elif msg["op"] == "reset":
+            elif msg["op"] == "welcome":
+                self._hello_at = None
+            elif msg["op"] == "reset" and (self._hello_at is None or time.monotonic() - self._hello_at > 1.0):
                 self.stats.resets += 1
                 self._hello()
             elif msg["op"] == "end":

@@ -122,6 +122,10 @@ class FeedServer:
             t.start()
         return self
 
+    def start(self) -> FeedServer:
+        """Start the producer and I/O threads (what `with` does)."""
+        return self.__enter__()
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -147,6 +151,9 @@ class FeedServer:
             for p in list(self._peers.values()):
                 self._drop(p, "server closing")
         self._run_callbacks()
+        if any(t.is_alive() for t in self._threads):
+            log.error("feed server: a thread did not stop (blocked in next_batch?); leaking its context")
+            return
         self._waker.close()
         self._sock.close(0)
         if self._auth is not None:

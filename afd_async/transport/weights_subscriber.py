@@ -249,8 +249,16 @@ class WeightSubscriber:
             self._dealer.recv()
         return None
 
+    def _send(self, data: bytes) -> bool:
+        """Send without blocking; False when the publisher is unreachable (HWM full): retry later."""
+        try:
+            self._dealer.send(data, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
     def _request(self, data: bytes, rid: int, deadline: float, ops: frozenset[str]) -> tuple[dict[str, Any], float]:
-        self._dealer.send(data)
+        self._send(data)
         resend = time.monotonic() + self._retry_s
         while True:
             now = time.monotonic()
@@ -258,7 +266,7 @@ class WeightSubscriber:
                 raise TransportTimeout(f"weights publisher did not answer within the deadline "
                                        f"(last answered {now - self._last_heard:.1f}s ago)")
             if now >= resend:
-                self._dealer.send(data)
+                self._send(data)
                 resend = now + self._retry_s
             if self._dealer.poll(max(1, int(1000 * min(deadline, resend) - 1000 * now)), zmq.POLLIN):
                 msg = self._recv(rid, ops)
@@ -277,9 +285,10 @@ class WeightSubscriber:
                 inflight.pop(idx)
                 todo.append(idx)
             while todo and len(inflight) < self._window:
-                idx = todo.pop()
-                self._dealer.send(wmsg("chunk", rid=rid, version=m.version, index=idx))
-                inflight[idx] = now
+                idx = todo[-1]
+                if not self._send(wmsg("chunk", rid=rid, version=m.version, index=idx)):
+                    break
+                inflight[todo.pop()] = now
             if now >= deadline:
                 raise TransportTimeout(f"weights version {m.version}: {len(todo) + len(inflight)} of "
                                        f"{m.n_chunks} chunks missing at the deadline")

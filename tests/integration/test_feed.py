@@ -226,3 +226,34 @@ def test_foreign_bytes_to_the_client_are_rejected_and_counted() -> None:
         assert got.seq == 2 and torch.equal(got.tensors["x"], torch.arange(4))
         assert client.stats.rejected == 3
     rogue.close()
+
+
+def test_learner_reconnects_to_a_restarted_feeder(tmp_path: Any) -> None:
+    endpoint = f"ipc://{tmp_path}/feed.sock"
+    with FeedClient(endpoint, rank=0, window=2, heartbeat_s=0.05) as client:
+        with FeedServer(endpoint, Source(), **FAST):
+            client.ack(client.next(timeout_s=5))
+        with FeedServer(endpoint, Source(), **FAST) as restarted:
+            wait_until(lambda: client.stats.resets >= 1)  # a ping to the new feeder earns a reset → hello
+            got = [client.next(timeout_s=5) for _ in range(3)]
+            assert 0 in [b.meta["i"] for b in got]  # batches of the new feeder
+            assert restarted.stats().credits.get(0, 0) <= 2
+
+
+def test_curve_client_without_an_allowed_key_gets_nothing() -> None:
+    from afd_async.transport import CurveClientKeys, CurveServerKeys
+
+    server_pub, server_sec = zmq.curve_keypair()
+    good_pub, good_sec = zmq.curve_keypair()
+    bad_pub, bad_sec = zmq.curve_keypair()
+    source = Source()
+    keys = CurveServerKeys(server_pub, server_sec, allowed_clients=[good_pub])
+    with FeedServer("tcp://127.0.0.1:0", source, curve=keys, **FAST) as server:
+        with FeedClient(server.endpoint, rank=1, window=1, curve=CurveClientKeys(server_pub, bad_pub, bad_sec)) as bad, \
+                pytest.raises(TransportTimeout):
+            bad.next(timeout_s=0.5)
+        with FeedClient(server.endpoint, rank=2, window=1) as plain, pytest.raises(TransportTimeout):
+            plain.next(timeout_s=0.3)
+        assert source.calls == [] and server.stats().credits == {}
+        with FeedClient(server.endpoint, rank=0, window=1, curve=CurveClientKeys(server_pub, good_pub, good_sec)) as ok:
+            assert ok.next(timeout_s=5).meta["i"] == 0
