@@ -80,6 +80,17 @@ def test_no_secrets_inline(compose):
             assert not (SECRET_WORDS.search(key) and value.strip() and not key.endswith("_FILE")), f"env.example: {key}"
 
 
+def test_ports_are_published_on_loopback_only_and_never_in_the_base_file(compose):
+    # v1 cannot drop inherited ports, and host networking forbids them: the base file publishes none.
+    for name, svc in compose["services"].items():
+        assert "ports" not in svc, f"{name}: publish ports in docker-compose.override.yml"
+    override = _load("docker-compose.override.yml")
+    for name, svc in override["services"].items():
+        assert set(svc) == {"ports"}, name
+        assert all(str(p).startswith("127.0.0.1:") for p in svc["ports"]), name
+    assert "ports" not in str(_load("ops/compose.hostnet.yml"))
+
+
 def test_redis_has_aof_and_password(compose):
     script = "\n".join(compose["services"]["redis"]["command"])
     assert "appendonly yes" in script and "requirepass" in script and "/run/afd-secrets/redis_password" in script
@@ -141,6 +152,7 @@ def test_prometheus_scrapes_every_role_on_its_port():
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed (make setup-docker)")
 @pytest.mark.parametrize("files", [
     ["docker-compose.yml"],
+    ["docker-compose.yml", "docker-compose.override.yml"],
     ["docker-compose.yml", "ops/compose.hostnet.yml"],
     ["docker-compose.yml", "ops/compose.gpu.yml"],
     ["docker-compose.yml", "ops/compose.secrets.yml"],
