@@ -29,13 +29,14 @@ Call order in a role's entry point:
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import sys
 import threading
 from socketserver import ThreadingMixIn
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal, Optional, Sequence
+from typing import Any, Iterator, Literal, Optional, Sequence
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
@@ -73,7 +74,8 @@ STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 STALENESS_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16, 32)
 ADVANTAGE_BUCKETS = (-5, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 5)
 
-JOB_EVENTS = ("submitted", "succeeded", "failed", "cancelled", "expired", "retried", "dead_lettered", "cache_hit")
+JOB_EVENTS = ("submitted", "succeeded", "failed", "cancelled", "expired", "retried", "ambiguous", "dead_lettered",
+              "cache_hit")
 ERROR_CLASSES = tuple(e.value for e in ErrorClass)
 
 
@@ -183,8 +185,13 @@ TEACHER_ACTOR_CLIP_BYTES = _c("afd_teacher_actor_download_bytes_total", "Bytes d
 
 # --- quota (shared through Redis; each teacher actor reports what it sees) -----------------------------
 QUOTA_IN_FLIGHT = _g("afd_quota_in_flight_jobs", "Account-wide in-flight jobs, read from the shared quota.", "quota", [TA])
-QUOTA_IN_FLIGHT_LIMIT = _g("afd_quota_in_flight_limit", "The account's in-flight job cap.", "quota", [TA])
+QUOTA_IN_FLIGHT_LIMIT = _g("afd_quota_in_flight_limit", "The adaptive (AIMD) in-flight cap now, <= the configured max.",
+                           "quota", [TA])
+QUOTA_IN_FLIGHT_MAX = _g("afd_quota_in_flight_max", "The configured in-flight ceiling of the account.", "quota", [TA])
 QUOTA_CREATE_LIMIT = _g("afd_quota_create_limit_per_second", "The account's job-creation rate cap (jobs/s).", "quota", [TA])
+QUOTA_CREATE_BURST = _g("afd_quota_create_burst", "Creates admitted at once above the rate (GCRA burst).", "quota", [TA])
+QUOTA_DECREASES = _c("afd_quota_limit_decreases_total", "Multiplicative decreases of the adaptive cap (throttle signals).",
+                     "quota", [TA])
 QUOTA_GRANTS = _c("afd_quota_grants_total", "Quota grants, by kind (create token, in-flight slot).", "quota", [TA],
                   labels=("kind",), values={"kind": ("create", "slot")})
 QUOTA_DENIALS = _c("afd_quota_denials_total", "Quota requests that had to wait, by kind.", "quota", [TA],
@@ -280,23 +287,24 @@ SPECS.extend(GPU_SPECS)
 class GpuCollector(Collector):
     """Reports GPU utilisation and memory via torch.cuda, and nothing at all without a CUDA device.
 
-    Collected at scrape time, so there is no polling thread and no stale value; torch is imported lazily so
-    a process that never touched torch does not pay for it. Labelled by `device` only: Prometheus adds the
-    scrape job (the role) and instance.
+    Collected at scrape time, so there is no polling thread and no stale value; torch is never imported
+    here, so a process that does not use torch (teacher server, feeder) does not pay for it. Labelled by
+    `device` only: Prometheus adds the scrape job (the role) and instance.
     """
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        if "torch" not in sys.modules:
-            return
-        torch = sys.modules["torch"]
+        torch = sys.modules.get("torch")
         try:
-            if not torch.cuda.is_available():
+            # Never initialise CUDA from the scrape thread, and only report devices this process uses: a
+            # query on another device would create a CUDA context (hundreds of MB) there.
+            if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
                 return
-            n = torch.cuda.device_count()
+            devices = sorted({torch.cuda.current_device()} |
+                             {i for i in range(torch.cuda.device_count()) if torch.cuda.memory_reserved(i) > 0})
         except Exception:  # a broken driver must not break the scrape
             return
         fams = {s.name: GaugeMetricFamily(s.name, s.help, labels=["device"]) for s in GPU_SPECS}
-        for i in range(n):
+        for i in devices:
             lv = [str(i)]
             try:
                 free, total = torch.cuda.mem_get_info(i)
@@ -346,18 +354,9 @@ def bind(role: Role, actor_id: Optional[str] = None, *, version: str = "") -> Ro
         if role not in spec.roles or spec.name not in _METRICS or spec.name == "afd_role_info":
             continue
         if all(lbl in spec.values for lbl in spec.labels):
-            for combo in _combinations([spec.values[lbl] for lbl in spec.labels]):
+            for combo in itertools.product(*(spec.values[lbl] for lbl in spec.labels)):
                 rl(_METRICS[spec.name], **dict(zip(spec.labels, combo)))
     return rl
-
-
-def _combinations(value_lists: Sequence[tuple[str, ...]]) -> Iterable[tuple[str, ...]]:
-    if not value_lists:
-        yield ()
-        return
-    for head in value_lists[0]:
-        for tail in _combinations(value_lists[1:]):
-            yield (head, *tail)
 
 
 def _package_version() -> str:

@@ -82,24 +82,28 @@ def check_quota(p: Prom, timeout_s: float, actors: int, window_s: int) -> None:
     print(f"observing the quota for {window_s}s with {actors} actors", flush=True)
     time.sleep(window_s)
     w = f"{window_s}s"
-    limit = p.value("max(afd_quota_in_flight_limit)")
+    # The configured ceiling, not the adaptive limit: after an AIMD decrease, live leases may exceed the
+    # current limit until they finish (the quota only promises leases <= limit at admission).
+    limit = p.value("max(afd_quota_in_flight_max)")
     rate_cap = p.value("max(afd_quota_create_limit_per_second)")
+    burst = p.value("max(afd_quota_create_burst)")
     peak_server = p.value("max(afd_teacher_server_jobs_running_peak)")
     peak_shared = p.value(f"max_over_time(max(afd_quota_in_flight_jobs)[{w}:1s])")
     peak_sum = p.value(f"max_over_time(sum(afd_teacher_actor_jobs_in_flight)[{w}:1s])")
     created = p.value(f'sum(increase(afd_teacher_server_jobs_total{{state="queued"}}[{w}]))')
     throttled = p.value(f'sum(increase(afd_teacher_server_throttled_total{{reason="concurrency"}}[{w}]))')
-    print(json.dumps({"in_flight_limit": limit, "create_limit_per_s": rate_cap, "server_peak": peak_server,
+    print(json.dumps({"in_flight_max": limit, "create_limit_per_s": rate_cap, "burst": burst, "server_peak": peak_server,
                       "shared_peak": peak_shared, "actors_sum_peak": peak_sum, "created": created,
                       "concurrency_429s": throttled}), flush=True)
     failures = []
     if not limit > 0:
-        failures.append("no afd_quota_in_flight_limit reported")
+        failures.append("no afd_quota_in_flight_max reported")
     for name, v in (("server peak", peak_server), ("shared in-flight peak", peak_shared), ("sum of actors' in-flight", peak_sum)):
         if v > limit:
             failures.append(f"{name} {v} exceeds the in-flight cap {limit}")
-    if rate_cap > 0 and created > rate_cap * window_s * 1.1 + limit:
-        failures.append(f"{created} jobs created in {w}: above cap {rate_cap}/s")
+    # GCRA: at most burst + L·rate creates in any window of L seconds (+1: increase() extrapolates).
+    if rate_cap > 0 and created > (0 if math.isnan(burst) else burst) + rate_cap * window_s + 1:
+        failures.append(f"{created} jobs created in {w}: above burst {burst} + {rate_cap}/s")
     if failures:
         raise SystemExit("FAIL: shared quota: " + "; ".join(failures))
     print("ok: the shared quota held with", actors, "teacher actors", flush=True)

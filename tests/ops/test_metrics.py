@@ -106,11 +106,18 @@ def test_health_check_reads_the_port_file(tmp_path):
 def test_gpu_collector_reports_only_with_a_device():
     import torch
 
-    families = list(m.GpuCollector().collect())
-    if torch.cuda.is_available():
-        assert {f.name for f in families} >= {"afd_gpu_memory_used_bytes", "afd_gpu_memory_total_bytes"}
-    else:
-        assert families == []
+    if not torch.cuda.is_available():
+        assert list(m.GpuCollector().collect()) == []
+        return
+    x = torch.ones(1024, 1024, device="cuda")  # a process that uses its GPU
+    families = {f.name: f for f in m.GpuCollector().collect()}
+    assert {"afd_gpu_memory_used_bytes", "afd_gpu_memory_total_bytes", "afd_gpu_memory_allocated_bytes"} <= set(families)
+    allocated = families["afd_gpu_memory_allocated_bytes"].samples[0]
+    assert allocated.labels == {"device": str(x.device.index or 0)} and allocated.value >= x.numel() * 4
+    total = families["afd_gpu_memory_total_bytes"].samples[0].value
+    assert 0 < families["afd_gpu_memory_used_bytes"].samples[0].value <= total
+    if "afd_gpu_utilization_ratio" in families:  # needs pynvml
+        assert 0.0 <= families["afd_gpu_utilization_ratio"].samples[0].value <= 1.0
 
 
 def test_docs_table_is_up_to_date():
