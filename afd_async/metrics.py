@@ -20,9 +20,8 @@ not exported silently, and tests can read exactly what a scrape would see.
 
 Call order in a role's entry point:
 
-    m = metrics.bind("teacher-actor", actor_id)               # labels + `afd_role_info`
-    port = metrics.start_metrics_server(cfg.cluster.metrics_port or metrics.default_port("teacher-actor"),
-                                        cfg.cluster.host)
+    m, port = metrics.start_role_metrics("teacher-actor", port=cfg.cluster.metrics_port, host=cfg.cluster.host,
+                                         tries=cfg.cluster.metrics_port_tries)   # bind() + start_metrics_server()
     m(metrics.TEACHER_ACTOR_JOBS, state="submitted").inc()
     with m(metrics.TEACHER_ACTOR_LATENCY, phase="end_to_end").time(): ...
 """
@@ -401,8 +400,8 @@ def start_metrics_server(port: int, host: str = "127.0.0.1", *, tries: int = 1, 
         host: bind address: 127.0.0.1 by default, 0.0.0.0 in a compose bridge network so Prometheus can reach it.
         tries: try `port`, `port+1`, ... this many ports; scaled replicas sharing a host network take the next
             free one of their role's block (Prometheus scrapes the whole block).
-        port_file: if given, the bound port is written there, for the container health check
-            (`python -m afd_async.metrics check`).
+        port_file: where to write the bound port for the container health check
+            (`python -m afd_async.metrics check`); default `$AFD_METRICS_PORT_FILE`, if set.
     """
     global _GPU_COLLECTOR
     if _GPU_COLLECTOR is None:
@@ -419,10 +418,22 @@ def start_metrics_server(port: int, host: str = "127.0.0.1", *, tries: int = 1, 
         raise OSError(f"no free metrics port in {port}..{port + tries - 1} on {host}: {last_error}")
     threading.Thread(target=httpd.serve_forever, name=f"metrics:{httpd.server_port}", daemon=True).start()
     _SERVERS.append(httpd)
+    port_file = port_file or os.environ.get("AFD_METRICS_PORT_FILE")
     if port_file:
         with open(port_file, "w") as f:
             f.write(str(httpd.server_port))
     return httpd.server_port
+
+
+def start_role_metrics(role: Role, *, port: Optional[int] = None, host: str = "127.0.0.1", tries: int = 1,
+                       actor_id: Optional[str] = None) -> tuple[RoleLabels, int]:
+    """What a role's entry point calls first: `bind(role)` + `start_metrics_server` on the role's port.
+
+    Args mirror `cluster.metrics_port` (None: the role's default port), `cluster.host` and
+    `cluster.metrics_port_tries`. Returns the role's labels and the bound port.
+    """
+    labels = bind(role, actor_id)
+    return labels, start_metrics_server(default_port(role) if port is None else port, host, tries=tries)
 
 
 def stop_metrics_servers() -> None:

@@ -103,6 +103,17 @@ def test_health_check_reads_the_port_file(tmp_path):
     assert m.main(["check", "--port", str(port), "--timeout", "0.5"]) == 1
 
 
+def test_start_role_metrics_uses_the_port_file_from_the_environment(tmp_path, monkeypatch):
+    pf = tmp_path / "port"
+    monkeypatch.setenv("AFD_METRICS_PORT_FILE", str(pf))
+    labels, port = m.start_role_metrics("d-learner", port=0, actor_id="dl-env")
+    try:
+        assert labels == m.RoleLabels("d-learner", "dl-env") and int(pf.read_text()) == port
+        assert 'afd_d_learner_steps_total{actor_id="dl-env",role="d-learner"} 0.0' in _scrape(port)
+    finally:
+        m.stop_metrics_servers()
+
+
 def test_gpu_collector_reports_only_with_a_device():
     import torch
 
