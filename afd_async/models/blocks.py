@@ -118,9 +118,10 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with temporal RoPE, over a block-sparse plan or with a KV cache.
 
     With `plan`, each query block attends to its listed key ranges (see
-    `AttnPlan`); with neither plan nor cache, attention is full. With `cache`, queries attend to the cached keys/values (the clean chunks
-    generated so far) followed by their own; `write=True` appends this call's
-    keys/values to the cache (the clean-chunk pass of the rollout).
+    `AttnPlan`); with neither plan nor cache, attention is full. With `cache`,
+    queries attend to the cached keys/values (the clean chunks generated so
+    far) followed by their own; `write=True` appends this call's keys/values to
+    the cache (the clean-chunk pass of the rollout).
     """
 
     def __init__(self, dim: int, heads: int) -> None:
