@@ -164,14 +164,25 @@ class FeedClient:
         credit = self._outstanding or max(self.window - self._queue.qsize(), 0)
         self._outstanding = 0
         if credit:
-            self._forward(control("credit", n=credit))
+            self._forward([control("credit", n=credit)])
 
-    def _forward(self, data: bytes) -> None:
-        """Send one control message from the learner; credits are counted on the way."""
-        msg = decode_control(data, inbound=True)
-        if msg["op"] == "credit":
-            self._outstanding += msg["n"]
-        self._pending.append(data)
+    def _forward(self, datas: list[bytes]) -> None:
+        """Queue the learner's control messages, coalescing credits and acks into one of each."""
+        credit, seqs, others = 0, [], []
+        for data in datas:
+            msg = decode_control(data, inbound=True)
+            if msg["op"] == "credit":
+                credit += msg["n"]
+            elif msg["op"] == "ack":
+                seqs.extend(msg["seqs"])
+            else:
+                others.append(data)
+        if seqs:
+            self._pending.append(control("ack", seqs=seqs))
+        if credit:
+            self._outstanding += credit
+            self._pending.append(control("credit", n=credit))
+        self._pending.extend(others)  # bye goes last
 
     def _flush(self) -> None:
         """Send queued control messages without blocking (the feeder may be unreachable)."""
@@ -192,8 +203,7 @@ class FeedClient:
             while True:
                 self._flush()
                 events = dict(poller.poll(50))
-                for data in self._waker.drain():
-                    self._forward(data)
+                self._forward(self._waker.drain())
                 if self._stop.is_set():
                     self._flush()
                     return

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgpack
+import numpy as np
 import torch
 
 from afd_async.codec.msg import DTYPES, MessageError, pack, unpack
@@ -165,13 +166,38 @@ def decode_wmsg(data: Any, ops: frozenset[str] = _OPS) -> dict[str, Any]:
     return msg
 
 
+_EXP_MASK = {  # exponent bits of each float format; all set ⇔ NaN or ±Inf
+    2: (np.uint16, {torch.float16: 0x7C00, torch.bfloat16: 0x7F80}),
+    4: (np.uint32, 0x7F800000),
+    8: (np.uint64, 0x7FF0000000000000),
+}
+
+
 def check_finite(tensors: Mapping[str, torch.Tensor], block: int = 1 << 22) -> str | None:
-    """The name of the first floating tensor holding NaN/Inf, or None; bounded extra memory."""
+    """The name of the first floating tensor holding NaN/Inf, or None.
+
+    Works on the bit patterns (exponent all ones) in blocks with NumPy: several
+    GB/s for every float width including bfloat16, and O(block) extra memory.
+    """
     for name, t in tensors.items():
         if not (t.is_floating_point() or t.is_complex()):
             continue
-        flat = t.reshape(-1)
-        for i in range(0, flat.numel(), block):
-            if not bool(torch.isfinite(flat[i : i + block]).all()):
+        part = t.detach().cpu().contiguous().reshape(-1)
+        if t.is_complex():
+            part = torch.view_as_real(part).reshape(-1)
+        width = part.element_size()
+        if width not in _EXP_MASK or part.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            if not bool(torch.isfinite(part).all()):
+                return name
+            continue
+        utype, mask = _EXP_MASK[width]
+        mask = mask[part.dtype] if isinstance(mask, dict) else mask
+        bits = part.view(torch.uint8).numpy().view(utype)
+        tmp = np.empty(min(block, bits.size), dtype=utype)
+        for i in range(0, bits.size, block):
+            chunk = bits[i : i + block]
+            out = tmp[: chunk.size]
+            np.bitwise_and(chunk, utype(mask), out=out)
+            if out.max() == mask:
                 return name
     return None

@@ -161,6 +161,9 @@ class WeightPublisher:
         if self._check and (bad := check_finite(state_dict)) is not None:
             raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
         entries, total = plan_layout(state_dict)
+        with self._lock:  # arenas evicted one publish ago are no longer read by any send
+            self._spare_arenas.extend(self._evicted)
+            self._evicted = []
         arena: Optional[torch.Tensor] = None
         if self._copy or any(t.device.type != "cpu" for t in state_dict.values()):
             arena = self._arena(total)
@@ -180,8 +183,6 @@ class WeightPublisher:
         with self._lock:
             self._versions[version] = blob
             self.version = version
-            self._spare_arenas.extend(self._evicted)
-            self._evicted = []
             while len(self._versions) > self._keep:
                 old = self._versions.popitem(last=False)[1]
                 if old.arena is not None:

@@ -199,3 +199,15 @@ def test_curve_subscriber_without_an_allowed_key_gets_nothing() -> None:
             intruder.wait_for_version(1, timeout_s=0.5)
         with WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as plain, pytest.raises(TransportTimeout):
             plain.wait_for_version(1, timeout_s=0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64])
+def test_finite_check_sees_nan_and_inf_in_every_float_width(dtype: torch.dtype) -> None:
+    from afd_async.transport.weights_layout import check_finite
+
+    x = torch.randn(5000, dtype=dtype)
+    assert check_finite({"x": x, "i": torch.arange(3)}) is None
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        y = x.clone()
+        y[4321] = bad
+        assert check_finite({"x": x, "y": y}, block=1000) == "y"
