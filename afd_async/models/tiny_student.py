@@ -64,11 +64,18 @@ class TinyCausalStudent(nn.Module):
         text_dim: size of the prompt (sentence) embedding.
         max_frames: longest clip `rollout` accepts (time positions are RoPE, so
             this is a guard on memory, not a table size).
+        prediction: what the output layer predicts. `x0` (default): the clean
+            chunk, converted to v = (x_t − x0)/max(t, t_min). A patch holds more
+            numbers (C·p²) than the width `dim`, so a v-predicting head cannot
+            carry the noise ε through that bottleneck and its x0 = x_t − t·v stays
+            noisy; predicting x0 has no such floor (as in "Back to Basics: Let
+            Denoising Generative Models Denoise", Li & He 2025). `v`: direct velocity.
     """
 
     def __init__(
         self, *, channels: int = 3, height: int, width: int, chunk_frames: int, patch_size: int, dim: int,
         depth: int, heads: int, mlp_ratio: float, text_dim: int, max_frames: int = 64,
+        prediction: str = "x0", t_min: float = 0.05,
     ) -> None:
         super().__init__()
         if height % patch_size or width % patch_size:
@@ -78,7 +85,11 @@ class TinyCausalStudent(nn.Module):
         self.config: dict[str, Any] = dict(
             channels=channels, height=height, width=width, chunk_frames=chunk_frames, patch_size=patch_size,
             dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, text_dim=text_dim, max_frames=max_frames,
+            prediction=prediction, t_min=t_min,
         )
+        if prediction not in ("x0", "v"):
+            raise ValueError(f"prediction must be 'x0' or 'v', got {prediction!r}")
+        self.prediction, self.t_min = prediction, t_min
         self.channels, self.height, self.width = channels, height, width
         self.chunk_frames, self.patch_size, self.max_frames = chunk_frames, patch_size, max_frames
         self.grid = (height // patch_size, width // patch_size)
@@ -138,7 +149,11 @@ class TinyCausalStudent(nn.Module):
             h = block(h, c, rope, plan, cache[i] if cache is not None else None, write, keep if i == last else 0)
         if out_from is None:
             return None
-        return self._unpatchify(self.final(h, c[:, out_from:]))
+        out = self._unpatchify(self.final(h, c[:, out_from:]))
+        if self.prediction == "x0":
+            t_out = t_frames[:, out_from:].clamp_min(self.t_min).to(out.dtype)[:, None, :, None, None]
+            out = (x[:, :, out_from:] - out) / t_out
+        return out
 
     def _stream_plan(self, n_clean: int, n_noisy: int, start: int) -> AttnPlan:
         """Attention plan over tokens [clean chunks 0..n_clean−1 | noisy chunks start..start+n_noisy−1].

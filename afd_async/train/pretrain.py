@@ -55,7 +55,9 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
     teacher = make_teacher_source(cfg)
     prompts = load_prompt_suite("train")
     text = text_enc.encode([r.prompt for r in prompts])
-    model = TinyCausalStudent(**student_kwargs(s, text_enc.dim))
+    device = torch.device(cfg.train.device)
+    text = text.to(device)
+    model = TinyCausalStudent(**student_kwargs(s, text_enc.dim)).to(device)
     ema = EMA(model, 0.995)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -71,10 +73,10 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
             idx = [rng.randrange(len(prompts)) for _ in range(p.batch_size)]
             seeds = [rng.randrange(p.seeds_per_prompt) for _ in idx]
             phys = [weakened_physics(cfg, i, sd) for i, sd in zip(idx, seeds)]
-            x0 = teacher.batch([prompts[i].prompt for i in idx], seeds, phys)
+            x0 = teacher.batch([prompts[i].prompt for i in idx], seeds, phys).to(device, non_blocking=True)
             g = step_generator(cfg.train.seed, step, "pretrain-noise")
-            t = sample_t((p.batch_size, n_chunks), mode=cfg.algo.t_sampling, timesteps=s.timesteps, shift=s.shift, generator=g)
-            eps = torch.randn(x0.shape, generator=g)
+            t = sample_t((p.batch_size, n_chunks), mode=cfg.algo.t_sampling, timesteps=s.timesteps, shift=s.shift, generator=g).to(device)
+            eps = torch.randn(x0.shape, generator=g).to(device)
             x_t = noise_to(x0, t, eps)
             loss = flow_matching_loss(model(x_t, t, text[idx], x0), x0, eps)
             opt.zero_grad(set_to_none=True)
@@ -92,4 +94,4 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
     meta = {"pretrain": {"steps": p.steps, "batch_size": p.batch_size, "params": num_params(model),
                          "gravity_scale": p.gravity_scale, "restitution_scale": p.restitution_scale,
                          "friction_scale": p.friction_scale, "speed_scale": p.speed_scale}}
-    return save_module(p.output, ema.module, meta=meta)
+    return save_module(p.output, ema.module.cpu(), meta=meta)

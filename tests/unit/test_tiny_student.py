@@ -57,7 +57,7 @@ def test_config_roundtrip_and_default_size():
     clone.load_state_dict(model.state_dict())
     x_t, t, text, clean = _inputs()
     with torch.no_grad():
-        torch.testing.assert_close(model(x_t, t, text, clean), clone(x_t, t, text, clean), atol=1e-6, rtol=0)
+        torch.testing.assert_close(model(x_t, t, text, clean), clone(x_t, t, text, clean), atol=1e-5, rtol=1e-5)
     default = TinyCausalStudent(height=32, width=32, chunk_frames=4, patch_size=4, dim=128, depth=4, heads=4,
                                 mlp_ratio=4.0, text_dim=384)
     assert 0.8e6 < sum(p.numel() for p in default.parameters()) < 1.6e6
@@ -74,11 +74,13 @@ def test_checkpoint_and_deepcopy_roundtrip(tmp_path: Path):
 
 
 def test_untrained_student_is_stable():
-    """adaLN-Zero: the fresh student predicts v = 0 exactly, so x0 = x_t and rollouts stay bounded."""
+    """adaLN-Zero: the fresh x0-predicting student predicts x0 = 0 exactly (v = x_t / t), and rollouts stay bounded."""
     model = _student(randomize=False)
     x_t, t, text, clean = _inputs()
     with torch.no_grad():
-        assert torch.equal(model(x_t, t, text, clean), torch.zeros_like(x_t))
+        v = model(x_t, t, text, clean)
+        x0 = x_t - t.repeat_interleave(model.chunk_frames, dim=1)[:, None, :, None, None] * v
+        assert x0.abs().max() < 1e-5
     video = _rollout(model, text)
     assert video.shape == (2, 3, FRAMES, 16, 16) and video.abs().max() <= 1
 
