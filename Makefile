@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP    ?= $(PYTHON) -m pip
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast compose-test bench clean
 
 ## setup: install the pinned CPU torch, then the project with its dev extras, then redis-server.
 setup:
@@ -13,6 +13,10 @@ setup:
 	  echo "installing redis-server (Debian package)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
 	  || { echo "could not install redis-server: install it with your package manager" >&2; exit 1; }; }
+	@command -v prometheus >/dev/null || { \
+	  echo "installing prometheus (Debian package; the metrics test scrapes real roles with it)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+	  || { echo "could not install prometheus: install it with your package manager" >&2; exit 1; }; }
 
 ## run: the main job (embedded default: CPU, no API key, no downloaded weights).
 run:
@@ -24,6 +28,10 @@ test:
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow"
+
+## compose-test: build the images and run the docker-compose smoke test (slow; needs root for docker).
+compose-test:
+	AFD_COMPOSE_SMOKE=1 $(PYTHON) -m pytest -q -m compose tests/compose
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -1,8 +1,12 @@
 """`afd` command line: thin wiring from Hydra overrides to the library.
 
+    afd run      [overrides...]   the main job: every role as a process on a private Redis (async AFD)
     afd sync     [overrides...]   the synchronous AFD reference loop (oracle / baseline)
     afd pretrain [overrides...]   pretrain the tiny student on weakened-physics clips
     afd config   [overrides...]   print the composed, validated config
+
+  roles (what `afd run` and docker compose start, one process each):
+    afd teacher-server | teacher-actor | student-actor | feeder | d-learner | student-learner
 
 Overrides use Hydra syntax, e.g. `afd sync algo=sft train.steps=100 experiment=smoke`.
 """
@@ -54,10 +58,33 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
     return 0
 
 
+# Role entry points: "module:function", the function takes the validated RootConfig and returns an exit code.
+ROLES: dict[str, str] = {
+    "run": "afd_async.launch.run:main",
+    "teacher-server": "actors.teacher_server:main",
+    "teacher-actor": "actors.teacher_actor:main",
+    "student-actor": "actors.student_actor:main",
+    "feeder": "learners.feeder:main",
+    "d-learner": "learners.d_learner:main",
+    "student-learner": "learners.student_learner:main",
+}
+
+
+def _role_command(target: str) -> Callable[[Sequence[str]], int]:
+    def run(overrides: Sequence[str]) -> int:
+        import importlib
+
+        module, func = target.split(":")
+        return int(getattr(importlib.import_module(module), func)(_load(overrides)) or 0)
+
+    return run
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "sync": cmd_sync,
     "pretrain": cmd_pretrain,
     "config": cmd_config,
+    **{name: _role_command(target) for name, target in ROLES.items()},
 }
 
 

@@ -8,8 +8,36 @@ from typing import Literal, Optional
 
 @dataclass
 class ClusterConfig:
-    """Hosts and ports. `local` starts a private redis-server on a free loopback port."""
+    """Hosts and ports of one run.
+
+    `local` (default): `afd run` starts a private redis-server and every role on
+    127.0.0.1 with free ports. `external`: roles connect to the hosts below
+    (docker compose, several machines). Each ZeroMQ role binds two consecutive
+    ports, `port` and `port + 1`; secrets never live here (see `afd_async.teacher.credentials`).
+    """
 
     mode: Literal["local", "external"] = "local"
-    redis_url: Optional[str] = None  # external mode: redis://host:port/db (password from AFD_REDIS_PASSWORD)
-    host: str = "127.0.0.1"  # bind address of this process's sockets
+    host: str = "127.0.0.1"  # bind address of this process's sockets (metrics, ZeroMQ, HTTP)
+    redis_url: Optional[str] = None  # redis://host:port/db; password from AFD_REDIS_PASSWORD(_FILE), never in the URL
+    metrics_port: Optional[int] = None  # None: the role's default port (docs/METRICS.md); 0: any free port
+    metrics_port_tries: int = 1  # try this many consecutive ports (replicas sharing one network namespace)
+    teacher_server_host: str = "127.0.0.1"
+    teacher_server_port: int = 8000  # the local teacher server's HTTP port
+    feeder_host: str = "127.0.0.1"
+    feeder_port: int = 5550  # D feed on port, student feed on port + 1
+    student_learner_host: str = "127.0.0.1"
+    student_learner_port: int = 5560  # student weights: announcements on port, chunk fetches on port + 1
+    d_learner_host: str = "127.0.0.1"
+    d_learner_port: int = 5570  # discriminator weights: announcements on port, chunk fetches on port + 1
+
+    def __post_init__(self) -> None:
+        if self.metrics_port_tries < 1:
+            raise ValueError(f"metrics_port_tries must be >= 1, got {self.metrics_port_tries}")
+        for name in ("teacher_server_port", "feeder_port", "student_learner_port", "d_learner_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65534:
+                raise ValueError(f"{name} must be a TCP port (0..65534; the role also binds port + 1), got {port}")
+        if self.mode == "external" and not self.redis_url:
+            raise ValueError("cluster.mode=external needs cluster.redis_url (e.g. redis://redis:6379/0)")
+        if self.redis_url and "@" in self.redis_url:
+            raise ValueError("cluster.redis_url must not contain credentials; set AFD_REDIS_PASSWORD(_FILE) instead")

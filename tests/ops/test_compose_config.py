@@ -111,7 +111,7 @@ def test_hostnet_override_covers_every_service_on_loopback():
         assert svc["network_mode"] == "host", name
         if name in ROLE_SERVICES:
             assert svc["command"] == ["afd", name, "cluster=compose_hostnet"]
-    pending = yaml.safe_load((REPO / "ops" / "cluster-compose_hostnet.yaml.pending").read_text())
+    pending = yaml.safe_load((REPO / "configs" / "cluster" / "compose_hostnet.yaml").read_text())
     assert pending["host"] == "127.0.0.1"
     for key, value in pending.items():
         if key.endswith("_host"):
@@ -122,8 +122,12 @@ def test_hostnet_override_covers_every_service_on_loopback():
 
 
 def test_cluster_configs_name_the_fields_roles_read():
-    for path in ("ops/cluster-compose.yaml.pending", "ops/cluster-compose_hostnet.yaml.pending"):
+    from afd_async.config import load_config
+
+    for name in ("compose", "compose_hostnet"):
+        path = f"configs/cluster/{name}.yaml"
         cfg = yaml.safe_load((REPO / path).read_text())
+        assert load_config([f"cluster={name}"]).cluster.redis_url == cfg["redis_url"]
         for key in ("redis_url", "metrics_port", "feeder_host", "student_learner_host", "d_learner_host", "host"):
             assert key in cfg, f"{path}: {key}"
         assert "@" not in cfg["redis_url"], "the Redis password never goes in the URL"
