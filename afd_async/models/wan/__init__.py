@@ -1,0 +1,1 @@
+"""Real-scale causal Wan2.1 student: block-causal transformer, KV cache, loaders, LoRA policies."""
