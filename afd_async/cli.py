@@ -49,6 +49,12 @@ def cmd_sync(overrides: Sequence[str]) -> int:
     return 0
 
 
+def cmd_run(overrides: Sequence[str]) -> int:
+    from afd_async.launch.run import main as run_main
+
+    return run_main(_load(overrides), list(overrides))
+
+
 def cmd_pretrain(overrides: Sequence[str]) -> int:
     from afd_async.train.pretrain import pretrain
 
@@ -60,7 +66,6 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
 
 # Role entry points: "module:function", the function takes the validated RootConfig and returns an exit code.
 ROLES: dict[str, str] = {
-    "run": "afd_async.launch.run:main",
     "teacher-server": "actors.teacher_server:main",
     "teacher-actor": "actors.teacher_actor:main",
     "student-actor": "actors.student_actor:main",
@@ -82,6 +87,7 @@ def _role_command(target: str) -> Callable[[Sequence[str]], int]:
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "sync": cmd_sync,
+    "run": cmd_run,
     "pretrain": cmd_pretrain,
     "config": cmd_config,
     **{name: _role_command(target) for name, target in ROLES.items()},

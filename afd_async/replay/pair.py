@@ -46,6 +46,10 @@ class Pair:
         teacher_requested_at: unix time the teacher clip was requested.
         d_version: discriminator version the actor knew of, if any.
         teacher_meta: provider, model, latency of the teacher clip (msgpack-able values).
+        group: index of the rollout group (one planned learner batch) this pair belongs to;
+            None for pairs written outside a plan.
+        group_row: this pair's row in its group.
+        group_size: rows in the group (the feeder collates a batch once all have arrived).
     """
 
     pair_id: str
@@ -61,6 +65,9 @@ class Pair:
     teacher_requested_at: float
     d_version: Optional[int] = None
     teacher_meta: Mapping[str, Any] = field(default_factory=dict)
+    group: Optional[int] = None
+    group_row: Optional[int] = None
+    group_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         for name in ("pair_id", "prompt_id", "teacher_ref", "actor_id"):
@@ -87,6 +94,12 @@ class Pair:
                 raise ValueError(f"Pair.{name} must be a finite unix time, got {getattr(self, name)!r}")
         if not isinstance(self.teacher_meta, Mapping):
             raise ValueError("teacher_meta must be a mapping")
+        grouping = (self.group, self.group_row, self.group_size)
+        if any(v is not None for v in grouping):
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in grouping):
+                raise ValueError(f"group, group_row and group_size must be set together as ints, got {grouping}")
+            if not (self.group >= 0 and 0 <= self.group_row < self.group_size):
+                raise ValueError(f"need group >= 0 and 0 <= group_row < group_size, got {grouping}")
 
     @property
     def payload_nbytes(self) -> int:
@@ -101,6 +114,7 @@ def _desc(t: object) -> str:
     return type(t).__name__
 
 
+_OPTIONAL_FIELDS = ("d_version", "teacher_meta", "group", "group_row", "group_size")
 _META_FIELDS = tuple(f.name for f in fields(Pair) if f.name not in ("student_latent", "student_rgb"))
 
 
@@ -123,7 +137,7 @@ def encode_pair(pair: Pair) -> tuple[bytes, bytes]:
 def decode_meta(data: bytes) -> dict[str, Any]:
     """The `pair` message as a dict (no tensors). Raises `MessageError`."""
     meta = unpack(data, expect_kind=PAIR_KIND, schemas=(PAIR_SCHEMA,))
-    missing = [n for n in _META_FIELDS if n not in meta and n not in ("d_version", "teacher_meta")]
+    missing = [n for n in _META_FIELDS if n not in meta and n not in _OPTIONAL_FIELDS]
     if missing:
         raise MessageError(f"pair message lacks fields {missing}")
     return meta

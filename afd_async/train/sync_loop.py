@@ -15,7 +15,6 @@ The async system must reproduce this loop's losses at staleness 0.
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from afd_async.train.batch import PairBatch
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.evaluate import EvalResult, PhysicsEvaluator
 from afd_async.train.report import MetricLog, plot_metrics, write_grid
-from afd_async.train.seeding import step_generator, step_seed
+from afd_async.runtime.plan import sample_prompts
+from afd_async.train.seeding import step_generator
 from afd_async.train.student_update import StudentUpdater
 from afd_async.train.teacher_source import LocalTeacherSource
 
@@ -97,14 +97,10 @@ class SyncLoop:
     # ------------------------------------------------------------- data
 
     def sample_prompts(self, step: int, purpose: str = "prompts") -> tuple[list[str], list[str], list[int]]:
-        """(prompt_ids, prompts, teacher seeds) of a batch; K rollouts share a prompt."""
-        k = self.cfg.algo.rollouts_per_prompt
-        n = max(1, self.cfg.train.batch_size // k)
-        rng = random.Random(step_seed(self.cfg.train.seed, step, purpose))
-        recs = rng.sample(self.train_prompts, n)
-        seeds = [rng.randrange(4) for _ in recs]  # a small pool of teacher clips per prompt (teacher-cache reuse)
-        ids = [r.prompt_id for r in recs for _ in range(k)]
-        return ids, [r.prompt for r in recs for _ in range(k)], [s for s in seeds for _ in range(k)]
+        """(prompt_ids, prompts, teacher seeds) of a batch: the same plan the async actors follow."""
+        rows = sample_prompts(self.train_prompts, run_seed=self.cfg.train.seed, step=step, purpose=purpose,
+                              batch_size=self.cfg.train.batch_size, rollouts_per_prompt=self.cfg.algo.rollouts_per_prompt)
+        return [r.prompt_id for r in rows], [r.prompt for r in rows], [r.teacher_seed for r in rows]
 
     def make_batch(self, step: int, purpose: str = "prompts") -> PairBatch:
         ids, prompts, seeds = self.sample_prompts(step, purpose)

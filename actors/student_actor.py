@@ -1,0 +1,11 @@
+"""`afd student-actor`: roll out θ_old on planned groups, pair with teacher clips, write pairs."""
+
+from __future__ import annotations
+
+from afd_async.config.root import RootConfig
+
+
+def main(cfg: RootConfig) -> int:
+    from afd_async.runtime.roles import run_student_actor
+
+    return run_student_actor(cfg)

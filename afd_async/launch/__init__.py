@@ -1,0 +1,1 @@
+"""Process wiring: the `afd run` launcher and its supervisor."""

@@ -1,0 +1,137 @@
+"""`afd run`: the main job. Every role as its own process, on a private Redis, with progress shown.
+
+    redis-server (private, free loopback port)  ← started here
+    teacher-server → teacher-actor → student-actor → feeder → d-learner, student-learner
+    poll the run's status hash until the student learner writes its outputs, then stop all (SIGTERM)
+
+`afd run cluster=<name>` with `cluster.mode=external` points the same roles at an
+external Redis and hosts instead (docker compose starts them itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from afd_async.config.root import RootConfig
+from afd_async.launch.supervisor import RoleFailed, Supervisor
+from afd_async.runtime.keys import RunKeys
+from afd_async.testing.redis_server import RedisServer, free_port
+
+log = logging.getLogger(__name__)
+
+ROLE_ORDER = ("teacher-server", "teacher-actor", "d-learner", "student-learner", "feeder", "student-actor")
+
+
+def _prefill_text_cache(cfg: RootConfig, cache_dir: Path) -> None:
+    """Encode every prompt once here, so no role process loads the sentence model."""
+    from afd_async.models.text_encoder import CachedTextEncoder
+    from afd_async.physics import load_prompt_suite
+
+    enc = CachedTextEncoder(cfg.text.kind, cache_dir=str(cache_dir))
+    enc.encode([r.prompt for r in load_prompt_suite("train") + load_prompt_suite("eval")])
+
+
+def role_overrides(cfg: RootConfig, redis_port: int, out: Path, text_cache: Path) -> list[str]:
+    """The cluster block of a local run: every port free, every host loopback, metrics on any free port."""
+    return [
+        "cluster.mode=external",
+        "cluster.host=127.0.0.1",
+        f"cluster.redis_url=redis://127.0.0.1:{redis_port}/0",
+        "cluster.metrics_port=0",
+        f"cluster.teacher_server_port={free_port()}",
+        f"cluster.feeder_port={_free_pair()}",
+        f"cluster.student_learner_port={_free_pair()}",
+        f"cluster.d_learner_port={_free_pair()}",
+        f"train.output_dir={out}",
+        f"text.cache_dir={text_cache}",
+        "train.torch_threads=1",
+    ]
+
+
+def _free_pair() -> int:
+    """A port p with p + 1 free too (each ZeroMQ role binds both)."""
+    import socket
+
+    for _ in range(100):
+        p = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+                return p
+            except OSError:
+                continue
+    raise OSError("no two consecutive free ports on 127.0.0.1")
+
+
+def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0) -> dict:
+    out = Path(cfg.train.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    text_cache = out / "text_cache"
+    _prefill_text_cache(cfg, text_cache)
+    api_key = secrets.token_urlsafe(24)  # for the local teacher server only; lives in the children's env
+    env = {**os.environ, "AFD_TEACHER_API_KEY": api_key, "HF_HUB_OFFLINE": "1"}
+    with RedisServer(data_dir=str(out / "redis")) as redis_srv, Supervisor(out / "logs", base_env=env) as sup:
+        overrides = [*user_overrides, *role_overrides(cfg, redis_srv.port, out, text_cache)]
+        for role in ROLE_ORDER:
+            sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0"})
+        import redis
+
+        r = redis.Redis(**redis_srv.client_kwargs())
+        keys = RunKeys()
+        status = _watch(r, keys, sup, cfg, show_progress=show_progress, timeout_s=timeout_s)
+        r.set(keys.stop, 1)
+        codes = sup.stop_all(timeout_s=30)
+        log.info("role exit codes: %s", codes)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": status}
+    return summary
+
+
+def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress: bool, timeout_s: float) -> dict:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    deadline = time.monotonic() + timeout_s
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not show_progress) as bar:
+        task = bar.add_task("student steps", total=cfg.train.steps, info="starting roles")
+        last_print = 0.0
+        while True:
+            status = {k.decode(): v.decode() for k, v in r.hgetall(keys.status).items()}
+            steps = int(status.get("student_steps", 0))
+            info = (f"pairs {status.get('pairs_written', 0)}  D v{status.get('d_version', 0)} acc "
+                    f"{float(status.get('d_acc', 0)):.2f}  dropped-stale {status.get('pairs_dropped_stale', 0)}")
+            bar.update(task, completed=steps, info=info)
+            if not show_progress and time.monotonic() - last_print > 10:
+                print(f"[afd run] student steps {steps}/{cfg.train.steps} | {info}", flush=True)
+                last_print = time.monotonic()
+            if status.get("done") == "1":
+                return status
+            sup.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"afd run did not finish in {timeout_s:.0f}s; logs in {sup.log_dir}")
+            time.sleep(0.5)
+
+
+def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
+    if cfg.cluster.mode == "external":
+        print("afd run: cluster.mode=external — start the roles with docker compose or `afd <role>` on each host",
+              file=sys.stderr)
+        return 2
+    try:
+        summary = launch(cfg, overrides, show_progress=sys.stderr.isatty())
+    except RoleFailed as e:
+        print(f"afd run: {e}", file=sys.stderr)
+        return 1
+    s, f = summary.get("start", {}), summary.get("final", {})
+    print(f"afd run ({summary.get('algo')}, k={summary.get('staleness')}): {summary.get('steps')} steps in "
+          f"{summary.get('seconds')}s, {summary.get('pairs_per_s')} pairs/s | final D accuracy {summary.get('final_d_acc')} | "
+          f"eval physics error {s.get('position_error', float('nan')):.4f} -> {f.get('position_error', float('nan')):.4f} | "
+          f"outputs in {cfg.train.output_dir}")
+    return 0

@@ -1,0 +1,55 @@
+"""Redis keys shared by the roles of one run (one namespace per run id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Every Redis key the runtime uses, under `afd:{run}:`.
+
+    Teacher-side keys (queue, cache, journal, quota) live in `afd_async.teacher`.
+    """
+
+    run: str = "default"
+
+    def _k(self, name: str) -> str:
+        return f"afd:{self.run}:{name}"
+
+    @property
+    def pairs(self) -> str:
+        return self._k("pairs")
+
+    @property
+    def next_group(self) -> str:
+        """Next group index to hand out (INCR)."""
+        return self._k("groups:next")
+
+    @property
+    def reroll(self) -> str:
+        """Groups whose student side must be rolled out again (stale or lost); teacher clips are kept."""
+        return self._k("groups:reroll")
+
+    @property
+    def requested(self) -> str:
+        """Set of group indices whose teacher requests were queued."""
+        return self._k("groups:requested")
+
+    @property
+    def student_version(self) -> str:
+        return self._k("version:student")
+
+    @property
+    def d_version(self) -> str:
+        return self._k("version:d")
+
+    @property
+    def status(self) -> str:
+        """Hash of progress numbers the launcher shows (pairs, steps, D accuracy, ...)."""
+        return self._k("status")
+
+    @property
+    def stop(self) -> str:
+        """Set when the run is finished: every role winds down."""
+        return self._k("stop")

@@ -1,0 +1,80 @@
+"""What the student learner leaves in the output folder: metrics, evaluations, samples, checkpoints.
+
+The same files as `afd sync` writes (`train/sync_loop.py`), so the two runs compare directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from afd_async.checkpoint import save_module
+from afd_async.config.convert import to_dict
+from afd_async.config.root import RootConfig
+from afd_async.physics import load_prompt_suite
+from afd_async.train.evaluate import EvalResult, PhysicsEvaluator
+from afd_async.train.report import MetricLog, plot_metrics, read_metrics, write_grid
+from afd_async.train.student_update import StudentUpdater
+from afd_async.train.sync_loop import PLOT_KEYS, make_teacher_source
+
+
+class RunOutputs:
+    def __init__(self, cfg: RootConfig, text: Any) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.train.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        self.teacher = make_teacher_source(cfg)
+        self.eval_prompts = load_prompt_suite("eval")[: cfg.train.eval_prompts]
+        prompts = [p.prompt for p in self.eval_prompts]
+        self.evaluator = PhysicsEvaluator(
+            prompts=prompts, text=text.encode(prompts), teacher=self.teacher, timesteps=cfg.student.timesteps,
+            shift=cfg.student.shift, num_frames=cfg.student.num_frames, fps=cfg.student.fps,
+        )
+        self.log = MetricLog(self.out / "metrics.jsonl")
+        self.t0 = time.monotonic()
+        self.start_result: Optional[EvalResult] = None
+        self.base_videos: Optional[torch.Tensor] = None
+
+    def start(self, updater: StudentUpdater) -> None:
+        self.start_result, self.base_videos = self.evaluator.evaluate(updater.old)
+        self.log.write({"step": updater.steps, "phase": "eval", **self.start_result.as_dict()})
+        self.t0 = time.monotonic()
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.log.write({"step": step, "phase": "train", "wall_s": round(time.monotonic() - self.t0, 3), **metrics})
+
+    def evaluate(self, updater: StudentUpdater) -> EvalResult:
+        result, _ = self.evaluator.evaluate(updater.old)
+        self.log.write({"step": updater.steps, "phase": "eval", **result.as_dict()})
+        return result
+
+    def finish(self, updater: StudentUpdater, d: torch.nn.Module, *, d_version: int, extra: dict[str, Any]) -> dict[str, Any]:
+        seconds = time.monotonic() - self.t0
+        final, final_videos = self.evaluator.evaluate(updater.old)
+        self.log.write({"step": updater.steps, "phase": "eval", **final.as_dict()})
+        self.log.close()
+        records = read_metrics(self.out / "metrics.jsonl")
+        d_accs = [r["d_acc"] for r in records if "d_acc" in r]
+        n = min(4, len(self.eval_prompts))
+        teacher = self.teacher.batch([p.prompt for p in self.eval_prompts[:n]], [0] * n)
+        assert self.base_videos is not None and self.start_result is not None
+        write_grid([teacher, self.base_videos[:n], final_videos[:n]], self.cfg.student.fps, self.out / "samples")
+        plot_metrics(records, PLOT_KEYS, self.out / "metrics.png")
+        save_module(self.out / "student_final.safetensors", updater.old, meta={"version": updater.version})
+        save_module(self.out / "student_ema.safetensors", updater.ema.module, meta={"version": updater.version})
+        save_module(self.out / "discriminator_final.safetensors", d, meta={"version": d_version})
+        summary = {
+            "algo": self.cfg.algo.name, "mode": "async", "staleness": self.cfg.replay.staleness,
+            "steps": updater.steps, "seconds": round(seconds, 1),
+            "pairs_per_s": round(updater.steps * self.cfg.train.batch_size / max(seconds, 1e-9), 3),
+            "final_d_acc": d_accs[-1] if d_accs else None, "start": self.start_result.as_dict(""),
+            "final": final.as_dict(""), "eval_prompts": [p.prompt for p in self.eval_prompts[:n]],
+            "samples_columns": ["teacher", "student (start)", "student (final)"], **extra,
+        }
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary

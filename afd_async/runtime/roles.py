@@ -1,0 +1,240 @@
+"""Role wiring: config in, collaborators built, loop run. Entry points in `actors/`, `learners/` call these."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from afd_async import metrics as M
+from afd_async.config.root import RootConfig
+from afd_async.models.factory import make_discriminator, make_student, make_text_encoder
+from afd_async.physics import load_prompt_suite
+from afd_async.replay.trim import trim_acked
+from afd_async.replay.writer import PairWriter
+from afd_async.runtime.connect import redis_client, stop_on_signals, tcp
+from afd_async.runtime.feeder import GroupFeed
+from afd_async.runtime.groups import GroupClaims
+from afd_async.runtime.keys import RunKeys
+from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_copy
+from afd_async.runtime.plan import Planner
+from afd_async.runtime.student_actor import StudentActor, TeacherRequests
+from afd_async.train.d_update import DiscriminatorUpdater
+from afd_async.train.sync_loop import make_student_updater
+from afd_async.transport import FeedClient, FeedServer, WeightPublisher, WeightSubscriber
+
+log = logging.getLogger(__name__)
+
+
+def make_planner(cfg: RootConfig) -> Planner:
+    return Planner(load_prompt_suite("train"), run_seed=cfg.train.seed, batch_size=cfg.train.batch_size,
+                   rollouts_per_prompt=cfg.algo.rollouts_per_prompt, warmup_groups=cfg.algo.d_warmup_steps,
+                   train_groups=cfg.train.steps)
+
+
+def make_claims(cfg: RootConfig, client, keys: RunKeys, planner: Planner) -> GroupClaims:
+    return GroupClaims(client, keys, total_groups=planner.total_groups, warmup_groups=planner.warmup_groups,
+                       staleness=cfg.replay.staleness, lease_s=cfg.replay.group_lease_s)
+
+
+def _metrics(cfg: RootConfig, role: str):
+    labels, port = M.start_role_metrics(role, port=cfg.cluster.metrics_port, host=cfg.cluster.host,
+                                        tries=cfg.cluster.metrics_port_tries)
+    log.info("%s: metrics on %s:%d", role, cfg.cluster.host, port)
+    return labels
+
+
+def _torch_threads(cfg: RootConfig) -> None:
+    if cfg.train.torch_threads:
+        torch.set_num_threads(cfg.train.torch_threads)
+
+
+def _ports(host: str, port: int) -> tuple[str, str]:
+    return tcp(host, port), tcp(host, port + 1)
+
+
+def _stopped(client, keys: RunKeys, stop: threading.Event) -> bool:
+    if client.exists(keys.stop):
+        stop.set()
+    return stop.is_set()
+
+
+# ---------------------------------------------------------------------------------------------- actor
+
+def run_student_actor(cfg: RootConfig) -> int:
+    from afd_async.runtime.teacher_clips import teacher_clip_ref
+
+    labels = _metrics(cfg, "student-actor")
+    _torch_threads(cfg)
+    stop = stop_on_signals()
+    r = redis_client(cfg.cluster)
+    keys = RunKeys()
+    planner = make_planner(cfg)
+    text = make_text_encoder(cfg.text)
+    policy = make_student(cfg.student, text.dim)
+    notify, fetch = _ports(cfg.cluster.student_learner_host, cfg.cluster.student_learner_port)
+
+    def on_group(group, n, seconds, version):
+        labels(M.STUDENT_ACTOR_ROLLOUTS).inc(n)
+        labels(M.STUDENT_ACTOR_FRAMES).inc(n * cfg.student.num_frames)
+        labels(M.STUDENT_ACTOR_ROLLOUT_SECONDS).observe(seconds)
+        labels(M.STUDENT_ACTOR_POLICY_VERSION).set(version)
+        labels(M.REPLAY_WRITTEN).inc(n)
+        r.hincrby(keys.status, "pairs_written", n)
+        labels.beat()
+
+    with WeightSubscriber(notify, fetch) as sub, PairWriter(r, stream=keys.pairs, blob_ttl_s=cfg.replay.blob_ttl_s) as writer:
+        actor = StudentActor(
+            policy=policy, encode_text=text.encode, planner=planner, claims=make_claims(cfg, r, keys, planner),
+            requests=TeacherRequests(r, keys, planner, cfg.teacher.source.queue_key), writer=writer, subscriber=sub,
+            teacher_clip=lambda prompt, seed: teacher_clip_ref(r, cfg.teacher, prompt, seed),
+            run_seed=cfg.train.seed, timesteps=cfg.student.timesteps, shift=cfg.student.shift,
+            num_frames=cfg.student.num_frames, staleness=cfg.replay.staleness, lookahead=cfg.replay.teacher_lookahead,
+            teacher_wait_s=cfg.replay.teacher_wait_s, latent_dtype=cfg.replay.latent_dtype, metrics=on_group,
+        )
+        watcher = threading.Thread(target=lambda: [stop.wait(0.5) for _ in iter(lambda: _stopped(r, keys, stop), True)],
+                                   daemon=True)
+        watcher.start()
+        written = actor.run(stop)
+    log.info("student actor: %d groups written", written)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- feeder
+
+def run_feeder(cfg: RootConfig) -> int:
+    from afd_async.runtime.teacher_clips import load_teacher_frames
+
+    labels = _metrics(cfg, "feeder")
+    stop = stop_on_signals()
+    r = redis_client(cfg.cluster)
+    keys = RunKeys()
+    planner = make_planner(cfg)
+    claims = make_claims(cfg, r, keys, planner)
+
+    def teacher(ref: str) -> torch.Tensor:
+        return torch.from_numpy(load_teacher_frames(r, ref))
+
+    def dropped(group: int, n: int) -> None:
+        labels(M.REPLAY_DROPPED, reason="stale").inc(n)
+        r.hincrby(keys.status, "pairs_dropped_stale", n)
+
+    feeds = {name: GroupFeed(r, keys, learner=name, claims=claims, teacher=teacher, staleness=cfg.replay.staleness,
+                             warmup_groups=planner.warmup_groups, dedupe_window_s=cfg.replay.dedupe_window_s,
+                             on_drop=dropped)
+             for name in ("discriminator", "student")}
+    d_ep, s_ep = _ports(cfg.cluster.host, cfg.cluster.feeder_port)
+    with FeedServer(d_ep, feeds["discriminator"].next_batch, on_ack=feeds["discriminator"].on_ack,
+                    on_lost=feeds["discriminator"].on_lost) as d_srv, \
+         FeedServer(s_ep, feeds["student"].next_batch, on_ack=feeds["student"].on_ack,
+                    on_lost=feeds["student"].on_lost) as s_srv:
+        log.info("feeder: D feed %s, student feed %s", d_srv.endpoint, s_srv.endpoint)
+        while not _stopped(r, keys, stop):
+            trim_acked(r, keys.pairs)
+            labels(M.REPLAY_LENGTH).set(r.xlen(keys.pairs))
+            labels.beat()
+            stop.wait(1.0)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- learners
+
+def _feed_client(cfg: RootConfig, offset: int) -> FeedClient:
+    return FeedClient(tcp(cfg.cluster.feeder_host, cfg.cluster.feeder_port + offset), rank=0, window=2)
+
+
+def run_d_learner(cfg: RootConfig) -> int:
+    labels = _metrics(cfg, "d-learner")
+    _torch_threads(cfg)
+    stop = stop_on_signals()
+    r = redis_client(cfg.cluster)
+    keys = RunKeys()
+    planner = make_planner(cfg)
+    text = make_text_encoder(cfg.text)
+    torch.manual_seed(cfg.train.seed)
+    make_student(cfg.student, text.dim)  # same global RNG draws as the sync loop before D is built
+    d = make_discriminator(cfg.discriminator, text.dim)
+    upd = DiscriminatorUpdater(d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
+    notify, fetch = _ports(cfg.cluster.host, cfg.cluster.d_learner_port)
+    with WeightPublisher(notify, fetch) as pub, _feed_client(cfg, 0) as feed:
+        learner = DLearner(updater=upd, publisher=pub, client=r, keys=keys, encode_text=text.encode,
+                           warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
+                           lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny")
+        learner.publish()
+        loop = FeedLoop(feed, stop)
+
+        def process(batch) -> bool:
+            t0 = time.monotonic()
+            m = learner.process(batch)
+            labels(M.D_STEPS).inc(1)
+            labels(M.D_SAMPLES).inc(len(batch.meta["pair_ids"]))
+            labels(M.D_LOSS).set(m["d_loss"])
+            labels(M.D_ACCURACY).set(m["d_acc"])
+            labels(M.D_STUDENT_SIGMOID).set(m["d_sigma_student"])
+            labels(M.D_VERSION).set(learner.version)
+            labels(M.D_STEP_SECONDS).observe(time.monotonic() - t0)
+            labels(M.D_BATCH_WAIT).observe(loop.wait_s)
+            labels.beat()
+            _stopped(r, keys, stop)
+            return False
+
+        loop.run(process)
+    return 0
+
+
+def run_student_learner(cfg: RootConfig) -> int:
+    from afd_async.runtime.outputs import RunOutputs
+
+    labels = _metrics(cfg, "student-learner")
+    _torch_threads(cfg)
+    stop = stop_on_signals()
+    r = redis_client(cfg.cluster)
+    keys = RunKeys()
+    planner = make_planner(cfg)
+    text = make_text_encoder(cfg.text)
+    torch.manual_seed(cfg.train.seed)
+    student = make_student(cfg.student, text.dim)
+    d = d_copy(make_discriminator(cfg.discriminator, text.dim))
+    upd = make_student_updater(cfg, student)
+    outputs = RunOutputs(cfg, text)
+    needs_d = cfg.algo.name != "sft"
+    notify, fetch = _ports(cfg.cluster.host, cfg.cluster.student_learner_port)
+    d_notify, d_fetch = _ports(cfg.cluster.d_learner_host, cfg.cluster.d_learner_port)
+    with WeightPublisher(notify, fetch) as pub, WeightSubscriber(d_notify, d_fetch) as d_sub, _feed_client(cfg, 1) as feed:
+        learner = StudentLearner(updater=upd, d=d, d_subscriber=d_sub, publisher=pub, client=r, keys=keys,
+                                 encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
+                                 d_steps_per_batch=cfg.algo.d_steps_per_student_step,
+                                 d_staleness=cfg.replay.d_staleness, needs_d=needs_d,
+                                 pixel_latent=cfg.student.kind == "tiny")
+        learner.publish()
+        outputs.start(upd)
+        loop = FeedLoop(feed, stop)
+
+        def process(batch) -> bool:
+            t0 = time.monotonic()
+            m = learner.process(batch, stop)
+            labels(M.S_STEPS).inc(1)
+            labels(M.S_SAMPLES).inc(len(batch.meta["pair_ids"]))
+            labels(M.S_VERSION).set(upd.version)
+            labels(M.S_STEP_SECONDS).observe(time.monotonic() - t0)
+            labels(M.S_BATCH_WAIT).observe(loop.wait_s)
+            labels.beat()
+            outputs.log_step(upd.steps, {**m, "batch_wait_s": loop.wait_s, "step_s": time.monotonic() - t0})
+            if cfg.train.eval_every and upd.steps % cfg.train.eval_every == 0 and upd.steps < cfg.train.steps:
+                outputs.evaluate(upd)
+            return upd.steps >= cfg.train.steps
+
+        loop.run(process)
+        if upd.steps >= cfg.train.steps:
+            summary = outputs.finish(upd, d, d_version=learner.d_version, extra={"status": _status(r, keys)})
+            r.hset(keys.status, mapping={"done": 1, "final_position_error": summary["final"]["position_error"]})
+            r.set(keys.stop, 1)
+    return 0
+
+
+def _status(r, keys: RunKeys) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in r.hgetall(keys.status).items()}

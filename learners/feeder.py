@@ -1,0 +1,11 @@
+"""`afd feeder`: pair stream → group batches → the two learners' ZeroMQ feeds."""
+
+from __future__ import annotations
+
+from afd_async.config.root import RootConfig
+
+
+def main(cfg: RootConfig) -> int:
+    from afd_async.runtime.roles import run_feeder
+
+    return run_feeder(cfg)

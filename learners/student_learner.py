@@ -1,0 +1,11 @@
+"""`afd student-learner`: NFT steps scored by the newest allowed D; publishes θ_old to the actors."""
+
+from __future__ import annotations
+
+from afd_async.config.root import RootConfig
+
+
+def main(cfg: RootConfig) -> int:
+    from afd_async.runtime.roles import run_student_learner
+
+    return run_student_learner(cfg)
