@@ -96,6 +96,7 @@ class TeacherMeta:
     video_seconds: float
     usage: dict[str, Any] = field(default_factory=dict)  # provider-reported usage/cost
     possible_duplicate: bool = False
+    source: dict[str, Any] = field(default_factory=dict)  # the provider's clip before resampling: fps, height, width, frames
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,14 @@ def decode_entry(blob: bytes, *, use: int = 0) -> CacheEntry:
         raise SchemaVersionError(f"teacher cache record has dtype {d['dtype']!r}, expected 'uint8'")
     frames = np.frombuffer(d["frames"], dtype=np.uint8).reshape(tuple(d["shape"]))
     return CacheEntry(key=d["key"], prompt=d["prompt"], seed=int(d["seed"]), params=json.loads(d["params"]),
-                      clip=Clip(frames=frames, fps=float(d["fps"])), meta=TeacherMeta(**d["meta"]),
+                      clip=Clip(frames=frames, fps=float(d["fps"])), meta=_meta(d["meta"]),
                       created_at=float(d["created_at"]), use=use)
+
+
+def _meta(d: dict[str, Any]) -> TeacherMeta:
+    """TeacherMeta from a record; fields a newer writer added are ignored (older readers stay compatible)."""
+    known = {f for f in TeacherMeta.__dataclass_fields__}
+    return TeacherMeta(**{k: v for k, v in d.items() if k in known})
 
 
 class TeacherCache:

@@ -14,7 +14,11 @@ One job (`TeacherGateway.run_job`), every step bounded by a timeout:
         SUCCEEDED → download at once → decode/verify (re-download on CORRUPT_RESULT)
                   → cache.put → journal "done"
         FAILED/EXPIRED/CANCELLED, EXPIRED_RESULT → journal "failed", next attempt
-        CONTENT_REJECTED / INVALID / persistent CORRUPT_RESULT → dead-letter stream, JobDeadLettered
+        CONTENT_REJECTED / INVALID → dead-letter stream, JobDeadLettered
+        persistent CORRUPT_RESULT → dead-letter (`corrupt_result="dead_letter"`) or a fresh
+                  job (`"new_job"`: a truncated or wrong-length video says nothing about the prompt)
+    all attempts failed → JobFailed, or (`exhausted="dead_letter"`) one "attempts_exhausted"
+                  dead-letter entry, so no prompt ever just vanishes
         AUTH / QUOTA_EXHAUSTED → account alert, GatewayHalted (this gateway takes no more prompts)
 
 Invariants: at most one create per (request, attempt) unless an ambiguous create
@@ -28,7 +32,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import AsyncIterable, Awaitable, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Literal, Optional, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -37,6 +41,9 @@ from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobSta
 from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
 from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
 from afd_async.video.clip import Clip
+
+if TYPE_CHECKING:
+    from afd_async.metrics import RoleLabels
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,6 +108,12 @@ class TeacherGateway:
         download_attempts: tries per download (TRANSIENT, CORRUPT_RESULT).
         max_attempts: fresh jobs per request after terminal failures.
         call_timeout_s: timeout of each provider call.
+        corrupt_result: what an undecodable result (after `download_attempts`) means:
+            "dead_letter" (the prompt is poison) or "new_job" (the render was bad; try again).
+        exhausted: after `max_attempts` failed jobs, "raise" `JobFailed` or "dead_letter"
+            the request (once, `error_class` "attempts_exhausted") and raise `JobDeadLettered`.
+        metrics: the teacher actor's `RoleLabels`; job events, errors, latencies and bytes
+            go to the declared `afd_teacher_actor_*` series. None: counters only.
     """
 
     def __init__(
@@ -122,6 +135,9 @@ class TeacherGateway:
         download_attempts: int = 3,
         max_attempts: int = 3,
         call_timeout_s: float = 60.0,
+        corrupt_result: Literal["dead_letter", "new_job"] = "dead_letter",
+        exhausted: Literal["raise", "dead_letter"] = "raise",
+        metrics: Optional["RoleLabels"] = None,
     ) -> None:
         if min(submit_attempts, download_attempts, max_attempts) < 1:
             raise ValueError("submit_attempts, download_attempts and max_attempts must be >= 1")
@@ -132,12 +148,46 @@ class TeacherGateway:
         self.poll_interval_s, self.poll_max_interval_s = poll_interval_s, poll_max_interval_s
         self.job_timeout_s, self.download_attempts, self.max_attempts = job_timeout_s, download_attempts, max_attempts
         self.call_timeout_s = call_timeout_s
+        if corrupt_result not in ("dead_letter", "new_job") or exhausted not in ("raise", "dead_letter"):
+            raise ValueError(f"bad corrupt_result={corrupt_result!r} or exhausted={exhausted!r}")
+        self.corrupt_result, self.exhausted = corrupt_result, exhausted
+        self.metrics = metrics
         self.halted: Optional[TeacherError] = None
         self.counters: dict[str, int] = {}
         self._stop = asyncio.Event()
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+        if self.metrics is None:
+            return
+        from afd_async import metrics as M
+
+        event = _EVENTS.get(name)
+        if event is not None:
+            self.metrics(M.TEACHER_ACTOR_JOBS, state=event).inc(n)
+        if name == "done":
+            self.metrics(M.TEACHER_ACTOR_CLIPS).inc(n)
+        elif name == "throttled":
+            self.metrics(M.TEACHER_ACTOR_THROTTLED).inc(n)
+
+    def _error(self, e: TeacherError) -> None:
+        """Count a classified provider error (metrics only)."""
+        if self.metrics is not None:
+            from afd_async import metrics as M
+
+            self.metrics(M.TEACHER_ACTOR_ERRORS, error_class=e.error_class.value).inc()
+
+    def _observe(self, phase: str, seconds: float) -> None:
+        if self.metrics is not None:
+            from afd_async import metrics as M
+
+            self.metrics(M.TEACHER_ACTOR_LATENCY, phase=phase).observe(max(0.0, seconds))
+
+    def _in_flight(self, delta: int) -> None:
+        if self.metrics is not None:
+            from afd_async import metrics as M
+
+            self.metrics(M.TEACHER_ACTOR_IN_FLIGHT).inc(delta)
 
     async def _call(self, aw: Awaitable[T]) -> T:
         try:
@@ -154,6 +204,7 @@ class TeacherGateway:
         if hit is not None:
             self._count("cache_hits")
             return hit
+        last_reason = ""
         for attempt in range(self.max_attempts):
             key = self.journal.key(self.provider, request, attempt)
             try:
@@ -181,7 +232,15 @@ class TeacherGateway:
                     log.info("teacher job %s attempt %d failed: %s", key, attempt, e)
                     await self.journal.finish(key, "failed", reason=str(e))
                     self._count("attempts_failed")
-        raise JobFailed(f"{self.provider}: {self.max_attempts} attempts failed for prompt {request.prompt[:60]!r}")
+                    last_reason = str(e)
+        msg = f"{self.provider}: {self.max_attempts} attempts failed for prompt {request.prompt[:60]!r}"
+        if self.exhausted == "dead_letter":
+            rec = await self.journal.get(self.journal.key(self.provider, request, self.max_attempts - 1))
+            reason = last_reason or rec.reason or msg
+            if await self.journal.give_up(self.provider, request, attempts=self.max_attempts, reason=reason):
+                self._count("dead")
+            raise JobDeadLettered("attempts_exhausted", reason)
+        raise JobFailed(msg)
 
     async def _attempt(self, claim: Claim, request: JobRequest) -> CacheEntry:
         rec, key = claim.record, claim.key
@@ -200,9 +259,15 @@ class TeacherGateway:
             handle, lease, possible_dup = await self._submit(key, request, possible_dup)
         else:
             lease = await self.quota.adopt()
-        async with lease:
-            status = await self._poll(handle)
-            await lease.release()  # the provider slot is free at the terminal state
+        self._in_flight(1)
+        t_poll = time.monotonic()
+        try:
+            async with lease:
+                status = await self._poll(handle)
+                await lease.release()  # the provider slot is free at the terminal state
+        finally:
+            self._in_flight(-1)
+        self._observe("poll", time.monotonic() - t_poll)
         return await self._finish(key, request, handle, status, started, possible_dup)
 
     async def _resolve_ambiguous(self, claim: Claim, request: JobRequest) -> tuple[Optional[JobHandle], bool]:
@@ -211,6 +276,7 @@ class TeacherGateway:
         find = getattr(self.client, "find_job", None)
         if find is not None:
             await self.journal.count("ambiguous")
+            self._count("ambiguous")
             try:
                 since = (claim.record.submitting_since or time.time()) - _LOOKUP_MARGIN_S
                 found = await self._call(find(request, since=since))
@@ -222,6 +288,7 @@ class TeacherGateway:
                 return found, False
             return None, False  # the provider says no such job: resubmitting is safe
         state, elapsed = await self.journal.mark_ambiguous(key)
+        self._count("ambiguous")
         if state == "submitted":  # the slow previous owner recorded its job id meanwhile
             rec = await self.journal.get(key)
             return rec.handle, rec.possible_duplicate
@@ -243,12 +310,16 @@ class TeacherGateway:
             try:
                 token = await self.journal.begin_submit(key, self.provider, request, possible_duplicate=state["dup"])
                 self._count("submits")
+                t_submit = time.monotonic()
                 try:
                     handle = await self._call(self.client.submit(request))
                 except TeacherError as e:
+                    self._error(e)
                     await self._after_failed_create(key, request, token, e, state)
                     raise
+                self._observe("submit", time.monotonic() - t_submit)
                 await self.journal.mark_submitted(key, token, handle)
+                self._count("created")
             except BaseException:
                 await asyncio.shield(lease.release())
                 raise
@@ -288,6 +359,8 @@ class TeacherGateway:
                 await self.journal.abandon_submit(key, token)
         else:
             await self.journal.abandon_submit(key, token)  # a refused create did not happen
+        if e.error_class.retryable:
+            self._count("retried")
         if e.error_class in _THROTTLE:
             self._count("throttled")
             await self.quota.on_throttle(e.retry_after_s)
@@ -315,6 +388,7 @@ class TeacherGateway:
                 status = await self._call(self.client.poll(handle))
                 errors = 0
             except TeacherError as e:
+                self._error(e)
                 if e.error_class in _HALT:
                     self.halted = e
                     raise GatewayHalted(str(e)) from None
@@ -343,11 +417,16 @@ class TeacherGateway:
             if status.error_class in (ErrorClass.CONTENT_REJECTED, ErrorClass.INVALID):
                 await self._fatal(key, request, TeacherError(status.error_class, status.error_message or "job failed"))
             raise _AttemptFailed(f"job {handle.job_id} ended {status.state.value}: {status.error_message or ''}")
+        t_download = time.monotonic()
         clip = await self._download_and_decode(key, request, status)
+        self._observe("download", time.monotonic() - t_download)
+        latency = max(0.0, time.time() - started)
         meta = TeacherMeta(provider=self.provider, model=handle.model or request.model, job_id=handle.job_id,
-                           latency_s=max(0.0, time.time() - started), video_seconds=clip.duration_s,
-                           usage=dict(status.usage), possible_duplicate=possible_dup)
+                           latency_s=latency, video_seconds=clip.duration_s,
+                           usage=dict(status.usage), possible_duplicate=possible_dup,
+                           source=dict(getattr(clip, "source", None) or {}))
         entry, _ = await self.cache.put(self.provider, request, clip, meta)
+        self._observe("end_to_end", latency)
         await self.journal.finish(key, "done", result_key=entry.key)
         self._count("done")
         return entry
@@ -359,6 +438,7 @@ class TeacherGateway:
                 data = status.result_bytes if status.result_bytes is not None else \
                     await self._call(self.client.download(status))
             except TeacherError as e:
+                self._error(e)
                 if e.error_class is ErrorClass.EXPIRED_RESULT:
                     self._count("results_expired")
                     raise _AttemptFailed(f"result expired before download: {e}") from None
@@ -367,14 +447,21 @@ class TeacherGateway:
                 last = e
                 await asyncio.sleep(min(self.retry_max_s, self.retry_initial_s * 2 ** i))
                 continue
+            if self.metrics is not None:
+                from afd_async import metrics as M
+
+                self.metrics(M.TEACHER_ACTOR_CLIP_BYTES).inc(len(data))
             try:
                 return self.decode(data)
             except Exception as e:  # noqa: BLE001 - any decoder failure means a bad result
                 self._count("corrupt_results")
                 last = e if isinstance(e, TeacherError) else TeacherError(ErrorClass.CORRUPT_RESULT, repr(e)[:300])
+                self._error(last)
                 if status.result_bytes is not None:
                     break  # inline bytes cannot be fetched again
         assert last is not None
+        if last.error_class is ErrorClass.CORRUPT_RESULT and self.corrupt_result == "new_job":
+            raise _AttemptFailed(f"bad result after {self.download_attempts} downloads: {last}")
         if last.error_class is ErrorClass.CORRUPT_RESULT:
             await self._fatal(key, request, TeacherError(ErrorClass.CORRUPT_RESULT, f"undecodable result: {last}"))
         raise _AttemptFailed(f"download failed: {last}")
@@ -451,6 +538,12 @@ class TeacherGateway:
         if self.halted is not None and report.halted is None:
             report.halted = str(self.halted)
         return report
+
+
+# gateway counter name → `afd_teacher_actor_jobs_total{state}`
+_EVENTS: dict[str, str] = {"created": "submitted", "done": "succeeded", "attempts_failed": "failed",
+                           "results_expired": "expired", "retried": "retried", "ambiguous": "ambiguous",
+                           "dead": "dead_lettered", "cache_hits": "cache_hit"}
 
 
 class _Resolved(Exception):

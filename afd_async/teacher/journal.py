@@ -120,6 +120,15 @@ if ARGV[2] == 'dead' then
 end
 return 'ok'
 """
+# KEYS gaveup, stats, dead; ARGV record_ttl_ms, dead_fields_json, maxlen. Once per request, whoever calls it.
+_GIVE_UP = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+redis.call('HINCRBY', KEYS[2], 'gave_up', 1)
+local args = {'XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*'}
+for k, v in pairs(cjson.decode(ARGV[2])) do table.insert(args, k); table.insert(args, tostring(v)) end
+redis.call(unpack(args))
+return 1
+"""
 
 
 class ClaimBusy(RuntimeError):
@@ -247,6 +256,7 @@ class SubmitJournal:
         s = redis.register_script
         self._claim, self._renew, self._release = s(_CLAIM), s(_RENEW), s(_RELEASE)
         self._begin, self._submitted, self._ambig, self._finish = s(_BEGIN), s(_SUBMITTED), s(_AMBIGUOUS), s(_FINISH)
+        self._give_up = s(_GIVE_UP)
 
     def state_dict(self) -> dict[str, Any]:
         """The configuration (records live in Redis)."""
@@ -352,6 +362,23 @@ class SubmitJournal:
         entry = {"key": key, "provider": provider, "model": request.model, "prompt": request.prompt,
                  "seed": request.seed, "error_class": error_class, "reason": reason[:2000], "scope": "request"}
         return await self._finish_script(key, "dead", reason, "", entry)
+
+    async def give_up(self, provider: str, request: JobRequest, *, attempts: int, reason: str) -> bool:
+        """Dead-letter a request whose every attempt failed (`error_class` "attempts_exhausted").
+
+        Why a separate record: each attempt's own record is already terminal
+        ("failed"), and a prompt must end somewhere visible rather than vanish.
+        Idempotent across actors: only the first call per request writes an
+        entry. Returns True if this call wrote it.
+        """
+        digest = request_digest(provider, request)
+        entry = {"key": f"{digest}:*", "provider": provider, "model": request.model, "prompt": request.prompt,
+                 "seed": request.seed, "error_class": "attempts_exhausted", "attempts": attempts,
+                 "reason": reason[:2000], "scope": "request"}
+        r = await self._op(self._give_up(keys=[f"{self.ns}:gaveup:{digest}", self.stats_key, self.dead_stream],
+                                         args=[int(self.record_ttl_s * 1000), json.dumps(entry, default=str),
+                                               self.dead_maxlen]))
+        return int(r) == 1
 
     async def alert(self, provider: str, *, error_class: str, reason: str) -> None:
         """An account-level failure (AUTH, QUOTA_EXHAUSTED) on the dead-letter stream; no prompt is dead."""

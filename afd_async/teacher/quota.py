@@ -38,9 +38,12 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Literal, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Literal, Optional, TypeVar
 
 import redis.asyncio as aioredis
+
+if TYPE_CHECKING:
+    from afd_async.metrics import RoleLabels
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,14 +100,15 @@ end
 return r
 """
 
-# KEYS limit, cool, wake; ARGV decrease(1/0), max, min, factor, increment, cooldown_ms. Returns the new limit.
+# KEYS limit, cool, wake; ARGV decrease(1/0), max, min, factor, increment, cooldown_ms.
+# Returns {new limit, 1 if this call decreased it}.
 _QUOTA_AIMD = _NOW + """
 local max_l, min_l = tonumber(ARGV[2]), tonumber(ARGV[3])
 local cur = tonumber(redis.call('GET', KEYS[1]) or ARGV[2])
 local new = cur
 if ARGV[1] == '1' then
   local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if now - last < tonumber(ARGV[6]) then return f(cur) end
+  if now - last < tonumber(ARGV[6]) then return {f(cur), 0} end
   new = math.max(min_l, cur * tonumber(ARGV[4]))
   redis.call('SET', KEYS[2], f(now))
 else
@@ -116,7 +120,7 @@ else
   end
 end
 redis.call('SET', KEYS[1], f(new))
-return f(new)
+return {f(new), (new < cur) and 1 or 0}
 """
 
 # KEYS pause; ARGV seconds_ms. Extends, never shortens. Returns pause-until (ms).
@@ -231,6 +235,8 @@ class SharedQuota:
         op_timeout_s: timeout of each Redis round trip.
         max_block_s: longest single blocking wait for a freed slot (BLPOP); the client's
             `socket_timeout`, if set, must exceed it.
+        metrics: the teacher actor's `RoleLabels`: grants, denials, waits and AIMD decreases go to
+            the declared `afd_quota_*` series (`export_snapshot` sets the account gauges).
     """
 
     def __init__(
@@ -249,6 +255,7 @@ class SharedQuota:
         aimd_cooldown_s: float = 2.0,
         op_timeout_s: float = 5.0,
         max_block_s: float = 5.0,
+        metrics: Optional["RoleLabels"] = None,
     ) -> None:
         if not account or any(c in account for c in "{}"):
             raise ValueError(f"account must be a non-empty name without braces, got {account!r}")
@@ -275,6 +282,13 @@ class SharedQuota:
         self.aimd_cooldown_s = float(aimd_cooldown_s)
         self.op_timeout_s = float(op_timeout_s)
         self.max_block_s = float(max_block_s)
+        self.metrics = metrics
+        if metrics is not None:
+            from afd_async import metrics as M
+
+            metrics(M.QUOTA_IN_FLIGHT_MAX).set(self.max_in_flight)
+            metrics(M.QUOTA_CREATE_LIMIT).set(self.create_rate_per_min / 60.0)
+            metrics(M.QUOTA_CREATE_BURST).set(self.burst)
         p = f"afd:quota:{{{account}}}:"
         self.keys = {n: p + n for n in ("tat", "leases", "limit", "pause", "cool", "wake")}
         self._acquire = redis.register_script(_QUOTA_ACQUIRE)
@@ -324,7 +338,9 @@ class SharedQuota:
         while True:
             lease, reason, wait_s = await self.try_acquire(consume_rate=consume_rate)
             if lease is not None:
+                self._metric_grant(consume_rate, time.monotonic() - start)
                 return lease
+            self._metric_denial(reason)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise QuotaTimeout(self.account, reason, time.monotonic() - start)
@@ -333,6 +349,32 @@ class SharedQuota:
                 await asyncio.wait_for(self.redis.blpop([self.keys["wake"]], timeout=block), block + self.op_timeout_s)
             else:
                 await asyncio.sleep(min(wait_s, remaining) + 0.0005)
+
+    def _metric_grant(self, consume_rate: bool, waited_s: float) -> None:
+        if self.metrics is None:
+            return
+        from afd_async import metrics as M
+
+        if consume_rate:
+            self.metrics(M.QUOTA_GRANTS, kind="create").inc()
+        self.metrics(M.QUOTA_GRANTS, kind="slot").inc()
+        self.metrics(M.QUOTA_WAIT).observe(waited_s)
+
+    def _metric_denial(self, reason: str) -> None:
+        if self.metrics is not None and reason in ("rate", "full"):
+            from afd_async import metrics as M
+
+            self.metrics(M.QUOTA_DENIALS, kind="create" if reason == "rate" else "slot").inc()
+
+    async def export_snapshot(self) -> dict[str, Any]:
+        """Read `snapshot()` and set the account gauges (in-flight jobs, adaptive limit); returns it."""
+        snap = await self.snapshot()
+        if self.metrics is not None:
+            from afd_async import metrics as M
+
+            self.metrics(M.QUOTA_IN_FLIGHT).set(snap["in_flight"])
+            self.metrics(M.QUOTA_IN_FLIGHT_LIMIT).set(snap["limit"])
+        return snap
 
     async def adopt(self) -> Lease:
         """Insert a lease for a job that already exists at the provider (resumed by id).
@@ -353,12 +395,16 @@ class SharedQuota:
         return int(r) == 1
 
     async def _adjust(self, decrease: bool) -> float:
-        r = await self._op(self._aimd(
+        new, decreased = await self._op(self._aimd(
             keys=self._k("limit", "cool", "wake"),
             args=[1 if decrease else 0, self.max_in_flight, self.aimd_min_limit, self.aimd_decrease,
                   self.aimd_increase, repr(self.aimd_cooldown_s * 1000.0)],
         ))
-        return float(r)
+        if int(decreased) and self.metrics is not None:
+            from afd_async import metrics as M
+
+            self.metrics(M.QUOTA_DECREASES).inc()
+        return float(new)
 
     async def on_success(self) -> float:
         """Additive increase after a successful create; returns the new limit."""

@@ -1,0 +1,58 @@
+"""`afd teacher-actor`: prompts → teacher gateway → teacher cache, as a process.
+
+Compose config, build the provider client, gateway and prompt source
+(`afd_async.teacher.actor`), run until the source ends or SIGTERM. On SIGTERM
+the actor stops taking prompts, lets in-flight jobs finish for
+`teacher.gateway.drain_timeout_s`, hands the rest back to the queue (their
+journal records stay resumable by job id) and exits 0. Exit 3: the account
+failed (bad key, quota exhausted); 2: missing configuration or credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from afd_async.config.root import RootConfig
+
+log = logging.getLogger("afd.teacher-actor")
+
+
+async def _run(cfg: RootConfig) -> int:
+    from afd_async import metrics
+    from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis
+    from afd_async.teacher.adapters import make_client
+    from afd_async.teacher.credentials import CredentialError, load_teacher_credentials
+
+    t, c = cfg.teacher, cfg.cluster
+    try:
+        creds = load_teacher_credentials(t.provider)
+        if t.provider == "local" and not creds:
+            raise CredentialError("the local teacher server requires a key: set AFD_TEACHER_API_KEY (or _FILE)")
+        redis = connect_redis(c.redis_url)
+    except (CredentialError, ValueError) as e:
+        log.error("cannot start the teacher actor: %s", e)
+        return 2
+    m, mport = metrics.start_role_metrics("teacher-actor", port=c.metrics_port, host=c.host, tries=c.metrics_port_tries)
+    base_url = t.base_url or (f"http://{c.teacher_server_host}:{c.teacher_server_port}" if t.provider == "local" else None)
+    client = make_client(t.provider, base_url=base_url, credentials=creds, timeout_s=t.gateway.call_timeout_s,
+                         model=t.model, max_bytes=t.decode.max_bytes)
+    try:
+        actor = TeacherActor(cfg, build_gateway(cfg, redis, client, metrics=m), redis, metrics=m)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, actor.stop)
+        print(f"teacher-actor {actor.owner} started ({t.provider}, source={t.source.kind}, "
+              f"concurrency={t.concurrency}, metrics :{mport})", flush=True)
+        report = await actor.run()
+    finally:
+        await client.aclose()
+        await redis.aclose()
+    print(f"teacher-actor done: {report}", flush=True)
+    return 3 if report.halted else 0
+
+
+def main(cfg: RootConfig) -> int:
+    """Run the teacher actor; returns the exit code."""
+    return asyncio.run(_run(cfg))
