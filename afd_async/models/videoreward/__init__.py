@@ -1,0 +1,1 @@
+"""VideoReward (Qwen2-VL + LoRA + reward head) discriminator and its checkpoint loaders."""
