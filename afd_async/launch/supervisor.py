@@ -58,9 +58,9 @@ class Supervisor:
         return role
 
     def check(self) -> None:
-        """Raise `RoleFailed` (with the log tail) if any role has exited."""
+        """Raise `RoleFailed` (with the log tail) if any role has failed; a role that finished its work exits 0."""
         for role in self.roles:
-            if role.proc is not None and role.proc.poll() is not None:
+            if role.proc is not None and role.proc.poll() not in (None, 0):
                 raise RoleFailed(f"role {role.name} exited with code {role.proc.returncode}; last log lines:\n{self.tail(role)}")
 
     def tail(self, role: Role, lines: int = 20) -> str:

@@ -123,7 +123,7 @@ class StudentLearner:
         if not self.needs_d or self.d_sub is None:
             return
         need = self.warmup_groups + (self.updater.steps + 1) * self.ratio - self.k_d
-        update = self.d_sub.poll_update(timeout_s=0.0)
+        update = self.d_sub.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
         if update is not None and update.version > self.d_version:
             self._load_d(update)
         deadline = time.monotonic() + self.d_timeout_s

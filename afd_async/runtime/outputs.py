@@ -22,6 +22,10 @@ from afd_async.train.student_update import StudentUpdater
 from afd_async.train.sync_loop import PLOT_KEYS, make_teacher_source
 
 
+def _float(v: Any) -> Optional[float]:
+    return None if v is None else float(v)
+
+
 class RunOutputs:
     def __init__(self, cfg: RootConfig, text: Any) -> None:
         self.cfg = cfg
@@ -72,7 +76,7 @@ class RunOutputs:
             "algo": self.cfg.algo.name, "mode": "async", "staleness": self.cfg.replay.staleness,
             "steps": updater.steps, "seconds": round(seconds, 1),
             "pairs_per_s": round(updater.steps * self.cfg.train.batch_size / max(seconds, 1e-9), 3),
-            "final_d_acc": d_accs[-1] if d_accs else None, "start": self.start_result.as_dict(""),
+            "final_d_acc": d_accs[-1] if d_accs else _float(extra.get("status", {}).get("d_acc")), "start": self.start_result.as_dict(""),
             "final": final.as_dict(""), "eval_prompts": [p.prompt for p in self.eval_prompts[:n]],
             "samples_columns": ["teacher", "student (start)", "student (final)"], **extra,
         }

@@ -96,7 +96,7 @@ class StudentActor:
         if self.subscriber is None:
             return self.version >= min_version
         try:
-            update = self.subscriber.poll_update(timeout_s=0.0)
+            update = self.subscriber.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
             if update is not None and update.version > self.version:
                 self._swap(update)
         except WeightsRejected as e:  # keep the last good weights
