@@ -22,8 +22,8 @@ class AlgoConfig:
     lam_ref: float = 1e-4  # λ, weight of ‖v_θ − v_ref‖²
     adv_clip: float = 5.0  # a: advantage clip; w = clip(0.5 + 0.5·clip(A,−a,a)/a, 0, 1)
     adv_eps: float = 1e-4  # A = (s − mean) / (std + eps)
-    lr_student: float = 1e-4  # student AdamW learning rate
-    lr_d: float = 2e-4  # discriminator AdamW learning rate (frozen_d: 0 after warm-up)
+    lr_student: float = 1e-5  # student AdamW learning rate (tiny student: 1e-4 drifts off its own samples within 50 steps)
+    lr_d: float = 5e-5  # discriminator AdamW learning rate (frozen_d: 0 after warm-up)
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global grad norm for both models
     d_steps_per_student_step: int = 1  # critic ratio (DMD2-style)

@@ -20,6 +20,8 @@ class TrainConfig:
     eval_every: int = 50  # steps between physics evaluations on eval prompts (0: only at start/end)
     eval_prompts: int = 16  # eval prompts used by the evaluator
     torch_threads: int = 0  # 0: leave torch's default
+    sync_teacher_codec: bool = False  # afd sync: pass teacher clips through the local server's MP4 encode/decode,
+    # so its clips are bit-identical to what afd run's teacher actors cache (the staleness-0 oracle comparison)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1:

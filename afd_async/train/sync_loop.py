@@ -57,6 +57,7 @@ def make_teacher_source(cfg: RootConfig, physics=None) -> LocalTeacherSource:
     return LocalTeacherSource(
         render_height=r.height, render_width=r.width, render_fps=r.fps, render_seconds=r.seconds,
         height=s.height, width=s.width, fps=s.fps, num_frames=s.num_frames, physics=physics,
+        through_codec=cfg.train.sync_teacher_codec and physics is None,
     )
 
 

@@ -25,6 +25,7 @@ class LocalTeacherSource:
         renderer: teacher-side size/fps/length (the renderer's own).
         student: the student's height/width/fps/num_frames that clips are resampled to.
         physics: deliberately wrong physics (pretraining data); None for the true teacher.
+        through_codec: encode and decode each clip as the local teacher server and actor do.
     """
 
     def __init__(
@@ -40,10 +41,12 @@ class LocalTeacherSource:
         num_frames: int,
         physics: Optional[PhysicsOverrides] = None,
         cache_size: int = 4096,
+        through_codec: bool = False,
     ) -> None:
         self.render_kw = dict(height=render_height, width=render_width, fps=render_fps, seconds=render_seconds)
         self.student_kw = dict(height=height, width=width, fps=fps, num_frames=num_frames)
         self.physics = physics
+        self.through_codec = through_codec
         self._cache: OrderedDict[tuple[str, int, Optional[PhysicsOverrides]], tuple[np.ndarray, GroundTruth]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -56,6 +59,11 @@ class LocalTeacherSource:
             self._cache.move_to_end(key)
             return hit
         clip, gt = render_prompt(prompt, seed=seed, physics=phys, **self.render_kw)
+        if self.through_codec:  # what the local teacher server sends and the teacher actor decodes
+            from afd_async.video.codec import decode_mp4, encode_mp4
+
+            data = encode_mp4(clip)
+            clip = decode_mp4(data, max_frames=clip.num_frames, max_pixels=clip.height * clip.width, max_bytes=len(data))
         small = resample_clip(clip, **self.student_kw)
         out = (small.frames, gt)
         self._cache[key] = out
