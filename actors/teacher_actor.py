@@ -21,8 +21,7 @@ log = logging.getLogger("afd.teacher-actor")
 
 async def _run(cfg: RootConfig) -> int:
     from afd_async import metrics
-    from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis
-    from afd_async.teacher.adapters import make_client
+    from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, make_teacher_client
     from afd_async.teacher.credentials import CredentialError, load_teacher_credentials
 
     t, c = cfg.teacher, cfg.cluster
@@ -35,9 +34,7 @@ async def _run(cfg: RootConfig) -> int:
         log.error("cannot start the teacher actor: %s", e)
         return 2
     m, mport = metrics.start_role_metrics("teacher-actor", port=c.metrics_port, host=c.host, tries=c.metrics_port_tries)
-    base_url = t.base_url or (f"http://{c.teacher_server_host}:{c.teacher_server_port}" if t.provider == "local" else None)
-    client = make_client(t.provider, base_url=base_url, credentials=creds, timeout_s=t.gateway.call_timeout_s,
-                         model=t.model, max_bytes=t.decode.max_bytes)
+    client = make_teacher_client(cfg, creds)
     try:
         actor = TeacherActor(cfg, build_gateway(cfg, redis, client, metrics=m), redis, metrics=m)
         loop = asyncio.get_running_loop()

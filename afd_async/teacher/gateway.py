@@ -29,6 +29,7 @@ recorded is only ever polled; a cancelled job leaves the journal resumable.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +52,19 @@ _DEAD = (ErrorClass.CONTENT_REJECTED, ErrorClass.INVALID, ErrorClass.CORRUPT_RES
 _HALT = (ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED)
 _THROTTLE = (ErrorClass.RATE_LIMITED, ErrorClass.CONCURRENCY_FULL)
 _LOOKUP_MARGIN_S = 300.0  # look for an ambiguous create this far before it began (clock skew)
+
+# The attempt number of the job being created, for adapters whose idempotency key / external task id must
+# differ per attempt: a fresh attempt after a bad result must be a *new* job, not the provider's replay of
+# the old one (see `attempt_key`). Set by `run_job`; tasks started inside it inherit it.
+CURRENT_ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("afd_teacher_attempt", default=0)
+
+
+def attempt_key(request: JobRequest) -> str:
+    """`request_key(request)` for attempt 0 (unchanged), `...-a{n}` for attempt n of the current job."""
+    from afd_async.teacher.adapters import request_key
+
+    n = CURRENT_ATTEMPT.get()
+    return request_key(request) if n == 0 else f"{request_key(request)}-a{n}"
 
 
 class JobDeferred(RuntimeError):
@@ -205,7 +219,9 @@ class TeacherGateway:
             self._count("cache_hits")
             return hit
         last_reason = ""
+        stale: set[str] = set()  # job ids of failed attempts: a lookup must never adopt one of them
         for attempt in range(self.max_attempts):
+            CURRENT_ATTEMPT.set(attempt)
             key = self.journal.key(self.provider, request, attempt)
             try:
                 claim = await self.journal.claim(key, wait_s=self.claim_wait_s)
@@ -222,9 +238,11 @@ class TeacherGateway:
                         return hit
                     continue  # the clip expired from the cache: a fresh attempt
                 if st == "failed":
+                    if claim.record.handle is not None:
+                        stale.add(claim.record.handle.job_id)
                     continue
                 try:
-                    return await self._attempt(claim, request)
+                    return await self._attempt(claim, request, frozenset(stale))
                 except ClaimLost as e:  # presumed dead by another actor, which now owns the job
                     self._count("deferred")
                     raise JobDeferred(str(e)) from None
@@ -233,6 +251,9 @@ class TeacherGateway:
                     await self.journal.finish(key, "failed", reason=str(e))
                     self._count("attempts_failed")
                     last_reason = str(e)
+                    failed = await self.journal.get(key)
+                    if failed.handle is not None:
+                        stale.add(failed.handle.job_id)
         msg = f"{self.provider}: {self.max_attempts} attempts failed for prompt {request.prompt[:60]!r}"
         if self.exhausted == "dead_letter":
             rec = await self.journal.get(self.journal.key(self.provider, request, self.max_attempts - 1))
@@ -242,7 +263,7 @@ class TeacherGateway:
             raise JobDeadLettered("attempts_exhausted", reason)
         raise JobFailed(msg)
 
-    async def _attempt(self, claim: Claim, request: JobRequest) -> CacheEntry:
+    async def _attempt(self, claim: Claim, request: JobRequest, stale: frozenset[str] = frozenset()) -> CacheEntry:
         rec, key = claim.record, claim.key
         handle: Optional[JobHandle] = None
         possible_dup = rec.possible_duplicate
@@ -253,10 +274,10 @@ class TeacherGateway:
             await self.journal.count("resumed")
             self._count("resumed")
         elif rec.state in ("submitting", "ambiguous"):
-            handle, possible_dup = await self._resolve_ambiguous(claim, request)
+            handle, possible_dup = await self._resolve_ambiguous(claim, request, stale)
             started = rec.submitting_since or started
         if handle is None:
-            handle, lease, possible_dup = await self._submit(key, request, possible_dup)
+            handle, lease, possible_dup = await self._submit(key, request, possible_dup, stale)
         else:
             lease = await self.quota.adopt()
         self._in_flight(1)
@@ -270,7 +291,8 @@ class TeacherGateway:
         self._observe("poll", time.monotonic() - t_poll)
         return await self._finish(key, request, handle, status, started, possible_dup)
 
-    async def _resolve_ambiguous(self, claim: Claim, request: JobRequest) -> tuple[Optional[JobHandle], bool]:
+    async def _resolve_ambiguous(self, claim: Claim, request: JobRequest,
+                                 stale: frozenset[str] = frozenset()) -> tuple[Optional[JobHandle], bool]:
         """A previous owner died during a create. Returns (handle to resume, resubmit-is-possible-duplicate)."""
         key = claim.key
         find = getattr(self.client, "find_job", None)
@@ -282,7 +304,7 @@ class TeacherGateway:
                 found = await self._call(find(request, since=since))
             except TeacherError as e:
                 raise JobDeferred(f"ambiguous create, lookup failed: {e}") from None
-            if found is not None:
+            if found is not None and found.job_id not in stale:
                 await self.journal.mark_submitted(key, claim.record.token or "", found, stat="found_by_lookup")
                 self._count("found_by_lookup")
                 return found, False
@@ -297,7 +319,8 @@ class TeacherGateway:
             raise JobDeferred(f"ambiguous create for {key}: resubmit in {self.journal.ambiguity_timeout_s - elapsed:.0f}s")
         return None, True
 
-    async def _submit(self, key: str, request: JobRequest, possible_dup: bool) -> tuple[JobHandle, Lease, bool]:
+    async def _submit(self, key: str, request: JobRequest, possible_dup: bool,
+                      stale: frozenset[str] = frozenset()) -> tuple[JobHandle, Lease, bool]:
         """Create the job (retrying retryable classes). Returns (handle, lease, possible_duplicate)."""
         state = {"dup": possible_dup}
 
@@ -315,7 +338,7 @@ class TeacherGateway:
                     handle = await self._call(self.client.submit(request))
                 except TeacherError as e:
                     self._error(e)
-                    await self._after_failed_create(key, request, token, e, state)
+                    await self._after_failed_create(key, request, token, e, state, stale)
                     raise
                 self._observe("submit", time.monotonic() - t_submit)
                 await self.journal.mark_submitted(key, token, handle)
@@ -343,12 +366,14 @@ class TeacherGateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _after_failed_create(self, key: str, request: JobRequest, token: str, e: TeacherError,
-                                   state: dict[str, bool]) -> None:
+                                   state: dict[str, bool], stale: frozenset[str] = frozenset()) -> None:
         """Journal and quota bookkeeping for a create that raised."""
         if e.error_class is ErrorClass.TRANSIENT:
             # Ambiguous: the create may have reached the provider.
             find = getattr(self.client, "find_job", None)
             found = await self._call(find(request, since=time.time() - _LOOKUP_MARGIN_S)) if find is not None else None
+            if found is not None and found.job_id in stale:
+                found = None  # a failed attempt's job, not this create's
             if found is not None:
                 await self.journal.mark_submitted(key, token, found, stat="found_by_lookup")
                 self._count("found_by_lookup")

@@ -22,8 +22,7 @@ import redis
 from afd_async.config import load_config
 from afd_async.config.root import RootConfig
 from afd_async.physics import load_prompt_suite
-from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, encode_record
-from afd_async.teacher.adapters import make_client
+from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, encode_record, make_teacher_client
 from afd_async.teacher.clips import CacheClipStore, clip_record_key, load_teacher_clip, teacher_clip_key
 from afd_async.teacher.server_role import start_teacher_server
 
@@ -125,9 +124,7 @@ def run_actor_until(cfg: RootConfig, done: Callable[[], bool], timeout_s: float)
 
     async def main() -> Any:
         r = connect_redis(cfg.cluster.redis_url)
-        client = make_client("local", base_url=f"http://127.0.0.1:{cfg.cluster.teacher_server_port}",
-                             credentials={"api_key": KEY}, timeout_s=cfg.teacher.gateway.call_timeout_s,
-                             model=cfg.teacher.model)
+        client = make_teacher_client(cfg, {"api_key": KEY})
         actor = TeacherActor(cfg, build_gateway(cfg, r, client), r)
         task = asyncio.create_task(actor.run())
         deadline = time.monotonic() + timeout_s

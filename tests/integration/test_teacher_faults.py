@@ -1,0 +1,60 @@
+"""Every fault the local server can inject, and no prompt is lost.
+
+Request faults (429 storm, 500, hang → client timeout) are forced with prompt
+markers on dedicated prompts and also drawn at random on every request; job
+faults (truncated / corrupt MP4, expired URL, wrong size / fps / length) are
+drawn per job with a seed (31) chosen so each class fires within the first 14 jobs
+(`random.Random(f"{seed}:{job_seq}")` depends only on the job's sequence
+number); content rejection is forced by marker. Outcome rule: a content
+rejection ends on the dead-letter stream with its reason, everything else ends
+as a clip in the cache (a bad render is retried as a fresh job).
+"""
+
+from __future__ import annotations
+
+from test_teacher_actor import dead_letters, have_clips, make_cfg, prompts, push, run_actor_until, teacher  # noqa: F401 (fixture)
+
+from afd_async.teacher.clips import load_teacher_clip, teacher_clip_key
+from afd_async.teacher.server_faults import JOB_FAULTS, REQUEST_FAULTS
+
+FAULTS = [
+    "teacher.server.faults.seed=31", "teacher.server.faults.rate_limit=0.04", "teacher.server.faults.server_error=0.04",
+    "teacher.server.faults.hang=0.02", "teacher.server.faults.hang_s=1.5", "teacher.server.faults.retry_after_s=0.2",
+    *[f"teacher.server.faults.{n}=0.06" for n in
+      ("truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length")],
+    "teacher.server.render_latency_s=0.2", "teacher.server.max_in_flight=6",
+]
+
+
+def test_every_fault_injected_and_no_prompt_lost(redis_server, redis_client, teacher):
+    srv = teacher(*FAULTS)
+    cfg = make_cfg(redis_server.url, srv.port, "teacher.concurrency=4", "teacher.gateway.call_timeout_s=0.7",
+                   "teacher.gateway.max_attempts=10", "teacher.gateway.submit_attempts=10",
+                   "teacher.quota.max_in_flight=6", "teacher.quota.create_rate_per_min=1200")
+    base = prompts(20)
+    storm = [f"[fault:rate_limit:4] {base[0]}", f"[fault:server_error:3] {base[1]}", f"[fault:hang:1] {base[2]}"]
+    rejected = [f"[fault:content_policy] {base[3]}", f"[fault:content_policy] {base[4]}"]
+    normal = base[5:]
+    texts = storm + normal + rejected  # rejections last: jobs 1..14 take the seeded draws
+    push(redis_client, texts)
+
+    def settled() -> bool:
+        return have_clips(redis_client, cfg, storm + normal) == len(storm + normal) and \
+            len(dead_letters(redis_client)) >= len(rejected)
+
+    report = run_actor_until(cfg, settled, 150)
+    stats = srv.stats()
+    injected = stats["faults_injected"]
+    assert all(injected[name] > 0 for name in REQUEST_FAULTS + JOB_FAULTS), injected  # every class fired
+
+    for p in storm + normal:  # every non-rejected prompt became a clip at the student's size
+        got = load_teacher_clip(redis_client, teacher_clip_key(cfg.teacher, p, 0))
+        assert got is not None, f"no clip for {p!r}"
+        assert got[0].shape == (cfg.student.num_frames, cfg.student.height, cfg.student.width, 3)
+    dead = dead_letters(redis_client)
+    assert sorted(d["prompt"] for d in dead) == sorted(rejected), dead  # and only rejections were dead-lettered
+    assert {d["error_class"] for d in dead} == {"content_rejected"} and all(d["reason"] for d in dead)
+    assert report.done == len(storm + normal) and report.dead == len(rejected) and report.halted is None
+    assert redis_client.llen("afd:teacher:queue") == 0 and not redis_client.keys("afd:teacher:processing:*")
+    journal = {k.decode(): int(v) for k, v in redis_client.hgetall("afd:teacher:journal:stats").items()}
+    assert journal["failed"] >= 1  # bad renders and expired URLs were retried as fresh jobs
