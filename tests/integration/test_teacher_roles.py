@@ -1,0 +1,53 @@
+"""`afd teacher-server` and `afd teacher-actor` as real processes: clips appear, the key never shows."""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+from test_teacher_actor import KEY, cli_overrides, have_clips, make_cfg, prompts, push, spawn, wait_for
+
+from afd_async.testing.redis_server import free_port
+
+
+def test_roles_produce_clips_and_never_log_the_key(redis_server, redis_client, tmp_path):
+    port = free_port()
+    server_log, actor_log = tmp_path / "server.log", tmp_path / "actor.log"
+    server = spawn("teacher-server", [f"cluster.teacher_server_port={port}", "cluster.metrics_port=0",
+                                      "teacher.server.render_latency_s=0.1"], server_log, AFD_LOG_LEVEL="DEBUG")
+    actor = None
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                assert server.poll() is None, server_log.read_text()
+                return False
+
+        wait_for(up, 60, "the teacher server to listen")
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/admin/stats", timeout=5)
+        assert r.status_code == 401  # auth is always on
+        cfg = make_cfg(redis_server.url, port)
+        texts = prompts(3)
+        push(redis_client, texts)
+        actor = spawn("teacher-actor", cli_overrides(redis_server.url, port), actor_log, AFD_LOG_LEVEL="DEBUG")
+        wait_for(lambda: have_clips(redis_client, cfg, texts) == 3, 90, "3 clips from the actor process")
+        actor.send_signal(signal.SIGTERM)
+        assert actor.wait(30) == 0
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+    finally:
+        for p in (server, actor):
+            if p is not None and p.poll() is None:
+                p.kill()
+    logs = server_log.read_text() + actor_log.read_text()
+    assert "teacher-server listening" in logs and "teacher-actor done" in logs
+    assert KEY not in logs and KEY[8:] not in logs
+
+
+def test_server_refuses_to_start_without_a_key(tmp_path):
+    log = tmp_path / "server.log"
+    p = spawn("teacher-server", ["cluster.teacher_server_port=0", "cluster.metrics_port=0"], log,
+              AFD_TEACHER_API_KEY="")
+    assert p.wait(60) == 2
+    assert "AFD_TEACHER_API_KEY" in log.read_text()
