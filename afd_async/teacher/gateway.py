@@ -407,6 +407,7 @@ class TeacherGateway:
 
     async def _poll(self, handle: JobHandle) -> JobStatus:
         deadline = time.monotonic() + self.job_timeout_s
+        polling_since = time.monotonic()  # for a resumed job this is late: the ETA errs early (an extra poll), never late
         interval, errors = self.poll_interval_s, 0
         while True:
             try:
@@ -427,6 +428,12 @@ class TeacherGateway:
                     return status
                 wait = status.retry_after_s or interval
                 interval = min(interval * 1.5, self.poll_max_interval_s)
+                p = status.progress
+                if not status.retry_after_s and p is not None and 0.05 <= p < 1.0:
+                    # The provider reports progress: poll near the predicted finish instead of up to one
+                    # backoff interval after it (that idle tail is quota paid for and unused).
+                    eta = (time.monotonic() - polling_since) * (1.0 - p) / p
+                    wait = min(wait, max(self.poll_interval_s / 4.0, eta + 0.01))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 try:
