@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from afd_async.checkpoint import CheckpointError, load_module, resolve_checkpoint
@@ -36,6 +37,9 @@ def make_student(cfg: StudentConfig, text_dim: int) -> nn.Module:
     """The student; from `cfg.checkpoint` if set (its saved architecture must match the config)."""
     from afd_async.models.tiny_student import TinyCausalStudent
 
+    if cfg.kind == "wan":
+        return make_wan_student(cfg)
+
     if cfg.checkpoint is None:
         return TinyCausalStudent(**student_kwargs(cfg, text_dim))
     path = resolve_checkpoint(cfg.checkpoint)
@@ -52,7 +56,73 @@ def make_student(cfg: StudentConfig, text_dim: int) -> nn.Module:
 def make_discriminator(cfg: DiscriminatorConfig, text_dim: int) -> nn.Module:
     from afd_async.models.tiny_discriminator import TinyVideoDiscriminator
 
+    if cfg.kind == "videoreward":
+        return make_videoreward(cfg)
+
     if cfg.checkpoint is not None:
         model, _ = load_module(resolve_checkpoint(cfg.checkpoint), TinyVideoDiscriminator.from_config)
         return model
     return TinyVideoDiscriminator(text_dim=text_dim, channels=cfg.channels, depth=cfg.depth)
+
+
+# ---------------------------------------------------------------------- real scale
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def wan_student_kwargs(cfg: StudentConfig) -> dict[str, Any]:
+    """`WanCausalStudent` kwargs for a `kind: wan` config (latent grid = pixels / 8)."""
+    from afd_async.models.wan.config import WAN_T2V_1_3B, latent_frames
+
+    w = cfg.wan
+    return dict(transformer=WAN_T2V_1_3B, latent_height=cfg.height // 8, latent_width=cfg.width // 8,
+                chunk_frames=cfg.chunk_frames, max_frames=max(63, latent_frames(cfg.num_frames)),
+                kv_cache_frames=w.kv_cache_frames, gradient_checkpointing=w.gradient_checkpointing, compile=w.compile)
+
+
+def make_wan_student(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
+    """Causal Wan student: our safetensors (`cfg.checkpoint`) or a Self-Forcing / Causal-Forcing generator."""
+    from afd_async.models.wan.causal_student import WanCausalStudent
+    from afd_async.models.wan.loaders import load_generator_into
+
+    kwargs = wan_student_kwargs(cfg)
+    if cfg.checkpoint is not None:
+        model, _ = load_module(resolve_checkpoint(cfg.checkpoint), WanCausalStudent.from_config)
+    else:
+        with torch.device(device):
+            model = WanCausalStudent(**kwargs)
+        if cfg.wan.generator_checkpoint is not None:
+            load_generator_into(model, cfg.wan.generator_checkpoint, fmt=cfg.wan.checkpoint_format, use_ema=cfg.wan.use_ema)
+    return model.to(device, _DTYPES[cfg.wan.dtype])
+
+
+def make_student_policies(cfg: StudentConfig, student: nn.Module) -> Any:
+    """θ / θ_old / θ_ref for a Wan student: LoRA adapters on one base, or full copies (`cfg.wan.finetune`)."""
+    from afd_async.models.wan.lora import FullPolicies, LoraPolicies
+
+    if cfg.wan.finetune == "lora":
+        return LoraPolicies(student, rank=cfg.wan.lora_rank, alpha=cfg.wan.lora_alpha)
+    return FullPolicies(student)
+
+
+def make_videoreward(cfg: DiscriminatorConfig, device: str = "cpu", *, fps: float = 16.0) -> nn.Module:
+    """VideoReward discriminator from a Qwen2-VL-2B folder, optionally VideoReward's weights, optionally our `discriminator.pt`."""
+    from afd_async.models.videoreward.loaders import load_afd_discriminator, load_videoreward_checkpoint
+    from afd_async.models.videoreward.model import VideoRewardDiscriminator
+
+    vr = cfg.videoreward
+    if vr.backbone_path is None:
+        raise CheckpointError("discriminator.videoreward.backbone_path is required: a Qwen2-VL-2B-Instruct folder "
+                              "(weights cannot be downloaded by the library)")
+    from transformers import AutoTokenizer
+
+    d = VideoRewardDiscriminator(
+        tokenizer=AutoTokenizer.from_pretrained(vr.backbone_path), backbone_path=vr.backbone_path,
+        lora_rank=vr.lora_rank, lora_alpha=vr.lora_alpha, fps=fps, sample_fps=vr.sample_fps, max_pixels=vr.max_pixels,
+        gradient_checkpointing=vr.gradient_checkpointing, dtype=_DTYPES[vr.dtype],
+    )
+    if vr.init_from is not None:
+        load_videoreward_checkpoint(d, vr.init_from)
+    if cfg.checkpoint is not None:
+        load_afd_discriminator(d, cfg.checkpoint)
+    return d.to(device)

@@ -102,3 +102,13 @@ def test_videoreward_checkpoint_layout(tmp_path) -> None:
     save_file(adapter, str(ck / "adapter_model.safetensors"))
     with pytest.raises(CheckpointError, match="missing key 'backbone.model.language_model.layers.1.mlp.down_proj.lora_A"):
         load_videoreward_checkpoint(_d(), ck)
+
+
+def test_config_requires_backbone() -> None:
+    from afd_async.config.convert import from_dict
+    from afd_async.config.discriminator import DiscriminatorConfig
+    from afd_async.models.factory import make_discriminator
+
+    cfg = from_dict(DiscriminatorConfig, dict(kind="videoreward"))
+    with pytest.raises(CheckpointError, match="backbone_path is required"):
+        make_discriminator(cfg, 384)

@@ -61,3 +61,18 @@ def test_forward_rejects_bad_shapes() -> None:
     m = _student()
     with pytest.raises(ValueError, match="does not fit"):
         m(torch.randn(1, 4, 5, 4, 6), torch.rand(1, 2), torch.randn(1, 5, 16), torch.randn(1, 4, 5, 4, 6))
+
+
+def test_config_selects_wan_student(tmp_path) -> None:
+    from afd_async.config.convert import ConfigError, from_dict
+    from afd_async.config.student import StudentConfig
+    from afd_async.models.factory import wan_student_kwargs
+
+    cfg = from_dict(StudentConfig, dict(kind="wan", height=480, width=832, num_frames=81, fps=16.0, chunk_frames=3,
+                                        shift=5.0, wan=dict(lora_rank=64, kv_cache_frames=21)))
+    kw = wan_student_kwargs(cfg)
+    assert (kw["latent_height"], kw["latent_width"], kw["kv_cache_frames"]) == (60, 104, 21)
+    with pytest.raises(ConfigError, match="4k\\+1 frames"):
+        from_dict(StudentConfig, dict(kind="wan", num_frames=80, height=480, width=832))
+    with pytest.raises(ConfigError, match="did you mean 'lora_rank'"):
+        from_dict(StudentConfig, dict(kind="wan", num_frames=81, height=480, width=832, chunk_frames=3, wan=dict(lora_rnk=2)))
