@@ -34,7 +34,8 @@ def _d(**kw) -> VideoRewardDiscriminator:
 
 
 def test_sampling_rules() -> None:
-    assert sample_indices(81, 16.0) == [0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80][:10] or len(sample_indices(81, 16.0)) == 10
+    idx = sample_indices(81, 16.0)  # 81 frames at 16 fps = 5.1 s -> 10 frames at 2 fps (a multiple of the temporal patch)
+    assert len(idx) == 10 and idx[0] == 0 and idx[-1] == 80
     assert len(sample_indices(8, 8.0)) == 2
     h, w = budget_size(480, 832, max_pixels=448 * 448)
     assert h % 28 == 0 and w % 28 == 0 and h * w <= 448 * 448 and abs(w / h - 832 / 480) < 0.2
@@ -112,3 +113,17 @@ def test_config_requires_backbone() -> None:
     cfg = from_dict(DiscriminatorConfig, dict(kind="videoreward"))
     with pytest.raises(CheckpointError, match="backbone_path is required"):
         make_discriminator(cfg, 384)
+
+
+def test_patch_layout_matches_qwen2vl_processor() -> None:
+    """Our torch-side patches equal transformers' Qwen2-VL image processor on a frame (repeated over time, as it does)."""
+    from transformers import Qwen2VLImageProcessor
+
+    from afd_async.models.videoreward.video import video_patches
+
+    frame = torch.randint(0, 256, (56, 84, 3), dtype=torch.uint8)
+    ref = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=56 * 84)(images=[frame.numpy()], return_tensors="pt")
+    vid = (frame.permute(2, 0, 1).float() / 127.5 - 1)[:, None].repeat(1, 2, 1, 1)
+    mine, grid = video_patches(vid, size=(56, 84))
+    assert grid.tolist() == ref["image_grid_thw"][0].tolist()
+    torch.testing.assert_close(mine, ref["pixel_values"].float(), atol=2e-2, rtol=0)
