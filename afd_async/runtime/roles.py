@@ -127,10 +127,19 @@ def run_feeder(cfg: RootConfig) -> int:
                              warmup_groups=planner.warmup_groups, dedupe_window_s=cfg.replay.dedupe_window_s,
                              on_drop=dropped)
              for name in ("discriminator", "student")}
+
+    def counted(feed: GroupFeed):
+        def next_batch(rank: int):
+            batch = feed.next_batch(rank)
+            if batch is not None:
+                labels(M.REPLAY_READ).inc(len(batch.meta["pair_ids"]))
+            return batch
+        return next_batch
+
     d_ep, s_ep = _ports(cfg.cluster.host, cfg.cluster.feeder_port)
-    with FeedServer(d_ep, feeds["discriminator"].next_batch, on_ack=feeds["discriminator"].on_ack,
+    with FeedServer(d_ep, counted(feeds["discriminator"]), on_ack=feeds["discriminator"].on_ack,
                     on_lost=feeds["discriminator"].on_lost) as d_srv, \
-         FeedServer(s_ep, feeds["student"].next_batch, on_ack=feeds["student"].on_ack,
+         FeedServer(s_ep, counted(feeds["student"]), on_ack=feeds["student"].on_ack,
                     on_lost=feeds["student"].on_lost) as s_srv:
         log.info("feeder: D feed %s, student feed %s", d_srv.endpoint, s_srv.endpoint)
         while not _stopped(r, keys, stop):
@@ -166,6 +175,9 @@ def run_d_learner(cfg: RootConfig) -> int:
                            lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny")
         learner.publish()
         loop = FeedLoop(feed, stop)
+        # The run's stop key ends this learner even when no batch comes any more (the feeder has stopped).
+        threading.Thread(target=lambda: [stop.wait(0.5) for _ in iter(lambda: _stopped(r, keys, stop), True)],
+                         daemon=True).start()
 
         def process(batch) -> bool:
             t0 = time.monotonic()

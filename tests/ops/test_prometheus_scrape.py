@@ -141,3 +141,98 @@ def test_prometheus_scrapes_the_role_series_and_they_move(prometheus):
     assert value('afd_teacher_actor_errors_total{error_class="auth"}') == 0
     assert value('count(afd_role_info{job="afd-test"})') == 2
     assert value('process_resident_memory_bytes{job="afd-test"}') > 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The real roles: every `afd <role>` process of a small run (private Redis, as `afd run` starts them), each on
+# a metrics port chosen here, scraped by a real Prometheus; the key series of each role exist and move.
+
+ROLE_SERIES = {  # role -> a counter that must increase while the run goes
+    "teacher-actor": "afd_teacher_actor_clips_total",
+    "student-actor": "afd_student_actor_rollouts_total",
+    "feeder": "afd_replay_pairs_read_total",
+    "d-learner": "afd_d_learner_steps_total",
+    "student-learner": "afd_student_learner_steps_total",
+    "teacher-server": "afd_teacher_server_jobs_total",
+}
+
+
+def _start_prometheus(tmp_path: Path, targets: dict[str, int]) -> tuple[str, subprocess.Popen, Path]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("the `prometheus` binary is missing: run `make setup` (installs Debian's prometheus package)")
+    jobs = "".join(f"""
+          - job_name: {role}
+            static_configs:
+              - targets: ["127.0.0.1:{port}"]""" for role, port in targets.items())
+    config = tmp_path / "prometheus.yml"
+    config.write_text(textwrap.dedent("""
+        global:
+          scrape_interval: 1s
+          scrape_timeout: 900ms
+        scrape_configs:""") + jobs + "\n")
+    log = tmp_path / "prometheus.log"
+    port = _free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    return f"http://127.0.0.1:{port}", proc, log
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_prometheus_scrapes_real_role_processes(tmp_path):
+    from afd_async.config import load_config
+    from afd_async.launch.run import ROLE_ORDER, role_overrides
+    from afd_async.launch.supervisor import Supervisor
+    from afd_async.testing.redis_server import RedisServer
+
+    # A run long enough to be watched (the roles are stopped once the checks pass); the hash text encoder
+    # spares every role the sentence model's start-up.
+    user = ["experiment=smoke", "train.steps=400", "text.kind=hash"]
+    cfg = load_config(user)
+    out = tmp_path / "run"
+    ports = {role: _free_port() for role in ROLE_ORDER}
+    env = {**__import__("os").environ, "AFD_TEACHER_API_KEY": "test-only-key", "HF_HUB_OFFLINE": "1"}
+    with RedisServer(data_dir=str(tmp_path / "redis")) as redis_srv, Supervisor(tmp_path / "logs", base_env=env) as sup:
+        overrides = [o for o in role_overrides(cfg, redis_srv.port, out, out / "text_cache")
+                     if not o.startswith("cluster.metrics_port=")]
+        for role in ROLE_ORDER:
+            sup.start(role, role, [*user, *overrides, f"cluster.metrics_port={ports[role]}"],
+                      env={"AFD_ACTOR_ID": f"{role}-0"})
+        base, proc, log = _start_prometheus(tmp_path, ports)
+        try:
+            def live(what: str, pred, timeout_s: float = 90):
+                sup.check()  # a role that died fails here, with its log tail
+                return _wait(lambda: (sup.check(), pred())[1], timeout_s, what, proc, log)
+
+            def value(expr: str) -> float:
+                result = _query(base, expr)
+                return float(result[0]["value"][1]) if result else float("nan")
+
+            live("prometheus ready", lambda: urllib.request.urlopen(f"{base}/-/ready", timeout=2).status == 200, 60)
+            for role in ROLE_ORDER:
+                live(f"{role} up", lambda r=role: value(f'up{{job="{r}"}}') == 1)
+            firsts = {}
+            for role, series in ROLE_SERIES.items():
+                expr = f'sum({series}{{job="{role}",role="{role}"}})'
+                firsts[role] = live(f"{series} > 0", lambda e=expr: (v := value(e)) > 0 and v)
+            for role, series in ROLE_SERIES.items():
+                expr = f'sum({series}{{job="{role}"}})'
+                live(f"{series} moves past {firsts[role]}", lambda e=expr, f=firsts[role]: (v := value(e)) > f and v)
+            # the learning curves and versions that the dashboard plots
+            assert value('afd_student_learner_version{job="student-learner"}') >= 1
+            live("D accuracy reported", lambda: value('count(afd_d_learner_accuracy_ratio{job="d-learner"})') == 1)
+            live("weights reach the student actor", lambda: value('afd_student_actor_policy_version') >= 1)
+            live("a positive step rate", lambda: value('rate(afd_student_learner_steps_total[10s])') > 0)
+            assert value('count(afd_role_info)') == len(ROLE_ORDER)
+            assert value('sum(process_resident_memory_bytes{job="student-learner"})') > 0
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
