@@ -101,7 +101,7 @@ def rss_mb(pid: int) -> float:
 def run_cell(n: int, mode: str, seconds: float) -> dict[str, Any]:
     import redis
 
-    from afd_async.teacher.actor import encode_record
+    from afd_async.teacher.actor import decode_record, encode_record
     from afd_async.teacher.cache import decode_entry
     from afd_async.teacher.server import FaultConfig, create_app, serve
     from afd_async.testing.redis_server import RedisServer
@@ -157,11 +157,13 @@ def run_cell(n: int, mode: str, seconds: float) -> dict[str, Any]:
         with jobs.lock:
             server_prompts = [j.prompt for j in jobs.jobs.values()]
         duplicates = len(server_prompts) - len(set(server_prompts))
-        clips = r.keys("afd:teacher:cache:clip:*")
-        lat = sorted(decode_entry(r.get(k)).meta.latency_s for k in clips)
-        left = r.llen("afd:teacher:queue") + sum(r.llen(k) for k in r.keys("afd:teacher:processing:*"))
-        dead = r.xlen("afd:teacher:dead") if r.exists("afd:teacher:dead") else 0
-        lost = n_prompts - left - len(clips) - dead
+        entries = [decode_entry(r.get(k)) for k in r.keys("afd:teacher:cache:clip:*")]
+        lat = sorted(e.meta.latency_s for e in entries)
+        waiting = r.lrange("afd:teacher:queue", 0, -1) + [v for k in r.keys("afd:teacher:processing:*")
+                                                          for v in r.lrange(k, 0, -1)]
+        accounted = {e.prompt for e in entries} | {decode_record(v).prompt for v in waiting} | \
+            {f[b"prompt"].decode() for _id, f in r.xrange("afd:teacher:dead") if b"prompt" in f}
+        lost = n_prompts - len(accounted)  # a prompt done *and* handed back (SIGTERM mid-ack) counts once
         handle.stop()
     return {"n": n, "mode": mode, "seconds": elapsed, "used": accepted / (capacity * elapsed),
             "occupancy": statistics.fmean(occupancy) / IN_FLIGHT if occupancy else float("nan"),

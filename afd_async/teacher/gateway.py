@@ -430,10 +430,10 @@ class TeacherGateway:
                 interval = min(interval * 1.5, self.poll_max_interval_s)
                 p = status.progress
                 if not status.retry_after_s and p is not None and 0.05 <= p < 1.0:
-                    # The provider reports progress: poll near the predicted finish instead of up to one
-                    # backoff interval after it (that idle tail is quota paid for and unused).
+                    # The provider reports progress: poll at the predicted finish (capped by the max interval)
+                    # instead of up to one backoff interval after it: that idle tail is quota paid for, unused.
                     eta = (time.monotonic() - polling_since) * (1.0 - p) / p
-                    wait = min(wait, max(self.poll_interval_s / 4.0, eta + 0.01))
+                    wait = min(self.poll_max_interval_s, max(self.poll_interval_s / 4.0, eta + 0.01))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 try:
