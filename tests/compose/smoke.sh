@@ -20,6 +20,10 @@ PROM="http://127.0.0.1:19090"
 export AFD_IMAGE="${AFD_IMAGE:-afd-async:dev}"
 export AFD_REDIS_IMAGE="${AFD_REDIS_IMAGE:-$AFD_IMAGE}"          # the afd image ships redis-server
 export AFD_PROMETHEUS_IMAGE="${AFD_PROMETHEUS_IMAGE:-afd-prometheus:dev}"
+# One run for every role (compose passes AFD_OVERRIDES to each): the smoke experiment, long enough that
+# pairs still flow while teacher actors are scaled and the quota is observed, short enough to finish here.
+export AFD_OVERRIDES="${AFD_OVERRIDES:-experiment=smoke train.steps=${AFD_SMOKE_STEPS:-30} train.torch_threads=1}"
+FINISH_TIMEOUT_S="${AFD_SMOKE_FINISH_TIMEOUT_S:-900}"
 SERVICES=(secrets-init redis teacher-server teacher-actor student-actor feeder d-learner student-learner prometheus)
 COMPOSE=(docker-compose -p "$PROJECT" -f docker-compose.yml -f ops/compose.hostnet.yml)
 command -v docker-compose >/dev/null || COMPOSE=(docker compose -p "$PROJECT" -f docker-compose.yml -f ops/compose.hostnet.yml)
@@ -65,4 +69,28 @@ log "scale teacher-actor=3"
 "${COMPOSE[@]}" up -d --no-build --scale teacher-actor=3 teacher-actor
 python3 tests/compose/prom_checks.py --prometheus "$PROM" --timeout "$TIMEOUT_S" quota --teacher-actors 3
 python3 tests/compose/prom_checks.py --prometheus "$PROM" --timeout 60 dashboard
+
+# --- the run finishes: the student learner reaches train.steps, sets the stop key and exits 0; with
+# `restart: on-failure` it (and every role that followed the stop key) stays down. -----------------------
+log "waiting for the run to finish (train.steps from AFD_OVERRIDES=\"$AFD_OVERRIDES\")"
+learner="$("${COMPOSE[@]}" ps -q student-learner)"
+deadline=$((SECONDS + FINISH_TIMEOUT_S))
+until [ "$(docker inspect -f '{{.State.Status}}' "$learner")" = exited ]; do
+  [ $SECONDS -lt $deadline ] || { log "student-learner still running after ${FINISH_TIMEOUT_S}s"; exit 1; }
+  sleep 5
+done
+sleep 15  # the roles that watch the stop key notice it within a few seconds
+for svc in student-learner d-learner feeder student-actor teacher-actor teacher-server; do
+  for c in $("${COMPOSE[@]}" ps -q "$svc"); do
+    log "$svc $(docker inspect -f '{{.Name}}: {{.State.Status}} exit={{.State.ExitCode}} restarts={{.RestartCount}}' "$c")"
+  done
+done
+read -r code restarts < <(docker inspect -f '{{.State.ExitCode}} {{.RestartCount}}' "$learner")
+[ "$code" = 0 ] && [ "$restarts" = 0 ] || { log "student-learner: exit $code after $restarts restarts"; exit 1; }
+for svc in d-learner feeder student-actor; do
+  for c in $("${COMPOSE[@]}" ps -q "$svc"); do
+    read -r st code restarts < <(docker inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}' "$c")
+    [ "$st" = exited ] && [ "$code" = 0 ] && [ "$restarts" = 0 ] || { log "$svc: $st exit $code, $restarts restarts"; exit 1; }
+  done
+done
 log "PASS"

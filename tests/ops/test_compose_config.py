@@ -99,9 +99,19 @@ def test_redis_has_aof_and_password(compose):
 def test_roles_use_the_afd_commands_and_secret_files(compose):
     for role in ROLE_SERVICES:
         svc = compose["services"][role]
-        assert svc["command"][:3] == ["afd", role, "cluster=compose"], role
+        # `sh -c 'exec afd "$0" cluster=$AFD_CLUSTER ... $AFD_OVERRIDES' <role>`: one set of overrides for all
+        assert svc["command"] == [role], role
+        sh, flag, script = svc["entrypoint"]
+        assert (sh, flag) == ("sh", "-c") and script.startswith('exec afd "$$0" "cluster=$${AFD_CLUSTER}"'), role
+        assert "text.cache_dir=/var/lib/afd/text-cache" in script and script.endswith("$${AFD_OVERRIDES}")
         env = svc["environment"]
+        assert env["AFD_CLUSTER"] == "compose" and env["AFD_OVERRIDES"] == "${AFD_OVERRIDES:-}"
         assert env["AFD_REDIS_PASSWORD_FILE"].startswith("/run/") and env["AFD_TEACHER_API_KEY_FILE"].startswith("/run/")
+        assert any(v.startswith("text-cache:/var/lib/afd/text-cache") for v in svc["volumes"]), role
+        # a finished run (student learner at train.steps, stop key set) exits 0 and stays down
+        assert svc["restart"] == "on-failure", role
+    for name in ("d-learner", "student-learner"):
+        assert "outputs:/var/lib/afd/outputs" in compose["services"][name]["volumes"]
 
 
 def test_hostnet_override_covers_every_service_on_loopback():
@@ -110,7 +120,7 @@ def test_hostnet_override_covers_every_service_on_loopback():
     for name, svc in over["services"].items():
         assert svc["network_mode"] == "host", name
         if name in ROLE_SERVICES:
-            assert svc["command"] == ["afd", name, "cluster=compose_hostnet"]
+            assert "command" not in svc and svc["environment"] == {"AFD_CLUSTER": "compose_hostnet"}, name
     pending = yaml.safe_load((REPO / "configs" / "cluster" / "compose_hostnet.yaml").read_text())
     assert pending["host"] == "127.0.0.1"
     for key, value in pending.items():
