@@ -408,10 +408,9 @@ class TeacherActor:
 def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> TeacherClient:
     """The provider adapter for `cfg.teacher` (local: our server at cluster.teacher_server_host/port).
 
-    For the OpenAI-style dialect (the local server) the create's idempotency
-    key carries the gateway's attempt number (`gateway.attempt_key`), so a
-    fresh attempt after a bad render is a new job rather than a replay of the
-    broken one. Other adapters derive their keys themselves (see the report).
+    Every adapter's idempotency key carries the gateway's attempt number
+    (`adapters._http.request_key`), so a fresh attempt after a bad render is a
+    new job rather than a replay of the broken one.
     """
     from afd_async.teacher.adapters import make_client
 
@@ -419,22 +418,7 @@ def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> Teach
     base_url = t.base_url or (f"http://{c.teacher_server_host}:{c.teacher_server_port}" if t.provider == "local" else None)
     client = make_client(t.provider, base_url=base_url, credentials=credentials, timeout_s=t.gateway.call_timeout_s,
                          model=t.model, max_bytes=t.decode.max_bytes)
-    if canonical_provider(t.provider) == "openai":
-        client.__class__ = _attempt_aware(type(client))
     return client
-
-
-def _attempt_aware(cls: type) -> type:
-    """Subclass of the OpenAI-style adapter whose `submit` sends `attempt_key(request)`."""
-    from afd_async.teacher.contract import JobHandle
-    from afd_async.teacher.gateway import attempt_key
-
-    async def submit(self: Any, request: JobRequest) -> JobHandle:
-        resp = await self._send("POST", "/v1/videos", json=self._body(request),
-                                headers={"Idempotency-Key": attempt_key(request)}, submit=True)
-        return JobHandle(provider=self.provider, job_id=str(resp.json()["id"]), model=request.model or self.model)
-
-    return type(f"AttemptAware{cls.__name__}", (cls,), {"submit": submit})
 
 
 def connect_redis(url: Optional[str]) -> aioredis.Redis:

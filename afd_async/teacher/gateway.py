@@ -29,7 +29,6 @@ recorded is only ever polled; a cancelled job leaves the journal resumable.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Liter
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
+from afd_async.teacher.adapters._http import CURRENT_ATTEMPT
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
 from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
 from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
@@ -52,19 +52,6 @@ _DEAD = (ErrorClass.CONTENT_REJECTED, ErrorClass.INVALID, ErrorClass.CORRUPT_RES
 _HALT = (ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED)
 _THROTTLE = (ErrorClass.RATE_LIMITED, ErrorClass.CONCURRENCY_FULL)
 _LOOKUP_MARGIN_S = 300.0  # look for an ambiguous create this far before it began (clock skew)
-
-# The attempt number of the job being created, for adapters whose idempotency key / external task id must
-# differ per attempt: a fresh attempt after a bad result must be a *new* job, not the provider's replay of
-# the old one (see `attempt_key`). Set by `run_job`; tasks started inside it inherit it.
-CURRENT_ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("afd_teacher_attempt", default=0)
-
-
-def attempt_key(request: JobRequest) -> str:
-    """`request_key(request)` for attempt 0 (unchanged), `...-a{n}` for attempt n of the current job."""
-    from afd_async.teacher.adapters import request_key
-
-    n = CURRENT_ATTEMPT.get()
-    return request_key(request) if n == 0 else f"{request_key(request)}-a{n}"
 
 
 class JobDeferred(RuntimeError):

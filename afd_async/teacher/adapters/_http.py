@@ -21,6 +21,7 @@ each done differently would be a bug farm.
 from __future__ import annotations
 
 import email.utils
+import contextvars
 import hashlib
 import json
 import logging
@@ -387,14 +388,25 @@ class HttpAdapter:
         return bytes(buf)
 
 
+# The gateway's attempt number for the job being submitted (0 for the first). A fresh
+# attempt after a failed or broken job must be a *new* provider job, so every
+# adapter's idempotency key / external task id carries it. Set by the gateway per job
+# (`TeacherGateway.run_job`); asyncio tasks started inside inherit it.
+CURRENT_ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("afd_teacher_attempt", default=0)
+
+
 def request_key(request: JobRequest) -> str:
-    """A stable id for one logical request (prompt, seed, model, params).
+    """A stable id for one attempt at one logical request (prompt, seed, model, params).
 
     Sent as an idempotency key / external task id where the provider takes one,
-    so `find_job` can recognise the job an ambiguous submit may have created.
+    so `find_job` can recognise the job an ambiguous submit may have created;
+    attempt n > 0 (see `CURRENT_ATTEMPT`) gets `-a{n}`, so it never matches an
+    earlier attempt's job.
     """
     blob = json.dumps([request.prompt, request.seed, request.model, request.params], sort_keys=True, default=str)
-    return "afd-" + hashlib.sha256(blob.encode()).hexdigest()[:28]
+    key = "afd-" + hashlib.sha256(blob.encode()).hexdigest()[:28]
+    n = CURRENT_ATTEMPT.get()
+    return key if n == 0 else f"{key}-a{n}"
 
 
 def lookup_code(code: Optional[str], table: Mapping[str, ErrorClass]) -> Optional[ErrorClass]:
