@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Compose smoke test: build the images, bring the cluster up on host networking (all traffic on
 # 127.0.0.1), wait until pairs flow and both learners step (read through Prometheus's HTTP API, which
-# proves scraping works), scale teacher actors to 3 and check the shared quota holds, then tear down.
+# proves scraping works), evaluate every dashboard query, scale teacher actors to 3 and check the shared
+# quota holds, wait for the run to finish (student learner, D learner, feeder, student actor exit 0 and are
+# not restarted; outputs on the `outputs` volume), then tear down. AFD_SMOKE_STEPS: the run's train.steps.
 #
 #   bash tests/compose/smoke.sh            (or: make compose-test)
 #
@@ -21,8 +23,9 @@ export AFD_IMAGE="${AFD_IMAGE:-afd-async:dev}"
 export AFD_REDIS_IMAGE="${AFD_REDIS_IMAGE:-$AFD_IMAGE}"          # the afd image ships redis-server
 export AFD_PROMETHEUS_IMAGE="${AFD_PROMETHEUS_IMAGE:-afd-prometheus:dev}"
 # One run for every role (compose passes AFD_OVERRIDES to each): the smoke experiment, long enough that
-# pairs still flow while teacher actors are scaled and the quota is observed, short enough to finish here.
-export AFD_OVERRIDES="${AFD_OVERRIDES:-experiment=smoke train.steps=${AFD_SMOKE_STEPS:-30} train.torch_threads=1}"
+# pairs still flow while teacher actors are scaled and the quota is observed, short enough to finish here
+# (15-80 steps/min on 2 shared CPU cores, with one torch thread per role as `afd run` uses).
+export AFD_OVERRIDES="${AFD_OVERRIDES:-experiment=smoke train.steps=${AFD_SMOKE_STEPS:-120} train.torch_threads=1}"
 FINISH_TIMEOUT_S="${AFD_SMOKE_FINISH_TIMEOUT_S:-900}"
 SERVICES=(secrets-init redis teacher-server teacher-actor student-actor feeder d-learner student-learner prometheus)
 COMPOSE=(docker-compose -p "$PROJECT" -f docker-compose.yml -f ops/compose.hostnet.yml)
@@ -65,10 +68,11 @@ log "up: ${SERVICES[*]}"
 
 # --- checks, through the Prometheus HTTP API -------------------------------------------------------------
 python3 tests/compose/prom_checks.py --prometheus "$PROM" --timeout "$TIMEOUT_S" flow
+# While the learners still run (their series vanish once the run has finished).
+python3 tests/compose/prom_checks.py --prometheus "$PROM" --timeout 60 dashboard
 log "scale teacher-actor=3"
 "${COMPOSE[@]}" up -d --no-build --scale teacher-actor=3 teacher-actor
 python3 tests/compose/prom_checks.py --prometheus "$PROM" --timeout "$TIMEOUT_S" quota --teacher-actors 3
-python3 tests/compose/prom_checks.py --prometheus "$PROM" --timeout 60 dashboard
 
 # --- the run finishes: the student learner reaches train.steps, sets the stop key and exits 0; with
 # `restart: on-failure` it (and every role that followed the stop key) stays down. -----------------------
@@ -93,4 +97,12 @@ for svc in d-learner feeder student-actor; do
     [ "$st" = exited ] && [ "$code" = 0 ] && [ "$restarts" = 0 ] || { log "$svc: $st exit $code, $restarts restarts"; exit 1; }
   done
 done
+# The student learner's outputs are on the `outputs` volume.
+docker run --rm --entrypoint python -v "${PROJECT}_outputs:/outputs:ro" "$AFD_IMAGE" -c '
+import json, os, sys
+d = "/outputs/run"
+s = json.load(open(os.path.join(d, "summary.json")))
+print("outputs:", " ".join(sorted(os.listdir(d))))
+print("summary:", json.dumps({k: s.get(k) for k in ("algo", "mode", "staleness", "steps", "seconds", "pairs_per_s", "final_d_acc")}))
+sys.exit(0 if s.get("steps", 0) > 0 else 1)'
 log "PASS"
