@@ -136,3 +136,7 @@ def test_docs_table_is_up_to_date():
     assert committed == m.render_markdown(), "regenerate: python -m afd_async.metrics render > docs/METRICS.md"
     for s in m.SPECS:
         assert f"`{s.name}`" in committed
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("<!-- metrics:begin -->")[1].split("<!-- metrics:end -->")[0]
+    assert section.strip() == committed.split("\n", 1)[1].replace("## ", "### ").strip(), (
+        "README's metrics table is stale: regenerate it from afd_async.metrics.render_markdown()")
