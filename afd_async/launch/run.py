@@ -22,7 +22,7 @@ from typing import Sequence
 from afd_async.config.root import RootConfig
 from afd_async.launch.supervisor import RoleFailed, Supervisor
 from afd_async.runtime.keys import RunKeys
-from afd_async.testing.redis_server import RedisServer, free_port
+from afd_async.testing.redis_server import RedisServer
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +38,59 @@ def _prefill_text_cache(cfg: RootConfig, cache_dir: Path) -> None:
     enc.encode([r.prompt for r in load_prompt_suite("train") + load_prompt_suite("eval")])
 
 
-def role_overrides(cfg: RootConfig, redis_port: int, out: Path, text_cache: Path) -> list[str]:
-    """The cluster block of a local run: every port free, every host loopback, metrics on any free port."""
+def role_overrides(cfg: RootConfig, redis_port: int, out: Path, text_cache: Path, *,
+                   taken: set[int] | None = None) -> list[str]:
+    """The cluster block of a local run: every port free, every host loopback, metrics on any free port.
+
+    `taken`: ports the caller reserved already (they are avoided, and the new ones added).
+    """
+    taken = set() if taken is None else taken
     return [
         "cluster.mode=external",
         "cluster.host=127.0.0.1",
         f"cluster.redis_url=redis://127.0.0.1:{redis_port}/0",
         "cluster.metrics_port=0",
-        f"cluster.teacher_server_port={free_port()}",
-        f"cluster.feeder_port={_free_pair()}",
-        f"cluster.student_learner_port={_free_pair()}",
-        f"cluster.d_learner_port={_free_pair()}",
+        f"cluster.teacher_server_port={reserve_port(exclude=taken)}",
+        f"cluster.feeder_port={reserve_port(pair=True, exclude=taken)}",
+        f"cluster.student_learner_port={reserve_port(pair=True, exclude=taken)}",
+        f"cluster.d_learner_port={reserve_port(pair=True, exclude=taken)}",
         f"train.output_dir={out}",
         f"text.cache_dir={text_cache}",
         "train.torch_threads=1",
     ]
 
 
-def _free_pair() -> int:
-    """A port p with p + 1 free too (each ZeroMQ role binds both)."""
+def reserve_port(*, pair: bool = False, exclude: set[int] | None = None, low: int = 20000, high: int = 32000) -> int:
+    """A free port p (and p + 1 when `pair`) below the kernel's ephemeral range (32768+).
+
+    Ports picked here are bound later by child processes; taking them from the
+    ephemeral range would race with every socket that binds port 0 meanwhile
+    (metrics servers, clients), so they come from a range the kernel never assigns.
+    """
+    import random
     import socket
 
-    for _ in range(100):
-        p = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-                return p
-            except OSError:
-                continue
-    raise OSError("no two consecutive free ports on 127.0.0.1")
+    rng = random.Random()
+    for _ in range(200):
+        p = rng.randrange(low, high - 1)
+        wanted = {p, p + 1} if pair else {p}
+        if exclude is not None and wanted & exclude:
+            continue
+        socks = []
+        try:
+            for port in (p, p + 1) if pair else (p,):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            if exclude is not None:
+                exclude.update(wanted)
+            return p
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise OSError(f"no free port{' pair' if pair else ''} in {low}..{high} on 127.0.0.1")
 
 
 def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0) -> dict:

@@ -186,7 +186,7 @@ def _start_prometheus(tmp_path: Path, targets: dict[str, int]) -> tuple[str, sub
 @pytest.mark.timeout(300)
 def test_prometheus_scrapes_real_role_processes(tmp_path):
     from afd_async.config import load_config
-    from afd_async.launch.run import ROLE_ORDER, role_overrides
+    from afd_async.launch.run import ROLE_ORDER, reserve_port, role_overrides
     from afd_async.launch.supervisor import Supervisor
     from afd_async.testing.redis_server import RedisServer
 
@@ -195,10 +195,11 @@ def test_prometheus_scrapes_real_role_processes(tmp_path):
     user = ["experiment=smoke", "train.steps=400", "text.kind=hash"]
     cfg = load_config(user)
     out = tmp_path / "run"
-    ports = {role: _free_port() for role in ROLE_ORDER}
+    taken: set[int] = set()
+    ports = {role: reserve_port(exclude=taken) for role in ROLE_ORDER}
     env = {**__import__("os").environ, "AFD_TEACHER_API_KEY": "test-only-key", "HF_HUB_OFFLINE": "1"}
     with RedisServer(data_dir=str(tmp_path / "redis")) as redis_srv, Supervisor(tmp_path / "logs", base_env=env) as sup:
-        overrides = [o for o in role_overrides(cfg, redis_srv.port, out, out / "text_cache")
+        overrides = [o for o in role_overrides(cfg, redis_srv.port, out, out / "text_cache", taken=taken)
                      if not o.startswith("cluster.metrics_port=")]
         for role in ROLE_ORDER:
             sup.start(role, role, [*user, *overrides, f"cluster.metrics_port={ports[role]}"],
