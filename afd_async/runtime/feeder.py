@@ -74,7 +74,8 @@ class GroupFeed:
         """A learner left without acking: redeliver those groups to the next learner rank that asks."""
         with self._lock:
             for token in tokens:
-                self._ready.appendleft(token["batch"])
+                b = token["batch"]
+                self._ready.appendleft(Batch(b.tensors, b.meta, token))  # same Redis ids: acked once, when trained
 
     # -- internals ----------------------------------------------------------------------------
     def _pull(self) -> None:
