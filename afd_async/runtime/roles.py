@@ -199,7 +199,7 @@ def run_d_learner(cfg: RootConfig) -> int:
 
 
 def run_student_learner(cfg: RootConfig) -> int:
-    from afd_async.runtime.outputs import RunOutputs
+    from afd_async.train.outputs import RunOutputs
 
     labels = _metrics(cfg, "student-learner")
     _torch_threads(cfg)
@@ -242,7 +242,8 @@ def run_student_learner(cfg: RootConfig) -> int:
 
         loop.run(process)
         if upd.steps >= cfg.train.steps:
-            summary = outputs.finish(upd, d, d_version=learner.d_version, extra={"status": _status(r, keys)})
+            summary, _ = outputs.finish(upd, d, d_version=learner.d_version, mode="async",
+                                        extra={"status": _status(r, keys)})
             r.hset(keys.status, mapping={"done": 1, "final_position_error": summary["final"]["position_error"]})
             r.set(keys.stop, 1)
     return 0

@@ -31,7 +31,7 @@ from afd_async.models.factory import make_text_encoder, student_kwargs
 from afd_async.models.schedule import sample_t
 from afd_async.physics import PhysicsOverrides, load_prompt_suite
 from afd_async.train.seeding import step_generator, step_seed
-from afd_async.train.sync_loop import make_teacher_source
+from afd_async.train.teacher_source import make_teacher_source
 
 
 def weakened_physics(cfg: RootConfig, prompt_index: int, seed: int) -> PhysicsOverrides:

@@ -13,6 +13,13 @@ import torch
 from afd_async.video.clip import Clip
 
 
+# What `metrics.png` shows (each key that appears in the run's records).
+PLOT_KEYS = (
+    "d_acc", "d_loss", "d_sigma_student", "student_loss", "nft_loss", "adv_std",
+    "w_mean", "eval_position_error", "eval_motion_magnitude",
+)
+
+
 class MetricLog:
     """Append-only JSON-lines log (one record per step), flushed per write so a crash keeps it."""
 

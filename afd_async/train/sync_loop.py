@@ -14,32 +14,23 @@ The async system must reproduce this loop's losses at staleness 0.
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 
-from afd_async.checkpoint import save_module
-from afd_async.config.convert import to_dict
 from afd_async.config.root import RootConfig
 from afd_async.models.factory import make_discriminator, make_student, make_text_encoder
 from afd_async.physics import load_prompt_suite
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_update import DiscriminatorUpdater
-from afd_async.train.evaluate import EvalResult, PhysicsEvaluator
-from afd_async.train.report import MetricLog, plot_metrics, write_grid
+from afd_async.train.evaluate import EvalResult
+from afd_async.train.outputs import RunOutputs
 from afd_async.runtime.plan import sample_prompts
 from afd_async.train.seeding import step_generator
 from afd_async.train.student_update import StudentUpdater
-from afd_async.train.teacher_source import LocalTeacherSource
 
-PLOT_KEYS = (
-    "d_acc", "d_loss", "d_sigma_student", "student_loss", "nft_loss", "adv_std",
-    "w_mean", "eval_position_error", "eval_motion_magnitude",
-)
 
 
 @dataclass
@@ -50,15 +41,6 @@ class SyncResult:
     final_d_acc: float
     steps: int
     seconds: float
-
-
-def make_teacher_source(cfg: RootConfig, physics=None) -> LocalTeacherSource:
-    r, s = cfg.teacher.renderer, cfg.student
-    return LocalTeacherSource(
-        render_height=r.height, render_width=r.width, render_fps=r.fps, render_seconds=r.seconds,
-        height=s.height, width=s.width, fps=s.fps, num_frames=s.num_frames, physics=physics,
-        through_codec=cfg.train.sync_teacher_codec and physics is None,
-    )
 
 
 def make_student_updater(cfg: RootConfig, student: torch.nn.Module) -> StudentUpdater:
@@ -80,19 +62,13 @@ class SyncLoop:
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
         self.text = make_text_encoder(cfg.text)
-        self.teacher = make_teacher_source(cfg)
         self.train_prompts = load_prompt_suite("train")
-        self.eval_prompts = load_prompt_suite("eval")[: cfg.train.eval_prompts]
         self.student = make_student(cfg.student, self.text.dim)
         self.d = make_discriminator(cfg.discriminator, self.text.dim)
         self.s_upd = make_student_updater(cfg, self.student)
         self.d_upd = DiscriminatorUpdater(self.d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
-        self.evaluator = PhysicsEvaluator(
-            prompts=[p.prompt for p in self.eval_prompts],
-            text=self.text.encode([p.prompt for p in self.eval_prompts]),
-            teacher=self.teacher, timesteps=cfg.student.timesteps, shift=cfg.student.shift,
-            num_frames=cfg.student.num_frames, fps=cfg.student.fps,
-        )
+        self.outputs = RunOutputs(cfg, self.text)  # after the models: the eval set-up must not shift their init
+        self.teacher, self.evaluator = self.outputs.teacher, self.outputs.evaluator
         self.step_index = 0
 
     # ------------------------------------------------------------- data
@@ -148,14 +124,8 @@ class SyncLoop:
     # ------------------------------------------------------------- run
 
     def run(self, *, show_progress: bool = True) -> SyncResult:
-        cfg = self.cfg
-        out = Path(cfg.train.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        log = MetricLog(out / "metrics.jsonl")
-        t0 = time.monotonic()
-        start, base_videos = self.evaluator.evaluate(self.s_upd.old)
-        log.write({"step": 0, "phase": "eval", **start.as_dict()})
+        cfg, out = self.cfg, self.outputs
+        out.start(self.s_upd)
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -163,37 +133,15 @@ class SyncLoop:
             warm = bar.add_task("D warm-up", total=cfg.algo.d_warmup_steps, info="")
             self.warmup_d(lambda i, m: bar.update(warm, completed=i + 1, info=f"d_acc {m['d_acc']:.2f}"))
             task = bar.add_task(f"{cfg.algo.name} steps", total=cfg.train.steps, info="")
-            d_acc, last_eval = float("nan"), start
+            d_acc, last_err = float("nan"), float("nan")
             for _ in range(cfg.train.steps):
                 m = self.step()
                 s = self.step_index
                 d_acc = m.get("d_acc", d_acc)
-                log.write({"step": s, "phase": "train", **m})
+                out.log_step(s, m)
                 if cfg.train.eval_every and s % cfg.train.eval_every == 0 and s < cfg.train.steps:
-                    last_eval, _ = self.evaluator.evaluate(self.s_upd.old)
-                    log.write({"step": s, "phase": "eval", **last_eval.as_dict()})
-                bar.update(task, completed=s, info=f"d_acc {d_acc:.2f}  eval err {last_eval.position_error:.4f}")
-        final, final_videos = self.evaluator.evaluate(self.s_upd.old)
-        log.write({"step": self.step_index, "phase": "eval", **final.as_dict()})
-        log.close()
-        seconds = time.monotonic() - t0
-        self._write_outputs(out, start, final, base_videos, final_videos, d_acc, seconds)
-        return SyncResult(out, start, final, d_acc, self.step_index, seconds)
-
-    def _write_outputs(self, out: Path, start: EvalResult, final: EvalResult, base_videos, final_videos, d_acc, seconds) -> None:
-        from afd_async.train.report import read_metrics
-
-        n = min(4, len(self.eval_prompts))
-        teacher = self.teacher.batch([p.prompt for p in self.eval_prompts[:n]], [0] * n)
-        write_grid([teacher, base_videos[:n], final_videos[:n]], self.cfg.student.fps, out / "samples")
-        plot_metrics(read_metrics(out / "metrics.jsonl"), PLOT_KEYS, out / "metrics.png")
-        save_module(out / "student_final.safetensors", self.s_upd.old, meta={"version": self.s_upd.version})
-        save_module(out / "student_ema.safetensors", self.s_upd.ema.module, meta={"version": self.s_upd.version})
-        save_module(out / "discriminator_final.safetensors", self.d, meta={"steps": self.d_upd.steps})
-        summary: dict[str, Any] = {
-            "algo": self.cfg.algo.name, "steps": self.step_index, "seconds": round(seconds, 1),
-            "final_d_acc": d_acc, "start": start.as_dict(""), "final": final.as_dict(""),
-            "eval_prompts": [p.prompt for p in self.eval_prompts[:n]],
-            "samples_columns": ["teacher", "student (start)", "student (final)"],
-        }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+                    last_err = out.evaluate(self.s_upd).position_error
+                bar.update(task, completed=s, info=f"d_acc {d_acc:.2f}  eval err {last_err:.4f}")
+        summary, final = out.finish(self.s_upd, self.d, d_version=self.d_upd.steps, mode="sync", extra={})
+        assert out.start_result is not None
+        return SyncResult(out.out, out.start_result, final, d_acc, self.step_index, float(summary["seconds"]))

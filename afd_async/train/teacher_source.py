@@ -8,7 +8,7 @@ resampling, so both see identical clips for the same (prompt, seed).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ import torch
 from afd_async.physics import GroundTruth, PhysicsOverrides, render_prompt
 from afd_async.video.clip import Clip
 from afd_async.video.resample import resample_clip
+
+if TYPE_CHECKING:
+    from afd_async.config.root import RootConfig
 
 
 class LocalTeacherSource:
@@ -82,3 +85,13 @@ def clip_from_video(video: torch.Tensor, fps: float) -> Clip:
     """`(3, F, H, W)` in [-1, 1] -> Clip (uint8 `(F, H, W, 3)`)."""
     frames = video.detach().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
     return Clip(np.ascontiguousarray(frames), fps)
+
+
+def make_teacher_source(cfg: "RootConfig", physics: Optional[PhysicsOverrides] = None) -> LocalTeacherSource:
+    """The in-process teacher of `cfg` (renderer size in, student size out)."""
+    r, s = cfg.teacher.renderer, cfg.student
+    return LocalTeacherSource(
+        render_height=r.height, render_width=r.width, render_fps=r.fps, render_seconds=r.seconds,
+        height=s.height, width=s.width, fps=s.fps, num_frames=s.num_frames, physics=physics,
+        through_codec=cfg.train.sync_teacher_codec and physics is None,
+    )

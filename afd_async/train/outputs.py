@@ -1,6 +1,7 @@
-"""What the student learner leaves in the output folder: metrics, evaluations, samples, checkpoints.
+"""What a run leaves in its output folder: metrics, evaluations, samples, checkpoints.
 
-The same files as `afd sync` writes (`train/sync_loop.py`), so the two runs compare directly.
+`afd sync` and the async student learner both write through `RunOutputs`, so
+their folders compare file for file.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from afd_async.config.convert import to_dict
 from afd_async.config.root import RootConfig
 from afd_async.physics import load_prompt_suite
 from afd_async.train.evaluate import EvalResult, PhysicsEvaluator
-from afd_async.train.report import MetricLog, plot_metrics, read_metrics, write_grid
+from afd_async.train.report import PLOT_KEYS, MetricLog, plot_metrics, read_metrics, write_grid
 from afd_async.train.student_update import StudentUpdater
-from afd_async.train.sync_loop import PLOT_KEYS, make_teacher_source
+from afd_async.train.teacher_source import make_teacher_source
 
 
 def _float(v: Any) -> Optional[float]:
@@ -57,7 +58,9 @@ class RunOutputs:
         self.log.write({"step": updater.steps, "phase": "eval", **result.as_dict()})
         return result
 
-    def finish(self, updater: StudentUpdater, d: torch.nn.Module, *, d_version: int, extra: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, updater: StudentUpdater, d: torch.nn.Module, *, d_version: int, mode: str,
+               extra: dict[str, Any]) -> tuple[dict[str, Any], EvalResult]:
+        """Final evaluation and every file; returns (summary, final evaluation)."""
         seconds = time.monotonic() - self.t0
         final, final_videos = self.evaluator.evaluate(updater.old)
         self.log.write({"step": updater.steps, "phase": "eval", **final.as_dict()})
@@ -73,7 +76,7 @@ class RunOutputs:
         save_module(self.out / "student_ema.safetensors", updater.ema.module, meta={"version": updater.version})
         save_module(self.out / "discriminator_final.safetensors", d, meta={"version": d_version})
         summary = {
-            "algo": self.cfg.algo.name, "mode": "async", "staleness": self.cfg.replay.staleness,
+            "algo": self.cfg.algo.name, "mode": mode, "staleness": self.cfg.replay.staleness if mode == "async" else None,
             "steps": updater.steps, "seconds": round(seconds, 1),
             "pairs_per_s": round(updater.steps * self.cfg.train.batch_size / max(seconds, 1e-9), 3),
             "final_d_acc": d_accs[-1] if d_accs else _float(extra.get("status", {}).get("d_acc")), "start": self.start_result.as_dict(""),
@@ -81,4 +84,4 @@ class RunOutputs:
             "samples_columns": ["teacher", "student (start)", "student (final)"], **extra,
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
-        return summary
+        return summary, final
