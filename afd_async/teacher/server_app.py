@@ -203,29 +203,30 @@ class Handlers:
         self.queue.start(job)
         return JSONResponse(video, headers=self._ratelimit_headers(owner))
 
-    async def retrieve(self, request: Request) -> Response:
+    async def _job_request(self, request: Request) -> tuple[Any, Optional[Response]]:
+        """The preamble of every per-job route: auth, injected request faults, the caller's own job."""
         owner = self._owner(request)
         if owner is None:
-            return self._unauthorized()
+            return None, self._unauthorized()
         faulted = await self._request_fault(create=False)
         if faulted is not None:
-            return faulted
+            return None, faulted
         job = self._job_or_404(request, owner)
         if job is None:
-            return _error(404, "not_found", "no such video")
+            return None, _error(404, "not_found", "no such video")
+        return job, None
+
+    async def retrieve(self, request: Request) -> Response:
+        job, refused = await self._job_request(request)
+        if refused is not None:
+            return refused
         with self.queue.lock:
             return JSONResponse(self._video(job))
 
     async def content(self, request: Request) -> Response:
-        owner = self._owner(request)
-        if owner is None:
-            return self._unauthorized()
-        faulted = await self._request_fault(create=False)
-        if faulted is not None:
-            return faulted
-        job = self._job_or_404(request, owner)
-        if job is None:
-            return _error(404, "not_found", "no such video")
+        job, refused = await self._job_request(request)
+        if refused is not None:
+            return refused
         with self.queue.lock:
             status, data = job.status, job.result
             if status == "expired" or (status == "completed" and job.fault == "expired_url"):
@@ -236,15 +237,9 @@ class Handlers:
         return Response(data, media_type="video/mp4")
 
     async def cancel(self, request: Request) -> Response:
-        owner = self._owner(request)
-        if owner is None:
-            return self._unauthorized()
-        faulted = await self._request_fault(create=False)
-        if faulted is not None:
-            return faulted
-        job = self._job_or_404(request, owner)
-        if job is None:
-            return _error(404, "not_found", "no such video")
+        job, refused = await self._job_request(request)
+        if refused is not None:
+            return refused
         if not self.queue.cancel(job):
             return _error(409, "invalid_state", f"the video is already {job.status}")
         with self.queue.lock:
