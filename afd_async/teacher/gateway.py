@@ -24,6 +24,9 @@ One job (`TeacherGateway.run_job`), every step bounded by a timeout:
 Invariants: at most one create per (request, attempt) unless an ambiguous create
 is resolved by timeout (counted as a possible duplicate); a job whose id is
 recorded is only ever polled; a cancelled job leaves the journal resumable.
+
+Many jobs at once (a worker pool with drain-on-stop) live in `gateway_run`,
+the outcome exceptions in `gateway_errors`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Literal, Optional, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -39,6 +41,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
 from afd_async.teacher.adapters._http import CURRENT_ATTEMPT
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
+from afd_async.teacher.gateway_errors import (GatewayHalted, JobDeadLettered, JobDeferred, JobFailed,  # noqa: F401 (re-exported)
+                                              _AttemptFailed)
 from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
 from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
 from afd_async.video.clip import Clip
@@ -52,43 +56,6 @@ _DEAD = (ErrorClass.CONTENT_REJECTED, ErrorClass.INVALID, ErrorClass.CORRUPT_RES
 _HALT = (ErrorClass.AUTH, ErrorClass.QUOTA_EXHAUSTED)
 _THROTTLE = (ErrorClass.RATE_LIMITED, ErrorClass.CONCURRENCY_FULL)
 _LOOKUP_MARGIN_S = 300.0  # look for an ambiguous create this far before it began (clock skew)
-
-
-class JobDeferred(RuntimeError):
-    """Not done now, nothing lost: another actor owns it, the quota timed out, or a create is ambiguous."""
-
-
-class JobDeadLettered(RuntimeError):
-    """A poison prompt: recorded on the dead-letter stream with its reason."""
-
-    def __init__(self, error_class: str, reason: str) -> None:
-        super().__init__(f"dead-lettered [{error_class}]: {reason}")
-        self.error_class = error_class
-
-
-class JobFailed(RuntimeError):
-    """Every attempt ended in a terminal provider failure or an expired result."""
-
-
-class GatewayHalted(RuntimeError):
-    """An account-level failure (AUTH, QUOTA_EXHAUSTED): stop submitting, alert."""
-
-
-class _AttemptFailed(Exception):
-    """This attempt is over (journal "failed"); the next attempt is a fresh job."""
-
-
-@dataclass
-class RunReport:
-    """Outcome counts of `TeacherGateway.run`."""
-
-    done: int = 0
-    dead: int = 0
-    deferred: int = 0
-    failed: int = 0
-    handed_back: int = 0
-    errors: int = 0  # unexpected (e.g. Redis unreachable); the journal keeps such jobs resumable
-    halted: Optional[str] = None
 
 
 class TeacherGateway:
@@ -491,78 +458,26 @@ class TeacherGateway:
         self._stop.set()
 
     async def run(self, prompts: AsyncIterable[JobRequest], concurrency: int, *,
-                  drain_timeout_s: float = 60.0) -> RunReport:
-        """Run jobs from `prompts` with `concurrency` workers until the source ends, `stop()`, or a halt.
+                  drain_timeout_s: float = 60.0) -> "RunReport":
+        """Run jobs from `prompts` with `concurrency` workers (`gateway_run.run_many`)."""
+        from afd_async.teacher.gateway_run import run_many
 
-        On stop, idle workers end at once, busy ones get `drain_timeout_s` to
-        finish; then they are cancelled, which releases leases and claims and
-        leaves each journal record resumable by id (or ambiguous mid-create).
-        """
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        report = RunReport()
-        it = prompts.__aiter__()
-        lock = asyncio.Lock()
-        busy: set[asyncio.Task[None]] = set()
-
-        async def worker() -> None:
-            me = asyncio.current_task()
-            assert me is not None
-            backoff = self.retry_initial_s
-            while not self._stop.is_set() and self.halted is None:
-                async with lock:
-                    try:
-                        req = await it.__anext__()
-                    except StopAsyncIteration:
-                        return
-                busy.add(me)
-                try:
-                    await self.run_job(req)
-                    report.done += 1
-                except JobDeadLettered:
-                    report.dead += 1
-                except JobDeferred:
-                    report.deferred += 1
-                except JobFailed:
-                    report.failed += 1
-                except GatewayHalted as e:
-                    report.halted = str(e)
-                    return
-                except asyncio.CancelledError:
-                    report.handed_back += 1
-                    raise
-                except Exception as e:  # noqa: BLE001 - one bad job must not kill the worker
-                    report.errors += 1
-                    log.error("teacher job failed unexpectedly: %s: %s", type(e).__name__, str(e)[:300])
-                    await asyncio.sleep(backoff)  # back off while e.g. Redis is unreachable
-                    backoff = min(backoff * 2, self.retry_max_s)
-                    continue
-                finally:
-                    busy.discard(me)
-                backoff = self.retry_initial_s
-
-        tasks = [asyncio.create_task(worker(), name=f"teacher-worker-{i}") for i in range(concurrency)]
-        stopper = asyncio.create_task(self._stop.wait())
-        all_done = asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.wait([all_done, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if not all_done.done():
-            for t in tasks:
-                if t not in busy:
-                    t.cancel()  # idle: waiting for a prompt
-            await asyncio.wait([all_done], timeout=drain_timeout_s)
-            for t in tasks:
-                t.cancel()
-            await asyncio.wait([all_done], timeout=drain_timeout_s)
-        stopper.cancel()
-        if self.halted is not None and report.halted is None:
-            report.halted = str(self.halted)
-        return report
+        return await run_many(self, prompts, concurrency, drain_timeout_s=drain_timeout_s)
 
 
 # gateway counter name → `afd_teacher_actor_jobs_total{state}`
 _EVENTS: dict[str, str] = {"created": "submitted", "done": "succeeded", "attempts_failed": "failed",
                            "results_expired": "expired", "retried": "retried", "ambiguous": "ambiguous",
                            "dead": "dead_lettered", "cache_hits": "cache_hit"}
+
+
+def __getattr__(name: str) -> Any:
+    """`RunReport` moved to `gateway_run`; kept importable from here (lazily: no import cycle)."""
+    if name == "RunReport":
+        from afd_async.teacher.gateway_run import RunReport
+
+        return RunReport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Resolved(Exception):
