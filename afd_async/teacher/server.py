@@ -17,6 +17,8 @@ and faults on demand (`server_faults`). Contract (JSON; errors are
 - `GET /v1/videos?limit=&order=asc|desc` -> `{object: "list", data: [...]}`.
 - `GET /v1/admin/stats` -> counters (creates, throttles by kind, jobs by
   outcome, injected faults) for benchmarks to compute throttle rates.
+- `GET /v1/admin/jobs` -> `{data: [{id, prompt, seed, model, status, downloads}]}`,
+  every job of the key with its content-fetch count (the fault ledger's source).
 
 Jobs belong to the key that created them (others get 404). Keys are compared
 in constant time and never logged or echoed. Start one with
@@ -111,6 +113,7 @@ def create_app(
         Route("/v1/videos/{video_id}/cancel", handlers.cancel, methods=["POST"]),
         Route("/v1/videos/{video_id}/content", handlers.content, methods=["GET"]),
         Route("/v1/admin/stats", handlers.stats, methods=["GET"]),
+        Route("/v1/admin/jobs", handlers.job_ledger, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

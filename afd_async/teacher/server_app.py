@@ -234,6 +234,7 @@ class Handlers:
             if status != "completed" or data is None:
                 return _error(409, "invalid_state", f"the video is {status}, content is available once completed")
             self.queue.counts["downloads"] += 1
+            job.downloads += 1
         return Response(data, media_type="video/mp4")
 
     async def cancel(self, request: Request) -> Response:
@@ -261,6 +262,18 @@ class Handlers:
                 self.queue.refresh(j)
             data = [self._video(j) for j in jobs[:limit]]
         return JSONResponse({"object": "list", "data": data, "has_more": len(jobs) > limit})
+
+    async def job_ledger(self, request: Request) -> Response:
+        """Every job of the caller's key with its content-fetch count: the fault ledger's ground truth
+        for "created twice" and "orphaned" (`afd_async.faults.ledger`). Jobs are forgotten an hour after they end."""
+        owner = self._owner(request)
+        if owner is None:
+            return self._unauthorized()
+        with self.queue.lock:
+            data = [{"id": j.id, "prompt": j.prompt, "seed": j.seed, "model": j.model, "status": j.status,
+                     "downloads": j.downloads, "created_at": j.created_at}
+                    for j in sorted(self.queue.jobs.values(), key=lambda j: j.seq) if j.owner == owner]
+        return JSONResponse({"object": "list", "data": data})
 
     async def stats(self, request: Request) -> Response:
         if self._owner(request) is None:

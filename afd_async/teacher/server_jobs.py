@@ -95,6 +95,7 @@ class Job:
     error: Optional[dict[str, str]] = None
     result: Optional[bytes] = None
     idempotency_key: Optional[str] = None
+    downloads: int = 0  # content fetches of this job (the fault ledger's "orphaned": created, never fetched)
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
 
