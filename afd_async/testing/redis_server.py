@@ -42,6 +42,7 @@ class RedisServer:
         data_dir: Optional[str] = None,
         password: Optional[str] = None,
         appendonly: bool = False,
+        appendfsync: Optional[str] = None,
         extra_args: Sequence[str] = (),
         binary: str = "redis-server",
     ) -> None:
@@ -58,6 +59,7 @@ class RedisServer:
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         self._password = password
         self.appendonly = appendonly
+        self.appendfsync = appendfsync or ("always" if appendonly else "everysec")  # always / everysec / no
         self.extra_args = list(extra_args)
         self.proc: Optional[subprocess.Popen[bytes]] = None
 
@@ -82,7 +84,7 @@ class RedisServer:
             "--dir", self.data_dir,
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always" if self.appendonly else "everysec",
+            "--appendfsync", self.appendfsync,
             "--protected-mode", "yes",
             "--logfile", str(Path(self.data_dir) / "redis.log"),
             *self.extra_args,
