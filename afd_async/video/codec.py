@@ -3,9 +3,15 @@
 Teacher clips cross the network as MP4. Bytes from a provider are untrusted:
 they may be empty, truncated by a dropped connection, corrupted, or a
 "decode bomb" (a tiny file that declares a huge frame size or frame count).
-`decode_mp4` therefore checks the container's *declared* geometry against the
-caller's caps before decoding a single frame, stops decoding as soon as a cap
-is exceeded, asks the H.264 decoder to fail on bitstream errors instead of
+`decode_mp4` therefore reads what the container *declares* with our own header
+probe (`probe.probe_mp4`: no FFmpeg, bounded work) and checks size, frame
+count and frames x pixels against the caller's caps before FFmpeg sees the
+bytes; opens FFmpeg with its `max_pixels` decoder cap (opening a file already
+decodes a frame to probe it, and the bitstream's size may differ from the
+container's: a 14 kB file declaring 16x16 in its sample entry but 8192x8192 in
+its SPS made FFmpeg allocate ~150 MB on open); re-checks the frames x pixels budget
+with the bitstream's own size; stops decoding as soon as a cap is
+exceeded, asks the H.264 decoder to fail on bitstream errors instead of
 concealing them (`err_detect=explode`), and checks that the number of frames
 decoded matches the number the container declares. Every failure is a
 `VideoDecodeError` with a reason, so callers classify one exception type
@@ -27,14 +33,12 @@ import av
 import numpy as np
 
 from afd_async.video.clip import Clip
+from afd_async.video.errors import VideoDecodeError
+from afd_async.video.probe import Mp4Info, probe_mp4
 
-__all__ = ["VideoDecodeError", "decode_mp4", "encode_mp4"]
+__all__ = ["VideoDecodeError", "check_declared", "decode_mp4", "encode_mp4"]
 
 _CROP_TAG = re.compile(r"^afd:crop=(\d{1,5})x(\d{1,5})$")
-
-
-class VideoDecodeError(ValueError):
-    """The bytes are not a valid, in-limits MP4 video; the message says why."""
 
 
 def encode_mp4(clip: Clip, *, crf: int = 18) -> bytes:
@@ -72,7 +76,8 @@ def encode_mp4(clip: Clip, *, crf: int = 18) -> bytes:
     return buf.getvalue()
 
 
-def decode_mp4(data: bytes, *, max_frames: int, max_pixels: int, max_bytes: int) -> Clip:
+def decode_mp4(data: bytes, *, max_frames: int, max_pixels: int, max_bytes: int,
+               max_total_pixels: int | None = None) -> Clip:
     """Decode and verify untrusted MP4 bytes into a `Clip`.
 
     Args:
@@ -80,6 +85,8 @@ def decode_mp4(data: bytes, *, max_frames: int, max_pixels: int, max_bytes: int)
         max_frames: the most frames accepted (declared or decoded).
         max_pixels: the most pixels per frame (width x height) accepted.
         max_bytes: the largest file accepted.
+        max_total_pixels: the most pixels of the whole clip (frames x width x height, i.e. the
+            decoded size / 3 bytes); None: `max_frames * max_pixels`.
 
     Returns:
         RGB uint8 `(T, H, W, 3)` frames and the stream's average frame rate.
@@ -89,8 +96,9 @@ def decode_mp4(data: bytes, *, max_frames: int, max_pixels: int, max_bytes: int)
             declared or decoded geometry beyond the caps, bitstream errors,
             or fewer frames than the container declares (truncation).
     """
-    if min(max_frames, max_pixels, max_bytes) < 1:
-        raise ValueError("max_frames, max_pixels and max_bytes must be >= 1")
+    if min(max_frames, max_pixels, max_bytes) < 1 or (max_total_pixels is not None and max_total_pixels < 1):
+        raise ValueError("max_frames, max_pixels, max_bytes and max_total_pixels must be >= 1")
+    budget = max_frames * max_pixels if max_total_pixels is None else max_total_pixels
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise VideoDecodeError(f"expected bytes, got {type(data).__name__}")
     if len(data) == 0:
@@ -98,9 +106,10 @@ def decode_mp4(data: bytes, *, max_frames: int, max_pixels: int, max_bytes: int)
     if len(data) > max_bytes:
         raise VideoDecodeError(f"video is {len(data)} bytes, more than the cap of {max_bytes}")
     data = bytes(data)
-    _check_boxes(data)
+    info = probe_mp4(data)
+    check_declared(info, max_frames=max_frames, max_pixels=max_pixels, max_total_pixels=budget)
     try:
-        return _decode_checked(data, max_frames, max_pixels)
+        return _decode_checked(data, info, max_frames, max_pixels, budget)
     except VideoDecodeError:
         raise
     except (av.FFmpegError, EOFError) as exc:
@@ -109,9 +118,31 @@ def decode_mp4(data: bytes, *, max_frames: int, max_pixels: int, max_bytes: int)
         raise VideoDecodeError(f"unreadable MP4: {type(exc).__name__}: {exc}") from None
 
 
-def _decode_checked(data: bytes, max_frames: int, max_pixels: int) -> Clip:
+def check_declared(info: Mp4Info, *, max_frames: int, max_pixels: int, max_total_pixels: int) -> None:
+    """Refuse a decode bomb from the container's declarations alone (nothing decoded yet).
+
+    Raises:
+        VideoDecodeError: no samples, an invalid size, or a size, frame count or
+            frames x pixels beyond the caps.
+    """
+    w, h, n = info.width, info.height, info.frames
+    if w < 1 or h < 1:
+        raise VideoDecodeError(f"video sample entry declares an invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise VideoDecodeError(f"declared size {w}x{h} exceeds the cap of {max_pixels} pixels")
+    if n < 1:
+        raise VideoDecodeError("the video track declares no samples")
+    if n > max_frames:
+        raise VideoDecodeError(f"declares {n} frames, more than the cap of {max_frames}")
+    if n * w * h > max_total_pixels:
+        raise VideoDecodeError(f"declares {n} frames of {w}x{h} = {n * w * h} pixels, more than the cap of "
+                               f"{max_total_pixels}")
+
+
+def _decode_checked(data: bytes, info: Mp4Info, max_frames: int, max_pixels: int, budget: int) -> Clip:
     """The decode proper; may raise FFmpeg errors, which the caller wraps."""
-    with av.open(io.BytesIO(data), mode="r", format="mp4") as container:
+    # max_pixels also binds FFmpeg's own probe decode at open (avformat_find_stream_info).
+    with av.open(io.BytesIO(data), mode="r", format="mp4", options={"max_pixels": str(max_pixels)}) as container:
         if not container.streams.video:
             raise VideoDecodeError("no video stream in the container")
         stream = container.streams.video[0]
@@ -121,6 +152,9 @@ def _decode_checked(data: bytes, max_frames: int, max_pixels: int) -> Clip:
             raise VideoDecodeError(f"video stream declares an invalid size {width}x{height}")
         if width * height > max_pixels:  # decode bomb: refuse before allocating a frame
             raise VideoDecodeError(f"declared size {width}x{height} exceeds the cap of {max_pixels} pixels")
+        if info.frames * width * height > budget:  # the bitstream's size may differ from the sample entry's
+            raise VideoDecodeError(f"{info.frames} frames of {width}x{height} (the container declares "
+                                   f"{info.width}x{info.height}) exceed the cap of {budget} pixels")
         declared = int(stream.frames or 0)
         if declared > max_frames:
             raise VideoDecodeError(f"declares {declared} frames, more than the cap of {max_frames}")
@@ -129,7 +163,7 @@ def _decode_checked(data: bytes, max_frames: int, max_pixels: int) -> Clip:
         if not (0.0 < fps <= 1000.0):
             raise VideoDecodeError(f"video stream has no usable frame rate ({rate})")
         crop_w, crop_h = _crop_size(container.metadata.get("comment", ""), width, height)
-        ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
+        ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode", "max_pixels": str(max_pixels)}
         frames: list[np.ndarray] = []
         for frame in container.decode(stream):
             if len(frames) >= max_frames:
@@ -144,39 +178,6 @@ def _decode_checked(data: bytes, max_frames: int, max_pixels: int) -> Clip:
     if declared and len(frames) < declared:
         raise VideoDecodeError(f"truncated: decoded {len(frames)} of {declared} declared frames")
     return Clip(frames=np.ascontiguousarray(np.stack(frames)), fps=fps)
-
-
-def _check_boxes(data: bytes) -> None:
-    """Walk the top-level ISO-BMFF boxes: their sizes must tile the file exactly.
-
-    This catches truncation anywhere (FFmpeg tolerates a clipped trailing box)
-    and rejects non-MP4 data before FFmpeg parses it.
-    """
-    pos, kinds = 0, set()
-    while pos < len(data):
-        if len(data) - pos < 8:
-            raise VideoDecodeError(f"truncated: {len(data) - pos} stray bytes after the last box")
-        size = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8]
-        header = 8
-        if size == 1:  # 64-bit "largesize" follows the type
-            if len(data) - pos < 16:
-                raise VideoDecodeError("truncated: incomplete 64-bit box header")
-            size, header = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
-        elif size == 0:  # box extends to the end of the file
-            size = len(data) - pos
-        if not all(0x20 <= b < 0x7F for b in kind):
-            raise VideoDecodeError(f"not an MP4: bad box type at byte {pos}")
-        if size < header:
-            raise VideoDecodeError(f"corrupt MP4: box {kind!r} at byte {pos} has size {size}")
-        if pos + size > len(data):
-            raise VideoDecodeError(
-                f"truncated: box {kind.decode()!r} at byte {pos} needs {size} bytes, {len(data) - pos} remain"
-            )
-        kinds.add(kind)
-        pos += size
-    if b"moov" not in kinds:
-        raise VideoDecodeError("not an MP4 (or truncated): no 'moov' box")
 
 
 def _crop_size(comment: str, width: int, height: int) -> tuple[int, int]:
