@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -11,10 +12,24 @@ from afd_async.checkpoint import CheckpointError, load_module, resolve_checkpoin
 from afd_async.config.discriminator import DiscriminatorConfig
 from afd_async.config.student import StudentConfig
 from afd_async.config.root import TextConfig
+from afd_async.models.policies import CopyPolicies
 from afd_async.models.text_encoder import CachedTextEncoder
 
+log = logging.getLogger(__name__)
 
-def make_text_encoder(cfg: TextConfig, device: str = "cpu") -> CachedTextEncoder:
+
+def make_text_encoder(cfg: TextConfig, student: Optional[StudentConfig] = None, device: str = "cpu") -> CachedTextEncoder:
+    """The student's text conditioning: `cfg.kind` (MiniLM / hash) for the tiny student, UMT5 for a Wan student.
+
+    Either way embeddings are cached per prompt in `cfg.cache_dir`, so the encoder loads only on a miss.
+    """
+    if student is not None and student.kind == "wan":
+        w = student.wan
+        if w.text_encoder is None:
+            raise CheckpointError("student.wan.text_encoder is required: a UMT5-XXL folder or Wan's "
+                                  "models_t5_umt5-xxl-enc-bf16.pth (weights cannot be downloaded by the library)")
+        return CachedTextEncoder("umt5", cache_dir=cfg.cache_dir, device=device, umt5_path=w.text_encoder,
+                                 tokenizer=w.tokenizer, text_len=w.text_len)
     return CachedTextEncoder(cfg.kind, cache_dir=cfg.cache_dir, device=device)
 
 
@@ -53,6 +68,28 @@ def make_student(cfg: StudentConfig, text_dim: int) -> nn.Module:
     return model
 
 
+def make_student_policies(cfg: StudentConfig, student: nn.Module, *, eval_ema: float = 0.99) -> Any:
+    """θ_old / θ_ref / eval EMA of `student` (`models/policies.py`): deep copies for the tiny student and
+    Wan full finetune, LoRA adapters on one base for Wan (`cfg.wan.finetune: lora`)."""
+    if cfg.kind == "wan" and cfg.wan.finetune == "lora":
+        from afd_async.models.wan.lora import LoraPolicies
+
+        return LoraPolicies(student, rank=cfg.wan.lora_rank, alpha=cfg.wan.lora_alpha, eval_ema=eval_ema)
+    return CopyPolicies(student, eval_ema=eval_ema)
+
+
+def make_rollout_policy(cfg: StudentConfig, text_dim: int) -> nn.Module:
+    """What a student actor rolls out: a module whose `load_state_dict` takes the learner's published θ_old.
+
+    Tiny (and Wan full finetune): the student itself. Wan LoRA: the `old` view of LoRA policies on the
+    base, so the published weights are the `old` adapter's tensors only.
+    """
+    student = make_student(cfg, text_dim)
+    if cfg.kind == "wan" and cfg.wan.finetune == "lora":
+        return make_student_policies(cfg, student).old
+    return student
+
+
 def make_discriminator(cfg: DiscriminatorConfig, text_dim: int) -> nn.Module:
     from afd_async.models.tiny_discriminator import TinyVideoDiscriminator
 
@@ -72,16 +109,33 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 def wan_student_kwargs(cfg: StudentConfig) -> dict[str, Any]:
     """`WanCausalStudent` kwargs for a `kind: wan` config (latent grid = pixels / 8)."""
-    from afd_async.models.wan.config import WAN_T2V_1_3B, latent_frames
+    from afd_async.models.wan.config import ARCHS, latent_frames
 
     w = cfg.wan
-    return dict(transformer=WAN_T2V_1_3B, latent_height=cfg.height // 8, latent_width=cfg.width // 8,
+    return dict(transformer=ARCHS[w.arch][0], latent_height=cfg.height // 8, latent_width=cfg.width // 8,
                 chunk_frames=cfg.chunk_frames, max_frames=max(63, latent_frames(cfg.num_frames)),
                 kv_cache_frames=w.kv_cache_frames, gradient_checkpointing=w.gradient_checkpointing, compile=w.compile)
 
 
+def make_wan_vae(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
+    """The Wan VAE (`WanVAE`: latent normalisation included) from `cfg.wan.vae_checkpoint`; random weights without one."""
+    from diffusers import AutoencoderKLWan
+
+    from afd_async.models.wan.config import ARCHS
+    from afd_async.models.wan.loaders import WanVAE, load_wan_vae
+
+    vae_kwargs = ARCHS[cfg.wan.arch][1]
+    if cfg.wan.vae_checkpoint is not None:
+        vae = load_wan_vae(cfg.wan.vae_checkpoint, config=vae_kwargs)
+    else:
+        log.warning("student.wan.vae_checkpoint is null: the Wan VAE has random weights (benchmarks only)")
+        vae = AutoencoderKLWan(**vae_kwargs).eval()
+    return WanVAE(vae.requires_grad_(False)).to(device, _DTYPES[cfg.wan.dtype])
+
+
 def make_wan_student(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
-    """Causal Wan student: our safetensors (`cfg.checkpoint`) or a Self-Forcing / Causal-Forcing generator."""
+    """Causal Wan student (our safetensors `cfg.checkpoint`, or a Self-Forcing / Causal-Forcing generator)
+    with its VAE attached for `decode`."""
     from afd_async.models.wan.causal_student import WanCausalStudent
     from afd_async.models.wan.loaders import load_generator_into
 
@@ -93,16 +147,9 @@ def make_wan_student(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
             model = WanCausalStudent(**kwargs)
         if cfg.wan.generator_checkpoint is not None:
             load_generator_into(model, cfg.wan.generator_checkpoint, fmt=cfg.wan.checkpoint_format, use_ema=cfg.wan.use_ema)
-    return model.to(device, _DTYPES[cfg.wan.dtype])
-
-
-def make_student_policies(cfg: StudentConfig, student: nn.Module) -> Any:
-    """θ / θ_old / θ_ref for a Wan student: LoRA adapters on one base, or full copies (`cfg.wan.finetune`)."""
-    from afd_async.models.wan.lora import FullPolicies, LoraPolicies
-
-    if cfg.wan.finetune == "lora":
-        return LoraPolicies(student, rank=cfg.wan.lora_rank, alpha=cfg.wan.lora_alpha)
-    return FullPolicies(student)
+    model = model.to(device, _DTYPES[cfg.wan.dtype])
+    model.attach_vae(make_wan_vae(cfg, device))
+    return model
 
 
 def make_videoreward(cfg: DiscriminatorConfig, device: str = "cpu", *, fps: float = 16.0) -> nn.Module:

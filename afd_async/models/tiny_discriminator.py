@@ -9,7 +9,7 @@ prompt ("bounces twice" vs "slides and stops").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,10 @@ class TinyVideoDiscriminator(nn.Module):
             h = stage(h, text)
         feat = h.mean(dim=(2, 3, 4))
         return self.head(feat).squeeze(-1) + (self.feat_proj(feat) * self.text_proj(text)).sum(-1) / 8.0
+
+    def score(self, video: torch.Tensor, *, prompts: Sequence[str], text: torch.Tensor) -> torch.Tensor:
+        """The uniform discriminator call (`DESIGN §2.2` D_φ(x, c)): this D reads the prompt embedding `text`."""
+        return self(video, text)
 
 
 def frames_to_video(frames: torch.Tensor) -> torch.Tensor:

@@ -214,6 +214,10 @@ class TinyCausalStudent(nn.Module):
             raise ValueError(f"clean {tuple(clean.shape)} must equal x_t's shape and t {tuple(t.shape)} be ({b}, {n})")
         return self._teacher_forced(x_t, t, 0, clean[:, :, : f - self.chunk_frames], self.text_embed(text))
 
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents → RGB video: this student is pixel-space, so its latent *is* the video (same tensor)."""
+        return latents
+
     @torch.no_grad()
     def rollout(
         self, text: Tensor, *, generator: torch.Generator, timesteps: Sequence[int], shift: float, num_frames: int,

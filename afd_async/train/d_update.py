@@ -1,8 +1,12 @@
-"""The discriminator's update: prompt-paired Bradley–Terry on (teacher, student) clips (§2.2)."""
+"""The discriminator's update: prompt-paired Bradley–Terry on (teacher, student) clips (§2.2).
+
+Every discriminator is called the same way, `d.score(video, prompts=..., text=...)`:
+the tiny D reads the prompt embedding, VideoReward the prompt strings.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -35,8 +39,8 @@ class DiscriminatorUpdater:
     def step(self, batch: PairBatch) -> dict[str, float]:
         """One BT step. With lr 0 (frozen_d) it only reports metrics."""
         self.d.train()
-        s_t = self.d(batch.teacher, batch.text)
-        s_s = self.d(batch.student_rgb.detach(), batch.text)
+        s_t = self.d.score(batch.teacher, prompts=batch.prompts, text=batch.text)
+        s_s = self.d.score(batch.student_rgb.detach(), prompts=batch.prompts, text=batch.text)
         loss = bt_loss(s_t, s_s)
         metrics = {
             "d_loss": loss.item(),
@@ -54,10 +58,10 @@ class DiscriminatorUpdater:
         return metrics
 
     @torch.no_grad()
-    def score(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """D's scores `(B,)` for clips `(B, C, F, H, W)`; no grad, eval mode."""
+    def score(self, video: torch.Tensor, text: torch.Tensor, prompts: Optional[Sequence[str]] = None) -> torch.Tensor:
+        """D's scores `(B,)` for clips `(B, C, F, H, W)` of `prompts` (embedded as `text`); no grad, eval mode."""
         self.d.eval()
-        return self.d(video, text).float()
+        return self.d.score(video, prompts=list(prompts or []), text=text).float()
 
     def state_dict(self) -> dict[str, Any]:
         return {"d": self.d.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps}

@@ -1,12 +1,14 @@
 """The student's update for each objective (§2.3–2.5): afd / frozen_d (NFT), sft, gan.
 
-One `StudentUpdater` owns θ (trained), θ_old (sampling policy, soft-updated
-after each publish), θ_ref (frozen initial student) and the eval EMA, so the
+One `StudentUpdater` owns θ's optimizer and the policies derived from θ —
+θ_old (sampling policy, soft-updated after each publish), θ_ref (frozen initial
+student) and the eval EMA — held by a policies object (`models/policies.py`:
+deep copies for the tiny student, LoRA adapters on one base for Wan), so the
 synchronous oracle and the async student learner run the very same code.
 
 Call order per learner step:
 
-    scores = d_updater.score(batch.student_rgb, batch.text)    # s_c, no grad
+    scores = d_updater.score(batch.student_rgb, batch.text, prompts=batch.prompts)  # s_c, no grad
     metrics = updater.step(batch, scores=scores, d=d)           # one optimizer step on θ
     updater.publish()                                           # θ_old ← η·θ_old + (1 − η)·θ; version += 1
     actors roll out updater.old (at updater.version)
@@ -14,7 +16,6 @@ Call order per learner step:
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal, Optional, Sequence
 
 import torch
@@ -30,7 +31,8 @@ from afd_async.algo.losses import (
     noise_to,
     ref_regulariser,
 )
-from afd_async.algo.policy import EMA, eta_schedule, soft_update
+from afd_async.algo.policy import eta_schedule
+from afd_async.models.policies import CopyPolicies, StudentPolicies
 from afd_async.models.schedule import rollout_sigmas, sample_t
 from afd_async.train.batch import PairBatch
 
@@ -42,12 +44,17 @@ class StudentUpdater:
 
     Invariants: `version` counts publishes (the learner_version of DESIGN §4);
     `old` is the policy the actors sample with; `ref` never changes.
+
+    Args:
+        student: θ, the module the loss calls.
+        policies: how θ_old / θ_ref / the EMA are held (None: deep copies, `CopyPolicies`).
     """
 
     def __init__(
         self,
         student: nn.Module,
         *,
+        policies: Optional[StudentPolicies] = None,
         objective: Objective,
         lr: float,
         beta: float = 0.1,
@@ -71,10 +78,12 @@ class StudentUpdater:
         self.timesteps, self.shift, self.t_sampling = list(timesteps), shift, t_sampling
         self.eta_rate, self.eta_max = eta_rate, eta_max
         self.chunk_frames = chunk_frames
-        self.old = copy.deepcopy(student).requires_grad_(False).eval()
-        self.ref = copy.deepcopy(student).requires_grad_(False).eval()
-        self.ema = EMA(student, eval_ema)
-        self.opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+        self.policies: StudentPolicies = policies if policies is not None else CopyPolicies(student, eval_ema=eval_ema)
+        if self.policies.student is not student:
+            raise ValueError("policies were built on another module than the student")
+        self.old, self.ref, self.ema = self.policies.old, self.policies.ref, self.policies.ema
+        self.params = self.policies.trainable_parameters()
+        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
         self.steps = 0
         self.version = 0
 
@@ -107,7 +116,7 @@ class StudentUpdater:
             raise FloatingPointError(f"student loss is {loss.item()} at step {self.steps}; refusing to step")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        metrics["student_grad_norm"] = float(nn.utils.clip_grad_norm_(self.student.parameters(), self.grad_clip))
+        metrics["student_grad_norm"] = float(nn.utils.clip_grad_norm_(self.params, self.grad_clip))
         self.opt.step()
         self.ema.update(self.student)
         self.steps += 1
@@ -116,7 +125,7 @@ class StudentUpdater:
 
     def publish(self) -> int:
         """θ_old ← η·θ_old + (1 − η)·θ with η ramping from 0; returns the new version."""
-        soft_update(self.old, self.student, eta_schedule(self.steps, rate=self.eta_rate, eta_max=self.eta_max))
+        self.policies.publish(eta_schedule(self.steps, rate=self.eta_rate, eta_max=self.eta_max))
         self.version += 1
         return self.version
 
@@ -154,7 +163,14 @@ class StudentUpdater:
         }
         return l_nft + self.lam_ref * l_ref, metrics
 
+    def _pixel_space(self, batch: PairBatch) -> None:
+        if batch.teacher.shape[1:] != batch.student.shape[1:]:
+            raise ValueError(f"objective {self.objective} needs a pixel-space student (latent = video): teacher "
+                             f"{tuple(batch.teacher.shape[1:])} vs student latent {tuple(batch.student.shape[1:])}; "
+                             "use afd or frozen_d with a latent (Wan) student")
+
     def _sft(self, batch: PairBatch, generator: Optional[torch.Generator]):
+        self._pixel_space(batch)
         x0 = batch.teacher.detach()
         t, eps, x_t = self._noised(x0, generator)
         loss = flow_matching_loss(self.student(x_t, t, batch.text, x0), x0, eps)
@@ -162,6 +178,7 @@ class StudentUpdater:
 
     def _gan(self, batch: PairBatch, d: nn.Module, generator: Optional[torch.Generator]):
         """Terminal adversarial reward: one denoising step at the last schedule level, D's gradient on its x0."""
+        self._pixel_space(batch)
         x0 = batch.student.detach()
         b, f = x0.shape[0], x0.shape[2]
         n = f // self.chunk_frames
@@ -175,9 +192,9 @@ class StudentUpdater:
         d.requires_grad_(False)  # D is not trained by the student's loss
         try:
             d.eval()
-            fake = d(x0_theta.clamp(-1, 1), batch.text)
+            fake = d.score(x0_theta.clamp(-1, 1), prompts=batch.prompts, text=batch.text)
             with torch.no_grad():
-                real = d(batch.teacher, batch.text)
+                real = d.score(batch.teacher, prompts=batch.prompts, text=batch.text)
         finally:
             for p, r in zip(d.parameters(), was):
                 p.requires_grad_(r)
@@ -190,21 +207,11 @@ class StudentUpdater:
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "student": self.student.state_dict(),
-            "old": self.old.state_dict(),
-            "ref": self.ref.state_dict(),
-            "ema": self.ema.state_dict(),
-            "opt": self.opt.state_dict(),
-            "steps": self.steps,
-            "version": self.version,
-        }
+        """The policies' state (copies: `student`/`old`/`ref`/`ema`; LoRA: `lora`/`ema`), `opt`, `steps`, `version`."""
+        return {**self.policies.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps, "version": self.version}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.student.load_state_dict(state["student"])
-        self.old.load_state_dict(state["old"])
-        self.ref.load_state_dict(state["ref"])
-        self.ema.load_state_dict(state["ema"])
+        self.policies.load_state_dict(state)
         self.opt.load_state_dict(state["opt"])
         self.steps = int(state["steps"])
         self.version = int(state["version"])

@@ -10,6 +10,7 @@ pytest.importorskip("diffusers")
 
 from afd_async.models.wan.causal_student import WanCausalStudent  # noqa: E402
 from afd_async.models.wan.config import TINY_WAN  # noqa: E402
+from afd_async.checkpoint import CheckpointError  # noqa: E402
 from afd_async.models.wan.lora import FullPolicies, LoraPolicies  # noqa: E402
 
 
@@ -26,7 +27,8 @@ def test_lora_policies() -> None:
     trainable = pol.trainable_parameters()
     assert all(p.requires_grad for p in trainable)
     assert {id(p) for p in m.parameters() if p.requires_grad} == {id(p) for p in trainable}
-    assert sum(p.numel() for p in m.parameters()) < 1.5 * n_base
+    per_adapter = sum(p.numel() for p in trainable)
+    assert sum(p.numel() for p in m.parameters()) == n_base + 3 * per_adapter  # default, old, ema: no base copies
     with torch.no_grad():
         for layer in pol.layers:
             layer.lora_B["default"].weight.normal_()
@@ -43,8 +45,37 @@ def test_lora_policies() -> None:
     pol.publish(0.0)
     torch.testing.assert_close(old(x, t, text, clean), theta(x, t, text, clean))
     state = pol.state_dict()
-    assert any(".old." in k for k in state) and all(".lora_" in k for k in state)
+    assert any(".old." in k for k in state["lora"]) and all(".lora_" in k for k in state["lora"])
+    published = old.state_dict()  # what the learner sends to actors: the old adapter only
+    assert published and all(".old." in k for k in published)
+    with torch.no_grad():
+        for p in pol.adapter_params("old").values():
+            p.zero_()
     pol.load_state_dict(state)
+    torch.testing.assert_close(old(x, t, text, clean), theta(x, t, text, clean))
+    # an actor's `old` view on its own copy of the base loads the published tensors strictly
+    torch.manual_seed(0)
+    m2 = WanCausalStudent(transformer=TINY_WAN, latent_height=4, latent_width=6, chunk_frames=2, max_frames=8)
+    actor = LoraPolicies(m2, rank=4, alpha=8).old
+    actor.load_state_dict(published)
+    torch.testing.assert_close(actor(x, t, text, clean), old(x, t, text, clean))
+    with pytest.raises(CheckpointError, match="missing key"):
+        actor.load_state_dict(dict(list(published.items())[1:]))
+
+
+def test_lora_ema_tracks_theta_adapters() -> None:
+    torch.manual_seed(0)
+    m = WanCausalStudent(transformer=TINY_WAN, latent_height=4, latent_width=6, chunk_frames=2, max_frames=8)
+    pol = LoraPolicies(m, rank=4, alpha=8, eval_ema=0.75)
+    d, e = pol.adapter_params("default"), pol.adapter_params("ema")
+    name = next(k for k in d if "lora_B" in k)
+    with torch.no_grad():
+        d[name].fill_(1.0)
+    pol.ema.update(m)
+    ek = name.replace(".default.", ".ema.")
+    torch.testing.assert_close(e[ek], torch.full_like(e[ek], 0.25))
+    assert pol.ema.state_dict() == {"decay": 0.75, "updates": 1}
+    assert all(".ema." in k for k in pol.ema.module.state_dict())
 
 
 def test_full_policies_copy() -> None:

@@ -41,7 +41,7 @@ def _current_name(key: str) -> str:
 
 
 def _load_strict(d: nn.Module, tensors: Mapping[str, Tensor], *, source: str) -> None:
-    own = d.state_dict()
+    own = nn.Module.state_dict(d)  # every tensor (VideoReward's own state_dict holds the trained ones only)
     for k, v in tensors.items():
         if k not in own:
             raise CheckpointError(f"{source}: unexpected key '{k}'")

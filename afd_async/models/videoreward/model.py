@@ -164,3 +164,27 @@ class VideoRewardDiscriminator(nn.Module):
             raise RuntimeError(f"expected {len(self.reward_ids)} reward tokens per sample, found {counts.tolist()}")
         r = self.rm_head(hidden[is_reward].to(self.rm_head.weight.dtype)).view(video.shape[0], -1)
         return r.sum(-1).float()
+
+    def score(self, video: Tensor, *, prompts: Sequence[str], text: Optional[Tensor] = None) -> Tensor:
+        """The uniform discriminator call (DESIGN §2.2 D_φ(x, c)): this D reads the prompt strings; `text` is unused."""
+        return self(video, prompts)
+
+    # The learners publish, checkpoint and reload D through `state_dict`: only the trained tensors
+    # (LoRA, rm_head) travel; the frozen 2B backbone comes from `backbone_path` in every process.
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:  # type: ignore[override]
+        """Trained tensors only: LoRA and `rm_head` (the full module's tensors: `nn.Module.state_dict(d)`)."""
+        full = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in full.items() if ".lora_" in k or k.startswith("rm_head.")}
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+        """Load trained tensors; with `strict`, exactly the keys of `state_dict()` (a full state dict loads too)."""
+        own = self.state_dict()
+        if strict:
+            missing = [k for k in own if k not in state_dict]
+            if missing:
+                raise RuntimeError(f"VideoReward D state: missing key '{missing[0]}' ({len(missing)} missing)")
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        if strict and result.unexpected_keys:
+            raise RuntimeError(f"VideoReward D state: unexpected key '{result.unexpected_keys[0]}'")
+        return result

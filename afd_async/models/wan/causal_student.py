@@ -55,6 +55,17 @@ class _CacheCtx:
     cache: RollingKVCache
 
 
+class _SharedVAE:
+    """Holds the VAE outside the module tree: not in `state_dict`/`parameters` (weights are published
+    without it) and shared, not copied, by `copy.deepcopy` (full-finetune copies, EMA)."""
+
+    def __init__(self, vae: Optional[nn.Module]) -> None:
+        self.vae = vae
+
+    def __deepcopy__(self, memo: dict) -> "_SharedVAE":
+        return self
+
+
 def _rope_apply(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate interleaved pairs of `x (B, L, H, Dh)` by `cos, sin (L, Dh/2)` (Wan / diffusers convention)."""
     xf = x.float().unflatten(-1, (-1, 2))
@@ -116,6 +127,19 @@ class WanCausalStudent(nn.Module):
         self.gradient_checkpointing = gradient_checkpointing
         wrap = (lambda fn: torch.compile(fn, dynamic=False)) if compile else (lambda fn: fn)  # noqa: E731
         self._mnorm, self._gres, self._rope_fn = wrap(_modulated_norm), wrap(_gated_residual), wrap(_rope_apply)
+        self._vae = _SharedVAE(None)
+
+    def attach_vae(self, vae: nn.Module) -> None:
+        """Give the student its decoder (a `WanVAE`), for `decode`; it stays out of the student's weights."""
+        self._vae = _SharedVAE(vae)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents `(B, C, F, h, w)` → RGB video `(B, 3, 4(F−1)+1, 8h, 8w)` in [-1, 1] (float32, on the latents' device)."""
+        vae = self._vae.vae
+        if vae is None:
+            raise RuntimeError("this Wan student has no VAE attached (attach_vae / student.wan.vae_checkpoint)")
+        dev = next(vae.parameters()).device
+        return vae.decode(latents.to(dev)).float().to(latents.device)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "WanCausalStudent":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["WAN_T2V_1_3B", "TINY_WAN", "latent_frames", "pixel_frames"]
+__all__ = ["WAN_T2V_1_3B", "TINY_WAN", "TINY_WAN_VAE", "ARCHS", "latent_frames", "pixel_frames"]
 
 WAN_T2V_1_3B: dict[str, Any] = dict(
     patch_size=(1, 2, 2),
@@ -34,6 +34,16 @@ TINY_WAN: dict[str, Any] = dict(
     in_channels=4, out_channels=4,
 )
 """A CPU-test-sized Wan transformer with the same structure (head dim 12 splits into RoPE t/h/w = 4/4/4)."""
+
+
+TINY_WAN_VAE: dict[str, Any] = dict(base_dim=8, z_dim=4, latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+"""`AutoencoderKLWan` kwargs of a CPU-test VAE with Wan's compression (8x spatial, 4x temporal) and TINY_WAN's 4 channels."""
+
+ARCHS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "t2v-1.3b": (WAN_T2V_1_3B, {}),  # diffusers' AutoencoderKLWan defaults are Wan2.1's VAE
+    "tiny": (TINY_WAN, TINY_WAN_VAE),
+}
+"""`student.wan.arch` → (transformer kwargs, VAE kwargs)."""
 
 
 def latent_frames(pixel_frames_: int) -> int:

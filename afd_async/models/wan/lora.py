@@ -1,16 +1,18 @@
-"""θ, θ_old and θ_ref of a big student without three full copies: peft LoRA adapters.
+"""θ, θ_old, θ_ref and the eval EMA of a big student without full copies: peft LoRA adapters.
 
 AFD needs three policies (DESIGN §2): θ (trained), θ_old (the sampling policy,
 θ_old ← η·θ_old + (1 − η)·θ after each publish) and θ_ref (the frozen initial
-student). For a 1.3B student three full bf16 copies are 7.8 GB of weights plus
-θ's optimizer state; with LoRA they share one frozen base:
+student), plus an eval EMA of θ. For a 1.3B student four full bf16 copies are
+10 GB of weights plus θ's optimizer state; with LoRA they share one frozen base:
 
 - adapter `default`: θ = base + ΔW_default (trainable);
 - adapter `old`: θ_old = base + ΔW_old (frozen, soft-updated from `default`);
+- adapter `ema`: the eval EMA = base + ΔW_ema (EMA of `default`'s adapter tensors);
 - adapters disabled: θ_ref = base.
 
-LoRA B starts at zero, so all three are equal at step 0, as with copies.
-`FullPolicies` is the full-finetune alternative with the same interface.
+LoRA B starts at zero, so all four are equal at step 0, as with copies. The
+full-finetune alternative with the same surface is `models.policies.CopyPolicies`
+(`FullPolicies` here).
 
 Gradient checkpointing recomputes θ's forward during backward, so a view always
 restores the `default` adapter when it returns: backward then sees θ.
@@ -19,27 +21,43 @@ restores the `default` adapter when it returns: backward then sees θ.
 from __future__ import annotations
 
 import contextlib
-import copy
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["LoraPolicies", "FullPolicies", "PolicyView", "WAN_LORA_TARGETS"]
+from afd_async.models.policies import CopyPolicies
 
-Policy = Literal["default", "old", "ref"]
+__all__ = ["LoraPolicies", "LoraEMA", "FullPolicies", "PolicyView", "WAN_LORA_TARGETS"]
+
+Policy = Literal["default", "old", "ref", "ema"]
+ADAPTERS: tuple[str, ...] = ("default", "old", "ema")
 
 WAN_LORA_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
 """Linear layers of the Wan blocks that get adapters (attention and FFN, self- and cross-attention)."""
 
+FullPolicies = CopyPolicies
+"""Full finetune: θ_old, θ_ref and the EMA as deep copies."""
+
 
 class PolicyView(nn.Module):
-    """Calls the shared student under one policy; looks like a separate module to callers (`old(x_t, t, text, clean)`)."""
+    """The shared student under one policy; looks like a separate module to callers.
+
+    `old(x_t, t, text, clean)`, `old.rollout(...)`, `old.decode(latents)` run the
+    student with the `old` adapter; `old.state_dict()` is that adapter's tensors
+    only (what the learner publishes to actors and saves), and `load_state_dict`
+    loads exactly those, strictly.
+    """
 
     def __init__(self, policies: "LoraPolicies", name: Policy) -> None:
         super().__init__()
         object.__setattr__(self, "_policies", policies)  # not a submodule: no duplicated parameters
         self.name = name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"policy": self.name, "lora_rank": self._policies.rank, "lora_alpha": self._policies.alpha,
+                "student": dict(getattr(self._policies.student, "config", {}))}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         with self._policies.use(self.name):
@@ -49,39 +67,99 @@ class PolicyView(nn.Module):
         with self._policies.use(self.name):
             return self._policies.student.rollout(*args, **kwargs)
 
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents → RGB video (the VAE is policy-independent)."""
+        return self._policies.student.decode(latents)
+
+    def train(self, mode: bool = True) -> "PolicyView":
+        self._policies.student.train(mode)
+        return super().train(mode)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {k: p.detach() for k, p in self._policies.adapter_params(self.name).items()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+        self._policies.load_adapter(self.name, state_dict)
+        return torch.nn.modules.module._IncompatibleKeys([], [])
+
+
+class LoraEMA:
+    """Eval EMA of θ's adapter tensors in the `ema` adapter (the interface of `algo.policy.EMA`)."""
+
+    def __init__(self, policies: "LoraPolicies", decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.policies, self.decay, self.updates = policies, decay, 0
+        self.module = policies.view("ema")
+
+    @torch.no_grad()
+    def update(self, source: Any = None) -> None:
+        for pe, pd in zip(self.policies.adapter_params("ema").values(), self.policies.adapter_params("default").values()):
+            pe.lerp_(pd, 1.0 - self.decay)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay, self.updates = float(state["decay"]), int(state["updates"])
+
 
 class LoraPolicies:
-    """Adapters `default` (θ) and `old` (θ_old) on the student's transformer; base = θ_ref.
+    """Adapters `default` (θ), `old` (θ_old) and `ema` on the student's transformer; base = θ_ref.
 
     Args:
         student: a module with a `.transformer` (e.g. `WanCausalStudent`).
         rank, alpha: LoRA rank and scale numerator (ΔW = alpha/rank · B·A).
         target_modules: module-name suffixes that get adapters.
+        eval_ema: decay of the eval EMA.
     """
 
     def __init__(self, student: nn.Module, *, rank: int = 64, alpha: float = 64.0,
-                 target_modules: Sequence[str] = WAN_LORA_TARGETS) -> None:
+                 target_modules: Sequence[str] = WAN_LORA_TARGETS, eval_ema: float = 0.99) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
-        self.student = student
+        self.student, self.rank, self.alpha = student, rank, alpha
         cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=0.0)
         student.requires_grad_(False)
-        for name in ("default", "old"):
+        for name in ADAPTERS:
             inject_adapter_in_model(cfg, student.transformer, adapter_name=name)
         self.layers = [m for m in student.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
         if not self.layers:
             raise ValueError(f"no module of the student matches LoRA targets {list(target_modules)}")
+        named = dict(student.named_parameters())
+        self._adapters = {a: {n: p for n, p in named.items() if f".lora_A.{a}." in n or f".lora_B.{a}." in n}
+                          for a in ADAPTERS}
         with torch.no_grad():
-            for layer in self.layers:
-                layer.lora_A["old"].weight.copy_(layer.lora_A["default"].weight)
-                layer.lora_B["old"].weight.copy_(layer.lora_B["default"].weight)
+            for a in ("old", "ema"):
+                for po, pd in zip(self._adapters[a].values(), self._adapters["default"].values()):
+                    po.copy_(pd)
         self._active: Policy = "default"
         self._activate("default")
+        self.old, self.ref = self.view("old"), self.view("ref")
+        self.ema = LoraEMA(self, eval_ema)
 
-    def _params(self, name: str) -> Iterator[nn.Parameter]:
-        for layer in self.layers:
-            yield layer.lora_A[name].weight
-            yield layer.lora_B[name].weight
+    def adapter_params(self, name: Policy) -> dict[str, nn.Parameter]:
+        """`{state-dict key: parameter}` of one adapter (empty for `ref`, the base)."""
+        return self._adapters.get(name, {})
+
+    def load_adapter(self, name: Policy, state: Mapping[str, torch.Tensor]) -> None:
+        """Copy one adapter's tensors in; a missing, unexpected or mis-shaped key is an error naming it."""
+        from afd_async.checkpoint import CheckpointError
+
+        own = self.adapter_params(name)
+        for k, p in own.items():
+            if k not in state:
+                raise CheckpointError(f"LoRA adapter '{name}': missing key '{k}'")
+            if tuple(state[k].shape) != tuple(p.shape):
+                raise CheckpointError(f"LoRA adapter '{name}': key '{k}' has shape {tuple(state[k].shape)}, "
+                                      f"expected {tuple(p.shape)}")
+        extra = sorted(set(state) - set(own))
+        if extra:
+            raise CheckpointError(f"LoRA adapter '{name}': unexpected key '{extra[0]}'")
+        with torch.no_grad():
+            for k, p in own.items():
+                p.copy_(state[k])
 
     def _activate(self, name: Policy) -> None:
         for layer in self.layers:
@@ -92,7 +170,7 @@ class LoraPolicies:
                 layer.set_adapter(name)
         for p in self.student.parameters():  # peft toggles requires_grad on switches; θ alone trains
             p.requires_grad_(False)
-        for p in self._params("default"):
+        for p in self._adapters["default"].values():
             p.requires_grad_(True)
         self._active = name
 
@@ -110,48 +188,28 @@ class LoraPolicies:
         return PolicyView(self, name)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return list(self._params("default"))
+        return list(self._adapters["default"].values())
 
     @torch.no_grad()
     def publish(self, eta: float) -> None:
         """θ_old ← η·θ_old + (1 − η)·θ on the adapter weights (DESIGN §2.5)."""
-        for po, pd in zip(self._params("old"), self._params("default")):
+        for po, pd in zip(self._adapters["old"].values(), self._adapters["default"].values()):
             po.lerp_(pd, 1.0 - eta)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Adapter tensors only (`<module>.lora_{A,B}.<adapter>.weight`): the base is the loaded checkpoint."""
-        return {k: v.detach().clone() for k, v in self.student.state_dict().items() if ".lora_" in k}
+    def state_dict(self) -> dict[str, Any]:
+        """Adapter tensors only (`lora`: `<module>.lora_{A,B}.<adapter>.weight`) and the EMA's count: the base is the loaded checkpoint."""
+        lora = {k: p.detach().clone() for a in ADAPTERS for k, p in self._adapters[a].items()}
+        return {"lora": lora, "ema": self.ema.state_dict()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         from afd_async.checkpoint import CheckpointError
 
-        own = {k: v for k, v in self.student.state_dict().items() if ".lora_" in k}
-        for k in own:
-            if k not in state:
-                raise CheckpointError(f"LoRA state: missing key '{k}'")
-            if state[k].shape != own[k].shape:
-                raise CheckpointError(f"LoRA state: key '{k}' has shape {tuple(state[k].shape)}, expected {tuple(own[k].shape)}")
-        extra = sorted(set(state) - set(own))
+        lora = state.get("lora")
+        if not isinstance(lora, Mapping):
+            raise CheckpointError("LoRA policies state: no 'lora' tensors (a full-finetune state?)")
+        for a in ADAPTERS:
+            self.load_adapter(a, {k: v for k, v in lora.items() if f".lora_A.{a}." in k or f".lora_B.{a}." in k})
+        extra = sorted(k for k in lora if not any(f".lora_A.{a}." in k or f".lora_B.{a}." in k for a in ADAPTERS))
         if extra:
-            raise CheckpointError(f"LoRA state: unexpected key '{extra[0]}'")
-        self.student.load_state_dict(state, strict=False)
-
-
-class FullPolicies:
-    """Full finetune: θ_old and θ_ref as deep copies (same interface as `LoraPolicies`)."""
-
-    def __init__(self, student: nn.Module) -> None:
-        self.student = student
-        self.copies = {"old": copy.deepcopy(student).requires_grad_(False).eval(),
-                       "ref": copy.deepcopy(student).requires_grad_(False).eval()}
-
-    def view(self, name: Policy) -> nn.Module:
-        return self.student if name == "default" else self.copies[name]
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.student.parameters() if p.requires_grad]
-
-    @torch.no_grad()
-    def publish(self, eta: float) -> None:
-        for po, pd in zip(self.copies["old"].parameters(), self.student.parameters()):
-            po.lerp_(pd, 1.0 - eta)
+            raise CheckpointError(f"LoRA policies state: unexpected key '{extra[0]}'")
+        self.ema.load_state_dict(state["ema"])
