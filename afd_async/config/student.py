@@ -14,12 +14,14 @@ class WanStudentConfig:
     generated `chunk_frames` latent frames per chunk; height/width are pixels (latent = /8).
     """
 
-    arch: Literal["t2v-1.3b"] = "t2v-1.3b"  # transformer architecture (afd_async/models/wan/config.py)
+    arch: Literal["t2v-1.3b", "tiny"] = "t2v-1.3b"  # transformer + VAE architecture (afd_async/models/wan/config.py); tiny: CPU tests
     generator_checkpoint: Optional[str] = None  # Self-Forcing / Causal-Forcing generator .pt (or original Wan state dict)
     checkpoint_format: Literal["self_forcing", "causal_forcing", "wan"] = "self_forcing"  # layout of generator_checkpoint
     use_ema: bool = True  # take `generator_ema` from the generator checkpoint (what their inference uses)
     vae_checkpoint: Optional[str] = None  # Wan2.1_VAE.pth (original layout) or diffusers-layout safetensors
-    text_encoder: Optional[str] = None  # UMT5-XXL: transformers folder or Wan's models_t5_umt5-xxl-enc-bf16.pth
+    text_encoder: Optional[str] = None  # UMT5-XXL: transformers folder or Wan's models_t5_umt5-xxl-enc-bf16.pth; required
+    tokenizer: Optional[str] = None  # UMT5 tokenizer folder (google/umt5-xxl); null = the text_encoder folder
+    text_len: int = 512  # UMT5 tokens per prompt (Wan: 512; features past the prompt's tokens are zero)
     kv_cache_frames: Optional[int] = None  # attention window in latent frames (rolling eviction); null = global
     finetune: Literal["lora", "full"] = "lora"  # lora: θ/θ_old/θ_ref as adapters on one base; full: deep copies
     lora_rank: int = 64  # LoRA rank of the student's adapters
@@ -31,6 +33,8 @@ class WanStudentConfig:
     def __post_init__(self) -> None:
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
+        if self.text_len < 1:
+            raise ValueError(f"text_len must be >= 1, got {self.text_len}")
         if self.kv_cache_frames is not None and self.kv_cache_frames < 1:
             raise ValueError(f"kv_cache_frames must be >= 1 or null, got {self.kv_cache_frames}")
 

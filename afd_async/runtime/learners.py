@@ -145,7 +145,7 @@ class StudentLearner:
         if self.updater.objective in ("afd", "frozen_d"):
             self.d.eval()
             with torch.no_grad():
-                scores = self.d(pb.student_rgb, pb.text).float()
+                scores = self.d.score(pb.student_rgb, prompts=pb.prompts, text=pb.text).float()
         step = self.updater.steps
         metrics = self.updater.step(pb, scores=scores, d=self.d, generator=step_generator(self.run_seed, step, "train"))
         metrics["policy_version"] = float(self.updater.publish())

@@ -12,7 +12,7 @@ import torch
 
 from afd_async import metrics as M
 from afd_async.config.root import RootConfig
-from afd_async.models.factory import make_discriminator, make_student, make_text_encoder
+from afd_async.models.factory import make_discriminator, make_rollout_policy, make_student, make_text_encoder
 from afd_async.physics import load_prompt_suite
 from afd_async.replay.trim import trim_acked
 from afd_async.replay.writer import PairWriter
@@ -74,8 +74,8 @@ def run_student_actor(cfg: RootConfig) -> int:
     r = redis_client(cfg.cluster)
     keys = RunKeys()
     planner = make_planner(cfg)
-    text = make_text_encoder(cfg.text)
-    policy = make_student(cfg.student, text.dim)
+    text = make_text_encoder(cfg.text, cfg.student)
+    policy = make_rollout_policy(cfg.student, text.dim)  # Wan LoRA: the `old` adapter view; tiny: the student
     notify, fetch = _ports(cfg.cluster.student_learner_host, cfg.cluster.student_learner_port)
 
     def on_group(group, n, seconds, version):
@@ -163,7 +163,7 @@ def run_d_learner(cfg: RootConfig) -> int:
     r = redis_client(cfg.cluster)
     keys = RunKeys()
     planner = make_planner(cfg)
-    text = make_text_encoder(cfg.text)
+    text = make_text_encoder(cfg.text, cfg.student)
     torch.manual_seed(cfg.train.seed)
     make_student(cfg.student, text.dim)  # same global RNG draws as the sync loop before D is built
     d = make_discriminator(cfg.discriminator, text.dim)
@@ -207,7 +207,7 @@ def run_student_learner(cfg: RootConfig) -> int:
     r = redis_client(cfg.cluster)
     keys = RunKeys()
     planner = make_planner(cfg)
-    text = make_text_encoder(cfg.text)
+    text = make_text_encoder(cfg.text, cfg.student)
     torch.manual_seed(cfg.train.seed)
     student = make_student(cfg.student, text.dim)
     d = d_copy(make_discriminator(cfg.discriminator, text.dim))

@@ -144,7 +144,7 @@ class StudentActor:
         return None
 
     def write_group(self, group: Group, video: torch.Tensor, refs: list[str], requested_at: float) -> None:
-        rgb = video_to_frames(video)
+        rgb = video_to_frames(self.policy.decode(video))  # D's video: the Wan student's latents decoded here, once
         now = time.time()
         for i, (row, ref) in enumerate(zip(group.pairs, refs)):
             self.writer.write(Pair(

@@ -74,7 +74,7 @@ class PhysicsEvaluator:
         out = []
         policy.eval()
         for i in range(0, len(self.prompts), self.batch_size):
-            out.append(
+            out.append(policy.decode(  # RGB: the Wan student's latents are decoded (identity for the tiny student)
                 policy.rollout(
                     self.text[i : i + self.batch_size],
                     generator=g,
@@ -82,7 +82,7 @@ class PhysicsEvaluator:
                     shift=self.shift,
                     num_frames=self.num_frames,
                 )
-            )
+            ))
         return torch.cat(out)
 
     def _score(self, videos: Sequence[torch.Tensor]) -> tuple[float, float, float]:

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import torch
 
 from afd_async.config.root import RootConfig
-from afd_async.models.factory import make_discriminator, make_student, make_text_encoder
+from afd_async.models.factory import make_discriminator, make_student, make_student_policies, make_text_encoder
 from afd_async.physics import load_prompt_suite
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_update import DiscriminatorUpdater
@@ -46,7 +46,7 @@ class SyncResult:
 def make_student_updater(cfg: RootConfig, student: torch.nn.Module) -> StudentUpdater:
     a, s = cfg.algo, cfg.student
     return StudentUpdater(
-        student, objective=a.name, lr=a.lr_student, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip,
+        student, policies=make_student_policies(s, student, eval_ema=a.eval_ema), objective=a.name, lr=a.lr_student, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip,
         adv_eps=a.adv_eps, grad_clip=a.grad_clip, weight_decay=a.weight_decay, timesteps=s.timesteps,
         shift=s.shift, t_sampling=a.t_sampling, eta_rate=a.eta_rate, eta_max=a.eta_max, eval_ema=a.eval_ema,
         chunk_frames=s.chunk_frames,
@@ -61,7 +61,7 @@ class SyncLoop:
         torch.manual_seed(cfg.train.seed)
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
-        self.text = make_text_encoder(cfg.text)
+        self.text = make_text_encoder(cfg.text, cfg.student)
         self.train_prompts = load_prompt_suite("train")
         self.student = make_student(cfg.student, self.text.dim)
         self.d = make_discriminator(cfg.discriminator, self.text.dim)
@@ -89,7 +89,8 @@ class SyncLoop:
                 text, generator=g, timesteps=self.cfg.student.timesteps, shift=self.cfg.student.shift,
                 num_frames=self.cfg.student.num_frames,
             )
-        return PairBatch(ids, prompts, text, teacher, student,
+            student_rgb = self.s_upd.old.decode(student)  # D scores video: the Wan student's latents are decoded
+        return PairBatch(ids, prompts, text, teacher, student, student_rgb=student_rgb,
                          policy_version=torch.full((len(ids),), self.s_upd.version, dtype=torch.long))
 
     # ------------------------------------------------------------- steps
@@ -109,7 +110,7 @@ class SyncLoop:
         metrics: dict[str, float] = {}
         for _ in range(self.cfg.algo.d_steps_per_student_step):
             metrics.update(self.d_upd.step(batch))
-        scores = self.d_upd.score(batch.student_rgb, batch.text) if self.cfg.algo.name in ("afd", "frozen_d") else None
+        scores = self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts) if self.cfg.algo.name in ("afd", "frozen_d") else None
         g = step_generator(self.cfg.train.seed, step, "train")
         metrics.update(self.s_upd.step(batch, scores=scores, d=self.d, generator=g))
         metrics["policy_version"] = float(self.s_upd.publish())
