@@ -100,6 +100,10 @@ def run_student_actor(cfg: RootConfig) -> int:
                                    daemon=True)
         watcher.start()
         written = actor.run(stop)
+        # The plan is handed out, but a lease may still lapse (an actor died) or the feeder may re-roll a stale
+        # group: stay until the run's stop key, or a re-rolled group would wait for an actor forever.
+        while not stop.wait(0.2):
+            written += actor.run(stop)
     log.info("student actor: %d groups written", written)
     return 0
 
