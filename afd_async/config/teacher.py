@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional
 
 _REQUEST_FAULTS = ("rate_limit", "server_error", "hang")
-_JOB_FAULTS = ("content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length")
+_JOB_FAULTS = ("content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length",
+               "decode_bomb", "oversized")
 
 
 @dataclass
@@ -136,10 +137,11 @@ class DecodeConfig:
     max_frames: int = 2000  # frames declared or decoded
     max_pixels: int = 1920 * 1080  # pixels per frame
     max_bytes: int = 256 * 1024 * 1024  # download size
+    max_total_pixels: int = 300 * 1920 * 1080  # frames x pixels of a whole clip, checked before decoding (~1.9 GB RGB)
     min_source_fraction: float = 0.9  # a clip shorter than this share of the student's duration is a bad result
 
     def __post_init__(self) -> None:
-        if min(self.max_frames, self.max_pixels, self.max_bytes) < 1:
+        if min(self.max_frames, self.max_pixels, self.max_bytes, self.max_total_pixels) < 1:
             raise ValueError("teacher.decode caps must be >= 1")
         if not 0.0 <= self.min_source_fraction <= 1.0:
             raise ValueError(f"teacher.decode.min_source_fraction must be in [0, 1], got {self.min_source_fraction}")
@@ -163,6 +165,8 @@ class FaultsConfig:
     wrong_size: float = 0.0  # P(half the size)
     wrong_fps: float = 0.0  # P(double the declared fps)
     wrong_length: float = 0.0  # P(half the frames)
+    decode_bomb: float = 0.0  # P(the MP4 is a decode bomb: one 4096x4096 frame in ~5 kB)
+    oversized: float = 0.0  # P(the MP4 is padded to 32 MiB, over a small download cap)
     hang_s: float = 30.0  # how long a hung response stalls
     retry_after_s: float = 1.0  # Retry-After sent with injected 429s
 

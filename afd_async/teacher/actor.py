@@ -48,6 +48,7 @@ from afd_async.teacher.quota import SharedQuota
 from afd_async.video.clip import Clip
 
 if TYPE_CHECKING:
+    from afd_async.config.cluster import ClusterConfig
     from afd_async.config.root import RootConfig
     from afd_async.metrics import RoleLabels
 
@@ -207,7 +208,8 @@ def make_decoder(cfg: "RootConfig") -> Callable[[bytes], Clip]:
 
     def decode(data: bytes) -> Clip:
         try:
-            clip = decode_mp4(data, max_frames=d.max_frames, max_pixels=d.max_pixels, max_bytes=d.max_bytes)
+            clip = decode_mp4(data, max_frames=d.max_frames, max_pixels=d.max_pixels, max_bytes=d.max_bytes,
+                              max_total_pixels=d.max_total_pixels)
             r = resample_with_report(clip, fps=s.fps, height=s.height, width=s.width, num_frames=s.num_frames,
                                      min_source_fraction=d.min_source_fraction)
         except (VideoDecodeError, ClipTooShortError) as e:
@@ -421,19 +423,18 @@ def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> Teach
     return client
 
 
-def connect_redis(url: Optional[str]) -> aioredis.Redis:
-    """An async client for `cluster.redis_url`; the password comes from `AFD_REDIS_PASSWORD(_FILE)`.
+def connect_redis(url: Optional[str], cluster: Optional[ClusterConfig] = None) -> aioredis.Redis:
+    """An async client for `cluster.redis_url`: user, password and TLS as `runtime.connect.redis_connection_kwargs`.
 
     `socket_timeout` is left unset because blocking pops wait longer than one
     op; every call above carries its own `asyncio.wait_for` bound instead.
     """
-    from afd_async.teacher.credentials import load_secret
+    from afd_async.config.cluster import ClusterConfig
+    from afd_async.runtime.connect import async_redis_client
 
     if not url:
         raise ValueError("the teacher actor needs cluster.redis_url (e.g. redis://127.0.0.1:6390/0)")
-    password = load_secret("AFD_REDIS_PASSWORD", required=False)
-    return aioredis.Redis.from_url(url, password=password.reveal() if password else None,
-                                   socket_connect_timeout=5.0, health_check_interval=30)
+    return async_redis_client(cluster if cluster is not None else ClusterConfig(redis_url=url))
 
 
 def provider_name(cfg: "RootConfig") -> str:

@@ -23,11 +23,14 @@ Job faults (decided when the job is created):
     `truncated_mp4` (the stored MP4 is cut short), `corrupt_mp4` (garbled),
     `expired_url` (the job reads `completed` but its content URL answers 410),
     `wrong_size` (half the size), `wrong_fps` (double the declared fps),
-    `wrong_length` (half the frames).
+    `wrong_length` (half the frames),
+    `decode_bomb` (a valid ~5 kB MP4 of one 4096x4096 frame: 16.7 M pixels, over any sane cap),
+    `oversized` (the MP4 padded with a `free` box to `OVERSIZED_BYTES`: over a client's download cap).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import threading
@@ -43,19 +46,24 @@ __all__ = [
     "FaultInjector",
     "FaultMarkerError",
     "corrupt_mp4",
+    "decode_bomb",
     "distort_clip",
+    "pad_mp4",
     "parse_markers",
     "truncate_mp4",
 ]
 
 RequestFault = Literal["rate_limit", "server_error", "hang"]
 JobFault = Literal[
-    "content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length"
+    "content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length",
+    "decode_bomb", "oversized",
 ]
 REQUEST_FAULTS: tuple[str, ...] = ("rate_limit", "server_error", "hang")
 JOB_FAULTS: tuple[str, ...] = (
     "content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length",
+    "decode_bomb", "oversized",
 )
+OVERSIZED_BYTES = 32 << 20  # size of an `oversized` result
 _MARKER = re.compile(r"\[fault:([a-z_0-9]+)(?::(\d+))?\]")
 
 
@@ -79,6 +87,8 @@ class FaultConfig:
         wrong_size: P(a job's video has half the requested size).
         wrong_fps: P(a job's video declares double the fps).
         wrong_length: P(a job's video has half the frames).
+        decode_bomb: P(a job's MP4 is a decode bomb: one 4096x4096 frame in ~5 kB).
+        oversized: P(a job's MP4 is padded to `OVERSIZED_BYTES`).
         hang_s: how long a hung response stalls.
         retry_after_s: Retry-After sent with injected 429s.
     """
@@ -94,6 +104,8 @@ class FaultConfig:
     wrong_size: float = 0.0
     wrong_fps: float = 0.0
     wrong_length: float = 0.0
+    decode_bomb: float = 0.0
+    oversized: float = 0.0
     hang_s: float = 30.0
     retry_after_s: float = 1.0
 
@@ -203,3 +215,19 @@ def corrupt_mp4(data: bytes, seed: int) -> bytes:
     start = rng.randrange(0, max(1, len(out) - 256))
     out[start : start + 256] = rng.randbytes(min(256, len(out) - start))
     return bytes(out)
+
+
+@functools.lru_cache(maxsize=1)
+def decode_bomb() -> bytes:
+    """A valid MP4 of one black 4096x4096 frame (~5 kB on the wire, 50 MB decoded as RGB); built once."""
+    import numpy as np
+
+    from afd_async.video.codec import encode_mp4
+
+    return encode_mp4(Clip(frames=np.zeros((1, 4096, 4096, 3), np.uint8), fps=1.0))
+
+
+def pad_mp4(data: bytes, size: int = OVERSIZED_BYTES) -> bytes:
+    """Append a `free` box so the file is `size` bytes: still a valid MP4, just too big to accept."""
+    pad = max(8, size - len(data))
+    return data + pad.to_bytes(4, "big") + b"free" + bytes(pad - 8)

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from afd_async.teacher.server_faults import FaultInjector, corrupt_mp4, distort_clip, truncate_mp4
+from afd_async.teacher.server_faults import FaultInjector, corrupt_mp4, decode_bomb, distort_clip, pad_mp4, truncate_mp4
 from afd_async.video.clip import Clip
 from afd_async.video.codec import encode_mp4
 
@@ -213,6 +213,10 @@ class JobQueue:
                 data = truncate_mp4(data, job.seq)
             elif job.fault == "corrupt_mp4":
                 data = corrupt_mp4(data, job.seq)
+            elif job.fault == "decode_bomb":
+                data = decode_bomb()
+            elif job.fault == "oversized":
+                data = pad_mp4(data)
         except ValueError as exc:  # e.g. physics PromptError: the request, not the server, is wrong
             self._finish(job, "failed", error={"code": "invalid_request", "message": str(exc)[:500]})
             return

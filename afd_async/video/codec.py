@@ -156,7 +156,7 @@ def _decode_checked(data: bytes, info: Mp4Info, max_frames: int, max_pixels: int
             raise VideoDecodeError(f"{info.frames} frames of {width}x{height} (the container declares "
                                    f"{info.width}x{info.height}) exceed the cap of {budget} pixels")
         declared = int(stream.frames or 0)
-        if declared > max_frames:
+        if declared > max_frames or declared * width * height > budget:
             raise VideoDecodeError(f"declares {declared} frames, more than the cap of {max_frames}")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
@@ -164,20 +164,22 @@ def _decode_checked(data: bytes, info: Mp4Info, max_frames: int, max_pixels: int
             raise VideoDecodeError(f"video stream has no usable frame rate ({rate})")
         crop_w, crop_h = _crop_size(container.metadata.get("comment", ""), width, height)
         ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode", "max_pixels": str(max_pixels)}
-        frames: list[np.ndarray] = []
+        # One allocation of the declared size (checked above), filled in place: no list + stack copy.
+        expect = max(info.frames, declared)
+        out = np.empty((expect, crop_h, crop_w, 3), np.uint8)
+        n = 0
         for frame in container.decode(stream):
-            if len(frames) >= max_frames:
-                raise VideoDecodeError(f"more than the cap of {max_frames} frames decoded")
+            if n >= expect:
+                raise VideoDecodeError(f"more frames decoded than the {expect} declared")
             if frame.width != width or frame.height != height:
-                raise VideoDecodeError(
-                    f"frame {len(frames)} is {frame.width}x{frame.height}, stream declares {width}x{height}"
-                )
-            frames.append(frame.to_ndarray(format="rgb24")[:crop_h, :crop_w])
-    if not frames:
+                raise VideoDecodeError(f"frame {n} is {frame.width}x{frame.height}, stream declares {width}x{height}")
+            out[n] = frame.to_ndarray(format="rgb24")[:crop_h, :crop_w]
+            n += 1
+    if n == 0:
         raise VideoDecodeError("no frames could be decoded")
-    if declared and len(frames) < declared:
-        raise VideoDecodeError(f"truncated: decoded {len(frames)} of {declared} declared frames")
-    return Clip(frames=np.ascontiguousarray(np.stack(frames)), fps=fps)
+    if n < expect:
+        raise VideoDecodeError(f"truncated: decoded {n} of {expect} declared frames")
+    return Clip(frames=out, fps=fps)
 
 
 def _crop_size(comment: str, width: int, height: int) -> tuple[int, int]:

@@ -17,6 +17,8 @@ from test_teacher_actor import dead_letters, have_clips, make_cfg, prompts, push
 from afd_async.teacher.clips import load_teacher_clip, teacher_clip_key
 from afd_async.teacher.server_faults import JOB_FAULTS, REQUEST_FAULTS
 
+DRAWN = ("content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length")
+assert set(DRAWN) | {"decode_bomb", "oversized"} == set(JOB_FAULTS)  # those two: by marker, in the next test
 FAULTS = [
     "teacher.server.faults.seed=31", "teacher.server.faults.rate_limit=0.04", "teacher.server.faults.server_error=0.04",
     "teacher.server.faults.hang=0.02", "teacher.server.faults.hang_s=1.5", "teacher.server.faults.retry_after_s=0.2",
@@ -45,7 +47,7 @@ def test_every_fault_injected_and_no_prompt_lost(redis_server, redis_client, tea
     report = run_actor_until(cfg, settled, 150)
     stats = srv.stats()
     injected = stats["faults_injected"]
-    assert all(injected[name] > 0 for name in REQUEST_FAULTS + JOB_FAULTS), injected  # every class fired
+    assert all(injected[name] > 0 for name in REQUEST_FAULTS + DRAWN), injected  # every drawn class fired
 
     for p in storm + normal:  # every non-rejected prompt became a clip at the student's size
         got = load_teacher_clip(redis_client, teacher_clip_key(cfg.teacher, p, 0))
@@ -58,3 +60,33 @@ def test_every_fault_injected_and_no_prompt_lost(redis_server, redis_client, tea
     assert redis_client.llen("afd:teacher:queue") == 0 and not redis_client.keys("afd:teacher:processing:*")
     journal = {k.decode(): int(v) for k, v in redis_client.hgetall("afd:teacher:journal:stats").items()}
     assert journal["failed"] >= 1  # bad renders and expired URLs were retried as fresh jobs
+
+
+def test_oversized_results_and_decode_bombs_are_dead_lettered_with_their_reason(redis_server, redis_client, teacher):
+    """A result over the download cap is refused from its Content-Length (nothing read), a decode
+    bomb from its container header (nothing decoded); each try is a fresh job, and once the attempts
+    are spent the prompt is dead-lettered with the cause, while the other prompts flow past it."""
+    srv = teacher("teacher.server.render_latency_s=0.05")
+    cfg = make_cfg(redis_server.url, srv.port, "teacher.concurrency=3", "teacher.gateway.max_attempts=2",
+                   "teacher.gateway.download_attempts=1", "teacher.decode.max_bytes=4194304")
+    base = prompts(6)
+    poison = [f"[fault:oversized] {base[0]}", f"[fault:decode_bomb] {base[1]}"]
+    normal = base[2:]
+    push(redis_client, poison + normal)
+
+    def settled() -> bool:
+        return have_clips(redis_client, cfg, normal) == len(normal) and len(dead_letters(redis_client)) >= 2
+
+    report = run_actor_until(cfg, settled, 90)
+    dead = {d["prompt"]: d for d in dead_letters(redis_client)}
+    assert set(dead) == set(poison), dead
+    assert all(d["error_class"] == "attempts_exhausted" for d in dead.values())
+    assert "over max_bytes=4194304" in dead[poison[0]]["reason"], dead[poison[0]]
+    assert "declared size 4096x4096 exceeds the cap" in dead[poison[1]]["reason"], dead[poison[1]]
+    assert report.done == len(normal) and report.dead == 2 and report.halted is None
+    stats = srv.stats()
+    assert stats["faults_injected"]["oversized"] == 2 and stats["faults_injected"]["decode_bomb"] == 2  # 2 attempts each
+    # Nothing paid for is lost: every completed job with a usable video became a clip.
+    journal = {k.decode(): int(v) for k, v in redis_client.hgetall("afd:teacher:journal:stats").items()}
+    assert stats["jobs"]["completed"] - 4 == journal["done"] == len(normal), (stats["jobs"], journal)
+    assert redis_client.llen("afd:teacher:queue") == 0 and not redis_client.keys("afd:teacher:processing:*")
