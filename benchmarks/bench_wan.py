@@ -69,7 +69,7 @@ def bench_rollout(res: dict[str, Any], out: Path, compile: bool = False) -> None
     m = m.to(dt).eval().requires_grad_(False)
     text = torch.randn(1, 512, 4096, device=dev, dtype=dt)
     g = torch.Generator(device=dev)
-    roll = lambda f: m.rollout(text, generator=g.manual_seed(0), timesteps=STEPS, shift=5.0, num_frames=f)  # noqa: E731
+    roll = lambda f: m.rollout(text, generator=g.manual_seed(0), timesteps=STEPS, shift=5.0, latent_frames=f)  # noqa: E731
     t0 = time.time()
     roll(21)  # warm-up (kernels, allocator, compilation)
     warmup_s = time.time() - t0

@@ -18,7 +18,12 @@ class ClusterConfig:
 
     mode: Literal["local", "external"] = "local"
     host: str = "127.0.0.1"  # bind address of this process's sockets (metrics, ZeroMQ, HTTP)
-    redis_url: Optional[str] = None  # redis://host:port/db; password from AFD_REDIS_PASSWORD(_FILE), never in the URL
+    redis_url: Optional[str] = None  # redis://host:port/db (rediss:// for TLS); user from AFD_REDIS_USER, password from AFD_REDIS_PASSWORD(_FILE), never in the URL
+    redis_acl: bool = False  # afd run: its private Redis gets per-role ACL users with generated passwords (afd_async/security/redis_acl.py)
+    redis_tls_ca_file: Optional[str] = None  # rediss:// only: PEM of the CA that signed the Redis server's certificate (None: system CAs)
+    redis_tls_cert_file: Optional[str] = None  # rediss:// only: this client's certificate (servers with tls-auth-clients yes)
+    redis_tls_key_file: Optional[str] = None  # rediss:// only: the key of redis_tls_cert_file (a file path, never the key itself)
+    curve_keys_dir: Optional[str] = None  # ZeroMQ CURVE on feed and weight sockets: directory of keys (afd_async/security/curve.py); None: plain TCP
     metrics_port: Optional[int] = None  # None: the role's default port (docs/METRICS.md); 0: any free port
     metrics_port_tries: int = 1  # try this many consecutive ports (replicas sharing one network namespace)
     teacher_server_host: str = "127.0.0.1"
@@ -41,3 +46,9 @@ class ClusterConfig:
             raise ValueError("cluster.mode=external needs cluster.redis_url (e.g. redis://redis:6379/0)")
         if self.redis_url and "@" in self.redis_url:
             raise ValueError("cluster.redis_url must not contain credentials; set AFD_REDIS_PASSWORD(_FILE) instead")
+        tls = (self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file)
+        if any(tls) and not (self.redis_url or "").startswith("rediss://"):
+            raise ValueError("cluster.redis_tls_* files are set but cluster.redis_url is not rediss://: "
+                             "use rediss://host:port/db so the connection is encrypted")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ValueError("cluster.redis_tls_cert_file and cluster.redis_tls_key_file go together")

@@ -4,6 +4,11 @@
     teacher-server → teacher-actor → student-actor → feeder → d-learner, student-learner
     poll the run's status hash until the student learner writes its outputs, then stop all (SIGTERM)
 
+A role that crashes is restarted (bounded, with backoff: `cluster.max_restarts`
+and friends, see `supervisor.RestartPolicy`), and so is the redis-server, which
+runs with AOF on (`cluster.redis_appendfsync`) so a restart loses nothing.
+`hooks` (fault injectors, the fault ledger: `launch.hooks`) ride along.
+
 `afd run cluster=<name>` with `cluster.mode=external` points the same roles at an
 external Redis and hosts instead (docker compose starts them itself).
 """
@@ -17,10 +22,12 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from afd_async.config.root import RootConfig
-from afd_async.launch.supervisor import RoleFailed, Supervisor
+from afd_async.launch.hooks import RunHandle, RunHook
+from afd_async.launch.redis_guard import RedisGuard
+from afd_async.launch.supervisor import RestartPolicy, RoleFailed, Supervisor
 from afd_async.runtime.keys import RunKeys
 from afd_async.testing.redis_server import RedisServer
 
@@ -93,31 +100,67 @@ def reserve_port(*, pair: bool = False, exclude: set[int] | None = None, low: in
     raise OSError(f"no free port{' pair' if pair else ''} in {low}..{high} on 127.0.0.1")
 
 
-def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0) -> dict:
+def restart_policy(cfg: RootConfig) -> RestartPolicy:
+    c = cfg.cluster
+    return RestartPolicy(max_restarts=c.max_restarts, window_s=c.restart_window_s, backoff_s=c.restart_backoff_s,
+                         backoff_max_s=c.restart_backoff_max_s)
+
+
+def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0,
+           hooks: Sequence[RunHook] = ()) -> dict:
+    """Run every role until the student learner is done; returns the run summary (plus `restarts`)."""
+    from afd_async.teacher.credentials import Secret
+
     out = Path(cfg.train.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     text_cache = out / "text_cache"
     _prefill_text_cache(cfg, text_cache)
     api_key = secrets.token_urlsafe(24)  # for the local teacher server only; lives in the children's env
     env = {**os.environ, "AFD_TEACHER_API_KEY": api_key, "HF_HUB_OFFLINE": "1"}
-    with RedisServer(data_dir=str(out / "redis")) as redis_srv, Supervisor(out / "logs", base_env=env) as sup:
-        overrides = [*user_overrides, *role_overrides(cfg, redis_srv.port, out, text_cache)]
+    policy = restart_policy(cfg)
+    with RedisServer(data_dir=str(out / "redis"), appendonly=True, appendfsync=cfg.cluster.redis_appendfsync) as redis_srv, \
+            Supervisor(out / "logs", base_env=env, restart=policy) as sup:
+        guard = RedisGuard(redis_srv, policy)
+        taken: set[int] = set()
+        overrides = [*user_overrides, *role_overrides(cfg, redis_srv.port, out, text_cache, taken=taken)]
         for role in ROLE_ORDER:
             sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0"})
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        r = redis.Redis(**redis_srv.client_kwargs())
+        from afd_async.config import load_config
+
+        r = redis.Redis(**redis_srv.client_kwargs(), retry=Retry(NoBackoff(), 0))  # the loop below retries
         keys = RunKeys()
-        status = _watch(r, keys, sup, cfg, show_progress=show_progress, timeout_s=timeout_s)
+        role_cfg = load_config(overrides)  # what the roles run with (ports, output dir)
+        run = RunHandle(cfg=role_cfg, redis=r, keys=keys, supervisor=sup, redis_guard=guard,
+                        teacher_url=f"http://127.0.0.1:{role_cfg.cluster.teacher_server_port}",
+                        teacher_key=Secret(api_key), out=out)
+
+        def tick() -> None:
+            guard.check()
+            sup.check()
+            for h in hooks:
+                h.tick(run)
+
+        status = _watch(r, keys, sup, cfg, show_progress=show_progress, timeout_s=timeout_s, tick=tick)
         r.set(keys.stop, 1)
-        codes = sup.stop_all(timeout_s=30)
+        codes = sup.stop_all(timeout_s=30, keep=("teacher-server",))
+        for h in hooks:
+            h.finish(run)
+        codes.update(sup.stop_all(timeout_s=30))
         log.info("role exit codes: %s", codes)
+        restarts = run.restarts()
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": status}
+    summary["restarts"] = restarts
     return summary
 
 
-def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress: bool, timeout_s: float) -> dict:
+def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress: bool, timeout_s: float,
+           tick: Optional[Callable[[], None]] = None) -> dict:
+    import redis
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     deadline = time.monotonic() + timeout_s
@@ -126,7 +169,12 @@ def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress:
         task = bar.add_task("student steps", total=cfg.train.steps, info="starting roles")
         last_print = 0.0
         while True:
-            status = {k.decode(): v.decode() for k, v in r.hgetall(keys.status).items()}
+            (tick or sup.check)()  # first: a dead redis-server is restarted before we ask it anything
+            try:
+                status = {k.decode(): v.decode() for k, v in r.hgetall(keys.status).items()}
+            except redis.ConnectionError:  # it died since; the next pass restarts it
+                time.sleep(0.1)
+                continue
             steps = int(status.get("student_steps", 0))
             info = (f"pairs {status.get('pairs_written', 0)}  D v{status.get('d_version', 0)} acc "
                     f"{float(status.get('d_acc', 0)):.2f}  dropped-stale {status.get('pairs_dropped_stale', 0)}")
@@ -136,7 +184,6 @@ def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress:
                 last_print = time.monotonic()
             if status.get("done") == "1":
                 return status
-            sup.check()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"afd run did not finish in {timeout_s:.0f}s; logs in {sup.log_dir}")
             time.sleep(0.5)

@@ -1,8 +1,16 @@
-"""Start role processes, watch them, stop them gracefully.
+"""Start role processes, watch them, restart the ones that crash, stop them gracefully.
 
 A role is a child process running `python -m afd_async.cli <role> [overrides]`
 with its own log file. Secrets reach children through the environment only
 (never argv, which `ps` shows to every user).
+
+Restarts (`RestartPolicy`): a role that exits non-zero while the run still
+needs it is started again with the same command, after a backoff that doubles
+with each crash inside `window_s`; more than `max_restarts` crashes inside the
+window fail the run with the role's log tail (a crash loop is a bug, not a
+fault to ride out). Exit 0 means the role finished its work and is left alone.
+Every role is written to survive a restart: its durable state is in Redis
+(leases, consumer groups, the teacher journal) or in its checkpoints.
 """
 
 from __future__ import annotations
@@ -14,11 +22,42 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 
 class RoleFailed(RuntimeError):
-    """A role process exited while the run still needed it."""
+    """A role process exited while the run still needed it (and may not be restarted again)."""
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How crashed roles are restarted (see the module docstring); `max_restarts=0` never restarts."""
+
+    max_restarts: int = 5
+    window_s: float = 300.0
+    backoff_s: float = 0.5
+    backoff_max_s: float = 10.0
+
+    def delay_s(self, crashes_in_window: int) -> float:
+        """Backoff before the restart that follows the n-th crash in the window (n ≥ 1)."""
+        return min(self.backoff_max_s, self.backoff_s * 2 ** max(0, crashes_in_window - 1))
+
+
+class CrashBudget:
+    """Crash times of one process inside the sliding window; says when the budget is spent."""
+
+    def __init__(self, policy: RestartPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy, self.clock = policy, clock
+        self.crashes: list[float] = []
+        self.restarts = 0
+
+    def crash(self) -> Optional[float]:
+        """Record a crash; the backoff before restarting, or None when the budget is spent."""
+        now = self.clock()
+        self.crashes = [t for t in self.crashes if now - t <= self.policy.window_s] + [now]
+        if len(self.crashes) > self.policy.max_restarts:
+            return None
+        return self.policy.delay_s(len(self.crashes))
 
 
 @dataclass
@@ -29,39 +68,106 @@ class Role:
     env: dict[str, str] = field(default_factory=dict)
     proc: Optional[subprocess.Popen[bytes]] = None
     log_path: Optional[Path] = None
+    budget: Optional[CrashBudget] = None
+    restart_at: Optional[float] = None  # monotonic time of a scheduled restart
+    stopping: bool = False  # set by stop(): an exit is expected now
+    exits: list[int] = field(default_factory=list)  # exit codes of crashed incarnations
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def restarts(self) -> int:
+        return 0 if self.budget is None else self.budget.restarts
+
 
 class Supervisor:
-    """Owns the role processes of one run. Use as a context manager: exit stops everything."""
+    """Owns the role processes of one run. Use as a context manager: exit stops everything.
 
-    def __init__(self, log_dir: str | Path, *, base_env: Optional[Mapping[str, str]] = None) -> None:
+    Args:
+        log_dir: one `<role>.log` per role (restarts append to it).
+        base_env: environment of every role (default: this process's).
+        restart: restart policy; None keeps the old contract (any non-zero exit fails `check()`).
+    """
+
+    def __init__(self, log_dir: str | Path, *, base_env: Optional[Mapping[str, str]] = None,
+                 restart: Optional[RestartPolicy] = None) -> None:
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_env = dict(os.environ if base_env is None else base_env)
+        self.restart = restart
         self.roles: list[Role] = []
 
     def start(self, name: str, command: str, overrides: Sequence[str] = (), env: Optional[Mapping[str, str]] = None) -> Role:
         role = Role(name, command, list(overrides), dict(env or {}))
         role.log_path = self.log_dir / f"{name}.log"
-        full_env = {**self.base_env, **role.env, "PYTHONUNBUFFERED": "1", "AFD_ROLE_NAME": name}
-        with role.log_path.open("ab") as log:
-            role.proc = subprocess.Popen(
-                [sys.executable, "-m", "afd_async.cli", command, *role.overrides],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches the launcher only; it stops roles in order
-            )
+        if self.restart is not None:
+            role.budget = CrashBudget(self.restart)
+        self._spawn(role)
         self.roles.append(role)
         return role
 
+    def _spawn(self, role: Role) -> None:
+        assert role.log_path is not None
+        full_env = {**self.base_env, **role.env, "PYTHONUNBUFFERED": "1", "AFD_ROLE_NAME": role.name}
+        with role.log_path.open("ab") as log:
+            role.proc = subprocess.Popen(
+                [sys.executable, "-m", "afd_async.cli", role.command, *role.overrides],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches the launcher only; it stops roles in order
+            )
+
+    def role(self, name: str) -> Role:
+        for r in self.roles:
+            if r.name == name:
+                return r
+        raise KeyError(f"no role {name!r}; roles: {[r.name for r in self.roles]}")
+
     def check(self) -> None:
-        """Raise `RoleFailed` (with the log tail) if any role has failed; a role that finished its work exits 0."""
+        """Restart crashed roles (when due); raise `RoleFailed` with the log tail once a role is out of restarts.
+
+        A role that finished its work exits 0 and is not restarted.
+        """
+        now = time.monotonic()
         for role in self.roles:
-            if role.proc is not None and role.proc.poll() not in (None, 0):
-                raise RoleFailed(f"role {role.name} exited with code {role.proc.returncode}; last log lines:\n{self.tail(role)}")
+            if role.stopping or role.proc is None:
+                continue
+            code = role.proc.poll()
+            if role.restart_at is not None:
+                if now >= role.restart_at:
+                    role.restart_at = None
+                    assert role.budget is not None
+                    role.budget.restarts += 1
+                    self._note(role, f"restart #{role.budget.restarts} (previous exit code {role.exits[-1]})")
+                    self._spawn(role)
+                continue
+            if code in (None, 0):
+                continue
+            role.exits.append(code)
+            delay = role.budget.crash() if role.budget is not None else None
+            if delay is None:
+                why = "" if role.budget is None else f" (crash {len(role.budget.crashes)} within " \
+                      f"{role.budget.policy.window_s:.0f}s, {role.budget.policy.max_restarts} restarts allowed)"
+                raise RoleFailed(f"role {role.name} exited with code {code}{why}; last log lines:\n{self.tail(role)}")
+            role.restart_at = now + delay
+
+    def _note(self, role: Role, text: str) -> None:
+        if role.log_path is not None:
+            with role.log_path.open("a") as f:
+                f.write(f"\n=== supervisor: {text} ===\n")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send `sig` (default SIGKILL: a crash) to a running role's process group; returns the pid."""
+        role = self.role(name)
+        if not role.running:
+            raise RuntimeError(f"role {name} is not running")
+        assert role.proc is not None
+        os.killpg(role.proc.pid, sig)
+        return role.proc.pid
+
+    def restart_counts(self) -> dict[str, int]:
+        return {r.name: r.restarts for r in self.roles}
 
     def tail(self, role: Role, lines: int = 20) -> str:
         if role.log_path is None or not role.log_path.is_file():
@@ -70,6 +176,8 @@ class Supervisor:
 
     def stop(self, role: Role, timeout_s: float = 20.0) -> Optional[int]:
         """SIGTERM (roles finish or hand back in-flight work), then SIGKILL after `timeout_s`."""
+        role.stopping = True
+        role.restart_at = None
         if role.proc is None:
             return None
         if role.proc.poll() is None:
@@ -81,9 +189,9 @@ class Supervisor:
                 role.proc.wait()
         return role.proc.returncode
 
-    def stop_all(self, timeout_s: float = 20.0) -> dict[str, Optional[int]]:
-        """Stop in reverse start order (consumers before producers before servers)."""
-        return {r.name: self.stop(r, timeout_s) for r in reversed(self.roles)}
+    def stop_all(self, timeout_s: float = 20.0, *, keep: Sequence[str] = ()) -> dict[str, Optional[int]]:
+        """Stop in reverse start order (consumers before producers before servers), except the roles in `keep`."""
+        return {r.name: self.stop(r, timeout_s) for r in reversed(self.roles) if r.name not in keep}
 
     def __enter__(self) -> "Supervisor":
         return self
@@ -93,7 +201,7 @@ class Supervisor:
 
 
 def wait_until(predicate, *, timeout_s: float, interval_s: float = 0.1, what: str = "condition", supervisor: Optional[Supervisor] = None) -> None:
-    """Poll `predicate()` until true; fail fast if a role died, or after `timeout_s`."""
+    """Poll `predicate()` until true; fail fast if a role died (or restart it, under a policy), or after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if supervisor is not None:

@@ -24,7 +24,7 @@ def _student(**kw) -> WanCausalStudent:
 def test_cache_rollout_equals_recompute(window) -> None:
     m = _student(kv_cache_frames=window)
     text = torch.randn(2, 5, TINY_WAN["text_dim"])
-    kw = dict(timesteps=[1000, 750, 500, 250], shift=5.0, num_frames=8)
+    kw = dict(timesteps=[1000, 750, 500, 250], shift=5.0, latent_frames=8)
     a = m.rollout(text, generator=torch.Generator().manual_seed(1), use_cache=True, **kw)
     b = m.rollout(text, generator=torch.Generator().manual_seed(1), use_cache=False, **kw)
     assert a.shape == (2, 4, 8, 4, 6)
@@ -33,7 +33,7 @@ def test_cache_rollout_equals_recompute(window) -> None:
 
 def test_window_changes_long_rollout() -> None:
     text = torch.randn(1, 5, TINY_WAN["text_dim"])
-    kw = dict(timesteps=[1000, 500], shift=5.0, num_frames=8)
+    kw = dict(timesteps=[1000, 500], shift=5.0, latent_frames=8)
     a = _student(kv_cache_frames=None).rollout(text, generator=torch.Generator().manual_seed(1), **kw)
     b = _student(kv_cache_frames=4).rollout(text, generator=torch.Generator().manual_seed(1), **kw)
     torch.testing.assert_close(a[:, :, :4], b[:, :, :4])  # within the window: identical

@@ -305,7 +305,7 @@ class WanCausalStudent(nn.Module):
 
     @torch.no_grad()
     def rollout(self, text: Tensor, *, generator: torch.Generator, timesteps: Sequence[int], shift: float,
-                num_frames: int, use_cache: bool = True) -> Tensor:
+                num_frames: Optional[int] = None, latent_frames: Optional[int] = None, use_cache: bool = True) -> Tensor:
         """Generate latents chunk by chunk (Self-Forcing few-step causal sampling).
 
         Noise is drawn on the generator's device in a fixed order (per chunk: the
@@ -316,15 +316,22 @@ class WanCausalStudent(nn.Module):
             text: `(B, L, text_dim)` UMT5 features.
             generator: source of all noise.
             timesteps: levels on the 0..1000 grid, shifted by `shift` (`rollout_sigmas`).
-            num_frames: latent frames, a multiple of `chunk_frames` (21 for 81 video frames).
+            num_frames: video frames (4k+1, as `student.num_frames`: 81 → 21 latent frames), or
+            latent_frames: latent frames directly; give exactly one. Latent frames must be a
+                multiple of `chunk_frames`.
             use_cache: False recomputes the clean context every step (the oracle).
 
         Returns:
-            x0 latents `(B, C, num_frames, h, w)` (decode with `WanVAE.decode`).
+            x0 latents `(B, C, latent frames, h, w)` (decode with `WanVAE.decode`).
         """
+        from afd_async.models.wan.config import latent_frames as to_latent
+
+        if (num_frames is None) == (latent_frames is None):
+            raise ValueError("give exactly one of num_frames (video frames) or latent_frames")
+        num_frames = to_latent(num_frames) if latent_frames is None else latent_frames
         cf = self.chunk_frames
         if num_frames % cf or not 0 < num_frames <= self.max_frames:
-            raise ValueError(f"num_frames ({num_frames}) must be a positive multiple of {cf} and <= {self.max_frames}")
+            raise ValueError(f"latent frames ({num_frames}) must be a positive multiple of {cf} and <= {self.max_frames}")
         sigmas = rollout_sigmas(timesteps, shift)
         w = self.transformer.proj_out.weight
         b = text.shape[0]

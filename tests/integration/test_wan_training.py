@@ -1,0 +1,128 @@
+"""The real-scale training path at a tiny Wan config, end to end on CPU.
+
+Causal Wan student with LoRA policies (θ adapter `default`, θ_old adapter `old`,
+θ_ref = base), UMT5 text features cached per prompt, Wan VAE decode before D,
+VideoReward D on prompt strings. Every weight is a tiny random file this test
+writes in the format a user would point the config at (our safetensors for the
+student, diffusers-layout VAE safetensors, transformers folders with tokenizers
+for UMT5 and Qwen2-VL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+pytest.importorskip("peft")
+
+from afd_async.algo.policy import eta_schedule  # noqa: E402
+from afd_async.config import load_config  # noqa: E402
+from afd_async.train.report import read_metrics  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+UMT5_TINY = dict(d_model=16, d_kv=4, d_ff=24, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
+                 relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=1, eos_token_id=2)
+QWEN_SPECIAL = {"<|im_start|>": 240, "<|im_end|>": 241, "<|vision_start|>": 242, "<|vision_end|>": 243,
+                "<|video_pad|>": 244, "<|image_pad|>": 245, "<|VQ_reward|>": 246, "<|MQ_reward|>": 247,
+                "<|TA_reward|>": 248}
+QWEN_TINY = dict(
+    text_config=dict(vocab_size=256, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]},
+                     bos_token_id=None, eos_token_id=None, pad_token_id=1),
+    vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
+                       spatial_merge_size=2, temporal_patch_size=2),
+    video_token_id=244, image_token_id=245, vision_start_token_id=242, vision_end_token_id=243,
+)
+
+
+def write_tiny_wan_assets(root: Path) -> list[str]:
+    """Write every weight file of `experiment=wan_tiny`; returns the overrides that name them."""
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import save_file
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, UMT5Config, UMT5EncoderModel
+
+    from afd_async.checkpoint import save_module
+    from afd_async.models.factory import wan_student_kwargs
+    from afd_async.models.videoreward.loaders import tiny_tokenizer
+    from afd_async.models.wan.causal_student import WanCausalStudent
+    from afd_async.models.wan.config import TINY_WAN_VAE
+    from afd_async.physics import load_prompt_suite
+
+    torch.manual_seed(0)
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(["experiment=wan_tiny"])
+    words = sorted({w for s in ("train", "eval") for p in load_prompt_suite(s) for w in p.prompt.lower().split()})[:200]
+    save_module(root / "student.safetensors", WanCausalStudent(**wan_student_kwargs(cfg.student)))
+    save_file(AutoencoderKLWan(**TINY_WAN_VAE).state_dict(), str(root / "vae.safetensors"))
+    umt5 = UMT5EncoderModel(UMT5Config(vocab_size=len(words) + 3, **UMT5_TINY))
+    umt5.save_pretrained(root / "umt5")
+    tiny_tokenizer(words, {"</s>": 2}).save_pretrained(root / "umt5")
+    qwen = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**QWEN_TINY))
+    qwen.save_pretrained(root / "qwen2vl")
+    tiny_tokenizer(words, QWEN_SPECIAL).save_pretrained(root / "qwen2vl")
+    return [f"student.checkpoint={root / 'student.safetensors'}", f"student.wan.vae_checkpoint={root / 'vae.safetensors'}",
+            f"student.wan.text_encoder={root / 'umt5'}", f"discriminator.videoreward.backbone_path={root / 'qwen2vl'}"]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> list[str]:
+    return write_tiny_wan_assets(tmp_path_factory.mktemp("wan_assets"))
+
+
+def _adapter(pol, name: str) -> dict[str, torch.Tensor]:
+    return {k: p.detach().clone() for k, p in pol.adapter_params(name).items()}
+
+
+def test_sync_steps_train_lora_only_and_soft_update_old(assets, tmp_path) -> None:
+    from afd_async.models.wan.lora import LoraPolicies
+    from afd_async.train.sync_loop import SyncLoop
+
+    cfg = load_config(["experiment=wan_tiny", *assets, f"train.output_dir={tmp_path / 'out'}",
+                       f"text.cache_dir={tmp_path / 'text'}", "algo.eta_rate=0.25", "algo.lr_student=1e-2"])
+    loop = SyncLoop(cfg)
+    pol = loop.s_upd.policies
+    assert isinstance(pol, LoraPolicies)
+    base = {n: p.detach().clone() for n, p in loop.student.named_parameters() if ".lora_" not in n}
+    theta0 = _adapter(pol, "default")
+
+    batch = loop.make_batch(0)
+    assert batch.text.shape == (2, 16, 16)  # UMT5 features, text_len 16, d_model 16
+    assert batch.student.shape == (2, 4, 6, 4, 6)  # latents: 4 channels, 6 latent frames, 32x48 / 8
+    assert batch.student_rgb.shape == batch.teacher.shape == (2, 3, 21, 32, 48)  # decoded RGB for D
+    cached = list((tmp_path / "text").glob("*.pt"))
+    assert cached and all(torch.load(f).shape[1] == 16 for f in cached)  # trimmed per-prompt UMT5 features
+
+    warm = loop.warmup_d()
+    assert math.isfinite(warm["d_loss"])
+    for _ in range(cfg.train.steps):
+        old_prev = _adapter(pol, "old")
+        m = loop.step()
+        for key in ("student_loss", "nft_loss", "ref_loss", "d_loss", "score_mean"):
+            assert math.isfinite(m[key]), (key, m)
+        eta = eta_schedule(loop.s_upd.steps, rate=cfg.algo.eta_rate, eta_max=cfg.algo.eta_max)
+        assert 0 < eta < 1
+        theta = _adapter(pol, "default")
+        for k, v in _adapter(pol, "old").items():
+            want = eta * old_prev[k] + (1 - eta) * theta[k.replace(".old.", ".default.")]
+            torch.testing.assert_close(v, want)
+    for n, p in loop.student.named_parameters():
+        if ".lora_" not in n:
+            assert torch.equal(p, base[n]), f"base weight {n} changed"
+    changed = [k for k, v in _adapter(pol, "default").items() if not torch.equal(v, theta0[k])]
+    assert any(".lora_B." in k for k in changed)
+    ema = _adapter(pol, "ema")
+    assert any(not torch.equal(ema[k.replace(".default.", ".ema.")], theta0[k]) for k in changed)
+
+    state = loop.s_upd.state_dict()  # learner checkpoints: adapters + optimizer, no base copies
+    assert set(state) == {"lora", "ema", "opt", "steps", "version"} and state["version"] == 2
+    loop.s_upd.load_state_dict(state)
+    d_state = loop.d_upd.state_dict()["d"]
+    assert d_state and all(".lora_" in k or k.startswith("rm_head.") for k in d_state)  # D publishes trained tensors
