@@ -34,8 +34,19 @@ class ClusterConfig:
     student_learner_port: int = 5560  # student weights: announcements on port, chunk fetches on port + 1
     d_learner_host: str = "127.0.0.1"
     d_learner_port: int = 5570  # discriminator weights: announcements on port, chunk fetches on port + 1
+    # afd run (mode=local) supervision: a role process (or the private redis-server) that dies is restarted
+    max_restarts: int = 5  # crashes of one role tolerated within restart_window_s; one more fails the run (with its log tail)
+    restart_window_s: float = 300.0  # sliding window for max_restarts: a role that crashed long ago has its budget back
+    restart_backoff_s: float = 0.5  # wait before restarting a crashed role; doubles per crash in the window
+    restart_backoff_max_s: float = 10.0  # cap of that wait
+    redis_appendfsync: Literal["always", "everysec", "no"] = "everysec"  # the private redis-server's AOF fsync policy
+    # (AOF is always on in afd run): a killed redis-server loses nothing at any setting (writes reach the OS before the
+    # reply); on a power cut `everysec` loses up to ~1 s of writes, `no` up to ~30 s (the OS flush), `always` none but is slowest
 
     def __post_init__(self) -> None:
+        if self.max_restarts < 0 or self.restart_window_s <= 0 or self.restart_backoff_s < 0 \
+                or self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ValueError("need max_restarts >= 0, restart_window_s > 0, 0 <= restart_backoff_s <= restart_backoff_max_s")
         if self.metrics_port_tries < 1:
             raise ValueError(f"metrics_port_tries must be >= 1, got {self.metrics_port_tries}")
         for name in ("teacher_server_port", "feeder_port", "student_learner_port", "d_learner_port"):
