@@ -29,7 +29,7 @@ async def _run(cfg: RootConfig) -> int:
         creds = load_teacher_credentials(t.provider)
         if t.provider == "local" and not creds:
             raise CredentialError("the local teacher server requires a key: set AFD_TEACHER_API_KEY (or _FILE)")
-        redis = connect_redis(c.redis_url)
+        redis = connect_redis(c.redis_url, c)
     except (CredentialError, ValueError) as e:
         log.error("cannot start the teacher actor: %s", e)
         return 2

@@ -29,6 +29,7 @@ from afd_async.launch.hooks import RunHandle, RunHook
 from afd_async.launch.redis_guard import RedisGuard
 from afd_async.launch.supervisor import RestartPolicy, RoleFailed, Supervisor
 from afd_async.runtime.keys import RunKeys
+from afd_async.security.local import local_security, run_teacher_key
 from afd_async.testing.redis_server import RedisServer
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,18 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     out.mkdir(parents=True, exist_ok=True)
     text_cache = out / "text_cache"
     _prefill_text_cache(cfg, text_cache)
-    api_key = secrets.token_urlsafe(24)  # for the local teacher server only; lives in the children's env
+    api_key = run_teacher_key()  # for the local teacher server only (the caller's, or fresh); lives in the children's env
+    sec = local_security(cfg, out / "redis")  # per-role Redis ACL users when cluster.redis_acl (afd_async.security)
     env = {**os.environ, "AFD_TEACHER_API_KEY": api_key, "HF_HUB_OFFLINE": "1"}
     policy = restart_policy(cfg)
-    with RedisServer(data_dir=str(out / "redis"), appendonly=True, appendfsync=cfg.cluster.redis_appendfsync) as redis_srv, \
+    with RedisServer(data_dir=str(out / "redis"), appendonly=True, appendfsync=cfg.cluster.redis_appendfsync,
+                     **sec.server_kwargs()) as redis_srv, \
             Supervisor(out / "logs", base_env=env, restart=policy) as sup:
         guard = RedisGuard(redis_srv, policy)
         taken: set[int] = set()
         overrides = [*user_overrides, *role_overrides(cfg, redis_srv.port, out, text_cache, taken=taken)]
         for role in ROLE_ORDER:
-            sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0"})
+            sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0", **sec.role_env(role)})
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry

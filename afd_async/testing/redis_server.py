@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -28,11 +29,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS Redis: the server's (or client's) certificate and key, and the CA that signed them.
+
+    `auth_clients`: the server's `tls-auth-clients` (yes: clients must present a
+    certificate signed by `ca`; optional: only if they present one; no).
+    """
+
+    cert: str
+    key: str
+    ca: str
+    auth_clients: str = "yes"
+
+
 class RedisServer:
     """A `redis-server` child process bound to 127.0.0.1 on its own port.
 
     Use as a context manager. `kill()` sends SIGKILL (a crash); `start()` brings
     it back on the same port and data dir, so AOF durability can be tested.
+
+    Security options (all off by default): `password` (the default user's,
+    `requirepass`), `acl_file` (users from `afd_async.security.redis_acl`; then
+    `username`/`password` are the ones this object's own client logs in with),
+    `tls` (the port speaks TLS only; `client_kwargs()` carries the CA and the
+    client certificate).
     """
 
     def __init__(
@@ -45,6 +66,9 @@ class RedisServer:
         appendfsync: Optional[str] = None,
         extra_args: Sequence[str] = (),
         binary: str = "redis-server",
+        username: Optional[str] = None,
+        acl_file: Optional[str] = None,
+        tls: Optional[TlsFiles] = None,
     ) -> None:
         path = shutil.which(binary)
         if path is None:
@@ -58,6 +82,11 @@ class RedisServer:
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="afd-redis-")
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         self._password = password
+        self.username = username
+        self.acl_file = acl_file
+        self.tls = tls
+        if acl_file is not None and password is not None and username is None:
+            raise ValueError("with acl_file, give the username that `password` belongs to (the default user is off)")
         self.appendonly = appendonly
         self.appendfsync = appendfsync or ("always" if appendonly else "everysec")  # always / everysec / no
         self.extra_args = list(extra_args)
@@ -66,12 +95,16 @@ class RedisServer:
     @property
     def url(self) -> str:
         """Connection URL without the password (pass it separately; never log it)."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def client_kwargs(self) -> dict:
         kw: dict = {"host": "127.0.0.1", "port": self.port}
         if self._password:
             kw["password"] = self._password
+        if self.username:
+            kw["username"] = self.username
+        if self.tls is not None:
+            kw.update(ssl=True, ssl_ca_certs=self.tls.ca, ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
         return kw
 
     def start(self, timeout_s: float = 10.0) -> "RedisServer":
@@ -87,18 +120,24 @@ class RedisServer:
             "--appendfsync", self.appendfsync,
             "--protected-mode", "yes",
             "--logfile", str(Path(self.data_dir) / "redis.log"),
-            *self.extra_args,
         ]
-        if self._password:
+        if self.acl_file is not None:
+            args += ["--aclfile", str(self.acl_file)]
+        if self.tls is not None:
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.cert,
+                     "--tls-key-file", self.tls.key, "--tls-ca-cert-file", self.tls.ca,
+                     "--tls-auth-clients", self.tls.auth_clients]
+        args += self.extra_args
+        if self._password and self.acl_file is None:
             # Pass the password through a config file on stdin so it never shows in `ps`.
             args[1:1] = ["-"]
         self.proc = subprocess.Popen(
             args,
-            stdin=subprocess.PIPE if self._password else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self._password and self.acl_file is None else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        if self._password:
+        if self._password and self.acl_file is None:
             assert self.proc.stdin is not None
             self.proc.stdin.write(f"requirepass {self._password}\n".encode())
             self.proc.stdin.close()
