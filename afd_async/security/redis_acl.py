@@ -101,7 +101,7 @@ def role_rules(role: str, *, run: str = "default") -> list[str]:
         return [*base, *_READ, *_CLAIMS, *stream, f"~{runk}", f"%R~{cache}"]
     if role in ("d-learner", "student-learner"):
         return [*base, *_READ, f"~{runk}",
-                f"(+set ~afd:{run}:version:* ~{keys.stop})",
+                f"(+set ~afd:{run}:version:* ~{keys.stop} ~afd:{run}:run_id)",  # run_id: SET NX, checkpoints
                 f"(+hset +hincrby +hincrbyfloat ~{keys.status})"]
     raise ValueError(f"unknown Redis role {role!r}; one of {', '.join(ROLES)}")
 
