@@ -127,8 +127,11 @@ def teacher_jobs_in_flight(n: int = 1) -> Condition:
     import httpx
 
     def check(run: RunHandle) -> bool:
-        r = httpx.get(f"{run.teacher_url}/v1/admin/stats", timeout=5.0,
-                      headers={"Authorization": f"Bearer {run.teacher_key.reveal()}"})
+        try:
+            r = httpx.get(f"{run.teacher_url}/v1/admin/stats", timeout=5.0,
+                          headers={"Authorization": f"Bearer {run.teacher_key.reveal()}"})
+        except httpx.HTTPError:  # not listening yet
+            return False
         body = r.json()
         return int(body.get("queued", 0)) + int(body.get("in_progress", 0)) >= n
 

@@ -1,0 +1,109 @@
+"""Fault injection (issue #8): SIGKILL each role of a real `afd run` mid-run — and the redis-server —
+then count: no pair lost, none trained twice, no teacher job created twice or orphaned.
+
+Every run is the real thing: a private redis-server with AOF, the local teacher
+server over HTTP, every role a process, ZeroMQ between them. "Mid-run" moments
+are conditions on the run's state (Redis counters, consumer-group pending
+entries, the teacher server's in-flight jobs), checked on each launcher tick.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from afd_async.config import load_config
+from afd_async.faults.inject import (REDIS, KillWhen, all_of, group_claimed, pairs_pending, status_at_least,
+                                     teacher_jobs_in_flight)
+from afd_async.faults.ledger import FaultLedgerHook, learner_counts, teacher_job_counts
+from afd_async.launch.run import launch
+from afd_async.launch.supervisor import RestartPolicy, RoleFailed, Supervisor, wait_until
+
+STEPS = 8
+# Smoke-size run, with the timeouts that decide how fast a dead role's work passes on cut to seconds.
+FAST = [
+    "experiment=smoke", "text.kind=hash", f"train.steps={STEPS}", "train.eval_prompts=2", "train.checkpoint_every=2",
+    "replay.group_lease_s=4",  # a dead student actor's group is re-rolled after this
+    "teacher.source.pop_timeout_s=0.5", "teacher.source.actor_ttl_s=2",  # a dead teacher actor's prompts re-queued
+    "teacher.gateway.claim_ttl_s=2",  # its journal claims pass on
+    "teacher.quota.lease_ttl_s=4",  # its in-flight quota slots come back
+    "teacher.server.render_latency_s=0.5",  # jobs stay in flight long enough to be killed under
+    "cluster.restart_backoff_s=0.2",
+]
+
+WHEN = {
+    # teacher actor polling jobs at the server
+    "teacher-actor": teacher_jobs_in_flight(1),
+    # a group claimed (rolling out or waiting for its clips), after some were written
+    "student-actor": all_of(status_at_least("pairs_written", 4), group_claimed),
+    # batches delivered by the feeder and not yet acked by a learner
+    "feeder": all_of(status_at_least("student_steps", 1), pairs_pending("student")),
+    REDIS: status_at_least("student_steps", 2),
+    # learners with unacked (so un-checkpointed or in-step) batches
+    "d-learner": all_of(status_at_least("d_version", 3), pairs_pending("discriminator")),
+    "student-learner": all_of(status_at_least("student_steps", 2), pairs_pending("student")),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", list(WHEN))
+def test_kill_mid_run_loses_nothing(tmp_path, target: str) -> None:
+    overrides = [*FAST, f"train.output_dir={tmp_path / 'run'}"]
+    kill, ledger = KillWhen(target, WHEN[target]), FaultLedgerHook()
+    summary = launch(load_config(overrides), overrides, show_progress=False, timeout_s=240, hooks=[kill, ledger])
+
+    assert len(kill.kills) == 1, f"{target} was never killed mid-run"
+    assert summary["restarts"][target] >= 1, summary["restarts"]
+    assert summary["steps"] == STEPS
+    c = ledger.counts
+    assert c is not None
+    assert c.lost == 0 and c.twice == 0, c.as_dict()
+    assert c.teacher_jobs_twice == 0 and c.teacher_jobs_orphaned == 0, c.as_dict()
+    # every planned pair trained exactly once by each learner (2 warm-up groups, STEPS groups, 2 rows each)
+    assert c.pairs_trained == {"discriminator": (2 + STEPS) * 2, "student": STEPS * 2}, c.as_dict()
+    assert c.pairs_produced >= (2 + STEPS) * 2
+    assert c.teacher_jobs >= 1 and c.clean()
+
+
+def test_crash_loop_fails_with_the_log_tail(tmp_path) -> None:
+    """A role that keeps crashing is restarted `max_restarts` times, then fails the run, naming why."""
+    sup = Supervisor(tmp_path / "logs", restart=RestartPolicy(max_restarts=2, window_s=60, backoff_s=0.05,
+                                                              backoff_max_s=0.1))
+    with sup:
+        role = sup.start("bad", "no-such-role")  # the CLI rejects it: exit code 2, every time
+        with pytest.raises(RoleFailed) as err:
+            wait_until(lambda: False, timeout_s=60, interval_s=0.05, what="the crash loop", supervisor=sup)
+    assert role.restarts == 2 and role.exits == [2, 2, 2]
+    assert "role bad exited with code 2" in str(err.value) and "invalid choice" in str(err.value)
+    assert (tmp_path / "logs" / "bad.log").read_text().count("=== supervisor: restart #") == 2
+
+
+def test_a_finished_role_is_not_restarted(tmp_path) -> None:
+    sup = Supervisor(tmp_path / "logs", restart=RestartPolicy(max_restarts=3, backoff_s=0.0))
+    with sup:
+        role = sup.start("cfg", "config", ["text.kind=hash"])  # prints the config, exits 0
+        wait_until(lambda: not role.running, timeout_s=60, what="the role to exit")
+        sup.check()
+    assert role.proc is not None and role.proc.returncode == 0 and role.restarts == 0
+
+
+def test_ledger_counts_what_went_wrong() -> None:
+    """The counting itself: a missing group is lost, a repeated one twice; a second live job or an unfetched one counts."""
+    rows = {g: 2 for g in range(6)}
+    assert learner_counts([2, 3, 4, 5], [2, 3, 4, 5], rows)[:3] == (8, 0, 0)
+    trained, lost, twice, detail = learner_counts([2, 3, 3, 5], [2, 3, 4, 5], rows)
+    assert (trained, lost, twice) == (8, 2, 2) and detail == {"lost_groups": [4], "twice_groups": [3]}
+    jobs = [
+        {"id": "a", "prompt": "p", "seed": 0, "model": "m", "status": "completed", "downloads": 1},
+        {"id": "b", "prompt": "p", "seed": 0, "model": "m", "status": "failed", "downloads": 0},  # a retried failure
+        {"id": "c", "prompt": "q", "seed": 0, "model": "m", "status": "completed", "downloads": 1},
+        {"id": "d", "prompt": "q", "seed": 0, "model": "m", "status": "completed", "downloads": 0},  # twice + orphan
+        {"id": "e", "prompt": "q", "seed": 1, "model": "m", "status": "completed", "downloads": 2},
+    ]
+    twice, orphaned, failed, _ = teacher_job_counts(jobs)
+    assert (twice, orphaned, failed) == (1, 1, 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
