@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Callable, Sequence
 
@@ -80,7 +81,10 @@ def _role_command(target: str) -> Callable[[Sequence[str]], int]:
         import importlib
 
         module, func = target.split(":")
-        return int(getattr(importlib.import_module(module), func)(_load(overrides)) or 0)
+        try:
+            return int(getattr(importlib.import_module(module), func)(_load(overrides)) or 0)
+        finally:  # the role is done: a SIGTERM now (interpreter shutdown resets Python handlers) must not make
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # its exit code -15; SIG_IGN survives the reset
 
     return run
 

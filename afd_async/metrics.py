@@ -239,6 +239,8 @@ D_VERSION = _g("afd_d_learner_version", "Discriminator weight version last publi
 D_STEP_SECONDS = _h("afd_d_learner_step_seconds", "Time per D step.", "D learner", [DL], buckets=STEP_SECONDS)
 D_BATCH_WAIT = _h("afd_d_learner_batch_wait_seconds", "Time waiting for a batch from the feeder.", "D learner", [DL],
                   buckets=STEP_SECONDS)
+D_BUSY = _g("afd_d_learner_busy_ratio", "Time in D steps ÷ wall time since the first batch (goal ≥ 0.95).",
+             "D learner", [DL])
 
 # --- student learner -------------------------------------------------------------------------------------
 S_STEPS = _c("afd_student_learner_steps_total", "Student optimizer steps.", "student learner", [SL])
@@ -256,6 +258,8 @@ S_STEP_SECONDS = _h("afd_student_learner_step_seconds", "Time per student step."
                     buckets=STEP_SECONDS)
 S_BATCH_WAIT = _h("afd_student_learner_batch_wait_seconds", "Time waiting for a batch from the feeder.",
                   "student learner", [SL], buckets=STEP_SECONDS)
+S_BUSY = _g("afd_student_learner_busy_ratio", "Time in student steps ÷ wall time since the first batch "
+            "(goal ≥ 0.95; the rest is waits: runtime/busy.py).", "student learner", [SL])
 
 # --- weight sync (student learner → student actors; D learner → student learner) -----------------------
 _WS_VALUES = {"direction": ("publish", "receive"), "model": ("student", "discriminator")}

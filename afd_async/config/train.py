@@ -20,9 +20,20 @@ class TrainConfig:
     eval_every: int = 50  # steps between physics evaluations on eval prompts (0: only at start/end)
     eval_prompts: int = 16  # eval prompts used by the evaluator
     torch_threads: int = 0  # 0: leave torch's default
+    checkpoint_every: int = 10  # learner groups (student: steps) between resumable learner checkpoints; a learner acks
+    # a batch only once a checkpoint holds its step, so the feeder keeps up to this many batches per learner for
+    # redelivery (memory) and a crash redoes at most this many steps. Real-scale runs: raise it (a Wan
+    # checkpoint is GBs); the feeder's cap on unacked batches per learner follows it
+    checkpoint_dir: str = ""  # where learners keep resumable state, one folder per learner ("": <output_dir>/checkpoints)
+    checkpoint_keep: int = 2  # newest learner checkpoints kept (older ones deleted after a new one is durable)
+    resume: bool = True  # a learner resumes from its newest checkpoint of this run (same Redis run id) on start
+    checkpoint_d_history: bool = True  # the student learner keeps each D version it used since its last checkpoint,
+    # so a resumed run redoes those steps with the same D (exact resume); costs one D write per D version used
     sync_teacher_codec: bool = False  # afd sync: pass teacher clips through the local server's MP4 encode/decode,
     # so its clips are bit-identical to what afd run's teacher actors cache (the staleness-0 oracle comparison)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if self.checkpoint_every < 1 or self.checkpoint_keep < 1:
+            raise ValueError("checkpoint_every and checkpoint_keep must be >= 1 (acks wait for checkpoints)")

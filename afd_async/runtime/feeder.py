@@ -54,6 +54,7 @@ class GroupFeed:
         self._ready: collections.deque[Batch] = collections.deque()  # collated, or redelivered after a lost learner
         self._lock = threading.Lock()
         self._recovered = False
+        self._order = 0  # collation order, so batches handed back by a lost learner keep their order
         self.groups_sent = 0
         self.groups_dropped = 0
 
@@ -71,11 +72,12 @@ class GroupFeed:
         self.reader.ack(list(token["ids"]))
 
     def on_lost(self, rank: int, tokens: list[Any]) -> None:
-        """A learner left without acking: redeliver those groups to the next learner rank that asks."""
+        """A learner left without acking: redeliver those groups, first and in their first order, to the next
+        learner rank that asks (same Redis ids: they are acked once, after a learner checkpoint holds them)."""
         with self._lock:
-            for token in tokens:
+            for token in sorted(tokens, key=lambda t: t["order"], reverse=True):
                 b = token["batch"]
-                self._ready.appendleft(Batch(b.tensors, b.meta, token))  # same Redis ids: acked once, when trained
+                self._ready.appendleft(Batch(b.tensors, b.meta, token))
 
     # -- internals ----------------------------------------------------------------------------
     def _pull(self) -> None:
@@ -117,7 +119,9 @@ class GroupFeed:
         t0 = time.monotonic()
         batch = self._collate(group, pairs)
         batch.meta["collate_s"] = time.monotonic() - t0
-        self._ready.append(Batch(batch.tensors, batch.meta, {"ids": ids, "batch": batch}))
+        batch.meta["stream_ids"] = ids  # for the learner's ledger (audit: which Redis entries a step trained)
+        self._order += 1
+        self._ready.append(Batch(batch.tensors, batch.meta, {"ids": ids, "batch": batch, "order": self._order}))
 
     def _collate(self, group: int, pairs: list[Pair]) -> Batch:
         teacher = torch.stack([self.teacher(p.teacher_ref) for p in pairs])

@@ -50,6 +50,11 @@ class RunKeys:
         return self._k("status")
 
     @property
+    def run_id(self) -> str:
+        """A random id set once per run (SET NX): learner checkpoints of another run are never resumed."""
+        return self._k("run_id")
+
+    @property
     def stop(self) -> str:
         """Set when the run is finished: every role winds down."""
         return self._k("stop")

@@ -1,11 +1,14 @@
 """The two learners' loops over a feed: batches in, optimizer steps, versioned weights out.
 
-    D learner:       for batch: BT step(s) → publish D (version = updates made) → ack
+    D learner:       for batch: BT step(s) → publish D (version = updates made)
     student learner: for batch: wait for D ≥ W + (s+1)·ratio − k_D → score → NFT step
-                     → θ_old soft update → publish θ_old (version s+1) → ack
+                     → θ_old soft update → publish θ_old (version s+1)
+    both:            every `train.checkpoint_every` groups: checkpoint → ack the groups it covers
 
 Both reuse the synchronous loop's updaters (`train/`), so the async system
-computes exactly what `afd sync` computes on the same batch.
+computes exactly what `afd sync` computes on the same batch. Acks wait for the
+checkpoint that includes the step (`learner_state.py` states the invariant), so
+a learner killed at any instant resumes without losing or repeating a group.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ import redis
 import torch
 
 from afd_async.models.tiny_discriminator import frames_to_video
+from afd_async.runtime.busy import BusyMeter
+from afd_async.runtime.d_history import DHistory
 from afd_async.runtime.keys import RunKeys
+from afd_async.runtime.learner_state import Checkpointer
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.seeding import step_generator
 from afd_async.train.student_update import StudentUpdater
-from afd_async.transport import FeedClient, FeedEnded, ReceivedBatch, TransportTimeout, WeightPublisher, WeightSubscriber
+from afd_async.transport import (FeedClient, FeedEnded, ReceivedBatch, TransportTimeout, WeightPublisher, WeightsRejected,
+                                 WeightSubscriber)
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +51,96 @@ def to_pair_batch(batch: ReceivedBatch, encode_text: Callable[[list[str]], torch
 
 
 class FeedLoop:
-    """Shared driver: pull a batch (bounded wait), process it, ack it; stop on `stop` or `done()`."""
+    """Both learners' driver: batches in, each group trained once, checkpoints, acks only after checkpoints.
 
-    def __init__(self, feed: FeedClient, stop: threading.Event, *, batch_timeout_s: float = 1.0) -> None:
-        self.feed, self.stop, self.batch_timeout_s = feed, stop, batch_timeout_s
-        self.wait_s = 0.0
+        (the learner's state was restored from its newest checkpoint: learner_state.Checkpointer)
+        while not stopped:
+            batch = the next group to train (ordered mode: the plan's next group; early arrivals wait)
+            group already trained → ack once its checkpoint is durable, no step (a redelivery)
+            else process(batch)   → None: interrupted, nothing recorded or acked (the batch goes back on close)
+                                  → record it; every `checkpoint_every` groups: checkpoint, then ack
+        on stop, done or feed end: a final checkpoint, then its acks
 
-    def run(self, process: Callable[[ReceivedBatch], bool]) -> None:
-        """`process(batch)` returns True when the learner is done."""
-        while not self.stop.is_set():
-            t0 = time.monotonic()
-            try:
-                batch = self.feed.next(timeout_s=self.batch_timeout_s)
-            except TransportTimeout:
+    Args:
+        expected: ordered mode (staleness 0): the group index to train next, as the synchronous loop
+            would; a redelivered batch racing a newer one then cannot change what is computed.
+            None: train in arrival order.
+        timing: the learner's split of its last `process` call (`step`, `d_wait`, `publish` seconds).
+        max_hold: ordered mode holds at most this many early groups, then trains the smallest.
+    """
+
+    def __init__(self, feed: FeedClient, stop: threading.Event, *, checkpointer: Checkpointer,
+                 timing: Callable[[], dict[str, float]] = dict, expected: Optional[Callable[[], int]] = None,
+                 batch_timeout_s: float = 1.0, max_hold: int = 16, warm_batches: int = 1) -> None:
+        self.feed, self.stop, self.ckpt, self.timing = feed, stop, checkpointer, timing
+        self.expected, self.batch_timeout_s, self.max_hold = expected, batch_timeout_s, max_hold
+        self.busy = BusyMeter(warm_batches)
+        self.wait_s = 0.0  # the last trained batch's wait for the feed
+        self.checkpoint_s = 0.0  # the last checkpoint's write time
+        self._waited = 0.0
+        self._held: dict[int, list[ReceivedBatch]] = {}
+
+    def _pick(self) -> Optional[tuple[int, list[ReceivedBatch]]]:
+        if not self._held:
+            return None
+        if self.expected is None:
+            group = next(iter(self._held))
+        else:
+            group = self.expected()
+            if group not in self._held:
+                if len(self._held) < self.max_hold:
+                    return None
+                group = min(self._held)
+                log.warning("ordered feed: group %d not here while %d later ones are; training %d",
+                            self.expected(), len(self._held), group)
+        return group, self._held.pop(group)
+
+    def _receive(self) -> bool:
+        """Take one batch from the feed (bounded wait); False when the feed has ended."""
+        t0 = time.monotonic()
+        try:
+            batch = self.feed.next(timeout_s=self.batch_timeout_s)
+        except TransportTimeout:
+            return True
+        except FeedEnded:
+            return False
+        finally:
+            self._waited += time.monotonic() - t0
+        group = int(batch.meta["group"])
+        if self.ckpt.ledger.has(group):
+            self.ckpt.duplicate(group, batch)
+        else:
+            self._held.setdefault(group, []).append(batch)  # a second delivery rides along with the first
+        return True
+
+    def run(self, process: Callable[[ReceivedBatch], Optional[bool]]) -> bool:
+        """`process(batch)` returns True when the learner is done, None when interrupted; returns done."""
+        done = False
+        while not self.stop.is_set() and not done:
+            picked = self._pick()
+            if picked is None:
+                if not self._receive():
+                    break
                 continue
-            except FeedEnded:
-                return
-            self.wait_s = time.monotonic() - t0
-            done = process(batch)
-            self.feed.ack(batch)
-            if done:
-                return
+            group, batches = picked
+            self.wait_s, self._waited = self._waited, 0.0
+            t0 = time.monotonic()
+            result = process(batches[0])
+            proc_s = time.monotonic() - t0
+            if result is None:
+                self._held[group] = batches
+                break
+            t1 = time.monotonic()
+            if self.ckpt.trained(group, batches[0].meta, batches):
+                self.checkpoint_s = time.monotonic() - t1
+            parts = dict(self.timing())
+            parts["other"] = proc_s - sum(parts.values())
+            self.busy.add(batch_wait=self.wait_s, checkpoint=time.monotonic() - t1, **parts)
+            done = bool(result)
+        t1 = time.monotonic()
+        self.ckpt.checkpoint()  # what was trained is durable and acked; held batches go back on close
+        self.checkpoint_s = time.monotonic() - t1
+        return done
 
 
 class DLearner:
@@ -79,6 +155,7 @@ class DLearner:
         self.version = 0
         self.warmup_done = 0
         self.last: dict[str, float] = {}
+        self.timing: dict[str, float] = {}
 
     def publish(self) -> None:
         self.publisher.publish(self.version, self.updater.d.state_dict())
@@ -89,43 +166,75 @@ class DLearner:
         warm = batch.meta["phase"] == "warmup"
         if not warm and self.warmup_done >= self.warmup_groups and self.updater.lr != self.lr_after_warmup:
             self.updater.set_lr(self.lr_after_warmup)
+        t0 = time.monotonic()
         for _ in range(1 if warm else self.ratio):
             self.last = self.updater.step(pb)
             self.version += 1  # counts updates, also at lr 0 (frozen_d), so version arithmetic holds
         self.warmup_done += int(warm)
+        t1 = time.monotonic()
         self.publish()
         self._r.hset(self.keys.status, mapping={"d_version": self.version, "d_acc": self.last.get("d_acc", 0.0),
                                                "d_loss": self.last.get("d_loss", 0.0)})
+        self.timing = {"step": t1 - t0, "publish": time.monotonic() - t1}
         return self.last
+
+    def state_dict(self) -> dict[str, Any]:
+        """D, its optimizer (lr included), the version and warm-up counters, torch's RNG."""
+        return {"updater": self.updater.state_dict(), "version": self.version, "warmup_done": self.warmup_done,
+                "rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updater.load_state_dict(state["updater"])
+        self.version, self.warmup_done = int(state["version"]), int(state["warmup_done"])
+        torch.set_rng_state(state["rng"])
 
 
 class StudentLearner:
-    """Student learner state: the updater (θ, θ_old, θ_ref, EMA), a local D copy fed by D weights."""
+    """Student learner state: the updater (θ, θ_old, θ_ref, EMA), a local D copy fed by D weights.
+
+    `history` (optional) keeps the D versions used since the last checkpoint, so a resumed
+    learner redoes those steps with the same D (`d_history.py`).
+    """
 
     def __init__(self, *, updater: StudentUpdater, d: torch.nn.Module, d_subscriber: Optional[WeightSubscriber],
                  publisher: WeightPublisher, client: redis.Redis, keys: RunKeys,
                  encode_text: Callable[[list[str]], torch.Tensor], run_seed: int, warmup_groups: int,
                  d_steps_per_batch: int, d_staleness: int, needs_d: bool, pixel_latent: bool,
-                 d_timeout_s: float = 600.0) -> None:
+                 d_timeout_s: float = 600.0, history: Optional[DHistory] = None) -> None:
         self.updater, self.d, self.d_sub, self.publisher = updater, d, d_subscriber, publisher
         self._r, self.keys, self.encode_text, self.run_seed = client, keys, encode_text, run_seed
         self.warmup_groups, self.ratio, self.k_d = warmup_groups, d_steps_per_batch, d_staleness
         self.needs_d, self.pixel_latent, self.d_timeout_s = needs_d, pixel_latent, d_timeout_s
+        self.history = history
         self.d_version = -1
         self.last: dict[str, float] = {}
+        self.timing: dict[str, float] = {}
 
     def publish(self) -> None:
         self.publisher.publish(self.updater.version, self.updater.old.state_dict())
         self._r.set(self.keys.student_version, self.updater.version)
 
-    def _sync_d(self, stop: threading.Event) -> None:
-        """Load D weights at least as new as the sync loop would have used, minus k_D."""
+    def _sync_d(self, stop: threading.Event) -> bool:
+        """Load D weights at least as new as the sync loop would have used, minus k_D; False if stopped first."""
         if not self.needs_d or self.d_sub is None:
-            return
-        need = self.warmup_groups + (self.updater.steps + 1) * self.ratio - self.k_d
-        update = self.d_sub.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
-        if update is not None and update.version > self.d_version:
-            self._load_d(update)
+            return True
+        step = self.updater.steps
+        if self.history is not None:
+            hit = self.history.lookup(step)  # a redone step: the D its first attempt used
+            if hit is not None:
+                self.d.load_state_dict(hit[1], strict=True)
+                self.d_version = hit[0]
+                return True
+            if step <= self.history.redo_until:
+                return True  # the first attempt kept its D at this step
+        before = self.d_version
+        need = self.warmup_groups + (step + 1) * self.ratio - self.k_d
+        try:
+            update = self.d_sub.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
+            if update is not None and update.version > self.d_version:
+                self._load_d(update)
+        except WeightsRejected as e:  # e.g. a restarted D learner republishing older versions
+            log.info("discriminator weights not taken: %s", e)
         deadline = time.monotonic() + self.d_timeout_s
         while self.d_version < need and not stop.is_set():
             try:
@@ -133,14 +242,23 @@ class StudentLearner:
             except TransportTimeout:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no discriminator >= v{need} after {self.d_timeout_s:.0f}s") from None
+        if self.d_version < need:
+            return False
+        if self.history is not None and self.d_version != before:
+            self.history.record(step, self.d_version, self.d.state_dict())
+        return True
 
     def _load_d(self, update: Any) -> None:
         self.d.load_state_dict(dict(update.state_dict), strict=True)
         self.d_version = int(update.version)
 
-    def process(self, batch: ReceivedBatch, stop: threading.Event) -> dict[str, float]:
+    def process(self, batch: ReceivedBatch, stop: threading.Event) -> Optional[dict[str, float]]:
+        """One student step on `batch`; None when `stop` came while waiting for D (nothing changed)."""
         pb = to_pair_batch(batch, self.encode_text, pixel_latent=self.pixel_latent)
-        self._sync_d(stop)
+        t0 = time.monotonic()
+        if not self._sync_d(stop):
+            return None
+        t1 = time.monotonic()
         scores = None
         if self.updater.objective in ("afd", "frozen_d"):
             self.d.eval()
@@ -149,13 +267,26 @@ class StudentLearner:
         step = self.updater.steps
         metrics = self.updater.step(pb, scores=scores, d=self.d, generator=step_generator(self.run_seed, step, "train"))
         metrics["policy_version"] = float(self.updater.publish())
+        t2 = time.monotonic()
         metrics["d_version_used"] = float(self.d_version)
         metrics["staleness_max"] = float(step - int(pb.policy_version.min()))
         self.publish()
         self._r.hset(self.keys.status, mapping={"student_steps": self.updater.steps,
                                                "student_loss": metrics.get("student_loss", 0.0)})
+        self.timing = {"d_wait": t1 - t0, "step": t2 - t1, "publish": time.monotonic() - t2}
         self.last = metrics
         return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """θ, θ_old, θ_ref, EMA, optimizer, steps and version (the updater's), the D copy and its version, RNG."""
+        return {"updater": self.updater.state_dict(), "d": self.d.state_dict(), "d_version": self.d_version,
+                "rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.updater.load_state_dict(state["updater"])
+        self.d.load_state_dict(state["d"], strict=True)
+        self.d_version = int(state["d_version"])
+        torch.set_rng_state(state["rng"])
 
 
 def d_copy(d: torch.nn.Module) -> torch.nn.Module:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -20,6 +22,8 @@ from afd_async.runtime.connect import redis_client, stop_on_signals, tcp
 from afd_async.runtime.feeder import GroupFeed
 from afd_async.runtime.groups import GroupClaims
 from afd_async.runtime.keys import RunKeys
+from afd_async.runtime.d_history import DHistory
+from afd_async.runtime.learner_state import Checkpointer, feeder_max_unacked, open_store
 from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_copy
 from afd_async.runtime.plan import Planner
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
@@ -141,10 +145,11 @@ def run_feeder(cfg: RootConfig) -> int:
         return next_batch
 
     d_ep, s_ep = _ports(cfg.cluster.host, cfg.cluster.feeder_port)
+    cap = feeder_max_unacked(cfg)  # learners ack after checkpoints: let them hold a checkpoint's worth
     with FeedServer(d_ep, counted(feeds["discriminator"]), on_ack=feeds["discriminator"].on_ack,
-                    on_lost=feeds["discriminator"].on_lost) as d_srv, \
+                    on_lost=feeds["discriminator"].on_lost, max_unacked=cap) as d_srv, \
          FeedServer(s_ep, counted(feeds["student"]), on_ack=feeds["student"].on_ack,
-                    on_lost=feeds["student"].on_lost) as s_srv:
+                    on_lost=feeds["student"].on_lost, max_unacked=cap) as s_srv:
         log.info("feeder: D feed %s, student feed %s", d_srv.endpoint, s_srv.endpoint)
         while not _stopped(r, keys, stop):
             trim_acked(r, keys.pairs)
@@ -173,12 +178,17 @@ def run_d_learner(cfg: RootConfig) -> int:
     d = make_discriminator(cfg.discriminator, text.dim)
     upd = DiscriminatorUpdater(d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.d_learner_port)
+    store = open_store(cfg, "d-learner", r, keys)
     with WeightPublisher(notify, fetch) as pub, _feed_client(cfg, 0) as feed:
         learner = DLearner(updater=upd, publisher=pub, client=r, keys=keys, encode_text=text.encode,
                            warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
                            lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny")
+        ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack)
+        ckpt.restore()
         learner.publish()
-        loop = FeedLoop(feed, stop)
+        # staleness 0: D trains groups in plan order (0, 1, …), as the synchronous loop does
+        loop = FeedLoop(feed, stop, checkpointer=ckpt, timing=lambda: learner.timing,
+                        expected=(lambda: len(ckpt.ledger.trained)) if cfg.replay.staleness == 0 else None)
         # The run's stop key ends this learner even when no batch comes any more (the feeder has stopped).
         threading.Thread(target=lambda: [stop.wait(0.5) for _ in iter(lambda: _stopped(r, keys, stop), True)],
                          daemon=True).start()
@@ -194,6 +204,9 @@ def run_d_learner(cfg: RootConfig) -> int:
             labels(M.D_VERSION).set(learner.version)
             labels(M.D_STEP_SECONDS).observe(time.monotonic() - t0)
             labels(M.D_BATCH_WAIT).observe(loop.wait_s)
+            labels(M.D_BUSY).set(loop.busy.ratio)
+            r.hset(keys.status, mapping={"d_busy_ratio": round(loop.busy.ratio, 4),
+                                         "d_busy_breakdown": json.dumps(loop.busy.breakdown())})
             labels.beat()
             _stopped(r, keys, stop)
             return False
@@ -220,31 +233,50 @@ def run_student_learner(cfg: RootConfig) -> int:
     needs_d = cfg.algo.name != "sft"
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.student_learner_port)
     d_notify, d_fetch = _ports(cfg.cluster.d_learner_host, cfg.cluster.d_learner_port)
+    store = open_store(cfg, "student-learner", r, keys)
+    history = DHistory(store.dir / "d_history") if cfg.train.checkpoint_d_history else None
     with WeightPublisher(notify, fetch) as pub, WeightSubscriber(d_notify, d_fetch) as d_sub, _feed_client(cfg, 1) as feed:
         learner = StudentLearner(updater=upd, d=d, d_subscriber=d_sub, publisher=pub, client=r, keys=keys,
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,
                                  d_staleness=cfg.replay.d_staleness, needs_d=needs_d,
-                                 pixel_latent=cfg.student.kind == "tiny")
+                                 pixel_latent=cfg.student.kind == "tiny", history=history)
+        ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
+                            on_saved=history.prune if history is not None else None)
+        resumed = ckpt.restore()
         learner.publish()
-        outputs.start(upd)
-        loop = FeedLoop(feed, stop)
+        r.hset(keys.status, "student_steps", upd.steps)
+        # a resumed learner's "start" evaluation is of θ_ref, the initial policy (θ_old has moved on)
+        outputs.start(SimpleNamespace(old=upd.ref, steps=0) if resumed else upd)
+        # staleness 0: train groups in plan order (W, W+1, …), as the synchronous loop does
+        loop = FeedLoop(feed, stop, checkpointer=ckpt, timing=lambda: learner.timing,
+                        expected=(lambda: planner.warmup_groups + upd.steps) if cfg.replay.staleness == 0 else None)
 
-        def process(batch) -> bool:
+        def process(batch) -> Optional[bool]:
             t0 = time.monotonic()
             m = learner.process(batch, stop)
+            if m is None:
+                return None  # stopped while waiting for D: the batch goes back untrained
             labels(M.S_STEPS).inc(1)
             labels(M.S_SAMPLES).inc(len(batch.meta["pair_ids"]))
             labels(M.S_VERSION).set(upd.version)
             labels(M.S_STEP_SECONDS).observe(time.monotonic() - t0)
             labels(M.S_BATCH_WAIT).observe(loop.wait_s)
+            labels(M.S_BUSY).set(loop.busy.ratio)
+            r.hset(keys.status, mapping={"student_busy_ratio": round(loop.busy.ratio, 4),
+                                         "student_busy_breakdown": json.dumps(loop.busy.breakdown())})
             labels.beat()
-            outputs.log_step(upd.steps, {**m, "batch_wait_s": loop.wait_s, "step_s": time.monotonic() - t0})
+            outputs.log_step(upd.steps, {**m, "batch_wait_s": loop.wait_s, "step_s": time.monotonic() - t0,
+                                         **{f"time_{k}_s": v for k, v in learner.timing.items()},
+                                         "checkpoint_s": loop.checkpoint_s})
             if cfg.train.eval_every and upd.steps % cfg.train.eval_every == 0 and upd.steps < cfg.train.steps:
                 outputs.evaluate(upd)
             return upd.steps >= cfg.train.steps
 
-        loop.run(process)
+        if upd.steps < cfg.train.steps:  # a learner resumed after its last step only writes the outputs
+            loop.run(process)
+        else:
+            ckpt.checkpoint()
         if upd.steps >= cfg.train.steps:
             summary, _ = outputs.finish(upd, d, d_version=learner.d_version, mode="async",
                                         extra={"status": _status(r, keys)})
