@@ -3,6 +3,7 @@
 from afd_async.parallel.dist import (
     DistContext,
     DistributedConfigError,
+    all_gather_list,
     all_gather_rows,
     disable_multicast,
     init_distributed,
@@ -14,6 +15,6 @@ from afd_async.parallel.dist import (
 from afd_async.parallel.sharded_feed import ShardedFeed, shard_batch
 
 __all__ = [
-    "DistContext", "DistributedConfigError", "ShardedFeed", "all_gather_rows", "disable_multicast",
+    "DistContext", "DistributedConfigError", "ShardedFeed", "all_gather_list", "all_gather_rows", "disable_multicast",
     "init_distributed", "shard_batch", "shard_slice", "shutdown_distributed", "unwrap", "wrap_ddp",
 ]

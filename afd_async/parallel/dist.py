@@ -156,7 +156,7 @@ def wrap_ddp(module: nn.Module, ctx: DistContext) -> nn.Module:
     if not ctx.distributed:
         return module
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -175,6 +175,15 @@ def all_gather_rows(local: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     parts = [torch.empty_like(local) for _ in range(ctx.world_size)]
     dist.all_gather(parts, local.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def all_gather_list(local: list, ctx: DistContext) -> list:
+    """Concatenate per-rank Python lists in rank order (prompt ids for prompt-group advantages)."""
+    if not ctx.distributed:
+        return list(local)
+    parts: list = [None] * ctx.world_size
+    dist.all_gather_object(parts, list(local))
+    return [x for part in parts for x in part]
 
 
 def broadcast_object(obj: object, ctx: DistContext) -> object:

@@ -48,7 +48,12 @@ class PairBatch:
 
     def group_ids(self) -> Optional[torch.Tensor]:
         """Integer prompt groups when some prompt has K > 1 rollouts in the batch, else None."""
-        if len(set(self.prompt_ids)) == len(self.prompt_ids):
-            return None
-        index = {p: i for i, p in enumerate(dict.fromkeys(self.prompt_ids))}
-        return torch.tensor([index[p] for p in self.prompt_ids], device=self.text.device)
+        return prompt_group_ids(self.prompt_ids, self.text.device)
+
+
+def prompt_group_ids(prompt_ids: list[str], device: torch.device | str = "cpu") -> Optional[torch.Tensor]:
+    """Integer prompt groups `(B,)` when some prompt has K > 1 rollouts among `prompt_ids`, else None."""
+    if len(set(prompt_ids)) == len(prompt_ids):
+        return None
+    index = {p: i for i, p in enumerate(dict.fromkeys(prompt_ids))}
+    return torch.tensor([index[p] for p in prompt_ids], device=device)

@@ -12,7 +12,19 @@ import torch
 from torch import nn
 
 from afd_async.algo.losses import bt_accuracy, bt_loss
+from afd_async.parallel.dist import DistContext, wrap_ddp
 from afd_async.train.batch import PairBatch
+
+
+class _Scorer(nn.Module):
+    """`forward` = `d.score`: DDP only hooks `forward`, and D is called through `score`."""
+
+    def __init__(self, d: nn.Module) -> None:
+        super().__init__()
+        self.d = d
+
+    def forward(self, video: torch.Tensor, prompts: Sequence[str], text: torch.Tensor) -> torch.Tensor:
+        return self.d.score(video, prompts=prompts, text=text)
 
 
 class DiscriminatorUpdater:
@@ -22,8 +34,11 @@ class DiscriminatorUpdater:
     learner calls `score(...)` with the (possibly older) published D.
     """
 
-    def __init__(self, d: nn.Module, *, lr: float, grad_clip: float, weight_decay: float = 0.0) -> None:
+    def __init__(self, d: nn.Module, *, lr: float, grad_clip: float, weight_decay: float = 0.0,
+                 dist: Optional[DistContext] = None) -> None:
         self.d = d
+        self.dist = dist if dist is not None else DistContext()
+        self._ddp = wrap_ddp(_Scorer(d), self.dist) if self.dist.distributed else None
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW(d.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
         self.steps = 0
@@ -39,8 +54,12 @@ class DiscriminatorUpdater:
     def step(self, batch: PairBatch) -> dict[str, float]:
         """One BT step. With lr 0 (frozen_d) it only reports metrics."""
         self.d.train()
-        s_t = self.d.score(batch.teacher, prompts=batch.prompts, text=batch.text)
-        s_s = self.d.score(batch.student_rgb.detach(), prompts=batch.prompts, text=batch.text)
+        if self._ddp is None:
+            s_t = self.d.score(batch.teacher, prompts=batch.prompts, text=batch.text)
+            s_s = self.d.score(batch.student_rgb.detach(), prompts=batch.prompts, text=batch.text)
+        else:  # one DDP forward per backward: teacher and student rows in one call (D's norms are per sample)
+            both = torch.cat([batch.teacher, batch.student_rgb.detach()])
+            s_t, s_s = self._ddp(both, list(batch.prompts) * 2, torch.cat([batch.text, batch.text])).chunk(2)
         loss = bt_loss(s_t, s_s)
         metrics = {
             "d_loss": loss.item(),

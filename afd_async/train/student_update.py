@@ -34,7 +34,8 @@ from afd_async.algo.losses import (
 from afd_async.algo.policy import eta_schedule
 from afd_async.models.policies import CopyPolicies, StudentPolicies
 from afd_async.models.schedule import rollout_sigmas, sample_t
-from afd_async.train.batch import PairBatch
+from afd_async.parallel.dist import DistContext, all_gather_list, all_gather_rows, wrap_ddp
+from afd_async.train.batch import PairBatch, prompt_group_ids
 
 Objective = Literal["afd", "sft", "gan", "frozen_d"]
 
@@ -48,6 +49,10 @@ class StudentUpdater:
     Args:
         student: θ, the module the loss calls.
         policies: how θ_old / θ_ref / the EMA are held (None: deep copies, `CopyPolicies`).
+        dist: this rank's place in a data-parallel learner (None: one process). With several
+            ranks each `step` gets this rank's equal block of the global batch; θ runs under DDP,
+            noise is drawn for the global batch and sliced, and advantages are normalised over
+            the gathered global scores, so N ranks compute what one process computes.
     """
 
     def __init__(
@@ -70,8 +75,11 @@ class StudentUpdater:
         eta_max: float = 0.5,
         eval_ema: float = 0.99,
         chunk_frames: int = 4,
+        dist: Optional[DistContext] = None,
     ) -> None:
         self.student = student
+        self.dist = dist if dist is not None else DistContext()
+        self.theta = wrap_ddp(student, self.dist)  # what the loss calls: θ itself, or θ under DDP
         self.objective = objective
         self.beta, self.lam_ref, self.adv_clip, self.adv_eps = beta, lam_ref, adv_clip, adv_eps
         self.grad_clip = grad_clip
@@ -132,20 +140,35 @@ class StudentUpdater:
     # ------------------------------------------------------------ objectives
 
     def _noised(self, x0: torch.Tensor, generator: Optional[torch.Generator]):
+        """Per-chunk t and ε drawn for the *global* batch, then this rank's rows (all rows with one rank)."""
         b, f = x0.shape[0], x0.shape[2]
         n = f // self.chunk_frames
+        world = self.dist.world_size
         t = sample_t(
-            (b, n), mode=self.t_sampling, timesteps=self.timesteps, shift=self.shift, generator=generator, device=x0.device
+            (b * world, n), mode=self.t_sampling, timesteps=self.timesteps, shift=self.shift, generator=generator,
+            device=x0.device,
         ).to(x0.dtype)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        eps = torch.randn((b * world, *x0.shape[1:]), generator=generator, device=x0.device, dtype=x0.dtype)
+        if world > 1:
+            rows = self.dist.shard(b * world)
+            t, eps = t[rows], eps[rows]
         return t, eps, noise_to(x0, t, eps)
+
+    def _advantages(self, batch: PairBatch, scores: torch.Tensor) -> torch.Tensor:
+        """§2.3 advantages of this rank's rows, normalised over the whole (global) batch or prompt group."""
+        if not self.dist.distributed:
+            return advantages(scores, group_ids=batch.group_ids(), eps=self.adv_eps)
+        all_scores = all_gather_rows(scores.detach().float().contiguous(), self.dist)
+        all_ids = all_gather_list(list(batch.prompt_ids), self.dist)
+        adv = advantages(all_scores, group_ids=prompt_group_ids(all_ids, scores.device), eps=self.adv_eps)
+        return adv[self.dist.shard(len(all_ids))]
 
     def _nft(self, batch: PairBatch, scores: torch.Tensor, generator: Optional[torch.Generator]):
         x0 = batch.student.detach()
-        adv = advantages(scores, group_ids=batch.group_ids(), eps=self.adv_eps)
+        adv = self._advantages(batch, scores)
         w = advantage_weight(adv, self.adv_clip)
         t, _eps, x_t = self._noised(x0, generator)
-        v_theta = self.student(x_t, t, batch.text, x0)
+        v_theta = self.theta(x_t, t, batch.text, x0)
         with torch.no_grad():
             v_old = self.old(x_t, t, batch.text, x0)
             v_ref = self.ref(x_t, t, batch.text, x0) if self.lam_ref > 0 else v_theta.detach()
@@ -173,7 +196,7 @@ class StudentUpdater:
         self._pixel_space(batch)
         x0 = batch.teacher.detach()
         t, eps, x_t = self._noised(x0, generator)
-        loss = flow_matching_loss(self.student(x_t, t, batch.text, x0), x0, eps)
+        loss = flow_matching_loss(self.theta(x_t, t, batch.text, x0), x0, eps)
         return loss, {"fm_loss": loss.item()}
 
     def _gan(self, batch: PairBatch, d: nn.Module, generator: Optional[torch.Generator]):
@@ -184,9 +207,11 @@ class StudentUpdater:
         n = f // self.chunk_frames
         t_last = rollout_sigmas(self.timesteps, self.shift)[-1]
         t = torch.full((b, n), t_last, device=x0.device, dtype=x0.dtype)
-        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        world = self.dist.world_size
+        eps = torch.randn((b * world, *x0.shape[1:]), generator=generator, device=x0.device, dtype=x0.dtype)
+        eps = eps[self.dist.shard(b * world)] if world > 1 else eps
         x_t = noise_to(x0, t, eps)
-        v_theta = self.student(x_t, t, batch.text, x0)
+        v_theta = self.theta(x_t, t, batch.text, x0)
         x0_theta = x_t - expand_chunk_t(t, f) * v_theta
         was = [p.requires_grad for p in d.parameters()]
         d.requires_grad_(False)  # D is not trained by the student's loss
