@@ -19,16 +19,20 @@ keys only). Lua scripts run with the caller's permissions, so every
 | `afd-feeder` | consumer-group commands on the pair stream, `XTRIM` (acknowledged entries only, `replay.trim`), claims, status; read teacher clips | `DEL`, `FLUSH*`, the journal, queue and quota |
 | `afd-d-learner`, `afd-student-learner` | read run keys; `SET` versions and stop; `HSET` status | streams, any teacher key, `DEL`, `FLUSH*` |
 | `afd-health` | `PING` | everything else |
-| `afd-admin` | everything (the operator, `afd run`'s launcher) | |
-| `default` | disabled | everything |
+| `afd-admin` | everything (the operator: `afd run`'s launcher) | |
+| `default` | disabled (`afd run`); in compose the operator's login, behind `requirepass` | |
 
 Passwords go into the ACL file as SHA-256 hashes (`#<hex>`), so the file a Redis
 server reads holds no secret; each role reads its own plain password from
 `AFD_REDIS_PASSWORD` or `AFD_REDIS_PASSWORD_FILE` and its user name from
 `AFD_REDIS_USER`.
 
-`python -m afd_async.security.redis_acl init DIR` creates (once) one password
-file per user and writes `DIR/users.acl`; docker compose's `secrets-init` runs it.
+Two ways to load them: `afd run` (`cluster.redis_acl=true`) writes a whole ACL
+file (`write_acl_file`: `default` off, `afd-admin` for the launcher) and starts
+redis-server with `--aclfile`. Docker compose's `secrets-init` runs
+`python -m afd_async.security.redis_acl init DIR`, which creates (once) one
+password file per role and writes `DIR/redis_users.conf`; the Redis service
+`include`s it, and `default` stays the operator's login behind `requirepass`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Mapping, Sequence
 
 from afd_async.runtime.keys import RunKeys
 
-__all__ = ["ROLES", "REDIS_ROLES", "user_name", "role_rules", "acl_line", "acl_file_text", "write_acl_file",
+__all__ = ["ROLES", "REDIS_ROLES", "COMPOSE_ROLES", "user_name", "role_rules", "acl_line", "acl_file_text", "write_acl_file",
            "generate_passwords", "init_secrets_dir", "password_file_name"]
 
 REDIS_ROLES = ("teacher-actor", "student-actor", "feeder", "d-learner", "student-learner")
@@ -139,31 +143,37 @@ def generate_passwords(roles: Sequence[str] = ROLES) -> dict[str, str]:
     return {role: secrets.token_urlsafe(32) for role in roles}
 
 
-def init_secrets_dir(directory: str | Path, *, run: str = "default") -> list[str]:
-    """Create missing password files (`redis_password_<role>`, 0444) and (re)write `users.acl`.
+COMPOSE_ROLES = (*REDIS_ROLES, "health")
 
-    Existing password files are kept, so a restarted cluster keeps its users.
-    Returns the names of the files generated (never their contents).
+
+def init_secrets_dir(directory: str | Path, *, run: str = "default") -> list[str]:
+    """Compose's secrets: create missing password files (`redis_password_<role>`, 0444), (re)write `redis_users.conf`.
+
+    `redis_users.conf` holds `user` lines (hashes only) for the roles and the health
+    check; the Redis service `include`s it next to `requirepass`, so `default` stays
+    the operator's login, protected by the cluster's `redis_password`. Existing
+    password files are kept, so a restarted cluster keeps its users. Returns the
+    names of the files written (never their contents).
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     made, passwords = [], {}
-    for role in ROLES:
+    for role in COMPOSE_ROLES:
         p = d / password_file_name(role)
         if not p.is_file() or p.stat().st_size == 0:
+            p.unlink(missing_ok=True)
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(32))
             made.append(p.name)
         passwords[role] = p.read_text().strip()
-    acl = d / "users.acl"
-    tmp = d / "users.acl.tmp"
+    conf, tmp = d / "redis_users.conf", d / "redis_users.conf.tmp"
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)  # the redis container's user reads it
     with os.fdopen(fd, "w") as f:
-        f.write(acl_file_text(passwords, run=run))
-    os.replace(tmp, acl)
-    return made + [acl.name]
+        f.write("\n".join(acl_line(role, pw, run=run) for role, pw in passwords.items()) + "\n")
+    os.replace(tmp, conf)
+    return made + [conf.name]
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -17,8 +17,8 @@ from afd_async.config.cluster import ClusterConfig
 from afd_async.runtime.connect import redis_client as role_client
 from afd_async.runtime.groups import GroupClaims
 from afd_async.runtime.keys import RunKeys
-from afd_async.security.redis_acl import (ROLES, acl_file_text, generate_passwords, init_secrets_dir,
-                                          password_file_name, user_name, write_acl_file)
+from afd_async.security.redis_acl import (COMPOSE_ROLES, generate_passwords, init_secrets_dir, password_file_name,
+                                          user_name, write_acl_file)
 from afd_async.teacher.journal import SubmitJournal
 from afd_async.testing.redis_server import RedisServer
 
@@ -173,16 +173,24 @@ def test_role_client_reads_its_user_and_password_from_env_or_file(acl_server, ad
 
 def test_compose_secrets_dir_holds_hashes_only_and_keeps_passwords(tmp_path) -> None:
     made = init_secrets_dir(tmp_path)
-    assert set(made) == {password_file_name(r) for r in ROLES} | {"users.acl"}
-    passwords = {r: (tmp_path / password_file_name(r)).read_text() for r in ROLES}
-    acl = (tmp_path / "users.acl").read_text()
-    assert all(len(p) >= 32 and p not in acl for p in passwords.values())
-    assert acl == acl_file_text(passwords) and "user default off" in acl
-    assert not (tmp_path / "users.acl").stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-    assert init_secrets_dir(tmp_path) == ["users.acl"]  # a restart keeps every password
-    assert {r: (tmp_path / password_file_name(r)).read_text() for r in ROLES} == passwords
-    # the file a Redis server of this kind accepts, and the users it defines log in
-    with RedisServer(data_dir=str(tmp_path / "data"), acl_file=str(tmp_path / "users.acl"),
-                     username=user_name("health"), password=passwords["health"]) as server:
-        r = redis.Redis(host="127.0.0.1", port=server.port, username=user_name("feeder"), password=passwords["feeder"])
-        assert r.xlen(KEYS.pairs) == 0
+    assert set(made) == {password_file_name(r) for r in COMPOSE_ROLES} | {"redis_users.conf"}
+    passwords = {r: (tmp_path / password_file_name(r)).read_text() for r in COMPOSE_ROLES}
+    conf = (tmp_path / "redis_users.conf").read_text()
+    assert all(len(p) >= 32 and p not in conf for p in passwords.values())
+    assert "user default" not in conf and "afd-admin" not in conf  # default stays the operator's, behind requirepass
+    assert not (tmp_path / "redis_users.conf").stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert init_secrets_dir(tmp_path) == ["redis_users.conf"]  # a restart keeps every password
+    assert {r: (tmp_path / password_file_name(r)).read_text() for r in COMPOSE_ROLES} == passwords
+    # as the compose Redis service loads it: requirepass for default, `include` for the role users
+    with RedisServer(data_dir=str(tmp_path / "data"), password="operator-password",
+                     extra_args=["--include", str(tmp_path / "redis_users.conf")]) as server:
+        feeder = redis.Redis(host="127.0.0.1", port=server.port, username=user_name("feeder"),
+                             password=passwords["feeder"])
+        assert feeder.xlen(KEYS.pairs) == 0
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            feeder.flushall()
+        health = redis.Redis(host="127.0.0.1", port=server.port, username=user_name("health"),
+                             password=passwords["health"])
+        assert health.ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0)).get(KEYS.status)
