@@ -29,6 +29,8 @@ from afd_async.runtime.plan import Planner
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.sync_loop import make_student_updater
+from afd_async.security.curve import cluster_client_keys as curve_client
+from afd_async.security.curve import cluster_server_keys as curve_server
 from afd_async.transport import FeedClient, FeedServer, WeightPublisher, WeightSubscriber
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,8 @@ def run_student_actor(cfg: RootConfig) -> int:
         r.hincrby(keys.status, "pairs_written", n)
         labels.beat()
 
-    with WeightSubscriber(notify, fetch) as sub, PairWriter(r, stream=keys.pairs, blob_ttl_s=cfg.replay.blob_ttl_s) as writer:
+    with WeightSubscriber(notify, fetch, curve=curve_client(cfg.cluster, "student-actor", "student-learner")) as sub, \
+            PairWriter(r, stream=keys.pairs, blob_ttl_s=cfg.replay.blob_ttl_s) as writer:
         actor = StudentActor(
             policy=policy, encode_text=text.encode, planner=planner, claims=make_claims(cfg, r, keys, planner),
             requests=TeacherRequests(r, keys, planner, cfg.teacher.source.queue_key), writer=writer, subscriber=sub,
@@ -147,9 +150,11 @@ def run_feeder(cfg: RootConfig) -> int:
     d_ep, s_ep = _ports(cfg.cluster.host, cfg.cluster.feeder_port)
     cap = feeder_max_unacked(cfg)  # learners ack after checkpoints: let them hold a checkpoint's worth
     with FeedServer(d_ep, counted(feeds["discriminator"]), on_ack=feeds["discriminator"].on_ack,
-                    on_lost=feeds["discriminator"].on_lost, max_unacked=cap) as d_srv, \
+                    on_lost=feeds["discriminator"].on_lost, max_unacked=cap,
+                    curve=curve_server(cfg.cluster, "feeder")) as d_srv, \
          FeedServer(s_ep, counted(feeds["student"]), on_ack=feeds["student"].on_ack,
-                    on_lost=feeds["student"].on_lost, max_unacked=cap) as s_srv:
+                    on_lost=feeds["student"].on_lost, max_unacked=cap,
+                    curve=curve_server(cfg.cluster, "feeder")) as s_srv:
         log.info("feeder: D feed %s, student feed %s", d_srv.endpoint, s_srv.endpoint)
         while not _stopped(r, keys, stop):
             trim_acked(r, keys.pairs)
@@ -162,7 +167,8 @@ def run_feeder(cfg: RootConfig) -> int:
 # ---------------------------------------------------------------------------------------------- learners
 
 def _feed_client(cfg: RootConfig, offset: int) -> FeedClient:
-    return FeedClient(tcp(cfg.cluster.feeder_host, cfg.cluster.feeder_port + offset), rank=0, window=2)
+    curve = curve_client(cfg.cluster, ("d-learner", "student-learner")[offset], "feeder")  # None: plain TCP
+    return FeedClient(tcp(cfg.cluster.feeder_host, cfg.cluster.feeder_port + offset), rank=0, window=2, curve=curve)
 
 
 def run_d_learner(cfg: RootConfig) -> int:
@@ -179,7 +185,7 @@ def run_d_learner(cfg: RootConfig) -> int:
     upd = DiscriminatorUpdater(d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.d_learner_port)
     store = open_store(cfg, "d-learner", r, keys)
-    with WeightPublisher(notify, fetch) as pub, _feed_client(cfg, 0) as feed:
+    with WeightPublisher(notify, fetch, curve=curve_server(cfg.cluster, "d-learner")) as pub, _feed_client(cfg, 0) as feed:
         learner = DLearner(updater=upd, publisher=pub, client=r, keys=keys, encode_text=text.encode,
                            warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
                            lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny")
@@ -235,7 +241,9 @@ def run_student_learner(cfg: RootConfig) -> int:
     d_notify, d_fetch = _ports(cfg.cluster.d_learner_host, cfg.cluster.d_learner_port)
     store = open_store(cfg, "student-learner", r, keys)
     history = DHistory(store.dir / "d_history") if cfg.train.checkpoint_d_history else None
-    with WeightPublisher(notify, fetch) as pub, WeightSubscriber(d_notify, d_fetch) as d_sub, _feed_client(cfg, 1) as feed:
+    with WeightPublisher(notify, fetch, curve=curve_server(cfg.cluster, "student-learner")) as pub, \
+            WeightSubscriber(d_notify, d_fetch, curve=curve_client(cfg.cluster, "student-learner", "d-learner")) as d_sub, \
+            _feed_client(cfg, 1) as feed:
         learner = StudentLearner(updater=upd, d=d, d_subscriber=d_sub, publisher=pub, client=r, keys=keys,
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,

@@ -11,6 +11,8 @@ each role its user name and password through the environment (never argv, which
         sup.start(role, role, overrides, env={..., **sec.role_env(role)})
 
 With `cluster.redis_acl=false` (default) both return `{}` and nothing changes.
+With `cluster.curve_keys_dir=DIR`, missing CURVE keypairs are created in DIR and
+every feed and weight socket of the run uses them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from afd_async.config.root import RootConfig
+from afd_async.security.curve import init_keys
 from afd_async.security.redis_acl import REDIS_ROLES, generate_passwords, user_name, write_acl_file
 
 __all__ = ["LocalSecurity", "local_security", "run_teacher_key"]
@@ -52,7 +55,13 @@ class LocalSecurity:
 
 
 def local_security(cfg: RootConfig, redis_dir: str | Path) -> LocalSecurity:
-    """Generate the run's Redis users when `cfg.cluster.redis_acl`; else a no-op `LocalSecurity`."""
+    """Generate the run's Redis users when `cfg.cluster.redis_acl`; else a no-op `LocalSecurity`.
+
+    With `cfg.cluster.curve_keys_dir` set, the CURVE keypairs it lacks are created
+    there too (the roles load them from that directory: `security.curve`).
+    """
+    if cfg.cluster.curve_keys_dir:
+        init_keys(cfg.cluster.curve_keys_dir)
     if not cfg.cluster.redis_acl:
         return LocalSecurity()
     passwords = generate_passwords()
