@@ -67,7 +67,8 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """A process group exists (DDP wraps the models), possibly of one rank (to measure DDP's own cost)."""
+        return self.backend != "none"
 
     def shard(self, global_batch: int) -> slice:
         """This rank's rows of a global batch (equal, contiguous shards: rank r gets block r)."""
@@ -107,14 +108,16 @@ def _env_int(env: Mapping[str, str], name: str) -> int:
 
 
 def init_distributed(backend: Backend = "auto", *, timeout_s: float = 300.0,
-                     env: Optional[Mapping[str, str]] = None) -> DistContext:
+                     env: Optional[Mapping[str, str]] = None, group_of_one: bool = False) -> DistContext:
     """Join the learner's process group if torchrun started us; otherwise a world of one.
 
     `timeout_s` bounds every collective: a dead peer turns into an error after
     that long instead of a hang (the most common multi-GPU failure).
+    `group_of_one` forms a process group (and DDP) even for one torchrun rank,
+    so a benchmark can separate DDP's own cost from scaling.
     """
     env = os.environ if env is None else env
-    if "WORLD_SIZE" not in env or int(env.get("WORLD_SIZE", "1")) <= 1:
+    if "WORLD_SIZE" not in env or (int(env.get("WORLD_SIZE", "1")) <= 1 and not group_of_one):
         device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
         return DistContext(device=device)
     rank, world, local = _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE"), _env_int(env, "LOCAL_RANK")

@@ -119,12 +119,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", choices=["auto", "nccl", "gloo"], default="auto")
+    ap.add_argument("--ddp-one", action="store_true", help="under torchrun with one rank: still use a process group + DDP")
     ap.add_argument("--resume", type=Path, default=None)
     ap.add_argument("--save", type=Path, default=None, help="write a checkpoint (rank 0) after step --save-at")
     ap.add_argument("--save-at", type=int, default=None, help="steps done when --save is written (default: all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    ctx = init_distributed(args.backend, timeout_s=120)
+    ctx = init_distributed(args.backend, timeout_s=120, group_of_one=args.ddp_one)
     try:
         result = train(ctx, steps=args.steps, batch=args.batch, size=args.size, seed=args.seed,
                        resume=args.resume, save=args.save, save_at=args.save_at)
