@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import email.utils
 import contextvars
+import functools
 import hashlib
 import json
 import logging
@@ -211,6 +212,37 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TeacherError) and exc.error_class is ErrorClass.TRANSIENT and not getattr(exc, "ambiguous", False)
 
 
+# What a parser may raise on a 2xx body of the wrong shape: json/UnicodeDecodeError are ValueErrors.
+_PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError)
+
+
+def _guard_parse(name: str, fn: Any) -> Any:
+    """Wrap a contract method so a malformed provider response is a classified `TeacherError`.
+
+    A create answered 2xx with an unreadable body may still have made the job:
+    it is an `AmbiguousSubmitError` (the gateway resolves it with `find_job` or
+    counts a possible duplicate). Any other call's malformed body is TRANSIENT.
+    """
+
+    @functools.wraps(fn)
+    async def guarded(self: "HttpAdapter", *args: Any, **kwargs: Any) -> Any:
+        try:
+            out = await fn(self, *args, **kwargs)
+            if name == "submit" and not (isinstance(getattr(out, "job_id", None), str) and out.job_id):
+                raise ValueError(f"no job id in the create response (got {getattr(out, 'job_id', None)!r})")
+            return out
+        except TeacherError:
+            raise
+        except _PARSE_ERRORS as e:
+            msg = self.redact(f"{self.provider} {name}: malformed response ({type(e).__name__}: {str(e)[:120]})")
+            if name == "submit":
+                raise AmbiguousSubmitError(msg + "; the job may exist (resolve with find_job)") from None
+            raise TeacherError(ErrorClass.TRANSIENT, msg) from None
+
+    guarded.__afd_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
 class HttpAdapter:
     """Base for adapters: one pooled `httpx.AsyncClient`, classified errors, retried GETs.
 
@@ -221,6 +253,14 @@ class HttpAdapter:
     """
 
     provider: str = "http"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every adapter's contract methods raise only `TeacherError` (see `_guard_parse`)."""
+        super().__init_subclass__(**kwargs)
+        for name in ("submit", "poll", "cancel", "find_job", "download"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "__afd_guarded__", False):
+                setattr(cls, name, _guard_parse(name, fn))
 
     def __init__(
         self,

@@ -105,9 +105,15 @@ class KlingClient(HttpAdapter):
         return self._make_error(resp, None if code is None else str(code), message, cls)
 
     def _data(self, resp: httpx.Response, body: Any) -> dict[str, Any]:
-        """Kling may answer HTTP 200 with a non-zero `code`: treat it as the error it is."""
-        if not isinstance(body, dict) or body.get("code", 0) != 0 or not isinstance(body.get("data"), (dict, list)):
+        """Kling may answer HTTP 200 with a non-zero `code`: treat it as the error it is.
+
+        A 200 without a code or data is a malformed reply, not a verdict on the prompt:
+        ValueError, which the adapter base turns into ambiguous (create) or TRANSIENT.
+        """
+        if isinstance(body, dict) and body.get("code", 0) != 0:
             raise self._error(resp, body)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), (dict, list)):
+            raise ValueError(f"HTTP {resp.status_code} body without code or data")
         return body
 
     async def submit(self, request: JobRequest) -> JobHandle:
