@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -109,7 +110,9 @@ class FeedServer:
         self._waker = Waker(self._ctx)
         self._cond = threading.Condition()
         self._peers: dict[bytes, _Peer] = {}
-        self._seq = 0
+        # Seqs start at a random point per server: after a feeder restart a learner still acks (late) the old
+        # session's seqs, which must not match the new session's batches (that would ack a group nobody trained).
+        self._seq = random.SystemRandom().getrandbits(40) << 12
         self._rr = 0
         self._callbacks: collections.deque = collections.deque()
         self._stats = FeedServerStats()

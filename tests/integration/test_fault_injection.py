@@ -105,5 +105,36 @@ def test_ledger_counts_what_went_wrong() -> None:
     assert (twice, orphaned, failed) == (1, 1, 1)
 
 
+def test_an_ack_from_a_dead_feeder_session_cannot_ack_the_new_sessions_batch() -> None:
+    """Feeder restart: the learner acks (late, after its checkpoint) a batch of the old session. The restarted
+    feeder must not take that ack for one of its own batches, or it would XACK a group nobody trained."""
+    import itertools
+
+    import torch
+
+    from afd_async.transport import Batch, FeedClient, FeedServer
+
+    acked: list[str] = []
+
+    def source(name: str):
+        n = itertools.count()
+        return lambda rank: Batch({"x": torch.zeros(2)}, {"session": name}, f"{name}{next(n)}")
+
+    first = FeedServer("tcp://127.0.0.1:0", source("old"), on_ack=lambda rank, tok: acked.append(tok)).start()
+    endpoint = first.endpoint
+    with FeedClient(endpoint, rank=0, window=1, heartbeat_s=0.1) as client:
+        old = client.next(timeout_s=10)
+        first.close()  # the feeder dies with the batch unacked
+        with FeedServer(endpoint, source("new"), on_ack=lambda rank, tok: acked.append(tok)):
+            first_new = client.next(timeout_s=20)
+            while first_new.meta["session"] != "new":  # a batch prefetched from the old session
+                first_new = client.next(timeout_s=20)
+            client.ack(old)  # late ack of the old session's batch; first_new stays unacked
+            second_new = client.next(timeout_s=20)
+            client.ack(second_new)  # sent after the old ack on the same socket: once it lands, so did that one
+            wait_until(lambda: len(acked) >= 1, timeout_s=10, what="the second batch's ack")
+    assert acked == ["new1"], acked  # the old ack matched nothing in the new session
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
