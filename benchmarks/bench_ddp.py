@@ -26,7 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from afd_async.launch.run import reserve_port  # noqa: E402
 from afd_async.parallel.dist import NO_MULTICAST_ENV  # noqa: E402
 
 
@@ -35,8 +34,8 @@ def run_ranks(n: int, out: Path, args: argparse.Namespace) -> dict:
     common = ["--ddp-one"] * (n == 0) + ["--out", str(out), "--steps", str(args.steps), "--batch", str(args.batch), "--size", args.size,
               "--backend", args.backend]
     torchrun = shutil.which("torchrun") or "torchrun"
-    cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", str(max(n, 1)), "--master-addr", "127.0.0.1",
-           "--master-port", str(reserve_port()), "-m", "afd_async.parallel.replica_check", *common]
+    cmd = [torchrun, "--standalone", "--nproc-per-node", str(max(n, 1)), "-m", "afd_async.parallel.replica_check",
+           *common]
     if n == 1:  # the plain single-process path (no process group): the reference
         cmd = [sys.executable, "-m", "afd_async.parallel.replica_check", *common]
     env = {**os.environ, **NO_MULTICAST_ENV, "OMP_NUM_THREADS": str(args.threads),

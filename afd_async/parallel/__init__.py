@@ -1,20 +1,3 @@
-"""Data-parallel learners: torch.distributed set-up (`dist`) and per-rank feed shards (`sharded_feed`)."""
-
-from afd_async.parallel.dist import (
-    DistContext,
-    DistributedConfigError,
-    all_gather_list,
-    all_gather_rows,
-    disable_multicast,
-    init_distributed,
-    shard_slice,
-    shutdown_distributed,
-    unwrap,
-    wrap_ddp,
-)
-from afd_async.parallel.sharded_feed import ShardedFeed, shard_batch
-
-__all__ = [
-    "DistContext", "DistributedConfigError", "ShardedFeed", "all_gather_list", "all_gather_rows", "disable_multicast",
-    "init_distributed", "shard_batch", "shard_slice", "shutdown_distributed", "unwrap", "wrap_ddp",
-]
+"""Data-parallel learners: torch.distributed set-up (`parallel.dist`) and per-rank feed shards
+(`parallel.sharded_feed`). Import the submodules: `dist` needs only torch, so a GPU host without
+the transport's packages can still run `parallel.replica_check`."""

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from afd_async.launch.supervisor import wait_until
-from afd_async.parallel import DistributedConfigError, ShardedFeed, shard_batch
+from afd_async.parallel.dist import DistributedConfigError
+from afd_async.parallel.sharded_feed import ShardedFeed, shard_batch
 from afd_async.transport import Batch, FeedClient, FeedServer
 
 
