@@ -76,7 +76,11 @@ end
 """
 
 
-class SchemaVersionError(ValueError):
+class CacheRecordError(ValueError):
+    """A cache record that cannot be read (corrupt, foreign, or a wrong field); the message says why."""
+
+
+class SchemaVersionError(CacheRecordError):
     """A cache record written by an unknown (newer or older) schema."""
 
 
@@ -127,23 +131,36 @@ def encode_entry(e: CacheEntry) -> bytes:
 
 
 def decode_entry(blob: bytes, *, use: int = 0) -> CacheEntry:
-    """Parse a record; raises `SchemaVersionError` on an unknown schema."""
-    d = msgpack.unpackb(blob, raw=False)
+    """Parse a record.
+
+    Raises:
+        SchemaVersionError: an unknown schema (or dtype).
+        CacheRecordError: anything else wrong with the bytes (never a bare msgpack/numpy error).
+    """
+    try:
+        d = msgpack.unpackb(blob, raw=False)
+    except Exception as e:  # noqa: BLE001 - msgpack raises many types on garbage
+        raise CacheRecordError(f"teacher cache record is not msgpack ({type(e).__name__})") from None
     v = d.get("schema") if isinstance(d, dict) else None
     if v != SCHEMA_VERSION:
         raise SchemaVersionError(f"teacher cache record has schema {v!r}; this reader understands {SCHEMA_VERSION} "
                                  "(clear the cache or upgrade the reader)")
-    if d["dtype"] != "uint8":
-        raise SchemaVersionError(f"teacher cache record has dtype {d['dtype']!r}, expected 'uint8'")
-    frames = np.frombuffer(d["frames"], dtype=np.uint8).reshape(tuple(d["shape"]))
-    return CacheEntry(key=d["key"], prompt=d["prompt"], seed=int(d["seed"]), params=json.loads(d["params"]),
-                      clip=Clip(frames=frames, fps=float(d["fps"])), meta=_meta(d["meta"]),
-                      created_at=float(d["created_at"]), use=use)
+    if d.get("dtype") != "uint8":
+        raise SchemaVersionError(f"teacher cache record has dtype {d.get('dtype')!r}, expected 'uint8'")
+    try:
+        frames = np.frombuffer(d["frames"], dtype=np.uint8).reshape(tuple(d["shape"]))
+        return CacheEntry(key=str(d["key"]), prompt=str(d["prompt"]), seed=int(d["seed"]),
+                          params=json.loads(d["params"]), clip=Clip(frames=frames, fps=float(d["fps"])),
+                          meta=_meta(d["meta"]), created_at=float(d["created_at"]), use=use)
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
+        raise CacheRecordError(f"malformed teacher cache record: {type(e).__name__}: {str(e)[:200]}") from None
 
 
 def _meta(d: dict[str, Any]) -> TeacherMeta:
     """TeacherMeta from a record; fields a newer writer added are ignored (older readers stay compatible)."""
     known = {f for f in TeacherMeta.__dataclass_fields__}
+    if not isinstance(d, dict):
+        raise TypeError(f"meta is {type(d).__name__}, not a map")
     return TeacherMeta(**{k: v for k, v in d.items() if k in known})
 
 
