@@ -94,6 +94,9 @@ class GroupFeed:
             if self.learner == "student" and pair.group < self.warmup_groups:
                 self.reader.ack([sid])  # warm-up groups train D only
                 continue
+            replaced = self._rows[pair.group].get(pair.group_row)
+            if replaced is not None and replaced[0] != sid:  # a re-roll's row replaces a dead actor's: ack the old
+                self.reader.ack([replaced[0]])  # one, or it stays pending forever and pins the stream
             self._rows[pair.group][pair.group_row] = (sid, pair)
             if len(self._rows[pair.group]) == pair.group_size:
                 self._complete(pair.group)

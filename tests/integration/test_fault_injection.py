@@ -136,5 +136,40 @@ def test_an_ack_from_a_dead_feeder_session_cannot_ack_the_new_sessions_batch() -
     assert acked == ["new1"], acked  # the old ack matched nothing in the new session
 
 
+def test_a_rerolled_row_replaces_the_dead_actors_row_and_acks_it(redis_client) -> None:
+    """A student actor died after writing row 0 of a group; the re-roll writes the whole group again with newer
+    weights. The feeder trains the re-roll's rows and acks the dead actor's row (else it stays pending forever
+    and pins the stream: `trim_acked` can never cut below it)."""
+    import dataclasses
+
+    import torch
+
+    from afd_async.replay import PairWriter
+    from afd_async.replay.examples import make_pair
+    from afd_async.runtime.feeder import GroupFeed
+    from afd_async.runtime.groups import GroupClaims
+    from afd_async.runtime.keys import RunKeys
+
+    keys = RunKeys("t")
+    claims = GroupClaims(redis_client, keys, total_groups=4, warmup_groups=0, staleness=5, lease_s=5)
+    feed = GroupFeed(redis_client, keys, learner="student", claims=claims, teacher=lambda ref: torch.zeros(2, 8, 8, 3,
+                     dtype=torch.uint8), staleness=5, warmup_groups=0)
+
+    def row(i: int, version: int):
+        return dataclasses.replace(make_pair(i, policy_version=version, pair_id=f"g1-r{i}-v{version}"),
+                                   group=1, group_row=i, group_size=2)
+
+    with PairWriter(redis_client, stream=keys.pairs) as w:
+        w.write(row(0, 3))  # the dead actor's only row
+        for i in range(2):
+            w.write(row(i, 4))  # the re-roll
+    batch = None
+    for _ in range(10):
+        batch = batch or feed.next_batch(0)
+    assert batch is not None and batch.meta["pair_ids"] == ["g1-r0-v4", "g1-r1-v4"]
+    feed.on_ack(0, batch.token)
+    assert redis_client.xpending(keys.pairs, "student")["pending"] == 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
