@@ -66,7 +66,7 @@ def floor_contacts(t: np.ndarray, y: np.ndarray, *, prominence: float = 0.03, re
     least `prominence`; its time is the vertex of the parabola through the
     three samples around it (clipped to +- half a frame). Arrival at rest is the
     first sample from which y stays within `rest_tol` of the final level to the
-    end of the clip (its time is refined by extrapolating the incoming motion).
+    end of the clip; its time is where the incoming motion, extrapolated as a parabola, reaches that level.
 
     Returns:
         (rebound times, rest arrival time or None if the clip never settles).
@@ -90,10 +90,20 @@ def floor_contacts(t: np.ndarray, y: np.ndarray, *, prominence: float = 0.03, re
     if settled[-1] and not settled.all():
         first = int(y.size - np.argmin(settled[::-1]))  # first index of the final settled run
         if first > 0:
-            y0, y1 = y[first - 1], y[first]
-            frac = (final - y0) / (y1 - y0) if y1 != y0 else 1.0
-            rest = float(t[first - 1] + dt * min(max(frac, 0.0), 1.0))
+            rest = _arrival(t[max(0, first - 3) : first], y[max(0, first - 3) : first], final, float(t[first]))
     return rebounds, rest
+
+
+def _arrival(t: np.ndarray, y: np.ndarray, level: float, t_next: float) -> float:
+    """When the incoming motion (a parabola through up to three samples) reaches `level`, within [t[-1], t_next]."""
+    lo = float(t[-1])
+    if t.size >= 2:
+        coef = np.polyfit(t - lo, y, min(2, t.size - 1))
+        roots = np.roots(coef - np.r_[np.zeros(coef.size - 1), level])
+        real = [float(r.real) for r in roots if abs(r.imag) < 1e-9 and 0.0 <= r.real <= t_next - lo]
+        if real:
+            return lo + min(real)
+    return (lo + t_next) / 2.0
 
 
 def _vertex_offset(a: float, b: float, c: float) -> float:
