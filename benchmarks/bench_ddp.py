@@ -3,8 +3,10 @@
 Each row runs `afd_async.parallel.replica_check` (the real student and D
 updaters, DDP over torchrun) and reports the median step time after warm-up,
 steps/s, the speed-up over the 1-rank row and the per-rank scaling efficiency
-(speed-up ÷ N), plus the largest loss difference to the 1-rank run (the
-correctness side of the same measurement).
+(speed-up ÷ N), plus the loss difference to the 1-rank run over the first
+three steps and over all steps (the correctness side of the same measurement;
+on GPUs non-deterministic kernels make runs drift apart slowly even at one rank,
+so the first steps are the comparison that means something).
 
     python benchmarks/bench_ddp.py --ranks 1 2 --size small --steps 12          # CPU: gloo
     python benchmarks/bench_ddp.py --ranks 1 2 4 --size small --steps 30        # GPUs: NCCL, one GPU per rank
@@ -66,14 +68,16 @@ def main() -> int:
             rows.append({"ranks": n, "backend": res["backend"], "device": res["device"],
                          "step_s": statistics.median(times), "losses": [r["student_loss"] for r in res["log"]]})
     base = rows[0]
-    print(f"| ranks | backend | device | step s (median) | steps/s | speed-up | efficiency/rank | max rel loss diff vs {base['ranks']} |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| ranks | backend | device | step s (median) | steps/s | speed-up | efficiency/rank "
+          f"| rel loss diff vs {base['ranks']}: first 3 steps | all steps |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         speed = base["step_s"] / r["step_s"]
         r["speedup"], r["efficiency"] = speed, speed / (max(r["ranks"], 1) / max(base["ranks"], 1))
-        r["max_rel_loss_diff"] = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(base["losses"], r["losses"]))
+        rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(base["losses"], r["losses"])]
+        r["rel_loss_diff_first3"], r["max_rel_loss_diff"] = max(rel[:3]), max(rel)
         print(f"| {r['ranks']} | {r['backend']} | {r['device']} | {r['step_s']:.4f} | {1 / r['step_s']:.2f} | "
-              f"{speed:.2f}× | {r['efficiency']:.0%} | {r['max_rel_loss_diff']:.1e} |")
+              f"{speed:.2f}× | {r['efficiency']:.0%} | {max(rel[:3]):.1e} | {max(rel):.1e} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
