@@ -30,7 +30,7 @@ paths apply the same window, so they agree with eviction too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from diffusers import WanTransformer3DModel
@@ -305,7 +305,8 @@ class WanCausalStudent(nn.Module):
 
     @torch.no_grad()
     def rollout(self, text: Tensor, *, generator: torch.Generator, timesteps: Sequence[int], shift: float,
-                num_frames: Optional[int] = None, latent_frames: Optional[int] = None, use_cache: bool = True) -> Tensor:
+                num_frames: Optional[int] = None, latent_frames: Optional[int] = None, use_cache: bool = True,
+                on_chunk: Optional[Callable[[int, Tensor], None]] = None) -> Tensor:
         """Generate latents chunk by chunk (Self-Forcing few-step causal sampling).
 
         Noise is drawn on the generator's device in a fixed order (per chunk: the
@@ -320,6 +321,8 @@ class WanCausalStudent(nn.Module):
             latent_frames: latent frames directly; give exactly one. Latent frames must be a
                 multiple of `chunk_frames`.
             use_cache: False recomputes the clean context every step (the oracle).
+            on_chunk: called with (chunk index, its x0 latents) as soon as a chunk is final, before the
+                next chunk starts (e.g. to decode it on a side stream while the next one is generated).
 
         Returns:
             x0 latents `(B, C, latent frames, h, w)` (decode with `WanVAE.decode`).
@@ -363,6 +366,8 @@ class WanCausalStudent(nn.Module):
                 if i + 1 < len(sigmas):
                     x = (1 - sigmas[i + 1]) * x0 + sigmas[i + 1] * noise()
             chunks.append(x0)
+            if on_chunk is not None:
+                on_chunk(k, x0)
             if cache is not None and (k + 1) * cf < num_frames:  # the last chunk is nobody's context
                 self._run(x0.to(w.dtype), x0.new_zeros(b, cf), text_e, frames, _CacheCtx(cache), cross, out_from=None)
                 cache.commit(cf)
