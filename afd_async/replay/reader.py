@@ -133,12 +133,14 @@ class PairReader:
             ensure_group(client, stream, group)
 
     # -- reading -------------------------------------------------------------------------------
-    def read(self, count: int, block_ms: Optional[int] = None, *, pending: bool = False) -> list[tuple[str, Pair]]:
+    def read(self, count: int, block_ms: Optional[int] = None, *, pending: bool = False,
+             after: str = "0") -> list[tuple[str, Pair]]:
         """Up to `count` new pairs for this consumer.
 
         Args:
             count: max entries to read.
             block_ms: wait up to this long for new entries (None: do not wait).
+            after: with `pending`, only entries with ids above this one (page through a long pending list).
             pending: re-read this consumer's own unacknowledged entries instead of
                 new ones (after a restart under the same consumer name).
         """
@@ -148,7 +150,7 @@ class PairReader:
             if block_ms < 1 or (timeout is not None and timeout * 1000 <= block_ms):
                 raise ValueError(f"block_ms={block_ms} must be >= 1 and below the socket timeout ({timeout} s)")
         resp = self._r.xreadgroup(
-            self.group, self.consumer, {self.stream: "0" if pending else ">"}, count=count, block=None if pending else block_ms
+            self.group, self.consumer, {self.stream: after if pending else ">"}, count=count, block=None if pending else block_ms
         )
         entries = _entries(resp)
         return self._process([(sid, f) for sid, f in entries if f])

@@ -54,6 +54,7 @@ class GroupFeed:
         self._ready: collections.deque[Batch] = collections.deque()  # collated, or redelivered after a lost learner
         self._lock = threading.Lock()
         self._recovered = False
+        self._pending_after = "0"  # paging through our pending entries after a restart
         self._order = 0  # collation order, so batches handed back by a lost learner keep their order
         self.groups_sent = 0
         self.groups_dropped = 0
@@ -81,9 +82,12 @@ class GroupFeed:
 
     # -- internals ----------------------------------------------------------------------------
     def _pull(self) -> None:
-        if not self._recovered:  # after a feeder restart: our own unacked entries first
-            entries = self.reader.read(256, pending=True)
-            self._recovered = True
+        if not self._recovered:  # after a feeder restart: our own unacked entries first, page by page
+            before = self.reader.counters["read"]
+            entries = self.reader.read(256, pending=True, after=self._pending_after)
+            if entries:
+                self._pending_after = entries[-1][0]
+            self._recovered = self.reader.counters["read"] - before < 256  # a short page: that was the last
         else:
             entries = self.reader.read(64, block_ms=self.block_ms)
         for sid, pair in entries:

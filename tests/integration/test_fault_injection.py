@@ -171,5 +171,42 @@ def test_a_rerolled_row_replaces_the_dead_actors_row_and_acks_it(redis_client) -
     assert redis_client.xpending(keys.pairs, "student")["pending"] == 0
 
 
+def test_a_restarted_feeder_recovers_every_pending_pair_not_just_a_page(redis_client) -> None:
+    """A feeder died holding more unacked pairs than one pending read returns (256): its successor (same
+    consumer name) must page through all of them, or the groups past the first page never complete (lost)."""
+    import dataclasses
+
+    import torch
+
+    from afd_async.replay import PairReader, PairWriter
+    from afd_async.replay.examples import make_pair
+    from afd_async.runtime.feeder import GroupFeed
+    from afd_async.runtime.groups import GroupClaims
+    from afd_async.runtime.keys import RunKeys
+
+    keys, groups = RunKeys("t"), 150  # 300 pairs
+    with PairWriter(redis_client, stream=keys.pairs) as w:
+        for g in range(groups):
+            for i in range(2):
+                w.write(dataclasses.replace(make_pair(2 * g + i, payload_bytes=256, pair_id=f"g{g}-r{i}-v0"),
+                                            group=g, group_row=i, group_size=2))
+    dead = PairReader(redis_client, stream=keys.pairs, group="student", consumer="feeder")
+    assert len(dead.read(1000)) == 2 * groups  # delivered to the feeder that then died, none acked
+
+    claims = GroupClaims(redis_client, keys, total_groups=groups, warmup_groups=0, staleness=0, lease_s=5)
+    feed = GroupFeed(redis_client, keys, learner="student", claims=claims, staleness=0, warmup_groups=0,
+                     teacher=lambda ref: torch.zeros(2, 8, 8, 3, dtype=torch.uint8), read_block_ms=1)
+    got = []
+    for _ in range(4 * groups):
+        batch = feed.next_batch(0)
+        if batch is not None:
+            got.append(batch.meta["group"])
+            feed.on_ack(0, batch.token)
+        if len(got) == groups:
+            break
+    assert sorted(got) == list(range(groups))
+    assert redis_client.xpending(keys.pairs, "student")["pending"] == 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
