@@ -55,6 +55,7 @@ class GroupFeed:
         self._lock = threading.Lock()
         self._recovered = False
         self._pending_after = "0"  # paging through our pending entries after a restart
+        self._recovered_groups: set[int] = set()  # groups with rows delivered before the restart
         self._order = 0  # collation order, so batches handed back by a lost learner keep their order
         self.groups_sent = 0
         self.groups_dropped = 0
@@ -82,7 +83,8 @@ class GroupFeed:
 
     # -- internals ----------------------------------------------------------------------------
     def _pull(self) -> None:
-        if not self._recovered:  # after a feeder restart: our own unacked entries first, page by page
+        recovering = not self._recovered
+        if recovering:  # after a feeder restart: our own unacked entries first, page by page
             before = self.reader.counters["read"]
             entries = self.reader.read(256, pending=True, after=self._pending_after)
             if entries:
@@ -102,6 +104,8 @@ class GroupFeed:
             if replaced is not None and replaced[0] != sid:  # a re-roll's row replaces a dead actor's: ack the old
                 self.reader.ack([replaced[0]])  # one, or it stays pending forever and pins the stream
             self._rows[pair.group][pair.group_row] = (sid, pair)
+            if recovering:
+                self._recovered_groups.add(pair.group)
             if len(self._rows[pair.group]) == pair.group_size:
                 self._complete(pair.group)
 
@@ -113,7 +117,11 @@ class GroupFeed:
         del self._rows[group]
         ids = [sid for sid, _ in rows]
         pairs = [p for _, p in rows]
-        if group >= self.warmup_groups:
+        recovered = group in self._recovered_groups
+        self._recovered_groups.discard(group)
+        # A group delivered before a feeder restart passed this check then, and a learner may have trained it
+        # (its ack waits for a checkpoint): dropping it now would ack entries a learner may still need.
+        if group >= self.warmup_groups and not recovered:
             version = self._learner_version()
             if not all([self.filter.check(p, version) for p in pairs]):
                 self.reader.ack(ids)

@@ -208,5 +208,35 @@ def test_a_restarted_feeder_recovers_every_pending_pair_not_just_a_page(redis_cl
     assert redis_client.xpending(keys.pairs, "student")["pending"] == 0
 
 
+def test_a_restarted_feeder_does_not_drop_a_recovered_group_as_stale(redis_client) -> None:
+    """Groups delivered before a feeder restart were admitted then and may be trained already (their acks wait
+    for the learner's checkpoint). By the time the successor reads them the learner is further ahead; dropping
+    them as stale would ack entries a learner that crashes before its checkpoint still needs."""
+    import dataclasses
+
+    import torch
+
+    from afd_async.replay import PairReader, PairWriter
+    from afd_async.replay.examples import make_pair
+    from afd_async.runtime.feeder import GroupFeed
+    from afd_async.runtime.groups import GroupClaims
+    from afd_async.runtime.keys import RunKeys
+
+    keys = RunKeys("t")
+    with PairWriter(redis_client, stream=keys.pairs) as w:
+        for g in (3, 4):  # rolled out with policy version 2 and 3
+            for i in range(2):
+                w.write(dataclasses.replace(make_pair(2 * g + i, payload_bytes=256, policy_version=g - 1,
+                                                      pair_id=f"g{g}-r{i}"), group=g, group_row=i, group_size=2))
+    PairReader(redis_client, stream=keys.pairs, group="student", consumer="feeder").read(2)  # group 3 delivered
+    redis_client.set(keys.student_version, 6)  # the learner moved on (k = 1): both groups are now "stale"
+    claims = GroupClaims(redis_client, keys, total_groups=8, warmup_groups=0, staleness=1, lease_s=5)
+    feed = GroupFeed(redis_client, keys, learner="student", claims=claims, staleness=1, warmup_groups=0,
+                     teacher=lambda ref: torch.zeros(2, 8, 8, 3, dtype=torch.uint8), read_block_ms=1)
+    batches = [b for b in (feed.next_batch(0) for _ in range(6)) if b is not None]
+    assert [b.meta["group"] for b in batches] == [3]  # the recovered group is fed
+    assert feed.groups_dropped == 1 and redis_client.lrange(keys.reroll, 0, -1) == [b"4"]  # the new one is not
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
