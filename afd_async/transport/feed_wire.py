@@ -82,7 +82,7 @@ def decode_control(data: bytes | memoryview, *, inbound: bool) -> dict[str, Any]
     """
     msg = unpack(data, expect_kind="feed", schemas=(FEED_SCHEMA,))
     op = msg.get("op")
-    if op not in (_OPS_IN if inbound else _OPS_OUT):
+    if not isinstance(op, str) or op not in (_OPS_IN if inbound else _OPS_OUT):
         raise MessageError(f"unknown feed op {op!r}")
     if op in ("hello", "credit"):
         key = "rank" if op == "hello" else "n"

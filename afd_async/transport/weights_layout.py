@@ -121,19 +121,27 @@ class Manifest:
             if dtype not in DTYPES or not isinstance(name, str) or name in names:
                 raise ValueError(f"entry {name!r}: bad dtype {dtype!r} or duplicate name")
             itemsize = torch.empty((), dtype=DTYPES[dtype][0]).element_size()
-            if any(not isinstance(s, int) or s < 0 for s in shape) or nbytes != math.prod(shape) * itemsize:
+            if not all(_is_int(v) for v in (offset, nbytes)) or not isinstance(shape, list):
+                raise TypeError(f"entry {name!r}: offset, nbytes must be ints and shape a list")
+            if any(not _is_int(s) or s < 0 for s in shape) or nbytes != math.prod(shape) * itemsize:
                 raise ValueError(f"entry {name!r}: shape {shape} does not make {nbytes} bytes of {dtype}")
             if offset % ALIGN or offset < end or offset + nbytes > total:
                 raise ValueError(f"entry {name!r}: offset {offset} misaligned, overlapping or past the blob")
             names.add(name)
             end = offset + nbytes
             entries.append(TensorEntry(name, dtype, tuple(shape), offset, nbytes))
+        if not all(isinstance(x, (bytes, bytearray)) for x in d["chunk_digests"]):
+            raise TypeError("chunk digests must be bytes")  # bytes(int) would allocate that many bytes
         digests = tuple(bytes(x) for x in d["chunk_digests"])
         if len(digests) != math.ceil(total / chunk_size) or any(len(x) != 32 for x in digests):
             raise ValueError(f"{len(digests)} chunk digests for {total} bytes in chunks of {chunk_size}")
         if not isinstance(d["sha256"], str):
             raise TypeError("sha256 must be a hex str")
         return cls(version, scope, total, chunk_size, tuple(entries), digests, d["sha256"])
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def plan_layout(tensors: Mapping[str, torch.Tensor]) -> tuple[list[TensorEntry], int]:
@@ -161,7 +169,7 @@ def decode_wmsg(data: Any, ops: frozenset[str] = _OPS) -> dict[str, Any]:
         MessageError: foreign bytes, another kind/schema or an unexpected op.
     """
     msg = unpack(data, expect_kind="weights", schemas=(WEIGHTS_SCHEMA,))
-    if msg.get("op") not in ops:
+    if not isinstance(msg.get("op"), str) or msg["op"] not in ops:
         raise MessageError(f"unexpected weights op {msg.get('op')!r}")
     return msg
 
