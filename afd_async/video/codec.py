@@ -139,10 +139,18 @@ def check_declared(info: Mp4Info, *, max_frames: int, max_pixels: int, max_total
                                f"{max_total_pixels}")
 
 
+def _round64(n: int) -> int:
+    return -(-max(int(n), 1) // 64) * 64
+
+
 def _decode_checked(data: bytes, info: Mp4Info, max_frames: int, max_pixels: int, budget: int) -> Clip:
     """The decode proper; may raise FFmpeg errors, which the caller wraps."""
-    # max_pixels also binds FFmpeg's own probe decode at open (avformat_find_stream_info).
-    with av.open(io.BytesIO(data), mode="r", format="mp4", options={"max_pixels": str(max_pixels)}) as container:
+    # FFmpeg's own cap binds its probe decode at open (avformat_find_stream_info) and every frame. FFmpeg
+    # checks its *allocation* size, the declared size rounded up to 64 pixels (96x96 allocates 128x96), so the
+    # cap it gets is the declared size so rounded: a bitstream larger than its sample entry is still refused,
+    # and our exact check of the declared size (check_declared, above) stays the binding one.
+    ffmpeg_cap = str(max(max_pixels, _round64(info.width) * _round64(info.height)))
+    with av.open(io.BytesIO(data), mode="r", format="mp4", options={"max_pixels": ffmpeg_cap}) as container:
         if not container.streams.video:
             raise VideoDecodeError("no video stream in the container")
         stream = container.streams.video[0]
@@ -163,7 +171,7 @@ def _decode_checked(data: bytes, info: Mp4Info, max_frames: int, max_pixels: int
         if not (0.0 < fps <= 1000.0):
             raise VideoDecodeError(f"video stream has no usable frame rate ({rate})")
         crop_w, crop_h = _crop_size(container.metadata.get("comment", ""), width, height)
-        ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode", "max_pixels": str(max_pixels)}
+        ctx.options = {"err_detect": "crccheck+bitstream+buffer+explode", "max_pixels": ffmpeg_cap}
         # One allocation of the declared size (checked above), filled in place: no list + stack copy.
         expect = max(info.frames, declared)
         out = np.empty((expect, crop_h, crop_w, 3), np.uint8)
