@@ -3,7 +3,7 @@
 One `GroupFeed` per learner (its own consumer group, so each learner sees every
 pair once). A feed collects a group's rows as they arrive, checks staleness
 against the student learner's version when the group is complete (drops are
-counted and the group's student side is re-rolled; the teacher clips stay),
+counted and the group's student side is re-rolled by either feed; the teacher clips stay),
 loads the teacher clips, and collates. A batch's Redis ids travel as its feed
 token and are acked only when the learner acks the batch: a learner that dies
 mid-step loses nothing, its batches are redelivered.
@@ -126,8 +126,9 @@ class GroupFeed:
             if not all([self.filter.check(p, version) for p in pairs]):
                 self.reader.ack(ids)
                 self.groups_dropped += 1
-                if self.learner == "student":
-                    self.claims.reroll(group)
+                # Either feed asks for the re-roll: the two feeds read the learner version at different moments,
+                # so one may drop a group the other fed; without a re-roll that learner would never get it.
+                self.claims.reroll(group)
                 if self.on_drop:
                     self.on_drop(group, len(pairs))
                 return

@@ -40,6 +40,13 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), n)
 return {tonumber(n), reroll}
 """
 
+# KEYS running, reroll; ARGV group. A group already waiting for its re-roll is not queued twice.
+_REROLL = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('LPOS', KEYS[2], ARGV[1]) == false then redis.call('RPUSH', KEYS[2], ARGV[1]) end
+return 1
+"""
+
 EXHAUSTED = -1  # every group of the plan was handed out
 NOT_ADMITTED = -2  # the learner is too far behind: wait for a new version
 
@@ -58,6 +65,7 @@ class GroupClaims:
         self._r, self.keys = client, keys
         self.total, self.warmup, self.k, self.lease_ms = total_groups, warmup_groups, staleness, int(lease_s * 1000)
         self._claim = client.register_script(_CLAIM)
+        self._reroll = client.register_script(_REROLL)
 
     @property
     def running_key(self) -> str:
@@ -85,8 +93,9 @@ class GroupClaims:
         self._r.zrem(self.running_key, str(group))
 
     def reroll(self, group: int) -> None:
-        """Ask for the group's student side again (stale or lost); its teacher clips stay cached."""
-        pipe = self._r.pipeline(transaction=True)
-        pipe.zrem(self.running_key, str(group))
-        pipe.rpush(self.keys.reroll, group)
-        pipe.execute()
+        """Ask for the group's student side again (stale or lost); its teacher clips stay cached.
+
+        Idempotent while the request waits (both feeds may drop the same group); a re-roll that comes after
+        the group was trained is skipped by the learners' ledgers.
+        """
+        self._reroll(keys=[self.running_key, self.keys.reroll], args=[str(group)])

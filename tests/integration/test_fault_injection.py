@@ -238,5 +238,35 @@ def test_a_restarted_feeder_does_not_drop_a_recovered_group_as_stale(redis_clien
     assert feed.groups_dropped == 1 and redis_client.lrange(keys.reroll, 0, -1) == [b"4"]  # the new one is not
 
 
+def test_a_stale_drop_by_either_feed_rerolls_the_group_once(redis_client) -> None:
+    """The D feed may drop a group the student feed fed (they read the learner version at different moments):
+    it must ask for the re-roll too, or the discriminator never gets that group (and the student learner, which
+    waits for D, stalls). Both feeds dropping it queues one re-roll."""
+    import dataclasses
+
+    import torch
+
+    from afd_async.replay import PairWriter
+    from afd_async.replay.examples import make_pair
+    from afd_async.runtime.feeder import GroupFeed
+    from afd_async.runtime.groups import GroupClaims
+    from afd_async.runtime.keys import RunKeys
+
+    keys = RunKeys("t")
+    with PairWriter(redis_client, stream=keys.pairs) as w:
+        for i in range(2):
+            w.write(dataclasses.replace(make_pair(i, payload_bytes=256, policy_version=1, pair_id=f"g5-r{i}"),
+                                        group=5, group_row=i, group_size=2))
+    redis_client.set(keys.student_version, 4)  # k = 1: policy 1 is stale
+    claims = GroupClaims(redis_client, keys, total_groups=8, warmup_groups=0, staleness=1, lease_s=5)
+    feeds = [GroupFeed(redis_client, keys, learner=name, claims=claims, staleness=1, warmup_groups=0,
+                       teacher=lambda ref: torch.zeros(2, 8, 8, 3, dtype=torch.uint8), read_block_ms=1)
+             for name in ("discriminator", "student")]
+    assert [feeds[0].next_batch(0) for _ in range(3)] == [None] * 3 and feeds[0].groups_dropped == 1
+    assert redis_client.lrange(keys.reroll, 0, -1) == [b"5"]  # the D feed's drop alone re-rolls
+    assert [feeds[1].next_batch(0) for _ in range(3)] == [None] * 3 and feeds[1].groups_dropped == 1
+    assert redis_client.lrange(keys.reroll, 0, -1) == [b"5"]  # once
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
