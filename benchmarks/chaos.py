@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -26,12 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=3.0, help="how long to keep killing (0: no faults)")
     ap.add_argument("--every", type=float, default=10.0, help="seconds between kills")
-    ap.add_argument("--steps", type=int, default=400, help="student steps of the run (it must outlast --minutes)")
+    ap.add_argument("--steps", type=int, default=200, help="student steps of the run (it must outlast --minutes)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the target choice")
     ap.add_argument("--targets", default=",".join(TARGETS), help="comma-separated roles to kill, 'redis' included")
     ap.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for the run")
     a = ap.parse_args(argv)
+    # SIGTERM (and SIGINT, even when started in the background) stop the run cleanly: roles, then Redis
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     out = Path(a.out or tempfile.mkdtemp(prefix="afd-chaos-"))
     result = chaos_run(out, minutes=a.minutes, every_s=a.every, steps=a.steps, seed=a.seed, extra=a.overrides,
                        targets=[t for t in a.targets.split(",") if t])

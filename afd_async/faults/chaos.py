@@ -25,6 +25,7 @@ CHAOS_OVERRIDES = [
     "replay.group_lease_s=4", "teacher.source.pop_timeout_s=0.5", "teacher.source.actor_ttl_s=2",
     "teacher.gateway.claim_ttl_s=2", "teacher.quota.lease_ttl_s=4",
     "cluster.max_restarts=50", "cluster.restart_backoff_s=0.2",
+    "train.checkpoint_every=2",  # a killed learner redoes at most 2 steps
 ]
 
 
