@@ -71,7 +71,13 @@ class DiscriminatorUpdater:
         if self.lr > 0:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            metrics["d_grad_norm"] = float(nn.utils.clip_grad_norm_(self.d.parameters(), self.grad_clip))
+            norm = nn.utils.clip_grad_norm_(self.d.parameters(), self.grad_clip)
+            if not torch.isfinite(norm):  # NaN/Inf loss or grads would poison D (and every score after it).
+                # Checked on the all-reduced grads, not the per-rank loss: every DDP rank refuses together.
+                self.opt.zero_grad(set_to_none=True)
+                raise FloatingPointError(f"discriminator grad norm is {norm.item()} at step {self.steps}; "
+                                         "refusing to step")
+            metrics["d_grad_norm"] = float(norm)
             self.opt.step()
             self.steps += 1
         return metrics
