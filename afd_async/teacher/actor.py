@@ -318,8 +318,9 @@ class TeacherActor:
             try:
                 rec = decode_record(raw)
             except ValueError as e:
-                await self.redis.xadd(self.gateway.journal.dead_stream, {
-                    "scope": "record", "error_class": "bad_record", "reason": str(e)[:500]},
+                await self.redis.xadd(self.gateway.journal.dead_stream, {  # the record itself too: never lost
+                    "scope": "record", "error_class": "bad_record", "reason": str(e)[:500], "raw": raw[:65536],
+                    "raw_bytes": len(raw)},
                     maxlen=self.gateway.journal.dead_maxlen, approximate=True)
                 await self.queue.ack(raw)
                 self.report.bad_records += 1

@@ -5,9 +5,28 @@ markers on dedicated prompts and also drawn at random on every request; job
 faults (truncated / corrupt MP4, expired URL, wrong size / fps / length) are
 drawn per job with a seed (31) chosen so each class fires within the first 14 jobs
 (`random.Random(f"{seed}:{job_seq}")` depends only on the job's sequence
-number); content rejection is forced by marker. Outcome rule: a content
-rejection ends on the dead-letter stream with its reason, everything else ends
-as a clip in the cache (a bad render is retried as a fresh job).
+number); content rejection, decode bombs and oversized results are forced by
+marker. Outcome rule: a content rejection ends on the dead-letter stream with
+its reason at once, a result that can never be accepted (bomb, oversized) after
+`max_attempts` fresh jobs, everything else ends as a clip in the cache.
+
+Fault class → where it is handled → tests (this file unless named):
+
+| fault | handled in | tests |
+|---|---|---|
+| 429 storm / concurrency full | adapter → RATE_LIMITED/CONCURRENCY_FULL + Retry-After; `gateway._submit` retries, `quota.on_throttle` (shared AIMD + pause) | every_fault (marker + drawn); test_gateway throttles, scaling |
+| 5xx | TRANSIENT; a create is ambiguous → `find_job` or counted possible duplicate; polls retried | every_fault; test_gateway transient_create_*, transient_poll |
+| hung / slow response | `gateway._call` timeout → TRANSIENT; `job_timeout_s` → cancel, fresh job | every_fault (hang 1.5 s > call timeout 0.7 s) |
+| truncated / corrupt MP4 | `video.probe` box tiling, `decode_mp4` (err_detect, frame count) → CORRUPT_RESULT → re-download, fresh job | every_fault; test_codec; test_gateway corrupt_result; test_mp4_probe_props |
+| wrong size / fps | `actor.make_decoder` resamples to the student; provider's own in `teacher_meta.source` | every_fault (clips at student size) |
+| wrong length | `resample` ClipTooShortError → CORRUPT_RESULT → fresh job | every_fault |
+| oversized payload | adapter download cap (Content-Length, then streamed count) → CORRUPT_RESULT | oversized_and_bombs; emulators/harness max_bytes |
+| decode bomb | `probe_mp4` + `check_declared` (size, frames, frames × pixels) before FFmpeg; FFmpeg `max_pixels` at open | oversized_and_bombs; test_bad_input_video; test_codec |
+| expired result URL | adapter 403/404/410 → EXPIRED_RESULT → fresh job | every_fault; test_gateway failed_job_and_expired; test_teacher_server result_expires |
+| content rejection / invalid | CONTENT_REJECTED / INVALID → dead-letter at once, never retried | every_fault; test_gateway poison_prompts |
+| auth / quota exhausted | halt + account alert on the dead stream; journal stays resumable | test_gateway account_failures_halt |
+| malformed provider reply | `adapters._http` guard → ambiguous create / TRANSIENT poll | test_teacher_parsers_props |
+| bad queue record | `actor._next` → dead-letter with reason and raw bytes, acked | bad_queue_records; test_teacher_records_props |
 """
 
 from __future__ import annotations
@@ -89,4 +108,36 @@ def test_oversized_results_and_decode_bombs_are_dead_lettered_with_their_reason(
     # Nothing paid for is lost: every completed job with a usable video became a clip.
     journal = {k.decode(): int(v) for k, v in redis_client.hgetall("afd:teacher:journal:stats").items()}
     assert stats["jobs"]["completed"] - 4 == journal["done"] == len(normal), (stats["jobs"], journal)
+    assert redis_client.llen("afd:teacher:queue") == 0 and not redis_client.keys("afd:teacher:processing:*")
+
+
+def test_bad_queue_records_are_dead_lettered_with_their_bytes_and_never_block(redis_server, redis_client, teacher):
+    """Foreign msgpack, a future schema, garbage and a record without a prompt: each is acked onto
+    the dead-letter stream with its reason and its bytes (an operator can repair and re-queue it),
+    and the good prompts around them are served."""
+    import msgpack
+
+    srv = teacher("teacher.server.render_latency_s=0.05")
+    cfg = make_cfg(redis_server.url, srv.port, "teacher.concurrency=2")
+    good = prompts(3)
+    bad = {b"\xc1\xff garbage": "not msgpack",
+           msgpack.packb({"schema": 2, "prompt": good[0], "seed": 0}): "schema 2",
+           msgpack.packb([1, 2, 3]): "schema None",
+           msgpack.packb({"schema": 1, "prompt": "  ", "seed": 0}): "non-empty str prompt",
+           msgpack.packb({"schema": 1, "prompt": good[1], "seed": "7"}): "int seed"}
+    redis_client.lpush("afd:teacher:queue", *bad)
+    push(redis_client, good)
+
+    def settled() -> bool:
+        return have_clips(redis_client, cfg, good) == len(good) and redis_client.xlen("afd:teacher:dead") >= len(bad)
+
+    report = run_actor_until(cfg, settled, 60)
+    dead = [f for _, f in redis_client.xrange("afd:teacher:dead")]
+    assert report.bad_records == len(bad) and report.done == len(good) and report.halted is None
+    by_raw = {d[b"raw"]: d for d in dead}
+    assert set(by_raw) == set(bad)
+    for raw, fragment in bad.items():
+        d = by_raw[raw]
+        assert d[b"error_class"] == b"bad_record" and fragment in d[b"reason"].decode(), d
+        assert int(d[b"raw_bytes"]) == len(raw)
     assert redis_client.llen("afd:teacher:queue") == 0 and not redis_client.keys("afd:teacher:processing:*")
