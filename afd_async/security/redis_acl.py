@@ -16,7 +16,7 @@ keys only). Lua scripts run with the caller's permissions, so every
 | --- | --- | --- |
 | `afd-teacher-actor` | its own namespaces `afd:teacher:*`, `afd:quota:*` (journal, queue, cache, quota; `DEL` of its claims and liveness keys) | any run key (pairs, groups, versions), `FLUSH*`, `KEYS`, `CONFIG`, pub/sub |
 | `afd-student-actor` | read run keys and teacher clips; `XADD` the pair stream; `SET` pair blobs; claim groups; `RPUSH` the teacher queue | `DEL`, `UNLINK`, `XTRIM`, `XDEL`, `EXPIRE`, `SET` on the stream, `FLUSH*`, the journal and quota |
-| `afd-feeder` | consumer-group commands on the pair stream, `XTRIM` (acknowledged entries only, `replay.trim`), claims, status; read teacher clips | `DEL`, `FLUSH*`, the journal, queue and quota |
+| `afd-feeder` | consumer-group commands on the pair stream, `XTRIM` (acknowledged entries only, `replay.trim`); claims, status, dedupe buckets, dead letters; read teacher clips | `DEL`, `SET`, `EXPIRE` on the stream, `FLUSH*`, the journal, queue and quota |
 | `afd-d-learner`, `afd-student-learner` | read run keys; `SET` versions and stop; `HSET` status | streams, any teacher key, `DEL`, `FLUSH*` |
 | `afd-health` | `PING` | everything else |
 | `afd-admin` | everything (the operator: `afd run`'s launcher) | |
@@ -100,9 +100,12 @@ def role_rules(role: str, *, run: str = "default") -> list[str]:
                 f"({' '.join(_CLAIMS)} ~afd:{run}:groups:* ~{keys.status})",  # claim groups, count progress
                 f"(+rpush ~{TEACHER_NS}:queue)"]                       # ask for teacher clips
     if role == "feeder":
-        stream = ("+xgroup|create", "+xgroup|createconsumer", "+xreadgroup", "+xack", "+xclaim", "+xautoclaim",
-                  "+xadd", "+xtrim", "+set", "+expire", "+pexpire")
-        return [*base, *_READ, *_CLAIMS, *stream, f"~{runk}", f"%R~{cache}"]
+        group = ("+xgroup|create", "+xgroup|createconsumer", "+xreadgroup", "+xack", "+xclaim", "+xautoclaim",
+                 "+xtrim")
+        return [*base, *_READ, *group, f"~{runk}", f"%R~{cache}",
+                f"({' '.join(_CLAIMS)} ~afd:{run}:groups:* ~{keys.status})",  # re-rolls, leases, counters
+                f"(+hset +expire ~{keys.pairs}:dedupe:*)",                 # pair-id dedupe buckets (replay.reader)
+                f"(+xadd ~{keys.pairs}:dead)"]                             # dead letters
     if role in ("d-learner", "student-learner"):
         return [*base, *_READ, f"~{runk}",
                 f"(+set ~afd:{run}:version:* ~{keys.stop} ~afd:{run}:run_id)",  # run_id: SET NX, checkpoints

@@ -130,6 +130,10 @@ def test_roles_do_their_own_work(acl_server, admin) -> None:
     assert feeder.xack(KEYS.pairs, "student", *ids) == len(ids) == 1
     feeder.xtrim(KEYS.pairs, minid=ids[0])  # the feeder trims acknowledged pairs (replay.trim)
     feeder.hincrby(KEYS.status, "pairs_dropped_stale", 1)
+    for call in (lambda: feeder.set(KEYS.pairs, b"x"), lambda: feeder.expire(KEYS.pairs, 1),
+                 lambda: feeder.delete(KEYS.pairs), lambda: feeder.xadd(KEYS.pairs, {"m": b"forged pair"})):
+        with pytest.raises(redis.exceptions.NoPermissionError):  # it trims acknowledged pairs, nothing more
+            call()
     learner = login(acl_server, "student-learner")
     learner.set(KEYS.student_version, 3)
     learner.hset(KEYS.status, mapping={"student_steps": 3})
