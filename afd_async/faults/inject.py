@@ -73,7 +73,8 @@ class KillWhen:
 class Chaos:
     """Kill a random running target every `every_s` seconds (seeded), after `after(run)` first holds.
 
-    The clock starts when `after` holds (e.g. the first learner step: every role is up).
+    The clock starts when `after` holds (e.g. the first learner step: every role is up). Targets are drawn
+    from a shuffled deck (each target once per round, in random order), so a short run still kills each.
     """
 
     def __init__(self, targets: Sequence[str], *, every_s: float, seed: int = 0,
@@ -85,6 +86,7 @@ class Chaos:
         self.kills: list[Kill] = []
         self._t0: Optional[float] = None
         self._next: Optional[float] = None
+        self._deck: list[str] = []
 
     def tick(self, run: RunHandle) -> None:
         now = time.monotonic()
@@ -95,10 +97,13 @@ class Chaos:
         assert self._next is not None
         if now < self._next:
             return
-        up = [t for t in self.targets if target_running(run, t)]
-        if not up:  # everything is restarting: try again next tick
+        if not self._deck:
+            self._deck = self.rng.sample(self.targets, len(self.targets))
+        up = [t for t in self._deck if target_running(run, t)]
+        if not up:  # everything in the deck is restarting: try again next tick
             return
-        target = self.rng.choice(up)
+        target = up[0]
+        self._deck.remove(target)
         status = run.status()
         pid = kill_target(run, target)
         self.kills.append(Kill(target, pid, now - self._t0, status))
