@@ -249,6 +249,11 @@ class WeightSubscriber:
             self._dealer.recv()
         return None
 
+    def _drain(self) -> None:
+        """Discard the rest of the multipart message being read."""
+        while self._dealer.getsockopt(zmq.RCVMORE):
+            self._dealer.recv()
+
     def _send(self, data: bytes) -> bool:
         """Send without blocking; False when the publisher is unreachable (HWM full): retry later."""
         try:
@@ -300,20 +305,22 @@ class WeightSubscriber:
             if msg["op"] == "gone":
                 raise WeightsRejected("gone", m.version, f"publisher moved on to {msg.get('latest')}")
             idx, sizes = msg.get("index"), msg.get("sizes")
-            if idx not in inflight:  # duplicate after a retry
-                while self._dealer.getsockopt(zmq.RCVMORE):
-                    self._dealer.recv()
+            if not isinstance(idx, int) or idx not in inflight:  # duplicate after a retry (or a non-int index)
+                self._drain()
                 continue
             start, stop = m.chunk_span(idx)
-            if not isinstance(sizes, list) or sum(sizes) != stop - start:
+            if not isinstance(sizes, list) or not all(isinstance(n, int) and n >= 0 for n in sizes) \
+                    or sum(sizes) != stop - start:
+                self._drain()  # a refused reply's frames must not be read as the next reply
                 raise WeightsRejected("layout", m.version, f"chunk {idx} sizes {sizes} != {stop - start} bytes")
             off = start
             for size in sizes:
                 if not self._dealer.getsockopt(zmq.RCVMORE) or self._dealer.recv_into(mv[off : off + size]) != size:
+                    self._drain()
                     raise WeightsRejected("layout", m.version, f"chunk {idx}: frames disagree with sizes {sizes}")
                 off += size
-            while self._dealer.getsockopt(zmq.RCVMORE):
-                self._dealer.recv()
+            if self._dealer.getsockopt(zmq.RCVMORE):
+                self._drain()
                 raise WeightsRejected("layout", m.version, f"chunk {idx}: more frames than sizes")
             del inflight[idx]
             checks.append((idx, self._hasher.submit(lambda a, b: hashlib.sha256(mv[a:b]).digest(), start, stop)))
