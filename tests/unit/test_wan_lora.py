@@ -83,3 +83,27 @@ def test_full_policies_copy() -> None:
     pol = FullPolicies(m)
     assert pol.view("old") is not m and pol.view("default") is m
     pol.publish(0.5)
+
+
+def test_merged_old_equals_the_adapter_path_and_adapters_are_fp32() -> None:
+    torch.manual_seed(0)
+    m = WanCausalStudent(transformer=TINY_WAN, latent_height=4, latent_width=6, chunk_frames=2, max_frames=8)
+    pol = LoraPolicies(m, rank=4, alpha=8)
+    with torch.no_grad():
+        for p in pol.adapter_params("default").values():
+            p.normal_(std=0.3)
+    pol.publish(0.3)  # rebuilds the merged copy from the soft-updated `old` adapter
+    x, clean, t, text = torch.randn(1, 4, 4, 4, 6), torch.randn(1, 4, 4, 4, 6), torch.rand(1, 2), torch.randn(1, 3, 16)
+    with pol.use("old"):
+        via_adapters = m(x, t, text, clean)
+    assert not torch.allclose(via_adapters, pol.ref(x, t, text, clean))
+    torch.testing.assert_close(pol.old(x, t, text, clean), via_adapters, rtol=1e-4, atol=1e-5)
+    kw = dict(timesteps=[1000, 500], shift=5.0, latent_frames=4)
+    with pol.use("old"):
+        roll = m.rollout(text, generator=torch.Generator().manual_seed(2), **kw)
+    torch.testing.assert_close(pol.old.rollout(text, generator=torch.Generator().manual_seed(2), **kw), roll,
+                               rtol=1e-4, atol=1e-4)
+    bf = LoraPolicies(WanCausalStudent(transformer=TINY_WAN, latent_height=4, latent_width=6, chunk_frames=2,
+                                       max_frames=8).to(torch.bfloat16), rank=4, alpha=8)
+    assert {p.dtype for a in ("default", "old", "ema") for p in bf.adapter_params(a).values()} == {torch.float32}
+    assert bf.merged_old is not None and next(bf.merged_old.parameters()).dtype == torch.bfloat16

@@ -44,3 +44,23 @@ def test_rollout_video_decodes_each_chunk() -> None:
     torch.testing.assert_close(lat, ref)
     assert video.shape == (1, 3, 21, 32, 48)
     torch.testing.assert_close(video, m.decode(ref), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_rms_norm_matches_diffusers() -> None:
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
+
+    from afd_async.models.wan.vae_fused import _rms_norm, fuse_rms_norms, unfuse_rms_norms
+
+    torch.manual_seed(0)
+    for channel_first, x in ((True, torch.randn(2, 8, 3, 4, 5)), (False, torch.randn(2, 3, 8))):
+        norm = WanRMS_norm(8, channel_first=channel_first, images=False, bias=True)
+        with torch.no_grad():
+            norm.gamma.normal_()
+            norm.bias.normal_()
+        got = _rms_norm(x.bfloat16(), norm.scale, norm.gamma.bfloat16(), norm.bias.bfloat16(), 1 if channel_first else -1)
+        torch.testing.assert_close(got, norm.bfloat16()(x.bfloat16()), rtol=0, atol=0)
+    vae = _vae()
+    n = fuse_rms_norms(vae.vae)
+    assert n > 0 and sum("forward" in m.__dict__ for m in vae.vae.modules()) == n
+    unfuse_rms_norms(vae.vae)
+    assert not any("forward" in m.__dict__ for m in vae.vae.modules())

@@ -10,6 +10,12 @@ student), plus an eval EMA of θ. For a 1.3B student four full bf16 copies are
 - adapter `ema`: the eval EMA = base + ΔW_ema (EMA of `default`'s adapter tensors);
 - adapters disabled: θ_ref = base.
 
+Adapters are float32 (AdamW steps of ~1e-5 vanish in a bf16 weight); θ_old
+also runs as a **merged copy** (base + ΔW_old in the base dtype, rebuilt at each
+publish): rollouts and v_old then cost what the plain model costs (peft's
+per-layer LoRA calls made the 1.3B rollout 1.4x slower, benchmarks/RESULTS.md),
+for one extra copy of the weights (2.6 GB bf16 at 1.3B, docs/MEMORY.md).
+
 LoRA B starts at zero, so all four are equal at step 0, as with copies. The
 full-finetune alternative with the same surface is `models.policies.CopyPolicies`
 (`FullPolicies` here).
@@ -21,6 +27,7 @@ restores the `default` adapter when it returns: backward then sees θ.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
 import torch
@@ -60,10 +67,14 @@ class PolicyView(nn.Module):
                 "student": dict(getattr(self._policies.student, "config", {}))}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "old" and self._policies.merged_old is not None:
+            return self._policies.merged_old(*args, **kwargs)
         with self._policies.use(self.name):
             return self._policies.student(*args, **kwargs)
 
     def rollout(self, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "old" and self._policies.merged_old is not None:
+            return self._policies.merged_old.rollout(*args, **kwargs)
         with self._policies.use(self.name):
             return self._policies.student.rollout(*args, **kwargs)
 
@@ -113,20 +124,30 @@ class LoraPolicies:
         rank, alpha: LoRA rank and scale numerator (ΔW = alpha/rank · B·A).
         target_modules: module-name suffixes that get adapters.
         eval_ema: decay of the eval EMA.
+        merge_old: run θ_old as a merged copy (see the module docstring); False runs it through the adapters.
     """
 
     def __init__(self, student: nn.Module, *, rank: int = 64, alpha: float = 64.0,
-                 target_modules: Sequence[str] = WAN_LORA_TARGETS, eval_ema: float = 0.99) -> None:
+                 target_modules: Sequence[str] = WAN_LORA_TARGETS, eval_ema: float = 0.99, merge_old: bool = True) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
         self.student, self.rank, self.alpha = student, rank, alpha
         cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=0.0)
         student.requires_grad_(False)
+        self.merged_old: nn.Module | None = copy.deepcopy(student).eval() if merge_old else None  # before injection
         for name in ADAPTERS:
             inject_adapter_in_model(cfg, student.transformer, adapter_name=name)
         self.layers = [m for m in student.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
         if not self.layers:
             raise ValueError(f"no module of the student matches LoRA targets {list(target_modules)}")
+        for layer in self.layers:  # float32 adapters: optimizer steps and soft updates keep their precision
+            for a in ADAPTERS:
+                layer.lora_A[a].float()
+                layer.lora_B[a].float()
+        self._merge_pairs: list[tuple[nn.Module, nn.Linear]] = []
+        if self.merged_old is not None:
+            plain = dict(self.merged_old.named_modules())
+            self._merge_pairs = [(m, plain[n]) for n, m in student.named_modules() if m in self.layers]
         named = dict(student.named_parameters())
         self._adapters = {a: {n: p for n, p in named.items() if f".lora_A.{a}." in n or f".lora_B.{a}." in n}
                           for a in ADAPTERS}
@@ -136,8 +157,17 @@ class LoraPolicies:
                     po.copy_(pd)
         self._active: Policy = "default"
         self._activate("default")
+        self._merge_old()
         self.old, self.ref = self.view("old"), self.view("ref")
         self.ema = LoraEMA(self, eval_ema)
+
+    @torch.no_grad()
+    def _merge_old(self) -> None:
+        """merged_old's target weights ← base + (alpha/rank)·B_old·A_old (float32 sum, one rounding)."""
+        for layer, lin in self._merge_pairs:
+            base = layer.base_layer.weight
+            delta = layer.lora_B["old"].weight.float() @ layer.lora_A["old"].weight.float() * layer.scaling["old"]
+            lin.weight.copy_((base.float() + delta).to(lin.weight.dtype))
 
     def adapter_params(self, name: Policy) -> dict[str, nn.Parameter]:
         """`{state-dict key: parameter}` of one adapter (empty for `ref`, the base)."""
@@ -160,6 +190,8 @@ class LoraPolicies:
         with torch.no_grad():
             for k, p in own.items():
                 p.copy_(state[k])
+        if name == "old":
+            self._merge_old()
 
     def _activate(self, name: Policy) -> None:
         for layer in self.layers:
@@ -195,6 +227,7 @@ class LoraPolicies:
         """θ_old ← η·θ_old + (1 − η)·θ on the adapter weights (DESIGN §2.5)."""
         for po, pd in zip(self._adapters["old"].values(), self._adapters["default"].values()):
             po.lerp_(pd, 1.0 - eta)
+        self._merge_old()
 
     def state_dict(self) -> dict[str, Any]:
         """Adapter tensors only (`lora`: `<module>.lora_{A,B}.<adapter>.weight`) and the EMA's count: the base is the loaded checkpoint."""
