@@ -34,6 +34,10 @@ class ClusterConfig:
     student_learner_port: int = 5560  # student weights: announcements on port, chunk fetches on port + 1
     d_learner_host: str = "127.0.0.1"
     d_learner_port: int = 5570  # discriminator weights: announcements on port, chunk fetches on port + 1
+    # data-parallel learners: N torchrun ranks per learner role (DDP; NCCL on GPUs, gloo on CPUs); train.batch_size must split evenly
+    d_learner_ranks: int = 1  # discriminator learner processes (afd run starts them with torchrun when > 1)
+    student_learner_ranks: int = 1  # student learner processes (afd run starts them with torchrun when > 1)
+    learner_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl with CUDA, gloo otherwise
     # afd run (mode=local) supervision: a role process (or the private redis-server) that dies is restarted
     max_restarts: int = 5  # crashes of one role tolerated within restart_window_s; one more fails the run (with its log tail)
     restart_window_s: float = 300.0  # sliding window for max_restarts: a role that crashed long ago has its budget back
@@ -47,6 +51,8 @@ class ClusterConfig:
         if self.max_restarts < 0 or self.restart_window_s <= 0 or self.restart_backoff_s < 0 \
                 or self.restart_backoff_max_s < self.restart_backoff_s:
             raise ValueError("need max_restarts >= 0, restart_window_s > 0, 0 <= restart_backoff_s <= restart_backoff_max_s")
+        if self.d_learner_ranks < 1 or self.student_learner_ranks < 1:
+            raise ValueError("d_learner_ranks and student_learner_ranks must be >= 1")
         if self.metrics_port_tries < 1:
             raise ValueError(f"metrics_port_tries must be >= 1, got {self.metrics_port_tries}")
         for name in ("teacher_server_port", "feeder_port", "student_learner_port", "d_learner_port"):

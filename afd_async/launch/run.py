@@ -126,8 +126,10 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
         guard = RedisGuard(redis_srv, policy)
         taken: set[int] = set()
         overrides = [*user_overrides, *role_overrides(cfg, redis_srv.port, out, text_cache, taken=taken)]
+        ranks = {"d-learner": cfg.cluster.d_learner_ranks, "student-learner": cfg.cluster.student_learner_ranks}
         for role in ROLE_ORDER:
-            sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0", **sec.role_env(role)})
+            sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0", **sec.role_env(role)},
+                      ranks=ranks.get(role, 1))
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry

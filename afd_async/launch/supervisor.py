@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
+from afd_async.parallel.dist import NO_MULTICAST_ENV
+
 
 class RoleFailed(RuntimeError):
     """A role process exited while the run still needed it (and may not be restarted again)."""
@@ -72,6 +74,7 @@ class Role:
     restart_at: Optional[float] = None  # monotonic time of a scheduled restart
     stopping: bool = False  # set by stop(): an exit is expected now
     exits: list[int] = field(default_factory=list)  # exit codes of crashed incarnations
+    ranks: int = 1  # > 1: a data-parallel learner, started as that many torchrun ranks (one process group)
 
     @property
     def running(self) -> bool:
@@ -99,8 +102,9 @@ class Supervisor:
         self.restart = restart
         self.roles: list[Role] = []
 
-    def start(self, name: str, command: str, overrides: Sequence[str] = (), env: Optional[Mapping[str, str]] = None) -> Role:
-        role = Role(name, command, list(overrides), dict(env or {}))
+    def start(self, name: str, command: str, overrides: Sequence[str] = (), env: Optional[Mapping[str, str]] = None,
+              *, ranks: int = 1) -> Role:
+        role = Role(name, command, list(overrides), dict(env or {}), ranks=ranks)
         role.log_path = self.log_dir / f"{name}.log"
         if self.restart is not None:
             role.budget = CrashBudget(self.restart)
@@ -111,9 +115,14 @@ class Supervisor:
     def _spawn(self, role: Role) -> None:
         assert role.log_path is not None
         full_env = {**self.base_env, **role.env, "PYTHONUNBUFFERED": "1", "AFD_ROLE_NAME": role.name}
+        launcher = [sys.executable, "-m", "afd_async.cli"]
+        if role.ranks > 1:  # torchrun's agent starts the ranks; a rank that dies takes the group down, we restart it
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                        str(role.ranks), "-m", "afd_async.cli"]
+            full_env.update(NO_MULTICAST_ENV)
         with role.log_path.open("ab") as log:
             role.proc = subprocess.Popen(
-                [sys.executable, "-m", "afd_async.cli", role.command, *role.overrides],
+                [*launcher, role.command, *role.overrides],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches the launcher only; it stops roles in order
             )
@@ -180,12 +189,19 @@ class Supervisor:
         role.restart_at = None
         if role.proc is None:
             return None
+        if role.proc.poll() is None and role.ranks > 1:
+            # torchrun's agent exits 1 on a SIGTERM (SignalException) even when every rank stops cleanly; the
+            # run's stop key is already set, so let the ranks finish their step and exit on their own first
+            try:
+                role.proc.wait(timeout=min(timeout_s, 15.0))
+            except subprocess.TimeoutExpired:
+                pass
         if role.proc.poll() is None:
             role.proc.send_signal(signal.SIGTERM)
             try:
                 role.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                role.proc.kill()
+                os.killpg(role.proc.pid, signal.SIGKILL)  # the whole group: torchrun's ranks with their agent
                 role.proc.wait()
         return role.proc.returncode
 

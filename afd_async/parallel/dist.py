@@ -189,6 +189,28 @@ def all_gather_list(local: list, ctx: DistContext) -> list:
     return [x for part in parts for x in part]
 
 
+def reduce_metrics(metrics: dict[str, float], ctx: DistContext) -> dict[str, float]:
+    """Step metrics of the global batch from per-rank ones: `*_min` → min, `*_max` → max, the rest → mean.
+
+    Means of per-rank means are global means because shards are equal; spreads
+    (`*_std`) become the mean of per-rank spreads, an approximation.
+    """
+    if not ctx.distributed:
+        return metrics
+    keys = sorted(metrics)
+    out: dict[str, float] = {}
+    for op, pick in ((dist.ReduceOp.MIN, lambda k: k.endswith("_min")), (dist.ReduceOp.MAX, lambda k: k.endswith("_max")),
+                     (dist.ReduceOp.SUM, lambda k: not (k.endswith("_min") or k.endswith("_max")))):
+        chosen = [k for k in keys if pick(k)]
+        if not chosen:
+            continue
+        t = torch.tensor([float(metrics[k]) for k in chosen], dtype=torch.float64, device=ctx.device)
+        dist.all_reduce(t, op=op)
+        scale = ctx.world_size if op == dist.ReduceOp.SUM else 1
+        out.update({k: float(v) / scale for k, v in zip(chosen, t.tolist())})
+    return out
+
+
 def broadcast_object(obj: object, ctx: DistContext) -> object:
     """Rank 0's `obj` on every rank (small control values: versions, stop flags)."""
     if not ctx.distributed:

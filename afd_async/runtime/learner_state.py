@@ -262,12 +262,14 @@ class Checkpointer:
     """
 
     def __init__(self, store: CheckpointStore, learner: Stateful, *, every: int, ack: Callable[[Any], None],
-                 ledger: Optional[Ledger] = None, on_saved: Optional[Callable[[int], None]] = None) -> None:
+                 ledger: Optional[Ledger] = None, on_saved: Optional[Callable[[int], None]] = None,
+                 durable: Optional[Callable[[], None]] = None) -> None:
         if every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {every}")
         self.store, self.learner, self.every, self.ack = store, learner, every, ack
         self.ledger = ledger or Ledger()
         self.on_saved = on_saved
+        self.durable = durable  # called after the save, before the acks (data-parallel: all ranks durable)
         self.resumed_from: Optional[int] = None
 
     def restore(self) -> bool:
@@ -303,6 +305,8 @@ class Checkpointer:
         """Write the state (if anything was trained since the last one), then ack what it covers."""
         index = len(self.ledger.trained)
         path = self.store.save(index, {"learner": self.learner.state_dict(), "ledger": self.ledger.state_dict()})
+        if self.durable is not None:
+            self.durable()
         self.ledger.durable = index
         for batch in self.ledger.pending:
             self.ack(batch)

@@ -15,6 +15,11 @@ import torch
 from afd_async import metrics as M
 from afd_async.config.root import RootConfig
 from afd_async.models.factory import make_discriminator, make_rollout_policy, make_student, make_text_encoder
+from afd_async.parallel.dist import shutdown_distributed
+from afd_async.parallel.learner_world import (
+    NullPublisher, agree_on_checkpoint, agree_to_stop, barrier, join_learner_world, rank_role,
+)
+from afd_async.parallel.sharded_feed import ShardedFeed
 from afd_async.physics import load_prompt_suite
 from afd_async.replay.trim import trim_acked
 from afd_async.replay.writer import PairWriter
@@ -47,9 +52,10 @@ def make_claims(cfg: RootConfig, client, keys: RunKeys, planner: Planner) -> Gro
                        staleness=cfg.replay.staleness, lease_s=cfg.replay.group_lease_s)
 
 
-def _metrics(cfg: RootConfig, role: str):
+def _metrics(cfg: RootConfig, role: str, *, ranks: int = 1):
+    """Start the role's metrics endpoint; the ranks of a data-parallel learner take consecutive ports."""
     labels, port = M.start_role_metrics(role, port=cfg.cluster.metrics_port, host=cfg.cluster.host,
-                                        tries=cfg.cluster.metrics_port_tries)
+                                        tries=cfg.cluster.metrics_port_tries + ranks - 1)
     log.info("%s: metrics on %s:%d", role, cfg.cluster.host, port)
     return labels
 
@@ -139,7 +145,10 @@ def run_feeder(cfg: RootConfig) -> int:
                              on_drop=dropped)
              for name in ("discriminator", "student")}
 
-    def counted(feed: GroupFeed):
+    ranks = {"discriminator": cfg.cluster.d_learner_ranks, "student": cfg.cluster.student_learner_ranks}
+    feeds = {name: ShardedFeed(feed, ranks[name]) if ranks[name] > 1 else feed for name, feed in feeds.items()}
+
+    def counted(feed: GroupFeed | ShardedFeed):
         def next_batch(rank: int):
             batch = feed.next_batch(rank)
             if batch is not None:
@@ -166,14 +175,16 @@ def run_feeder(cfg: RootConfig) -> int:
 
 # ---------------------------------------------------------------------------------------------- learners
 
-def _feed_client(cfg: RootConfig, offset: int) -> FeedClient:
+def _feed_client(cfg: RootConfig, offset: int, rank: int = 0) -> FeedClient:
     curve = curve_client(cfg.cluster, ("d-learner", "student-learner")[offset], "feeder")  # None: plain TCP
-    return FeedClient(tcp(cfg.cluster.feeder_host, cfg.cluster.feeder_port + offset), rank=0, window=2, curve=curve)
+    return FeedClient(tcp(cfg.cluster.feeder_host, cfg.cluster.feeder_port + offset), rank=rank, window=2, curve=curve)
 
 
 def run_d_learner(cfg: RootConfig) -> int:
-    labels = _metrics(cfg, "d-learner")
+    labels = _metrics(cfg, "d-learner", ranks=cfg.cluster.d_learner_ranks)
     _torch_threads(cfg)
+    ctx = join_learner_world(ranks=cfg.cluster.d_learner_ranks, batch_size=cfg.train.batch_size,
+                             backend=cfg.cluster.learner_backend)
     stop = stop_on_signals()
     r = redis_client(cfg.cluster)
     keys = RunKeys()
@@ -182,14 +193,17 @@ def run_d_learner(cfg: RootConfig) -> int:
     torch.manual_seed(cfg.train.seed)
     make_student(cfg.student, text.dim)  # same global RNG draws as the sync loop before D is built
     d = make_discriminator(cfg.discriminator, text.dim)
-    upd = DiscriminatorUpdater(d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
+    upd = DiscriminatorUpdater(d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay,
+                               dist=ctx)
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.d_learner_port)
-    store = open_store(cfg, "d-learner", r, keys)
-    with WeightPublisher(notify, fetch, curve=curve_server(cfg.cluster, "d-learner")) as pub, _feed_client(cfg, 0) as feed:
+    store = open_store(cfg, rank_role("d-learner", ctx), r, keys)
+    agree_on_checkpoint(store, ctx)
+    publisher = WeightPublisher(notify, fetch, curve=curve_server(cfg.cluster, "d-learner")) if ctx.is_main else NullPublisher()
+    with publisher as pub, _feed_client(cfg, 0, ctx.rank) as feed:
         learner = DLearner(updater=upd, publisher=pub, client=r, keys=keys, encode_text=text.encode,
                            warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
                            lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny")
-        ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack)
+        ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack, durable=lambda: barrier(ctx))
         ckpt.restore()
         learner.publish()
         # staleness 0: D trains groups in plan order (0, 1, …), as the synchronous loop does
@@ -199,7 +213,9 @@ def run_d_learner(cfg: RootConfig) -> int:
         threading.Thread(target=lambda: [stop.wait(0.5) for _ in iter(lambda: _stopped(r, keys, stop), True)],
                          daemon=True).start()
 
-        def process(batch) -> bool:
+        def process(batch) -> Optional[bool]:
+            if ctx.distributed and agree_to_stop(ctx, stop.is_set()):
+                return None  # every rank stops before this group: it goes back untrained
             t0 = time.monotonic()
             m = learner.process(batch)
             labels(M.D_STEPS).inc(1)
@@ -218,14 +234,17 @@ def run_d_learner(cfg: RootConfig) -> int:
             return False
 
         loop.run(process)
+    shutdown_distributed(ctx)  # leave the process group, or a rank's exit can wait on its peers
     return 0
 
 
 def run_student_learner(cfg: RootConfig) -> int:
     from afd_async.train.outputs import RunOutputs
 
-    labels = _metrics(cfg, "student-learner")
+    labels = _metrics(cfg, "student-learner", ranks=cfg.cluster.student_learner_ranks)
     _torch_threads(cfg)
+    ctx = join_learner_world(ranks=cfg.cluster.student_learner_ranks, batch_size=cfg.train.batch_size,
+                             backend=cfg.cluster.learner_backend)
     stop = stop_on_signals()
     r = redis_client(cfg.cluster)
     keys = RunKeys()
@@ -234,33 +253,39 @@ def run_student_learner(cfg: RootConfig) -> int:
     torch.manual_seed(cfg.train.seed)
     student = make_student(cfg.student, text.dim)
     d = d_copy(make_discriminator(cfg.discriminator, text.dim))
-    upd = make_student_updater(cfg, student)
-    outputs = RunOutputs(cfg, text)
+    upd = make_student_updater(cfg, student, dist=ctx)
+    outputs = RunOutputs(cfg, text) if ctx.is_main else None  # rank 0 evaluates and writes the run's outputs
     needs_d = cfg.algo.name != "sft"
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.student_learner_port)
     d_notify, d_fetch = _ports(cfg.cluster.d_learner_host, cfg.cluster.d_learner_port)
-    store = open_store(cfg, "student-learner", r, keys)
+    store = open_store(cfg, rank_role("student-learner", ctx), r, keys)
+    agree_on_checkpoint(store, ctx)
     history = DHistory(store.dir / "d_history") if cfg.train.checkpoint_d_history else None
-    with WeightPublisher(notify, fetch, curve=curve_server(cfg.cluster, "student-learner")) as pub, \
+    publisher = (WeightPublisher(notify, fetch, curve=curve_server(cfg.cluster, "student-learner")) if ctx.is_main
+                 else NullPublisher())
+    with publisher as pub, \
             WeightSubscriber(d_notify, d_fetch, curve=curve_client(cfg.cluster, "student-learner", "d-learner")) as d_sub, \
-            _feed_client(cfg, 1) as feed:
+            _feed_client(cfg, 1, ctx.rank) as feed:
         learner = StudentLearner(updater=upd, d=d, d_subscriber=d_sub, publisher=pub, client=r, keys=keys,
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,
                                  d_staleness=cfg.replay.d_staleness, needs_d=needs_d,
                                  pixel_latent=cfg.student.kind == "tiny", history=history)
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
-                            on_saved=history.prune if history is not None else None)
+                            on_saved=history.prune if history is not None else None, durable=lambda: barrier(ctx))
         resumed = ckpt.restore()
         learner.publish()
         r.hset(keys.status, "student_steps", upd.steps)
         # a resumed learner's "start" evaluation is of θ_ref, the initial policy (θ_old has moved on)
-        outputs.start(SimpleNamespace(old=upd.ref, steps=0) if resumed else upd)
+        if outputs is not None:
+            outputs.start(SimpleNamespace(old=upd.ref, steps=0) if resumed else upd)
         # staleness 0: train groups in plan order (W, W+1, …), as the synchronous loop does
         loop = FeedLoop(feed, stop, checkpointer=ckpt, timing=lambda: learner.timing,
                         expected=(lambda: planner.warmup_groups + upd.steps) if cfg.replay.staleness == 0 else None)
 
         def process(batch) -> Optional[bool]:
+            if ctx.distributed and agree_to_stop(ctx, stop.is_set()):
+                return None  # every rank stops before this group: it goes back untrained
             t0 = time.monotonic()
             m = learner.process(batch, stop)
             if m is None:
@@ -274,6 +299,8 @@ def run_student_learner(cfg: RootConfig) -> int:
             r.hset(keys.status, mapping={"student_busy_ratio": round(loop.busy.ratio, 4),
                                          "student_busy_breakdown": json.dumps(loop.busy.breakdown())})
             labels.beat()
+            if outputs is None:  # ranks > 0: train and ack; rank 0 logs, evaluates and ends the run
+                return upd.steps >= cfg.train.steps
             outputs.log_step(upd.steps, {**m, "batch_wait_s": loop.wait_s, "step_s": time.monotonic() - t0,
                                          **{f"time_{k}_s": v for k, v in learner.timing.items()},
                                          "checkpoint_s": loop.checkpoint_s})
@@ -285,11 +312,12 @@ def run_student_learner(cfg: RootConfig) -> int:
             loop.run(process)
         else:
             ckpt.checkpoint()
-        if upd.steps >= cfg.train.steps:
+        if upd.steps >= cfg.train.steps and outputs is not None:
             summary, _ = outputs.finish(upd, d, d_version=learner.d_version, mode="async",
                                         extra={"status": _status(r, keys)})
             r.hset(keys.status, mapping={"done": 1, "final_position_error": summary["final"]["position_error"]})
             r.set(keys.stop, 1)
+    shutdown_distributed(ctx)  # leave the process group, or a rank's exit can wait on its peers
     return 0
 
 

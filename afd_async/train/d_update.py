@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from afd_async.algo.losses import bt_accuracy, bt_loss
-from afd_async.parallel.dist import DistContext, wrap_ddp
+from afd_async.parallel.dist import DistContext, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch
 
 
@@ -54,7 +54,7 @@ class DiscriminatorUpdater:
     def step(self, batch: PairBatch) -> dict[str, float]:
         """One BT step. With lr 0 (frozen_d) it only reports metrics."""
         self.d.train()
-        if self._ddp is None:
+        if self._ddp is None or self.lr == 0:  # lr 0 (frozen_d) never steps: no DDP forward without a backward
             s_t = self.d.score(batch.teacher, prompts=batch.prompts, text=batch.text)
             s_s = self.d.score(batch.student_rgb.detach(), prompts=batch.prompts, text=batch.text)
         else:  # one DDP forward per backward: teacher and student rows in one call (D's norms are per sample)
@@ -80,7 +80,7 @@ class DiscriminatorUpdater:
             metrics["d_grad_norm"] = float(norm)
             self.opt.step()
             self.steps += 1
-        return metrics
+        return reduce_metrics(metrics, self.dist)  # data-parallel: the global batch's figures on every rank
 
     @torch.no_grad()
     def score(self, video: torch.Tensor, text: torch.Tensor, prompts: Optional[Sequence[str]] = None) -> torch.Tensor:

@@ -34,7 +34,7 @@ from afd_async.algo.losses import (
 from afd_async.algo.policy import eta_schedule
 from afd_async.models.policies import CopyPolicies, StudentPolicies
 from afd_async.models.schedule import rollout_sigmas, sample_t
-from afd_async.parallel.dist import DistContext, all_gather_list, all_gather_rows, wrap_ddp
+from afd_async.parallel.dist import DistContext, all_gather_list, all_gather_rows, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch, prompt_group_ids
 
 Objective = Literal["afd", "sft", "gan", "frozen_d"]
@@ -129,7 +129,7 @@ class StudentUpdater:
         self.ema.update(self.student)
         self.steps += 1
         metrics["student_loss"] = loss.item()
-        return metrics
+        return reduce_metrics(metrics, self.dist)  # data-parallel: the global batch's figures on every rank
 
     def publish(self) -> int:
         """θ_old ← η·θ_old + (1 − η)·θ with η ramping from 0; returns the new version."""

@@ -22,6 +22,7 @@ import torch
 
 from afd_async.config.root import RootConfig
 from afd_async.models.factory import make_discriminator, make_student, make_student_policies, make_text_encoder
+from afd_async.parallel.dist import DistContext
 from afd_async.physics import load_prompt_suite
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_update import DiscriminatorUpdater
@@ -43,13 +44,14 @@ class SyncResult:
     seconds: float
 
 
-def make_student_updater(cfg: RootConfig, student: torch.nn.Module) -> StudentUpdater:
+def make_student_updater(cfg: RootConfig, student: torch.nn.Module, *, dist: Optional[DistContext] = None) -> StudentUpdater:
+    """The configured updater; `dist` places it in a data-parallel learner (None: one process)."""
     a, s = cfg.algo, cfg.student
     return StudentUpdater(
         student, policies=make_student_policies(s, student, eval_ema=a.eval_ema), objective=a.name, lr=a.lr_student, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip,
         adv_eps=a.adv_eps, grad_clip=a.grad_clip, weight_decay=a.weight_decay, timesteps=s.timesteps,
         shift=s.shift, t_sampling=a.t_sampling, eta_rate=a.eta_rate, eta_max=a.eta_max, eval_ema=a.eval_ema,
-        chunk_frames=s.chunk_frames,
+        chunk_frames=s.chunk_frames, dist=dist,
     )
 
 
