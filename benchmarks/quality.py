@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON, table and pictures go")
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override for every row")
     ap.add_argument("--rows", nargs="*", help="only these rows (names as in the table; base is always scored)")
+    ap.add_argument("--tag", default="", help="suffix of the result file names, e.g. for a hyper-parameter variant")
     args = ap.parse_args()
     plan: Plan = SIZES[args.size]
     plan = replace(plan, seeds=tuple(args.seeds) if args.seeds else plan.seeds, jobs=args.jobs or plan.jobs,
@@ -129,7 +130,7 @@ def main() -> None:
                        for h in ("1x", long_name)}
 
     fps = cfg.student.fps
-    stem = f"quality_{args.size}"
+    stem = f"quality_{args.size}{'_' + args.tag if args.tag else ''}"
     tables = {}
     for h in ("1x", long_name):
         rows = [(name, summary[name][h]) for name in per_row] + [("teacher", teacher_summary[h])]
@@ -149,7 +150,7 @@ def main() -> None:
     goals = goal_checks(summary, long_name)
     wall = time.monotonic() - t_start
     result = {
-        "size": args.size, "wall_s": round(wall, 1), "train_wall_s": round(t_train, 1),
+        "size": args.size, "tag": args.tag, "overrides": list(args.override), "wall_s": round(wall, 1), "train_wall_s": round(t_train, 1),
         "overlay": plan.experiment, "seeds": list(plan.seeds), "eval_prompts": scorer.prompts,
         "teacher_budget_clips_per_run": (cfg.algo.d_warmup_steps + cfg.train.steps) * cfg.train.batch_size,
         "commands": {f"{r.row.name} seed {r.seed}": r.command for r in runs},
@@ -159,8 +160,9 @@ def main() -> None:
         "grid_prompts": scorer.prompts[:GRID_PROMPTS], "grid_columns": grid_names,
     }
     (args.results / f"{stem}.json").write_text(json.dumps(result, indent=1, default=float))
-    md = [f"# Quality benchmark, size {args.size}", "",
-          f"`python benchmarks/quality.py --size {args.size}` — {wall:.0f} s wall ({t_train:.0f} s training), "
+    flags = "".join(f" --override {o}" for o in args.override) + (f" --tag {args.tag}" if args.tag else "")
+    md = [f"# Quality benchmark, size {args.size}{' (' + args.tag + ')' if args.tag else ''}", "",
+          f"`python benchmarks/quality.py --size {args.size}{flags}` — {wall:.0f} s wall ({t_train:.0f} s training), "
           f"seeds {list(plan.seeds)}, mean ± sd over seeds.", ""]
     for h in ("1x", long_name):
         md += [f"## Rollouts {h} the trained length", "", tables[h][1], ""]
