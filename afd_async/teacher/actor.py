@@ -318,9 +318,9 @@ class TeacherActor:
             try:
                 rec = decode_record(raw)
             except ValueError as e:
-                await self.redis.xadd(self.gateway.journal.dead_stream, {  # the record itself too: never lost
-                    "scope": "record", "error_class": "bad_record", "reason": str(e)[:500], "raw": raw[:65536],
-                    "raw_bytes": len(raw)},
+                await self.redis.xadd(self.gateway.journal.dead_stream, {  # the record itself too (hex: the
+                    "scope": "record", "error_class": "bad_record", "reason": str(e)[:500],  # stream stays text)
+                    "raw_hex": raw[:32768].hex(), "raw_bytes": len(raw)},
                     maxlen=self.gateway.journal.dead_maxlen, approximate=True)
                 await self.queue.ack(raw)
                 self.report.bad_records += 1

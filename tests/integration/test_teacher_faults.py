@@ -132,12 +132,12 @@ def test_bad_queue_records_are_dead_lettered_with_their_bytes_and_never_block(re
         return have_clips(redis_client, cfg, good) == len(good) and redis_client.xlen("afd:teacher:dead") >= len(bad)
 
     report = run_actor_until(cfg, settled, 60)
-    dead = [f for _, f in redis_client.xrange("afd:teacher:dead")]
+    dead = dead_letters(redis_client)
     assert report.bad_records == len(bad) and report.done == len(good) and report.halted is None
-    by_raw = {d[b"raw"]: d for d in dead}
+    by_raw = {bytes.fromhex(d["raw_hex"]): d for d in dead}
     assert set(by_raw) == set(bad)
     for raw, fragment in bad.items():
         d = by_raw[raw]
-        assert d[b"error_class"] == b"bad_record" and fragment in d[b"reason"].decode(), d
-        assert int(d[b"raw_bytes"]) == len(raw)
+        assert d["error_class"] == "bad_record" and fragment in d["reason"], d
+        assert int(d["raw_bytes"]) == len(raw)
     assert redis_client.llen("afd:teacher:queue") == 0 and not redis_client.keys("afd:teacher:processing:*")
