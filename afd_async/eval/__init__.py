@@ -1,4 +1,12 @@
-"""Evaluation of generated clips against the physics renderer's ground truth."""
+"""Evaluation of generated clips against the physics renderer's ground truth.
+
+- `physics`: per-frame colour unmixing, position error, motion magnitude, flicker.
+- `trajectory`: robust object tracks (Hampel filter + short-gap filling over time).
+- `kinematics`: estimators of g, floor contacts, restitution, velocities, oscillation period.
+- `physics_metrics`: the law-specific errors per scene type (fall, slide, collide/hit, swing).
+- `frechet`: FVD-style Fréchet distance on a fixed-seed random 3D-conv network.
+- `scorecard`: all of the above for a set of clips (used by `benchmarks/quality.py`).
+"""
 
 from __future__ import annotations
 
