@@ -12,7 +12,8 @@ One job (`TeacherGateway.run_job`), every step bounded by a timeout:
               quota's AIMD and pause) → journal "submitted" (job id) → quota.on_success
         poll with backoff (lease and claim heartbeats run meanwhile) → release lease at terminal
         SUCCEEDED → download at once → decode/verify (re-download on CORRUPT_RESULT)
-                  → cache.put → journal "done"
+                  → cache.put → journal "done"; downloads still failing TRANSIENT → JobDeferred,
+                  the record stays "submitted" (the paid result is fetched on resume, not re-bought)
         FAILED/EXPIRED/CANCELLED, EXPIRED_RESULT → journal "failed", next attempt
         CONTENT_REJECTED / INVALID → dead-letter stream, JobDeadLettered
         persistent CORRUPT_RESULT → dead-letter (`corrupt_result="dead_letter"`) or a fresh
@@ -450,7 +451,11 @@ class TeacherGateway:
             raise _AttemptFailed(f"bad result after {self.download_attempts} downloads: {last}")
         if last.error_class is ErrorClass.CORRUPT_RESULT:
             await self._fatal(key, request, TeacherError(ErrorClass.CORRUPT_RESULT, f"undecodable result: {last}"))
-        raise _AttemptFailed(f"download failed: {last}")
+        # A transient download failure says nothing about the job, which is done and paid for: keep
+        # its journal record "submitted" and defer, so the next claim re-polls it by id and downloads
+        # again (a fresh job would pay twice). An expired URL is the path that creates a new job.
+        self._count("deferred")
+        raise JobDeferred(f"result of job {status.handle.job_id} not downloaded yet: {last}")
 
     # ------------------------------------------------------------------ many jobs
     def stop(self) -> None:

@@ -141,3 +141,29 @@ def test_bad_queue_records_are_dead_lettered_with_their_bytes_and_never_block(re
         assert d["error_class"] == "bad_record" and fragment in d["reason"], d
         assert int(d["raw_bytes"]) == len(raw)
     assert redis_client.llen("afd:teacher:queue") == 0 and not redis_client.keys("afd:teacher:processing:*")
+
+
+def test_a_paid_result_whose_download_keeps_failing_is_fetched_on_resume_not_bought_again(redis_server):
+    """Transient download failures after the job succeeded: the gateway defers (journal stays
+    "submitted" with the job id) and the next run re-polls that job and downloads it; one create."""
+    import pytest
+
+    from afd_async.teacher.contract import ErrorClass, JobRequest
+    from afd_async.teacher.gateway import JobDeferred
+    from test_gateway_fakes import make_gateway, run
+
+    req = JobRequest(prompt="a blue ball slides left", seed=4, model="m")
+
+    async def main() -> None:
+        gw, fake = make_gateway(redis_server.client_kwargs(), download_attempts=2)
+        await fake.inject("download", ErrorClass.TRANSIENT, times=2)
+        with pytest.raises(JobDeferred, match="not downloaded yet"):
+            await gw.run_job(req)
+        rec = await gw.journal.get(gw.journal.key("fake", req, 0))
+        assert rec.state == "submitted" and rec.handle is not None
+        entry = await gw.run_job(req)  # resumes the same job by id
+        assert entry.prompt == req.prompt and entry.meta.job_id == rec.handle.job_id
+        assert await fake.counter("submits") == 1 and await fake.r.llen("fake:inject:download") == 0  # both failed
+        assert (await gw.quota.snapshot())["in_flight"] == 0  # the resumed lease was released too
+
+    run(main())
