@@ -22,6 +22,7 @@ Fault class → where it is handled → tests (this file unless named):
 | wrong length | `resample` ClipTooShortError → CORRUPT_RESULT → fresh job | every_fault |
 | oversized payload | adapter download cap (Content-Length, then streamed count) → CORRUPT_RESULT | oversized_and_bombs; emulators/harness max_bytes |
 | decode bomb | `probe_mp4` + `check_declared` (size, frames, frames × pixels) before FFmpeg; FFmpeg `max_pixels` at open | oversized_and_bombs; test_bad_input_video; test_codec |
+| download keeps failing (paid job) | `gateway._download_and_decode` → JobDeferred, record kept "submitted": re-polled by id on resume | paid_result_… |
 | expired result URL | adapter 403/404/410 → EXPIRED_RESULT → fresh job | every_fault; test_gateway failed_job_and_expired; test_teacher_server result_expires |
 | content rejection / invalid | CONTENT_REJECTED / INVALID → dead-letter at once, never retried | every_fault; test_gateway poison_prompts |
 | auth / quota exhausted | halt + account alert on the dead stream; journal stays resumable | test_gateway account_failures_halt |
