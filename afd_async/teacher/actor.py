@@ -324,6 +324,10 @@ class TeacherActor:
                     maxlen=self.gateway.journal.dead_maxlen, approximate=True)
                 await self.queue.ack(raw)
                 self.report.bad_records += 1
+                if self.metrics is not None:  # a dead-letter entry like any other: visible on the dashboard
+                    from afd_async import metrics as M
+
+                    self.metrics(M.TEACHER_ACTOR_JOBS, state="dead_lettered").inc()
                 continue
             return raw, teacher_request(self.cfg.teacher, rec.prompt, rec.seed)
         return None

@@ -32,10 +32,37 @@ Fault class → where it is handled → tests (this file unless named):
 
 from __future__ import annotations
 
-from test_teacher_actor import dead_letters, have_clips, make_cfg, prompts, push, run_actor_until, teacher  # noqa: F401 (fixture)
+from test_teacher_actor import KEY, dead_letters, have_clips, make_cfg, prompts, push, teacher  # noqa: F401 (fixture)
+from test_teacher_actor import run_actor_until as _run_actor_until
 
 from afd_async.teacher.clips import load_teacher_clip, teacher_clip_key
 from afd_async.teacher.server_faults import JOB_FAULTS, REQUEST_FAULTS
+
+def run_actor_until(cfg, done, timeout_s: float, metrics=None):
+    """`test_teacher_actor.run_actor_until`, optionally with the actor's metric labels."""
+    if metrics is None:
+        return _run_actor_until(cfg, done, timeout_s)
+    import asyncio
+    import time
+
+    from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, make_teacher_client
+
+    async def main():
+        r = connect_redis(cfg.cluster.redis_url)
+        client = make_teacher_client(cfg, {"api_key": KEY})
+        actor = TeacherActor(cfg, build_gateway(cfg, r, client, metrics=metrics), r, metrics=metrics)
+        task = asyncio.create_task(actor.run())
+        deadline = time.monotonic() + timeout_s
+        while not await asyncio.to_thread(done) and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+        actor.stop()
+        report = await asyncio.wait_for(task, 30)
+        await client.aclose()
+        await r.aclose()
+        return report
+
+    return asyncio.run(main())
+
 
 DRAWN = ("content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length")
 assert set(DRAWN) | {"decode_bomb", "oversized"} == set(JOB_FAULTS)  # those two: by marker, in the next test
@@ -132,9 +159,13 @@ def test_bad_queue_records_are_dead_lettered_with_their_bytes_and_never_block(re
     def settled() -> bool:
         return have_clips(redis_client, cfg, good) == len(good) and redis_client.xlen("afd:teacher:dead") >= len(bad)
 
-    report = run_actor_until(cfg, settled, 60)
+    from afd_async import metrics as M
+
+    labels = M.RoleLabels("teacher-actor", "bad-records-test")
+    report = run_actor_until(cfg, settled, 60, metrics=labels)
     dead = dead_letters(redis_client)
     assert report.bad_records == len(bad) and report.done == len(good) and report.halted is None
+    assert labels(M.TEACHER_ACTOR_JOBS, state="dead_lettered")._value.get() == len(bad)  # the counted metric
     by_raw = {bytes.fromhex(d["raw_hex"]): d for d in dead}
     assert set(by_raw) == set(bad)
     for raw, fragment in bad.items():
