@@ -40,6 +40,8 @@ from afd_async.transport import FeedClient, FeedServer, WeightPublisher, WeightS
 
 log = logging.getLogger(__name__)
 
+FEEDER_DRAIN_S = 15.0  # longest a stopping feeder waits for its learners' last acks
+
 
 def make_planner(cfg: RootConfig) -> Planner:
     return Planner(load_prompt_suite("train"), run_seed=cfg.train.seed, batch_size=cfg.train.batch_size,
@@ -170,6 +172,11 @@ def run_feeder(cfg: RootConfig) -> int:
             labels(M.REPLAY_LENGTH).set(r.xlen(keys.pairs))
             labels.beat()
             stop.wait(1.0)
+        # Learners ack their last groups after their final checkpoint: serve acks until they leave (bounded:
+        # a dead learner's peer expires after the feed's heartbeat timeout).
+        deadline = time.monotonic() + FEEDER_DRAIN_S
+        while time.monotonic() < deadline and any(srv.stats().unacked for srv in (d_srv, s_srv)):
+            threading.Event().wait(0.05)
     return 0
 
 

@@ -15,16 +15,23 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from types import SimpleNamespace
+from typing import Callable, Iterable, Optional, Sequence
 
+import numpy as np
 import redis
+import torch
 
 from afd_async.config import load_config
 from afd_async.config.root import RootConfig
 from afd_async.launch.run import ROLE_ORDER, _prefill_text_cache, role_overrides
 from afd_async.launch.supervisor import RestartPolicy, Supervisor, wait_until
+from afd_async.models.tiny_discriminator import frames_to_video
+from afd_async.replay.pair import decode_meta
+from afd_async.replay.writer import F_META
 from afd_async.runtime.keys import RunKeys
 from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
+from afd_async.runtime.teacher_clips import load_teacher_frames, teacher_clip_ref
 from afd_async.testing.redis_server import RedisServer
 
 
@@ -95,3 +102,46 @@ class LocalCluster:
     def ledger(self, role: str) -> Optional[dict]:
         """The newest durable checkpoint's ledger of a learner role."""
         return read_ledger(self.checkpoint_dir(role))
+
+    def stream_groups(self) -> dict[str, int]:
+        """Redis id -> group index of every pair in the stream."""
+        assert self.r is not None
+        return {sid.decode(): int(decode_meta(f[F_META])["group"]) for sid, f in self.r.xrange(self.keys.pairs)}
+
+    def pending(self, group: str) -> dict[str, int]:
+        """Redis id -> times delivered, of every entry pending (delivered, not acked) in a consumer group."""
+        assert self.r is not None
+        return {e["message_id"].decode(): int(e["times_delivered"])
+                for e in self.r.xpending_range(self.keys.pairs, group, "-", "+", 100_000)}
+
+    def acked(self, group: str, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` a consumer group has acknowledged: delivered (up to its last-delivered id), not pending.
+
+        Pass ids read before (`stream_groups()`): the feeder trims entries every group acked.
+        """
+        assert self.r is not None
+        info = {g["name"].decode(): g for g in self.r.xinfo_groups(self.keys.pairs)}[group]
+        last = tuple(int(x) for x in info["last-delivered-id"].decode().split("-"))
+        pending = self.pending(group)
+        return {sid for sid in ids if tuple(int(x) for x in sid.split("-")) <= last and sid not in pending}
+
+    def teacher_batch(self, prompts: list[str], seeds: list[int]) -> torch.Tensor:
+        """`(B, 3, F, H, W)` in [-1, 1]: the teacher clips this run cached (a `SyncLoop.teacher`)."""
+        assert self.r is not None
+        refs = [teacher_clip_ref(self.r, self.role_cfg.teacher, p, s) for p, s in zip(prompts, seeds)]
+        return frames_to_video(torch.from_numpy(np.stack([load_teacher_frames(self.r, ref) for ref in refs])))
+
+    def sync_reference(self, steps: int) -> list[dict[str, float]]:
+        """`afd sync`'s per-step metrics on this run's seeds and teacher clips (the staleness-0 oracle).
+
+        The clips come from the run's teacher cache: libx264 does not encode bit-reproducibly,
+        so a sync loop re-encoding its own clips (`train.sync_teacher_codec`) trains on other clips.
+        """
+        from afd_async.train.sync_loop import SyncLoop
+
+        cfg = load_config([*self.user_overrides, f"train.output_dir={self.out / 'sync'}",
+                           f"text.cache_dir={self.out / 'text_cache'}"])
+        loop = SyncLoop(cfg)
+        loop.teacher = SimpleNamespace(batch=self.teacher_batch)
+        loop.warmup_d()
+        return [loop.step() for _ in range(steps)]

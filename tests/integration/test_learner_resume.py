@@ -16,7 +16,7 @@ run finishes, and:
   redone step computes what its first attempt computed, bit for bit.
 
 The sync reference takes the teacher clips the run used from its Redis cache
-(`sync_reference`): libx264 does not encode bit-reproducibly, so a sync loop
+(`LocalCluster.sync_reference`): libx264 does not encode bit-reproducibly, so a sync loop
 that re-encodes its own clips (`train.sync_teacher_codec`) trains on slightly
 other clips.
 """
@@ -26,19 +26,11 @@ from __future__ import annotations
 import math
 import signal
 
-import numpy as np
 import pytest
-import torch
 
-from afd_async.config import load_config
 from afd_async.launch.supervisor import RestartPolicy
-from afd_async.models.tiny_discriminator import frames_to_video
-from afd_async.replay.pair import decode_meta
-from afd_async.replay.writer import F_META
-from afd_async.runtime.teacher_clips import load_teacher_frames, teacher_clip_ref
 from afd_async.testing.cluster import LocalCluster
 from afd_async.train.report import read_metrics
-from afd_async.train.sync_loop import SyncLoop
 
 pytestmark = pytest.mark.slow
 
@@ -46,37 +38,6 @@ STEPS, WARMUP, EVERY = 10, 2, 3
 RUN = ["experiment=smoke", "replay.staleness=0", "train.eval_prompts=2",
        f"train.steps={STEPS}", f"algo.d_warmup_steps={WARMUP}", f"train.checkpoint_every={EVERY}"]
 LOSS_KEYS = ("student_loss", "nft_loss", "score_mean", "w_min", "w_max")
-
-
-def stream_groups(c: LocalCluster) -> dict[str, int]:
-    """Redis id -> group index of every pair in the stream."""
-    return {sid.decode(): int(decode_meta(f[F_META])["group"]) for sid, f in c.r.xrange(c.keys.pairs)}
-
-
-def pending(c: LocalCluster, group: str) -> dict[str, int]:
-    """Redis id -> times delivered, of every entry pending (delivered, not acked) in a consumer group."""
-    return {e["message_id"].decode(): int(e["times_delivered"])
-            for e in c.r.xpending_range(c.keys.pairs, group, "-", "+", 10_000)}
-
-
-class RunTeacherClips:
-    """The teacher clips a run used, read from its Redis teacher cache (a `SyncLoop.teacher`)."""
-
-    def __init__(self, c: LocalCluster) -> None:
-        self.c = c
-
-    def batch(self, prompts: list[str], seeds: list[int]) -> torch.Tensor:
-        refs = [teacher_clip_ref(self.c.r, self.c.role_cfg.teacher, p, s) for p, s in zip(prompts, seeds)]
-        return frames_to_video(torch.from_numpy(np.stack([load_teacher_frames(self.c.r, ref) for ref in refs])))
-
-
-def sync_reference(c: LocalCluster, out, steps: int) -> list[dict[str, float]]:
-    """`afd sync`'s per-step metrics on the run's seeds and teacher clips (no transport, no restarts)."""
-    cfg = load_config([*c.user_overrides, f"train.output_dir={out / 'sync'}", f"text.cache_dir={out / 'text_cache'}"])
-    loop = SyncLoop(cfg)
-    loop.teacher = RunTeacherClips(c)
-    loop.warmup_d()
-    return [loop.step() for _ in range(steps)]
 
 
 def kill_between_checkpoints(c: LocalCluster, role: str, steps: callable, lo: int, hi: int) -> int:
@@ -95,19 +56,19 @@ def crashed_run(tmp_path_factory):
     with LocalCluster(out, RUN, restart=RestartPolicy(max_restarts=2, backoff_s=0.1)) as c:
         # 1. the student learner dies holding trained, un-acked batches
         s_killed = kill_between_checkpoints(c, "student-learner", lambda: c.status_int("student_steps"), 4, 5)
-        groups = stream_groups(c)
-        s_pending = pending(c, "student")
+        groups = c.stream_groups()
+        s_pending = c.pending("student")
         # 2. after its restart has caught up, the D learner dies the same way (D version = groups trained, ratio 1)
         c.wait_for(lambda: c.status_int("student_steps") > s_killed, what="the resumed student learner to step")
         d_killed = kill_between_checkpoints(c, "d-learner", lambda: c.status_int("d_version"), WARMUP + s_killed + 1,
                                             WARMUP + STEPS - 1)
-        groups = stream_groups(c)
-        d_pending = pending(c, "discriminator")
+        groups = c.stream_groups()
+        d_pending = c.pending("discriminator")
         c.wait_for(lambda: c.status().get("done") == "1", what="the run to finish")
-        sync = sync_reference(c, out, STEPS)
+        sync = c.sync_reference(STEPS)
         result = dict(out=out, sync=sync, groups=groups, s_killed=s_killed, s_pending=s_pending, d_killed=d_killed,
                       d_pending=d_pending, s_ledger=c.ledger("student-learner"), pending_end={
-                          g: pending(c, g) for g in ("student", "discriminator")},
+                          g: c.pending(g) for g in ("student", "discriminator")},
                       restarts=c.supervisor.restart_counts(), codes=None)
         c.r.set(c.keys.stop, 1)
         result["codes"] = c.supervisor.stop_all(timeout_s=30)
