@@ -84,12 +84,12 @@ def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:
     def enc(x: Any, path: str) -> Any:
         if isinstance(x, torch.Tensor):
             t = x.detach()
-            tensors[path] = (t.clone() if t.device.type == "cpu" else t.to("cpu")).contiguous()
-            return {"__tensor__": path}
+            tensors[path or "."] = (t.clone() if t.device.type == "cpu" else t.to("cpu")).contiguous()
+            return {"__tensor__": path or "."}
         if isinstance(x, dict):
-            return {"__dict__": [[k, enc(v, f"{path}/{k}")] for k, v in x.items()]}
+            return {"__dict__": [[k, enc(v, f"{path}/{k}" if path else str(k))] for k, v in x.items()]}
         if isinstance(x, (list, tuple)):
-            return {"__list__": [enc(v, f"{path}/{i}") for i, v in enumerate(x)]}
+            return {"__list__": [enc(v, f"{path}/{i}" if path else str(i)) for i, v in enumerate(x)]}
         if x is None or isinstance(x, (bool, int, float, str)):
             return x
         raise TypeError(f"learner state at {path or '/'}: cannot store a {type(x).__name__}")
