@@ -64,8 +64,8 @@ def chaos_run(out: Path, *, minutes: float, every_s: float, steps: int, seed: in
             "every_s": every_s, "seed": seed}
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """Markdown: kills and restarts per target, then the counts."""
+def format_table(result: dict[str, Any], baseline: Optional[dict[str, Any]] = None) -> str:
+    """Markdown: kills and restarts per target, then the counts (and the fault-free run's, when given)."""
     c = result["counts"]
     lines = ["| target | kills | restarts |", "|---|---:|---:|"]
     for t in result["kills"]:
@@ -85,5 +85,11 @@ def format_table(result: dict[str, Any]) -> str:
         ("**teacher jobs orphaned**", c["teacher_jobs_orphaned"]),
         ("chaos window / wall time", f"{result['chaos_s']:.0f} s / {result['wall_s']:.0f} s"),
     ]
+    if baseline is not None:
+        b = baseline["counts"]
+        rows += [("same run without faults: wall time (chaos ÷ fault-free)",
+                  f"{baseline['wall_s']:.0f} s ({result['wall_s'] / baseline['wall_s']:.2f}x)"),
+                 ("same run without faults: pairs produced / teacher jobs / lost / twice",
+                  f"{b['pairs_produced']} / {b['teacher_jobs']} / {b['lost']} / {b['twice']}")]
     lines += ["", "| count | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
