@@ -149,6 +149,7 @@ def e2e_variants(m: dict[str, Any], dev: torch.device, res: dict[str, Any], out_
     timed("decode/diffusers_norms", lambda: old.decode(ref_lat), ref)
     fuse_rms_norms(vae.vae)
     timed("decode/fused_norms", lambda: old.decode(ref_lat), ref)
+    unfuse_rms_norms(vae.vae)  # off by default (2 %); the rows below use diffusers' norms
     timed("e2e/back_to_back", lambda: old.decode(old.rollout(text, generator=g.manual_seed(0), **kw)), ref)
     timed("e2e/stream_overlap", lambda: rollout_video(old, StreamingDecoder(vae), text, overlap=True,
                                                       generator=g.manual_seed(0), **kw)[1], ref)

@@ -130,12 +130,7 @@ def make_wan_vae(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
     else:
         log.warning("student.wan.vae_checkpoint is null: the Wan VAE has random weights (benchmarks only)")
         vae = AutoencoderKLWan(**vae_kwargs).eval()
-    vae = WanVAE(vae.requires_grad_(False)).to(device, _DTYPES[cfg.wan.dtype])
-    if cfg.wan.compile and torch.device(device).type == "cuda":  # fused RMS norms: decode speed (benchmarks/RESULTS.md)
-        from afd_async.models.wan.vae_fused import fuse_rms_norms
-
-        fuse_rms_norms(vae.vae)
-    return vae
+    return WanVAE(vae.requires_grad_(False)).to(device, _DTYPES[cfg.wan.dtype])
 
 
 def make_wan_student(cfg: StudentConfig, device: str = "cpu") -> nn.Module:

@@ -5,6 +5,12 @@ pass over a large activation. diffusers' `WanRMS_norm` does five (upcast,
 norm reduction, divide, downcast, scale·gamma + bias); compiled, it is one
 reduction and one write. Same arithmetic order (float32 normalise, then scale
 and affine in the activation dtype), so outputs match to rounding.
+
+Measured on an H100 (benchmarks/RESULTS.md): decode 1.91 s → 1.87 s (2 %), and
+dynamo hit its recompile limit on the decoder's many activation shapes. The
+decode's time is in cache copies/padding and layout transposes, not in the
+norms, so this is **off by default**; `benchmarks/bench_wan_afd.py` keeps the
+comparison.
 """
 
 from __future__ import annotations
