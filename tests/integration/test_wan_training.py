@@ -126,3 +126,25 @@ def test_sync_steps_train_lora_only_and_soft_update_old(assets, tmp_path) -> Non
     loop.s_upd.load_state_dict(state)
     d_state = loop.d_upd.state_dict()["d"]
     assert d_state and all(".lora_" in k or k.startswith("rm_head.") for k in d_state)  # D publishes trained tensors
+
+
+def test_afd_run_smoke(assets, tmp_path) -> None:
+    """`afd run` with every role a process: the Wan actor decodes for D, learners exchange adapter-only weights."""
+    from safetensors import safe_open
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "afd_async.cli", "run", "experiment=wan_tiny", *assets,
+                           "replay.staleness=0", f"train.output_dir={out}"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["mode"] == "async"
+    assert int(summary["status"]["pairs_written"]) == (1 + 2) * 2  # 1 warm-up + 2 training groups of 2 pairs
+    train = [r for r in read_metrics(out / "metrics.jsonl") if r.get("phase") == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    assert all(math.isfinite(r[k]) for r in train for k in ("student_loss", "nft_loss", "score_mean"))
+    with safe_open(str(out / "student_final.safetensors"), "pt") as f:  # θ_old as published: its adapter only
+        keys = list(f.keys())
+    assert keys and all(".lora_A.old." in k or ".lora_B.old." in k for k in keys)
+    with safe_open(str(out / "discriminator_final.safetensors"), "pt") as f:  # D's trained tensors only
+        keys = list(f.keys())
+    assert keys and all(".lora_" in k or k.startswith("rm_head.") for k in keys)
