@@ -17,6 +17,7 @@ import copy
 import logging
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 import redis
@@ -50,6 +51,26 @@ def to_pair_batch(batch: ReceivedBatch, encode_text: Callable[[list[str]], torch
     )
 
 
+def pick_group(held: dict[int, Any], expected: Optional[int], *, max_hold: int, idle_s: float,
+               hold_timeout_s: float) -> Optional[int]:
+    """Which held group to train next, or None to wait for more.
+
+    Arrival order when `expected` is None. Ordered mode trains `expected` once it is here; it gives up
+    waiting for it (and trains the smallest held group) when `max_hold` later groups are held, or when
+    nothing has arrived for `hold_timeout_s`: at k = 0 admission lets at most one group run ahead, so
+    a group that never comes (dead-lettered) would otherwise stall the learner forever.
+    """
+    if not held:
+        return None
+    if expected is None:
+        return next(iter(held))
+    if expected in held:
+        return expected
+    if len(held) < max_hold and idle_s < hold_timeout_s:
+        return None
+    return min(held)
+
+
 class FeedLoop:
     """Both learners' driver: batches in, each group trained once, checkpoints, acks only after checkpoints.
 
@@ -66,14 +87,18 @@ class FeedLoop:
             would; a redelivered batch racing a newer one then cannot change what is computed.
             None: train in arrival order.
         timing: the learner's split of its last `process` call (`step`, `d_wait`, `publish` seconds).
-        max_hold: ordered mode holds at most this many early groups, then trains the smallest.
+        max_hold: ordered mode holds at most this many early groups, then trains the smallest;
+            so it does after `hold_timeout_s` without a new batch (a group that never comes, e.g. dead-lettered).
     """
 
     def __init__(self, feed: FeedClient, stop: threading.Event, *, checkpointer: Checkpointer,
                  timing: Callable[[], dict[str, float]] = dict, expected: Optional[Callable[[], int]] = None,
-                 batch_timeout_s: float = 1.0, max_hold: int = 16, warm_batches: int = 1) -> None:
+                 batch_timeout_s: float = 1.0, max_hold: int = 16, hold_timeout_s: float = 120.0,
+                 warm_batches: int = 1) -> None:
         self.feed, self.stop, self.ckpt, self.timing = feed, stop, checkpointer, timing
         self.expected, self.batch_timeout_s, self.max_hold = expected, batch_timeout_s, max_hold
+        self.hold_timeout_s = hold_timeout_s
+        self._last_arrival = time.monotonic()
         self.busy = BusyMeter(warm_batches)
         self.wait_s = 0.0  # the last trained batch's wait for the feed
         self.checkpoint_s = 0.0  # the last checkpoint's write time
@@ -81,18 +106,14 @@ class FeedLoop:
         self._held: dict[int, list[ReceivedBatch]] = {}
 
     def _pick(self) -> Optional[tuple[int, list[ReceivedBatch]]]:
-        if not self._held:
+        expected = None if self.expected is None else self.expected()
+        group = pick_group(self._held, expected, max_hold=self.max_hold,
+                           idle_s=time.monotonic() - self._last_arrival, hold_timeout_s=self.hold_timeout_s)
+        if group is None:
             return None
-        if self.expected is None:
-            group = next(iter(self._held))
-        else:
-            group = self.expected()
-            if group not in self._held:
-                if len(self._held) < self.max_hold:
-                    return None
-                group = min(self._held)
-                log.warning("ordered feed: group %d not here while %d later ones are; training %d",
-                            self.expected(), len(self._held), group)
+        if expected is not None and group != expected:
+            log.warning("ordered feed: group %d not here while %d later ones are; training %d",
+                        expected, len(self._held), group)
         return group, self._held.pop(group)
 
     def _receive(self) -> bool:
@@ -106,6 +127,7 @@ class FeedLoop:
             return False
         finally:
             self._waited += time.monotonic() - t0
+        self._last_arrival = time.monotonic()
         group = int(batch.meta["group"])
         if self.ckpt.ledger.has(group):
             self.ckpt.duplicate(group, batch)
@@ -207,6 +229,7 @@ class StudentLearner:
         self.needs_d, self.pixel_latent, self.d_timeout_s = needs_d, pixel_latent, d_timeout_s
         self.history = history
         self.d_version = -1
+        self._d_received: dict[str, torch.Tensor] = {}
         self.last: dict[str, float] = {}
         self.timing: dict[str, float] = {}
 
@@ -222,8 +245,7 @@ class StudentLearner:
         if self.history is not None:
             hit = self.history.lookup(step)  # a redone step: the D its first attempt used
             if hit is not None:
-                self.d.load_state_dict(hit[1], strict=True)
-                self.d_version = hit[0]
+                self._load_d(SimpleNamespace(version=hit[0], state_dict=hit[1]))
                 return True
             if step <= self.history.redo_until:
                 return True  # the first attempt kept its D at this step
@@ -245,11 +267,12 @@ class StudentLearner:
         if self.d_version < need:
             return False
         if self.history is not None and self.d_version != before:
-            self.history.record(step, self.d_version, self.d.state_dict())
+            self.history.record(step, self.d_version, self._d_received)
         return True
 
     def _load_d(self, update: Any) -> None:
-        self.d.load_state_dict(dict(update.state_dict), strict=True)
+        self._d_received = dict(update.state_dict)  # what the D learner published (kept for the D history)
+        self.d.load_state_dict(self._d_received, strict=True)
         self.d_version = int(update.version)
 
     def process(self, batch: ReceivedBatch, stop: threading.Event) -> Optional[dict[str, float]]:

@@ -18,6 +18,7 @@ the same entry functions over the seeds instead (`test_harnesses.py`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import subprocess
 import sys
@@ -44,8 +45,19 @@ def _child(target: str, seconds: int, out: Path, rss_limit_mb: int) -> None:
     for i, s in enumerate(seeds(target)):
         (corpus / f"seed-{i}").write_bytes(s)
     args = [sys.argv[0], str(corpus), f"-max_total_time={seconds}", f"-artifact_prefix={crashes}/",
-            f"-rss_limit_mb={rss_limit_mb}", "-timeout=20", "-print_final_stats=1", "-max_len=65536"]
-    atheris.Setup(args, fuzz_targets.TARGETS[target])
+            f"-rss_limit_mb={rss_limit_mb}", "-print_final_stats=1", "-max_len=65536"]
+    fn = fuzz_targets.TARGETS[target]
+
+    def guarded(data: bytes) -> None:
+        """Save the input ourselves before re-raising: with torch loaded, libFuzzer's own crash
+        dump was seen to die on a SIGALRM (rc -14) before writing its artifact."""
+        try:
+            fn(data)
+        except BaseException:
+            (crashes / f"crash-{hashlib.sha1(data).hexdigest()}").write_bytes(data)
+            raise
+
+    atheris.Setup(args, guarded)
     atheris.Fuzz()
 
 
@@ -91,7 +103,11 @@ def main() -> int:
                                  "--out", str(a.out), "--rss-limit-mb", str(a.rss_limit_mb)],
                                 stdout=f, stderr=subprocess.STDOUT, cwd=REPO).returncode
         text = log.read_text(errors="replace")
-        crashes = sorted((a.out / "crashes" / name).glob("*"))
+        crashes = sorted((a.out / "crashes" / name).glob("crash-*"))
+        if rc != 0 or crashes:
+            tb = text[text.find("=== Uncaught Python exception"):] if "Uncaught Python exception" in text else text[-2000:]
+            print(f"--- {name}: rc {rc}, {len(crashes)} crash input(s) in {a.out / 'crashes' / name}\n{tb[:3000]}",
+                  file=sys.stderr)
         cov = re.findall(r"\bcov: (\d+)", text)
         rows.append((name, time.monotonic() - t0, _stat(text, "number_of_executed_units"),
                      _stat(text, "average_exec_per_sec"), cov[-1] if cov else "?", len(crashes), rc))
