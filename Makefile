@@ -5,7 +5,8 @@ PIP    ?= $(PYTHON) -m pip
 
 .PHONY: setup run test test-fast compose-test bench clean
 
-## setup: install the pinned CPU torch, then the project with its dev extras, then redis-server.
+## setup: install the pinned CPU torch, the project with its dev extras, then redis-server, prometheus and
+## docker-compose (its file validator; `docker compose up` itself needs a docker daemon: compose-test).
 setup:
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
@@ -17,6 +18,10 @@ setup:
 	  echo "installing prometheus (Debian package; the metrics test scrapes real roles with it)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
 	  || { echo "could not install prometheus: install it with your package manager" >&2; exit 1; }; }
+	@command -v docker-compose >/dev/null || { \
+	  echo "installing docker-compose (Debian package, no daemon; the compose-file tests validate the files with it)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose) \
+	  || { echo "could not install docker-compose: install it with your package manager" >&2; exit 1; }; }
 
 ## run: the main job (embedded default: CPU, no API key, no downloaded weights).
 run:
