@@ -2,10 +2,16 @@
 
 Prints learner-consumed pairs/s (wall clock of the whole command: start-up, D
 warm-up and evaluations included, the same for every row), the ratio to sync,
-and the eval physics error at the end (quality at equal learner steps).
+the eval physics error at the end (quality at equal learner steps), and each
+learner's busy fraction once warm (`afd_*_learner_busy_ratio`: time in the
+optimizer step ÷ wall time after the first batch; goal ≥ 0.95), then where the
+student learner's warm wall time went (`runtime/busy.py` names the parts).
 
     python benchmarks/bench_async_vs_sync.py                      # quick: 40 steps, batch 4
     python benchmarks/bench_async_vs_sync.py --steps 200 --batch 8 --ks 0 1 2 4
+    python benchmarks/bench_async_vs_sync.py --sync-threads 1 4 text.kind=hash   # more sync rows; extra overrides
+
+The ratio column divides by the first sync row (one torch thread, like every async role).
 """
 
 from __future__ import annotations
@@ -38,22 +44,36 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--eval-prompts", type=int, default=8)
     ap.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--sync-threads", type=int, nargs="+", default=[1],
+                    help="one sync row per torch thread count (the first is the ratio's baseline)")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every row")
     args = ap.parse_args()
     base = [f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"algo.d_warmup_steps={args.warmup}",
-            f"train.eval_prompts={args.eval_prompts}", "train.eval_every=0", "train.torch_threads=1"]
+            f"train.eval_prompts={args.eval_prompts}", "train.eval_every=0", *args.overrides]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        sync = run("sync", base, Path(tmp) / "sync")
-        rows.append(("sync", sync))
+        for n in args.sync_threads:
+            name = "sync" if n == 1 else f"sync {n}thr"
+            rows.append((name, run("sync", [*base, f"train.torch_threads={n}"], Path(tmp) / f"sync{n}")))
+        base.append("train.torch_threads=1")
         for k in args.ks:
             rows.append((f"async k={k}", run("run", [*base, f"replay.staleness={k}"], Path(tmp) / f"k{k}")))
     pairs = args.steps * args.batch
     sync_rate = pairs / rows[0][1]["wall_s"]
-    print(f"{'mode':>11} {'wall s':>8} {'pairs/s':>8} {'÷ sync':>7} {'eval err start':>15} {'eval err end':>13} {'D acc':>6}")
+    print(f"{'mode':>11} {'wall s':>8} {'pairs/s':>8} {'÷ sync':>7} {'eval err start':>15} {'eval err end':>13} {'D acc':>6}"
+          f" {'S busy':>7} {'D busy':>7}")
     for name, s in rows:
         rate = pairs / s["wall_s"]
+        st = s.get("status", {})
+        busy = [f"{float(st[k]):7.2f}" if k in st else f"{'—':>7}" for k in ("student_busy_ratio", "d_busy_ratio")]
         print(f"{name:>11} {s['wall_s']:8.1f} {rate:8.2f} {rate / sync_rate:7.2f} {s['start']['position_error']:15.4f} "
-              f"{s['final']['position_error']:13.4f} {s['final_d_acc'] or float('nan'):6.2f}")
+              f"{s['final']['position_error']:13.4f} {s['final_d_acc'] or float('nan'):6.2f} {busy[0]} {busy[1]}")
+    parts = ("step", "batch_wait", "d_wait", "publish", "checkpoint", "other", "unaccounted")
+    print("\nstudent learner, fraction of warm wall time (async rows; D learner's busy in the table above)")
+    print(f"{'mode':>11} " + " ".join(f"{p:>11}" for p in parts))
+    for name, s in rows[len(args.sync_threads):]:
+        b = json.loads(s.get("status", {}).get("student_busy_breakdown", "{}"))
+        print(f"{name:>11} " + " ".join(f"{b.get(p, 0.0):11.3f}" for p in parts))
 
 
 if __name__ == "__main__":
