@@ -19,9 +19,7 @@ def render_markdown() -> str:
     """The metric and port tables of `docs/METRICS.md` (a test keeps the committed file equal to this)."""
     out = [
         "# Metrics", "",
-        # The path below is the catalogue's pre-package name; it is kept so the committed docs/METRICS.md and
-        # README table stay byte-identical (the command in the same line is what matters and still works).
-        "Generated from `afd_async/metrics.py` by `python -m afd_async.metrics render > docs/METRICS.md`; do not edit.",
+        "Generated from `afd_async/metrics/catalogue.py` by `python -m afd_async.metrics render > docs/METRICS.md`; do not edit.",
         "", f"Every series carries `{'`, `'.join(COMMON_LABELS)}` unless marked *(no role labels)*; "
         "counters also export `<name minus _total>_created`, histograms `_bucket`, `_sum`, `_count`.",
         "", "## Ports", "", "| Role | Command | Default metrics port | Replica block (host networking) |",
