@@ -123,6 +123,11 @@ class Emulator:
         assert self._served is not None
         return self._served.url
 
+    @property
+    def base_url(self) -> str:
+        """The root an adapter's `base_url` points at; providers with a path prefix override it."""
+        return self.url
+
     def file_url(self, job: Job) -> str:
         assert self._cdn is not None
         return f"{self._cdn.url}/files/{job.id}.mp4?X-Amz-Signature=sig-{job.id}"

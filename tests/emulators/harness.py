@@ -84,6 +84,16 @@ async def check_concurrency_cap(make: Make, emu: Emulator) -> None:
         await expect(client.submit(JobRequest(prompt="second", seed=2)), ErrorClass.CONCURRENCY_FULL)
 
 
+async def check_concurrency_queued(make: Make, emu: Emulator) -> None:
+    """Providers that accept a job over the cap (Runway's THROTTLED) report it queued, with the concurrency class as a hint."""
+    emu.max_inflight = 1
+    async with make() as client:
+        await client.submit(REQUEST)
+        second = await client.submit(JobRequest(prompt="second", seed=2))
+        status = await client.poll(second)
+    assert status.state is JobState.QUEUED and status.error_class is ErrorClass.CONCURRENCY_FULL
+
+
 async def check_poll_retry(make: Make, emu: Emulator) -> None:
     """A 503 on a poll is retried inside the adapter (GETs are idempotent)."""
     async with make() as client:
@@ -132,3 +142,11 @@ async def check_cancel(make: Make, emu: Emulator) -> Optional[JobStatus]:
         status = await client.poll(handle)
         assert status.state is JobState.CANCELLED, status
         return status
+
+
+async def check_cancel_no_op(make: Make, emu: Emulator) -> None:
+    """Providers without a cancel endpoint (Kling): cancel only logs, and the job runs on."""
+    async with make() as client:
+        handle = await client.submit(REQUEST)
+        await client.cancel(handle)
+        assert (await client.poll(handle)).state in (JobState.RUNNING, JobState.SUCCEEDED)

@@ -32,7 +32,10 @@ ERRORS: dict[ErrorClass, tuple[int, Any, dict[str, str]]] = {
 
 
 class ReplicateEmulator(Emulator):
-    list_inputs = True  # whether the list echoes each prediction's input (unsure for the real API)
+    def reset(self) -> None:
+        super().reset()
+        self.list_inputs = True  # whether the list echoes each prediction's input (unsure for the real API)
+
     def routes(self) -> list[Route]:
         return [
             Route(f"{PREFIX}/models/{{owner}}/{{name}}/predictions", self.create, methods=["POST"]),

@@ -33,7 +33,9 @@ SAFE_MODE_CAP = (429, _err("SetLimitExceeded", "Your account has reached the set
 
 
 class SeedanceEmulator(Emulator):
-    echo_content = False  # real Ark task objects do not echo the prompt (as far as we know)
+    def reset(self) -> None:
+        super().reset()
+        self.echo_content = False  # real Ark task objects do not echo the prompt (as far as we know)
 
     def routes(self) -> list[Route]:
         return [

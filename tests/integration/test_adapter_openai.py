@@ -1,82 +1,16 @@
-"""OpenAI-style `/v1/videos` adapter against its emulator, through real sockets."""
+"""OpenAI-style `/v1/videos` specifics against its emulator (the contract checks are in test_adapter_contract.py)."""
 
 from __future__ import annotations
 
 import pytest
 from emulators import harness as h
-from emulators.openai import ERRORS, OpenAIVideosEmulator
+from emulators.providers import OPENAI_KEY as KEY
+from emulators.providers import anyio_backend, emu, make, provider_fixture  # noqa: F401
 
-from afd_async.teacher.adapters import make_client
 from afd_async.teacher.contract import ErrorClass, JobHandle
 
 pytestmark = pytest.mark.anyio
-KEY = "sk-local-test-SECRET-4f9a2b"
-
-
-@pytest.fixture(scope="module")
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def emu():
-    with OpenAIVideosEmulator(api_key=KEY) as e:
-        yield e
-
-
-@pytest.fixture()
-def make(emu):
-    emu.reset()
-
-    def _make(api_key: str = KEY, **kw):
-        args = dict(base_url=emu.url, credentials={"api_key": api_key}, timeout_s=5.0, model="local-physics", retry_wait_s=0.01)
-        return make_client("openai", **{**args, **kw})
-
-    return _make
-
-
-async def test_success(make, emu):
-    status = await h.check_success(make, emu)
-    assert status.progress == 1.0
-    assert emu.requests[0][2]["idempotency-key"].startswith("afd-")
-
-
-@pytest.mark.parametrize("cls", list(ERRORS), ids=lambda c: c.value)
-async def test_submit_error_classes(make, emu, cls):
-    err = await h.check_submit_error(make, emu, cls, ERRORS[cls])
-    h.assert_redacted(err, [KEY])
-
-
-async def test_auth(make, emu):
-    await h.check_auth(make, emu, [KEY, "sk-wrong-key-XYZ123"], api_key="sk-wrong-key-XYZ123")
-
-
-async def test_content_rejected_job(make, emu):
-    await h.check_content_rejected_job(make, emu)
-
-
-async def test_concurrency_cap(make, emu):
-    await h.check_concurrency_cap(make, emu)
-
-
-async def test_poll_retry(make, emu):
-    await h.check_poll_retry(make, emu)
-
-
-async def test_ambiguous_submit_and_find_job(make, emu):
-    await h.check_ambiguous(make, emu, lookup=True)
-
-
-async def test_expired_result(make, emu):
-    await h.check_expired(make, emu)
-
-
-async def test_byte_cap(make, emu):
-    await h.check_byte_cap(make, emu)
-
-
-async def test_cancel(make, emu):
-    await h.check_cancel(make, emu)
+provider = provider_fixture("openai")
 
 
 async def test_rate_limit_hint_http_date(make, emu):

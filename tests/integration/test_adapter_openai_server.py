@@ -9,6 +9,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from emulators.harness import expect
+from emulators.providers import anyio_backend  # noqa: F401  (pytest fixture)
 
 from afd_async.teacher.adapters import AmbiguousSubmitError, make_client
 from afd_async.teacher.contract import ErrorClass, JobRequest, JobState, JobStatus
@@ -18,11 +20,6 @@ from afd_async.video.clip import Clip
 pytestmark = pytest.mark.anyio
 KEY = "sk-local-server-TEST-6a5b4c3d"
 REQ = JobRequest(prompt="a grey dot drifts right", seed=3, params={"size": "16x16", "seconds": 0.5, "fps": 8})
-
-
-@pytest.fixture(scope="module")
-def anyio_backend():
-    return "asyncio"
 
 
 def dot_backend(prompt: str, seed: int, params: dict) -> Clip:
@@ -71,7 +68,7 @@ async def test_rate_limit_with_hint():
     with server(create_rate_per_min=6, create_burst=1) as srv:
         async with client(srv) as c:
             await c.submit(REQ)
-            err = await _raises(c.submit(JobRequest(prompt="another dot", seed=4)), ErrorClass.RATE_LIMITED)
+            err = await expect(c.submit(JobRequest(prompt="another dot", seed=4)), ErrorClass.RATE_LIMITED)
     assert err.retry_after_s and err.retry_after_s > 1.0
 
 
@@ -79,14 +76,14 @@ async def test_concurrency_limit():
     with server(max_in_flight=1, render_latency_s=5.0) as srv:
         async with client(srv) as c:
             await c.submit(REQ)
-            err = await _raises(c.submit(JobRequest(prompt="another dot", seed=4)), ErrorClass.CONCURRENCY_FULL)
+            err = await expect(c.submit(JobRequest(prompt="another dot", seed=4)), ErrorClass.CONCURRENCY_FULL)
     assert err.provider_code == "concurrency_limit" and err.retry_after_s == 1.0
 
 
 async def test_auth_key_not_leaked():
     with server() as srv:
         async with client(srv, key="sk-WRONG-key-0000000000") as c:
-            err = await _raises(c.submit(REQ), ErrorClass.AUTH)
+            err = await expect(c.submit(REQ), ErrorClass.AUTH)
     assert KEY not in str(err) and "sk-WRONG-key-0000000000" not in str(err)
 
 
@@ -102,7 +99,7 @@ async def test_expired_result():
         async with client(srv) as c:
             status = await finish(c, await c.submit(REQ))
             if status.state is JobState.SUCCEEDED:
-                await _raises(c.download(status), ErrorClass.EXPIRED_RESULT)
+                await expect(c.download(status), ErrorClass.EXPIRED_RESULT)
             else:
                 assert status.state is JobState.EXPIRED and status.error_class is ErrorClass.EXPIRED_RESULT
 
@@ -124,11 +121,3 @@ async def test_find_job_after_submit_and_idempotent_resubmit():
             again = await c.submit(REQ)  # same Idempotency-Key: the same job, not a second charge
     assert found is not None and found.job_id == first.job_id == again.job_id
 
-
-async def _raises(coro: Any, cls: ErrorClass):
-    from afd_async.teacher.contract import TeacherError
-
-    with pytest.raises(TeacherError) as info:
-        await coro
-    assert info.value.error_class is cls, str(info.value)
-    return info.value

@@ -1,4 +1,5 @@
-"""Seedance adapter (Volcengine Ark and BytePlus ModelArk) against its emulator."""
+"""Seedance specifics (Volcengine Ark and BytePlus ModelArk) against its emulator;
+the contract checks, safe-mode cap included, are in test_adapter_contract.py."""
 
 from __future__ import annotations
 
@@ -6,71 +7,12 @@ import time
 
 import pytest
 from emulators import harness as h
-from emulators.seedance import ERRORS, SAFE_MODE_CAP, SeedanceEmulator
+from emulators.providers import anyio_backend, emu, make, provider_fixture  # noqa: F401
 
-from afd_async.teacher.adapters import AmbiguousSubmitError, make_client, supports_find_job
-from afd_async.teacher.contract import ErrorClass, JobState
+from afd_async.teacher.adapters import AmbiguousSubmitError, supports_find_job
 
 pytestmark = pytest.mark.anyio
-KEY = "ark-TEST-KEY-5b7e0c2d-91aa"
-
-
-@pytest.fixture(scope="module")
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def emu():
-    with SeedanceEmulator(api_key=KEY) as e:
-        yield e
-
-
-@pytest.fixture(params=["volcengine", "byteplus"])
-def make(emu, request):
-    emu.reset()
-    emu.echo_content = False
-
-    def _make(api_key: str = KEY, **kw):
-        args = dict(base_url=emu.base_url, credentials={"api_key": api_key}, timeout_s=5.0, model="seedance-1-0-pro-250528", retry_wait_s=0.01)
-        return make_client(request.param, **{**args, **kw})
-
-    return _make
-
-
-async def test_success(make, emu):
-    status = await h.check_success(make, emu)
-    assert status.usage["total_tokens"] == 108900
-    text = next(iter(emu.jobs.values())).body["content"][0]["text"]
-    assert text == f"{h.REQUEST.prompt} --seed 7"
-
-
-@pytest.mark.parametrize("cls", list(ERRORS), ids=lambda c: c.value)
-async def test_submit_error_classes(make, emu, cls):
-    err = await h.check_submit_error(make, emu, cls, ERRORS[cls])
-    h.assert_redacted(err, [KEY])
-
-
-async def test_safe_mode_cap_is_quota(make, emu):
-    emu.inject("create", *SAFE_MODE_CAP)
-    async with make() as client:
-        await h.expect(client.submit(h.REQUEST), ErrorClass.QUOTA_EXHAUSTED)
-
-
-async def test_auth(make, emu):
-    await h.check_auth(make, emu, [KEY, "ark-WRONG-key-000000"], api_key="ark-WRONG-key-000000")
-
-
-async def test_content_rejected_job(make, emu):
-    await h.check_content_rejected_job(make, emu)
-
-
-async def test_queued_task_cap_is_concurrency_full(make, emu):
-    await h.check_concurrency_cap(make, emu)
-
-
-async def test_poll_retry(make, emu):
-    await h.check_poll_retry(make, emu)
+provider = provider_fixture("volcengine", "byteplus")
 
 
 async def test_ambiguous_submit_never_guessed(make, emu):
@@ -87,16 +29,3 @@ async def test_ambiguous_submit_never_guessed(make, emu):
         emu.echo_content = True  # a deployment that echoes the request text is matched exactly
         found = await client.match_listed(h.REQUEST, since=since)
         assert found is not None and found.job_id in emu.jobs
-
-
-async def test_expired_result(make, emu):
-    await h.check_expired(make, emu)
-
-
-async def test_byte_cap(make, emu):
-    await h.check_byte_cap(make, emu)
-
-
-async def test_cancel(make, emu):
-    status = await h.check_cancel(make, emu)
-    assert status is not None and status.state is JobState.CANCELLED
