@@ -30,7 +30,7 @@ server reads holds no secret; each role reads its own plain password from
 Two ways to load them: `afd run` (`cluster.redis_acl=true`) writes a whole ACL
 file (`write_acl_file`: `default` off, `afd-admin` for the launcher) and starts
 redis-server with `--aclfile`. Docker compose's `secrets-init` runs
-`python -m afd_async.security.redis_acl init DIR`, which creates (once) one
+`python -m afd_async.security.compose_secrets DIR`, which (through `init_secrets_dir`) creates (once) one
 password file per role and writes `DIR/redis_users.conf`; the Redis service
 `include`s it, and `default` stays the operator's login behind `requirepass`.
 """
