@@ -93,9 +93,9 @@ def write_grid(columns: Sequence[torch.Tensor], fps: float, stem: str | Path, *,
     frames = video_grid(columns, upscale=upscale)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    mp4 = stem.with_suffix(".mp4")
+    mp4 = stem.with_name(stem.name + ".mp4")  # not with_suffix: a stem like "run_beta0.5" has a dot of its own
     mp4.write_bytes(encode_mp4(Clip(frames, fps)))
-    gif = stem.with_suffix(".gif")
+    gif = stem.with_name(stem.name + ".gif")
     images = [Image.fromarray(fr) for fr in frames]
     images[0].save(gif, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return [mp4, gif]

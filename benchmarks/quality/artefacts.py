@@ -106,7 +106,7 @@ def write_clip_grid(columns: Sequence[torch.Tensor], names: Sequence[str], fps: 
     draw.text((2, 1), "columns in each tile: " + " | ".join(names), fill=(0, 0, 0))
     for j, i in enumerate(picks):
         draw.text((j * (grid.shape[2] + 8) + 2, 14), f"t = {i / fps:.2f} s", fill=(0, 0, 0))
-    png = stem.with_suffix(".png")
+    png = stem.with_name(stem.name + ".png")
     img.save(png, optimize=True)
     return [*paths, png]
 
