@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # the schema stays importable without torch
+    import torch
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 
 @dataclass
@@ -13,7 +19,7 @@ class TrainConfig:
     steps: int = 200  # student learner steps
     batch_size: int = 8  # prompts per batch
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # where every role computes: cpu, cuda, cuda:<index> or mps (checked at role start)
     dtype: Literal["float32", "bfloat16"] = "float32"
     output_dir: str = "outputs/run"
     log_every: int = 10
@@ -33,7 +39,32 @@ class TrainConfig:
     # so its clips are bit-identical to what afd run's teacher actors cache (the staleness-0 oracle comparison)
 
     def __post_init__(self) -> None:
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"device must be cpu, cuda, cuda:<index> or mps, got {self.device!r}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
         if self.checkpoint_every < 1 or self.checkpoint_keep < 1:
             raise ValueError("checkpoint_every and checkpoint_keep must be >= 1 (acks wait for checkpoints)")
+
+
+def resolve_device(device: str) -> "torch.device":
+    """`train.device` as a `torch.device`, checked against this machine: raises `ValueError` naming the key.
+
+    Why: the config is composed wherever `afd` runs, but a role computes where it is started; called at
+    the start of every role (sync loop, actors, learners), so a GPU config on a machine without the GPU
+    fails at once with the key to change, not deep inside torch at the first `.to(device)`.
+    """
+    import torch
+
+    if not _DEVICE.match(device):
+        raise ValueError(f"train.device={device!r}: must be cpu, cuda, cuda:<index> or mps")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={device!r} but CUDA is not available on this machine "
+                             "(torch.cuda.is_available() is False); set train.device=cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"train.device={device!r} but only {torch.cuda.device_count()} CUDA devices are visible")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"train.device={device!r} but MPS is not available on this machine; set train.device=cpu")
+    return dev

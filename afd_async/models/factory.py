@@ -48,15 +48,19 @@ def student_kwargs(cfg: StudentConfig, text_dim: int) -> dict[str, Any]:
     )
 
 
-def make_student(cfg: StudentConfig, text_dim: int) -> nn.Module:
-    """The student; from `cfg.checkpoint` if set (its saved architecture must match the config)."""
+def make_student(cfg: StudentConfig, text_dim: int, device: str | torch.device = "cpu") -> nn.Module:
+    """The student on `device`; from `cfg.checkpoint` if set (its saved architecture must match the config).
+
+    The tiny student is built on CPU and then moved, so its initial weights (global RNG draws) are
+    the same on every device; the Wan student is built on `device` directly (1.3B parameters).
+    """
     from afd_async.models.tiny_student import TinyCausalStudent
 
     if cfg.kind == "wan":
-        return make_wan_student(cfg)
+        return make_wan_student(cfg, str(device))
 
     if cfg.checkpoint is None:
-        return TinyCausalStudent(**student_kwargs(cfg, text_dim))
+        return TinyCausalStudent(**student_kwargs(cfg, text_dim)).to(device)
     path = resolve_checkpoint(cfg.checkpoint)
     model, _meta = load_module(path, TinyCausalStudent.from_config)
     want = student_kwargs(cfg, text_dim)
@@ -65,7 +69,7 @@ def make_student(cfg: StudentConfig, text_dim: int) -> nn.Module:
     if diff:
         k, (g, w) = next(iter(diff.items()))
         raise CheckpointError(f"student checkpoint {path} was trained with {k}={g}, config asks for {k}={w}")
-    return model
+    return model.to(device)
 
 
 def make_student_policies(cfg: StudentConfig, student: nn.Module, *, eval_ema: float = 0.99) -> Any:
@@ -78,28 +82,29 @@ def make_student_policies(cfg: StudentConfig, student: nn.Module, *, eval_ema: f
     return CopyPolicies(student, eval_ema=eval_ema)
 
 
-def make_rollout_policy(cfg: StudentConfig, text_dim: int) -> nn.Module:
+def make_rollout_policy(cfg: StudentConfig, text_dim: int, device: str | torch.device = "cpu") -> nn.Module:
     """What a student actor rolls out: a module whose `load_state_dict` takes the learner's published θ_old.
 
     Tiny (and Wan full finetune): the student itself. Wan LoRA: the `old` view of LoRA policies on the
     base, so the published weights are the `old` adapter's tensors only.
     """
-    student = make_student(cfg, text_dim)
+    student = make_student(cfg, text_dim, device)
     if cfg.kind == "wan" and cfg.wan.finetune == "lora":
         return make_student_policies(cfg, student).old
     return student
 
 
-def make_discriminator(cfg: DiscriminatorConfig, text_dim: int) -> nn.Module:
+def make_discriminator(cfg: DiscriminatorConfig, text_dim: int, device: str | torch.device = "cpu") -> nn.Module:
+    """The discriminator on `device` (the tiny D is built on CPU, then moved: same initial weights anywhere)."""
     from afd_async.models.tiny_discriminator import TinyVideoDiscriminator
 
     if cfg.kind == "videoreward":
-        return make_videoreward(cfg)
+        return make_videoreward(cfg, str(device))
 
     if cfg.checkpoint is not None:
         model, _ = load_module(resolve_checkpoint(cfg.checkpoint), TinyVideoDiscriminator.from_config)
-        return model
-    return TinyVideoDiscriminator(text_dim=text_dim, channels=cfg.channels, depth=cfg.depth)
+        return model.to(device)
+    return TinyVideoDiscriminator(text_dim=text_dim, channels=cfg.channels, depth=cfg.depth).to(device)
 
 
 # ---------------------------------------------------------------------- real scale

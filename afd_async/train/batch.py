@@ -42,6 +42,22 @@ class PairBatch:
         if self.policy_version.numel() == 0:
             self.policy_version = torch.zeros(b, dtype=torch.long)
 
+    def to(self, device: torch.device | str) -> "PairBatch":
+        """A batch with every tensor on `device` (values and dtypes unchanged; tensors already there are shared).
+
+        Why: batches are assembled on CPU (the feed's decoded tensors, cached text embeddings, the local
+        teacher's clips) and the learner computes on `train.device`.
+        """
+        device = torch.device(device)
+        rgb_is_student = self.student_rgb is self.student
+        student = self.student.to(device)
+        return PairBatch(
+            prompt_ids=list(self.prompt_ids), prompts=list(self.prompts), text=self.text.to(device),
+            teacher=self.teacher.to(device), student=student,
+            student_rgb=None if rgb_is_student or self.student_rgb is None else self.student_rgb.to(device),
+            policy_version=self.policy_version.to(device),
+        )
+
     @property
     def size(self) -> int:
         return len(self.prompt_ids)

@@ -27,6 +27,7 @@ from afd_async.algo.losses import flow_matching_loss, noise_to
 from afd_async.algo.policy import EMA
 from afd_async.checkpoint import num_params, save_module
 from afd_async.config.root import RootConfig
+from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_text_encoder, student_kwargs
 from afd_async.models.schedule import sample_t
 from afd_async.physics import PhysicsOverrides, load_prompt_suite
@@ -55,7 +56,7 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
     teacher = make_teacher_source(cfg)
     prompts = load_prompt_suite("train")
     text = text_enc.encode([r.prompt for r in prompts])
-    device = torch.device(cfg.train.device)
+    device = resolve_device(cfg.train.device)
     text = text.to(device)
     model = TinyCausalStudent(**student_kwargs(s, text_enc.dim)).to(device)
     ema = EMA(model, 0.995)

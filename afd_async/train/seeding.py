@@ -8,6 +8,7 @@ gets the same numbers, which is what makes the staleness-0 oracle test possible.
 from __future__ import annotations
 
 import hashlib
+from typing import Optional, Sequence
 
 import torch
 
@@ -19,3 +20,16 @@ def step_seed(run_seed: int, step: int, purpose: str) -> int:
 
 def step_generator(run_seed: int, step: int, purpose: str, device: str | torch.device = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(step_seed(run_seed, step, purpose))
+
+
+def randn_on(shape: Sequence[int], generator: Optional[torch.Generator], *, device: str | torch.device,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Gaussian noise `shape` drawn on the generator's device (CPU when `generator` is None: torch's global
+    CPU RNG), then moved to `device`.
+
+    Why: the per-step generators are CPU generators (`step_generator`), and a CUDA draw would give other
+    numbers than a CPU one for one seed; drawing where the generator lives makes a GPU run use exactly the
+    noise of a CPU run (and the sync oracle's), whatever device the model is on.
+    """
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)

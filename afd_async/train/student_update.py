@@ -36,6 +36,7 @@ from afd_async.models.policies import CopyPolicies, StudentPolicies
 from afd_async.models.schedule import rollout_sigmas, sample_t
 from afd_async.parallel.dist import DistContext, all_gather_list, all_gather_rows, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch, prompt_group_ids
+from afd_async.train.seeding import randn_on
 
 Objective = Literal["afd", "sft", "gan", "frozen_d"]
 
@@ -148,7 +149,7 @@ class StudentUpdater:
             (b * world, n), mode=self.t_sampling, timesteps=self.timesteps, shift=self.shift, generator=generator,
             device=x0.device,
         ).to(x0.dtype)
-        eps = torch.randn((b * world, *x0.shape[1:]), generator=generator, device=x0.device, dtype=x0.dtype)
+        eps = randn_on((b * world, *x0.shape[1:]), generator, device=x0.device, dtype=x0.dtype)  # same noise on any device
         if world > 1:
             rows = self.dist.shard(b * world)
             t, eps = t[rows], eps[rows]
@@ -208,7 +209,7 @@ class StudentUpdater:
         t_last = rollout_sigmas(self.timesteps, self.shift)[-1]
         t = torch.full((b, n), t_last, device=x0.device, dtype=x0.dtype)
         world = self.dist.world_size
-        eps = torch.randn((b * world, *x0.shape[1:]), generator=generator, device=x0.device, dtype=x0.dtype)
+        eps = randn_on((b * world, *x0.shape[1:]), generator, device=x0.device, dtype=x0.dtype)
         eps = eps[self.dist.shard(b * world)] if world > 1 else eps
         x_t = noise_to(x0, t, eps)
         v_theta = self.theta(x_t, t, batch.text, x0)

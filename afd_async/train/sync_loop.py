@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import torch
 
 from afd_async.config.root import RootConfig
+from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_discriminator, make_student, make_student_policies, make_text_encoder
 from afd_async.parallel.dist import DistContext
 from afd_async.physics import load_prompt_suite
@@ -60,13 +61,14 @@ class SyncLoop:
 
     def __init__(self, cfg: RootConfig) -> None:
         self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)  # a clear error naming the key, before anything is built
         torch.manual_seed(cfg.train.seed)
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
-        self.text = make_text_encoder(cfg.text, cfg.student)
+        self.text = make_text_encoder(cfg.text, cfg.student, device=str(self.device))  # embeddings come back on CPU
         self.train_prompts = load_prompt_suite("train")
-        self.student = make_student(cfg.student, self.text.dim)
-        self.d = make_discriminator(cfg.discriminator, self.text.dim)
+        self.student = make_student(cfg.student, self.text.dim, self.device)
+        self.d = make_discriminator(cfg.discriminator, self.text.dim, self.device)
         self.s_upd = make_student_updater(cfg, self.student)
         self.d_upd = DiscriminatorUpdater(self.d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
         self.outputs = RunOutputs(cfg, self.text)  # after the models: the eval set-up must not shift their init
@@ -83,9 +85,9 @@ class SyncLoop:
 
     def make_batch(self, step: int, purpose: str = "prompts") -> PairBatch:
         ids, prompts, seeds = self.sample_prompts(step, purpose)
-        text = self.text.encode(prompts)
-        teacher = self.teacher.batch(prompts, seeds)
-        g = step_generator(self.cfg.train.seed, step, f"{purpose}:rollout")
+        text = self.text.encode(prompts).to(self.device)
+        teacher = self.teacher.batch(prompts, seeds).to(self.device)
+        g = step_generator(self.cfg.train.seed, step, f"{purpose}:rollout")  # CPU noise, moved to the model's device
         with torch.no_grad():
             student = self.s_upd.old.rollout(
                 text, generator=g, timesteps=self.cfg.student.timesteps, shift=self.cfg.student.shift,
@@ -93,7 +95,7 @@ class SyncLoop:
             )
             student_rgb = self.s_upd.old.decode(student)  # D scores video: the Wan student's latents are decoded
         return PairBatch(ids, prompts, text, teacher, student, student_rgb=student_rgb,
-                         policy_version=torch.full((len(ids),), self.s_upd.version, dtype=torch.long))
+                         policy_version=torch.full((len(ids),), self.s_upd.version, dtype=torch.long)).to(self.device)
 
     # ------------------------------------------------------------- steps
 
