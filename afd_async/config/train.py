@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from afd_async.config.convert import ConfigError
+
 if TYPE_CHECKING:  # the schema stays importable without torch
     import torch
 
@@ -48,7 +50,7 @@ class TrainConfig:
 
 
 def resolve_device(device: str) -> "torch.device":
-    """`train.device` as a `torch.device`, checked against this machine: raises `ValueError` naming the key.
+    """`train.device` as a `torch.device`, checked against this machine: raises `ConfigError` naming the key.
 
     Why: the config is composed wherever `afd` runs, but a role computes where it is started; called at
     the start of every role (sync loop, actors, learners), so a GPU config on a machine without the GPU
@@ -57,14 +59,14 @@ def resolve_device(device: str) -> "torch.device":
     import torch
 
     if not _DEVICE.match(device):
-        raise ValueError(f"train.device={device!r}: must be cpu, cuda, cuda:<index> or mps")
+        raise ConfigError(f"train.device={device!r}: must be cpu, cuda, cuda:<index> or mps")
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"train.device={device!r} but CUDA is not available on this machine "
+            raise ConfigError(f"train.device={device!r} but CUDA is not available on this machine "
                              "(torch.cuda.is_available() is False); set train.device=cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"train.device={device!r} but only {torch.cuda.device_count()} CUDA devices are visible")
+            raise ConfigError(f"train.device={device!r} but only {torch.cuda.device_count()} CUDA devices are visible")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"train.device={device!r} but MPS is not available on this machine; set train.device=cpu")
+        raise ConfigError(f"train.device={device!r} but MPS is not available on this machine; set train.device=cpu")
     return dev

@@ -38,8 +38,10 @@ from afd_async.transport import (FeedClient, FeedEnded, ReceivedBatch, Transport
 log = logging.getLogger(__name__)
 
 
-def to_pair_batch(batch: ReceivedBatch, encode_text: Callable[[list[str]], torch.Tensor], *, pixel_latent: bool) -> PairBatch:
-    """Feed batch → learner `PairBatch` (teacher frames to [-1, 1]; the tiny student's latent is its video)."""
+def to_pair_batch(batch: ReceivedBatch, encode_text: Callable[[list[str]], torch.Tensor], *, pixel_latent: bool,
+                  device: torch.device | str = "cpu") -> PairBatch:
+    """Feed batch → learner `PairBatch` on `device` (teacher frames to [-1, 1]; the tiny student's latent is its
+    video). Decoded on CPU, then moved, so a GPU learner computes on the very values a CPU one does."""
     t = batch.tensors
     meta = batch.meta
     student = torch.as_tensor(t["student"]).float()
@@ -48,7 +50,7 @@ def to_pair_batch(batch: ReceivedBatch, encode_text: Callable[[list[str]], torch
         prompt_ids=list(meta["prompt_ids"]), prompts=list(meta["prompts"]), text=encode_text(list(meta["prompts"])),
         teacher=frames_to_video(torch.as_tensor(t["teacher"])), student=student, student_rgb=rgb,
         policy_version=torch.tensor(meta["policy_versions"], dtype=torch.long),
-    )
+    ).to(device)
 
 
 def pick_group(held: dict[int, Any], expected: Optional[int], *, max_hold: int, idle_s: float,
@@ -170,8 +172,9 @@ class DLearner:
 
     def __init__(self, *, updater: DiscriminatorUpdater, publisher: WeightPublisher, client: redis.Redis, keys: RunKeys,
                  encode_text: Callable[[list[str]], torch.Tensor], warmup_groups: int, steps_per_batch: int,
-                 lr_after_warmup: float, pixel_latent: bool) -> None:
+                 lr_after_warmup: float, pixel_latent: bool, device: torch.device | str = "cpu") -> None:
         self.updater, self.publisher, self._r, self.keys = updater, publisher, client, keys
+        self.device = torch.device(device)  # where D computes (`train.device`); batches are moved here
         self.encode_text, self.warmup_groups, self.ratio = encode_text, warmup_groups, steps_per_batch
         self.lr_after_warmup, self.pixel_latent = lr_after_warmup, pixel_latent
         self.version = 0
@@ -184,14 +187,14 @@ class DLearner:
         self._r.set(self.keys.d_version, self.version)
 
     def process(self, batch: ReceivedBatch) -> dict[str, float]:
-        pb = to_pair_batch(batch, self.encode_text, pixel_latent=self.pixel_latent)
+        pb = to_pair_batch(batch, self.encode_text, pixel_latent=self.pixel_latent, device=self.device)
         warm = batch.meta["phase"] == "warmup"
         if not warm and self.warmup_done >= self.warmup_groups and self.updater.lr != self.lr_after_warmup:
             self.updater.set_lr(self.lr_after_warmup)
         t0 = time.monotonic()
         for _ in range(1 if warm else self.ratio):
             self.last = self.updater.step(pb)
-            self.version += 1  # counts updates, also at lr 0 (frozen_d), so version arithmetic holds
+            self.version += 1  # counts step calls, also at lr 0 (frozen_d) or skipped (d_max_accuracy): version arithmetic holds
         self.warmup_done += int(warm)
         t1 = time.monotonic()
         self.publish()
@@ -222,8 +225,10 @@ class StudentLearner:
                  publisher: WeightPublisher, client: redis.Redis, keys: RunKeys,
                  encode_text: Callable[[list[str]], torch.Tensor], run_seed: int, warmup_groups: int,
                  d_steps_per_batch: int, d_staleness: int, needs_d: bool, pixel_latent: bool,
-                 d_timeout_s: float = 600.0, history: Optional[DHistory] = None) -> None:
+                 d_timeout_s: float = 600.0, history: Optional[DHistory] = None,
+                 device: torch.device | str = "cpu") -> None:
         self.updater, self.d, self.d_sub, self.publisher = updater, d, d_subscriber, publisher
+        self.device = torch.device(device)  # where θ and the D copy compute (`train.device`); batches are moved here
         self._r, self.keys, self.encode_text, self.run_seed = client, keys, encode_text, run_seed
         self.warmup_groups, self.ratio, self.k_d = warmup_groups, d_steps_per_batch, d_staleness
         self.needs_d, self.pixel_latent, self.d_timeout_s = needs_d, pixel_latent, d_timeout_s
@@ -277,7 +282,7 @@ class StudentLearner:
 
     def process(self, batch: ReceivedBatch, stop: threading.Event) -> Optional[dict[str, float]]:
         """One student step on `batch`; None when `stop` came while waiting for D (nothing changed)."""
-        pb = to_pair_batch(batch, self.encode_text, pixel_latent=self.pixel_latent)
+        pb = to_pair_batch(batch, self.encode_text, pixel_latent=self.pixel_latent, device=self.device)
         t0 = time.monotonic()
         if not self._sync_d(stop):
             return None

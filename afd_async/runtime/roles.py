@@ -13,9 +13,11 @@ from typing import Optional
 import torch
 
 from afd_async import metrics as M
+from afd_async.config.convert import ConfigError
 from afd_async.config.root import RootConfig
+from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_discriminator, make_rollout_policy, make_student, make_text_encoder
-from afd_async.parallel.dist import shutdown_distributed
+from afd_async.parallel.dist import DistContext, shutdown_distributed
 from afd_async.parallel.learner_world import (
     NullPublisher, agree_on_checkpoint, agree_to_stop, barrier, join_learner_world, rank_role,
 )
@@ -67,6 +69,29 @@ def _torch_threads(cfg: RootConfig) -> None:
         torch.set_num_threads(cfg.train.torch_threads)
 
 
+def _learner_world(cfg: RootConfig, ranks: int) -> tuple[DistContext, torch.device]:
+    """Join the role's learner world; returns it and the device this rank computes on.
+
+    `train.device` is checked first (a clear error naming the key). CPU learners use gloo even where
+    `auto` would pick nccl (a GPU host), as nccl cannot reduce CPU tensors; a data-parallel CUDA learner
+    computes on its own GPU, `cuda:LOCAL_RANK`, the device `init_distributed` set.
+    """
+    device = resolve_device(cfg.train.device)
+    backend = cfg.cluster.learner_backend
+    if backend == "auto" and device.type != "cuda":
+        backend = "gloo"
+    if ranks > 1 and device.type == "cuda" and backend == "gloo":
+        raise ConfigError(f"train.device={cfg.train.device!r} with cluster.learner_backend=gloo: gloo cannot all-gather "
+                         "CUDA tensors; use learner_backend nccl (or auto) for data-parallel GPU learners")
+    if ranks > 1 and device.type != "cuda" and backend == "nccl":
+        raise ConfigError(f"train.device={cfg.train.device!r} with cluster.learner_backend=nccl: nccl needs CUDA "
+                         "tensors; use learner_backend gloo (or auto) for CPU learners")
+    ctx = join_learner_world(ranks=ranks, batch_size=cfg.train.batch_size, backend=backend)
+    if ctx.distributed and device.type == "cuda":
+        device = ctx.device  # torchrun: cuda:LOCAL_RANK
+    return ctx, device
+
+
 def _ports(host: str, port: int) -> tuple[str, str]:
     return tcp(host, port), tcp(host, port + 1)
 
@@ -82,14 +107,15 @@ def _stopped(client, keys: RunKeys, stop: threading.Event) -> bool:
 def run_student_actor(cfg: RootConfig) -> int:
     from afd_async.runtime.teacher_clips import teacher_clip_ref
 
+    device = resolve_device(cfg.train.device)  # a clear error naming the key, before anything is built
     labels = _metrics(cfg, "student-actor")
     _torch_threads(cfg)
     stop = stop_on_signals()
     r = redis_client(cfg.cluster)
     keys = RunKeys()
     planner = make_planner(cfg)
-    text = make_text_encoder(cfg.text, cfg.student)
-    policy = make_rollout_policy(cfg.student, text.dim)  # Wan LoRA: the `old` adapter view; tiny: the student
+    text = make_text_encoder(cfg.text, cfg.student, device=str(device))  # embeddings come back on CPU
+    policy = make_rollout_policy(cfg.student, text.dim, device)  # Wan LoRA: the `old` adapter view; tiny: the student
     notify, fetch = _ports(cfg.cluster.student_learner_host, cfg.cluster.student_learner_port)
 
     def on_group(group, n, seconds, version):
@@ -110,6 +136,7 @@ def run_student_actor(cfg: RootConfig) -> int:
             run_seed=cfg.train.seed, timesteps=cfg.student.timesteps, shift=cfg.student.shift,
             num_frames=cfg.student.num_frames, staleness=cfg.replay.staleness, lookahead=cfg.replay.teacher_lookahead,
             teacher_wait_s=cfg.replay.teacher_wait_s, latent_dtype=cfg.replay.latent_dtype, metrics=on_group,
+            device=device,
         )
         watcher = threading.Thread(target=lambda: [stop.wait(0.5) for _ in iter(lambda: _stopped(r, keys, stop), True)],
                                    daemon=True)
@@ -188,20 +215,21 @@ def _feed_client(cfg: RootConfig, offset: int, rank: int = 0) -> FeedClient:
 
 
 def run_d_learner(cfg: RootConfig) -> int:
+    resolve_device(cfg.train.device)  # a clear error naming the key, before the metrics port is taken
     labels = _metrics(cfg, "d-learner", ranks=cfg.cluster.d_learner_ranks)
     _torch_threads(cfg)
-    ctx = join_learner_world(ranks=cfg.cluster.d_learner_ranks, batch_size=cfg.train.batch_size,
-                             backend=cfg.cluster.learner_backend)
+    ctx, device = _learner_world(cfg, cfg.cluster.d_learner_ranks)
     stop = stop_on_signals()
     r = redis_client(cfg.cluster)
     keys = RunKeys()
     planner = make_planner(cfg)
-    text = make_text_encoder(cfg.text, cfg.student)
+    text = make_text_encoder(cfg.text, cfg.student, device=str(device))
     torch.manual_seed(cfg.train.seed)
-    make_student(cfg.student, text.dim)  # same global RNG draws as the sync loop before D is built
-    d = make_discriminator(cfg.discriminator, text.dim)
+    make_student(cfg.student, text.dim, device)  # same global RNG draws as the sync loop before D is built
+    d = make_discriminator(cfg.discriminator, text.dim, device)
     upd = DiscriminatorUpdater(d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay,
-                               dist=ctx)
+                               dist=ctx, instance_noise=cfg.algo.d_instance_noise, max_accuracy=cfg.algo.d_max_accuracy,
+                               noise_seed=cfg.train.seed)
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.d_learner_port)
     store = open_store(cfg, rank_role("d-learner", ctx), r, keys)
     agree_on_checkpoint(store, ctx)
@@ -209,7 +237,8 @@ def run_d_learner(cfg: RootConfig) -> int:
     with publisher as pub, _feed_client(cfg, 0, ctx.rank) as feed:
         learner = DLearner(updater=upd, publisher=pub, client=r, keys=keys, encode_text=text.encode,
                            warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
-                           lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny")
+                           lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny",
+                           device=device)
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack, durable=lambda: barrier(ctx))
         ckpt.restore()
         learner.publish()
@@ -248,18 +277,18 @@ def run_d_learner(cfg: RootConfig) -> int:
 def run_student_learner(cfg: RootConfig) -> int:
     from afd_async.train.outputs import RunOutputs
 
+    resolve_device(cfg.train.device)  # a clear error naming the key, before the metrics port is taken
     labels = _metrics(cfg, "student-learner", ranks=cfg.cluster.student_learner_ranks)
     _torch_threads(cfg)
-    ctx = join_learner_world(ranks=cfg.cluster.student_learner_ranks, batch_size=cfg.train.batch_size,
-                             backend=cfg.cluster.learner_backend)
+    ctx, device = _learner_world(cfg, cfg.cluster.student_learner_ranks)
     stop = stop_on_signals()
     r = redis_client(cfg.cluster)
     keys = RunKeys()
     planner = make_planner(cfg)
-    text = make_text_encoder(cfg.text, cfg.student)
+    text = make_text_encoder(cfg.text, cfg.student, device=str(device))
     torch.manual_seed(cfg.train.seed)
-    student = make_student(cfg.student, text.dim)
-    d = d_copy(make_discriminator(cfg.discriminator, text.dim))
+    student = make_student(cfg.student, text.dim, device)
+    d = d_copy(make_discriminator(cfg.discriminator, text.dim, device))
     upd = make_student_updater(cfg, student, dist=ctx)
     outputs = RunOutputs(cfg, text) if ctx.is_main else None  # rank 0 evaluates and writes the run's outputs
     needs_d = cfg.algo.name != "sft"
@@ -277,7 +306,7 @@ def run_student_learner(cfg: RootConfig) -> int:
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,
                                  d_staleness=cfg.replay.d_staleness, needs_d=needs_d,
-                                 pixel_latent=cfg.student.kind == "tiny", history=history)
+                                 pixel_latent=cfg.student.kind == "tiny", history=history, device=device)
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
                             on_saved=history.prune if history is not None else None, durable=lambda: barrier(ctx))
         resumed = ckpt.restore()

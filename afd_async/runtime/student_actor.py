@@ -66,6 +66,7 @@ class StudentActor:
         encode_text: prompts → `(B, text_dim)` embeddings.
         subscriber: the student learner's weight announcements (None: never updates, for tests).
         teacher_clip: `(prompt, seed) -> teacher_ref or None` (None while the clip is not cached yet).
+        device: where `policy` lives and rolls out (`train.device`); written pairs are CPU tensors.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class StudentActor:
         teacher_clip: Callable[[str, int], Optional[str]], run_seed: int, timesteps: list[int], shift: float,
         num_frames: int, staleness: int, lookahead: int, teacher_wait_s: float, latent_dtype: str = "float32",
         actor_id: Optional[str] = None, metrics: Any = None, weight_timeout_s: float = 600.0,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.policy, self.encode_text, self.planner, self.claims = policy, encode_text, planner, claims
         self.requests, self.writer, self.subscriber, self.teacher_clip = requests, writer, subscriber, teacher_clip
@@ -82,6 +84,7 @@ class StudentActor:
         self.latent_dtype = _DTYPES[latent_dtype]
         self.actor_id = actor_id or f"student-actor-{uuid.uuid4().hex[:8]}"
         self.metrics, self.weight_timeout_s = metrics, weight_timeout_s
+        self.device = torch.device(device)  # where the policy rolls out (`train.device`); pairs are written from CPU
         self.version = 0
         self.rollouts = 0
 
@@ -117,9 +120,9 @@ class StudentActor:
 
     def rollout_group(self, group: Group) -> torch.Tensor:
         prompts = [p.prompt for p in group.pairs]
-        text = self.encode_text(prompts)
+        text = self.encode_text(prompts).to(self.device)
         self.policy.eval()
-        with torch.no_grad():
+        with torch.no_grad():  # the generator is a CPU one: noise is drawn on CPU and moved, the same on any device
             return self.policy.rollout(text, generator=group.rollout_generator(self.run_seed), timesteps=self.timesteps,
                                        shift=self.shift, num_frames=self.num_frames)
 
@@ -144,8 +147,8 @@ class StudentActor:
         return None
 
     def write_group(self, group: Group, video: torch.Tensor, refs: list[str], requested_at: float) -> None:
-        rgb = video_to_frames(self.policy.decode(video))  # D's video: the Wan student's latents decoded here, once
-        now = time.time()
+        rgb = video_to_frames(self.policy.decode(video).cpu())  # D's video: the Wan student's latents decoded here, once
+        video = video.cpu()  # pairs go to Redis from CPU tensors        now = time.time()
         for i, (row, ref) in enumerate(zip(group.pairs, refs)):
             self.writer.write(Pair(
                 pair_id=f"g{group.index}-r{i}-v{self.version}", prompt_id=row.prompt_id, prompt=row.prompt,
