@@ -20,6 +20,7 @@ from typing import Iterator, Optional
 import zmq
 
 from afd_async.codec.msg import MessageError
+from afd_async.transport._handshake import ClientSocket
 from afd_async.transport._sockets import CurveClientKeys, Waker, make_socket
 from afd_async.transport.errors import FeedEnded, TransportTimeout
 from afd_async.transport.feed_wire import ReceivedBatch, control, decode_batch, decode_control
@@ -41,6 +42,7 @@ class FeedClientStats:
     waits: int = 0
     wait_seconds: float = 0.0
     timeouts: int = 0
+    reconnects: int = 0  # sockets made anew after a failed CURVE handshake (e.g. a plain-TCP impostor)
 
 
 class FeedClient:
@@ -62,7 +64,9 @@ class FeedClient:
             the learner grants credits itself with `request(n)`.
         heartbeat_s: ping period; must be well below the server's `peer_timeout_s`.
         auto_ack: ack each batch as `next()` returns it (at-most-once upstream).
-        curve: CURVE client keys; None for plain TCP.
+        curve: CURVE client keys; None for plain TCP. A CURVE socket whose handshake
+            fails (libzmq then gives up on it) is made anew after a bounded backoff and
+            says hello again, as a new connection of this rank (`_handshake.ClientSocket`).
     """
 
     def __init__(self, endpoint: str, *, rank: int, window: int = 2, heartbeat_s: float = 1.0,
@@ -71,8 +75,13 @@ class FeedClient:
             raise ValueError("rank and window must be >= 0 and heartbeat_s > 0")
         self.rank, self.window, self._hb, self._auto_ack = rank, window, heartbeat_s, auto_ack
         self._ctx = zmq.Context(io_threads=1)
-        self._sock = make_socket(self._ctx, zmq.DEALER, hwm=max(window, 1) + 16, client_curve=curve)
-        self._sock.connect(endpoint)
+
+        def make() -> zmq.Socket:
+            sock = make_socket(self._ctx, zmq.DEALER, hwm=max(window, 1) + 16, client_curve=curve)
+            sock.connect(endpoint)
+            return sock
+
+        self._conn = ClientSocket(make, what=f"feed rank {rank} ({endpoint})", watch=curve is not None)
         self._endpoint = endpoint
         self._waker = Waker(self._ctx)
         self._queue: queue.Queue = queue.Queue()  # holds <= outstanding credits
@@ -149,7 +158,7 @@ class FeedClient:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
         else:  # never started
-            self._sock.close(0)
+            self._conn.close(0)
         self._waker.close()
         if self._thread.is_alive():  # cannot happen with non-blocking sends; never term under a live socket
             log.error("feed rank %d: I/O thread did not stop; leaking its context", self.rank)
@@ -188,40 +197,58 @@ class FeedClient:
         """Send queued control messages without blocking (the feeder may be unreachable)."""
         while self._pending:
             try:
-                self._sock.send(self._pending[0], zmq.NOBLOCK)
+                self._conn.sock.send(self._pending[0], zmq.NOBLOCK)
             except zmq.Again:
                 return
             self._pending.popleft()
 
     def _io_loop(self) -> None:
         poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._conn.sock, zmq.POLLIN)
         poller.register(self._waker.receiver, zmq.POLLIN)
+        self._conn.register(poller)
         self._hello()
         next_ping = time.monotonic() + self._hb
         try:
             while True:
                 self._flush()
-                events = dict(poller.poll(50))
+                events = dict(poller.poll(self._conn.timeout_ms(50)))
                 self._forward(self._waker.drain())
                 if self._stop.is_set():
                     self._flush()
                     return
-                if self._sock in events:
+                if self._conn.sock in events:
                     self._receive()
+                if self._conn.service(poller):
+                    self._reconnected()
                 if time.monotonic() >= next_ping:
                     try:
-                        self._sock.send(control("ping"), zmq.NOBLOCK)
+                        self._conn.sock.send(control("ping"), zmq.NOBLOCK)
                     except zmq.Again:  # nobody to ping; silence shows in seconds_since_heard
                         pass
                     next_ping = time.monotonic() + self._hb
         finally:
-            self._sock.close(linger=200)  # the owner closes; linger lets the bye reach the feeder
+            self._conn.close(linger=200)  # the owner closes; linger lets the bye reach the feeder
+
+    def _reconnected(self) -> None:
+        """Start over on a new socket as a new connection would: hello, then the credits not yet used.
+
+        The old socket's queue is gone. Credits queued but unsent are already counted in
+        `_outstanding`, which `_hello` grants again, so they are dropped here rather than
+        granted twice; acks are kept (the feeder ignores seqs it does not hold). The feeder
+        sees a new identity of this rank and drops the old one, handing its unacked and
+        prefetched batches to `on_lost` (redelivered), as after any reconnect.
+        """
+        self.stats.reconnects += 1
+        kept = [d for d in self._pending if decode_control(d, inbound=True)["op"] in ("ack", "bye")]
+        self._pending.clear()
+        self._hello()
+        self._pending.extend(kept)
 
     def _receive(self) -> None:
         for _ in range(256):
             try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self._conn.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             try:

@@ -27,6 +27,7 @@ import torch
 import zmq
 
 from afd_async.codec.msg import DTYPES, MessageError
+from afd_async.transport._handshake import ClientSocket
 from afd_async.transport._sockets import CurveClientKeys, make_socket
 from afd_async.transport.errors import TransportTimeout, WeightsRejected
 from afd_async.transport.weights_layout import Manifest, Scope, check_finite, decode_wmsg, wmsg
@@ -59,6 +60,7 @@ class WeightSubscriberStats:
     waits: int = 0
     wait_seconds: float = 0.0
     timeouts: int = 0
+    reconnects: int = 0  # sockets made anew after a failed CURVE handshake (e.g. a plain-TCP impostor)
 
     def reject(self, reason: str) -> None:
         self.rejected = self.rejected or {}
@@ -86,7 +88,10 @@ class WeightSubscriber:
             waiting, in case an announcement was missed.
         retry_s: re-request chunks after this long without a reply.
         max_bytes: largest version accepted (guards the buffer allocation).
-        curve: CURVE client keys for both sockets; None for plain TCP.
+        curve: CURVE client keys for both sockets; None for plain TCP. A CURVE socket
+            whose handshake fails (libzmq then gives up on it) is made anew after a bounded
+            backoff, checked whenever this subscriber polls (`_handshake.ClientSocket`);
+            requests in flight on the old socket are sent again on the new one.
     """
 
     def __init__(self, notify_endpoint: str, fetch_endpoint: str, *, window: int = 4, query_interval_s: float = 1.0,
@@ -95,11 +100,22 @@ class WeightSubscriber:
             raise ValueError("window must be >= 1; query_interval_s and retry_s > 0")
         self._window, self._query_s, self._retry_s, self._max_bytes = window, query_interval_s, retry_s, max_bytes
         self._ctx = zmq.Context(io_threads=1)
-        self._sub = make_socket(self._ctx, zmq.SUB, hwm=64, client_curve=curve)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sub.connect(notify_endpoint)
-        self._dealer = make_socket(self._ctx, zmq.DEALER, hwm=window + 16, client_curve=curve)
-        self._dealer.connect(fetch_endpoint)
+
+        def make_sub() -> zmq.Socket:
+            sock = make_socket(self._ctx, zmq.SUB, hwm=64, client_curve=curve)
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+            sock.connect(notify_endpoint)
+            return sock
+
+        def make_dealer() -> zmq.Socket:
+            sock = make_socket(self._ctx, zmq.DEALER, hwm=window + 16, client_curve=curve)
+            sock.connect(fetch_endpoint)
+            return sock
+
+        watch = curve is not None
+        self._conns = (ClientSocket(make_sub, what=f"weights announcements ({notify_endpoint})", watch=watch),
+                       ClientSocket(make_dealer, what=f"weights fetch ({fetch_endpoint})", watch=watch))
+        self._generation = 0  # bumps when the DEALER is made anew: requests in flight are lost
         self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="weights-verify")
         self._rids = itertools.count(1)
         self._current_buf: Optional[torch.Tensor] = None  # holds self.current's tensors
@@ -108,6 +124,14 @@ class WeightSubscriber:
         self.announced = -1
         self._last_heard = float("-inf")
         self.stats = WeightSubscriberStats()
+
+    @property
+    def _sub(self) -> zmq.Socket:
+        return self._conns[0].sock
+
+    @property
+    def _dealer(self) -> zmq.Socket:
+        return self._conns[1].sock
 
     @property
     def version(self) -> int:
@@ -122,12 +146,13 @@ class WeightSubscriber:
 
     def close(self) -> None:
         self._hasher.shutdown(wait=True)
-        self._sub.close(0)
-        self._dealer.close(0)
+        for conn in self._conns:
+            conn.close(0)
         self._ctx.term()
 
     def poll_announcements(self) -> int:
         """Read pending announcements without blocking; returns the newest version announced."""
+        self._service()
         while True:
             try:
                 data = self._sub.recv(zmq.NOBLOCK)
@@ -184,7 +209,8 @@ class WeightSubscriber:
                         continue
                     if self.version >= min_version:
                         break
-                self._sub.poll(max(1, int(1000 * min(deadline - time.monotonic(), next_query - time.monotonic()))))
+                self._poll(self._sub, max(1, int(1000 * min(deadline - time.monotonic(),
+                                                            next_query - time.monotonic()))))
         finally:
             self.stats.waits += 1
             self.stats.wait_seconds += time.monotonic() - t0
@@ -227,6 +253,28 @@ class WeightSubscriber:
 
     # --- internals ------------------------------------------------------------------------------------
 
+    def _service(self) -> None:
+        """Make a socket anew if its handshake failed and its backoff is over (see `ClientSocket`)."""
+        for conn in self._conns:
+            if conn.service():
+                self.stats.reconnects += 1
+                if conn is self._conns[1]:
+                    self._generation += 1
+
+    def _poll(self, sock: zmq.Socket, timeout_ms: int) -> bool:
+        """Wait up to `timeout_ms` for `sock` to be readable; a handshake failure or a due recreation
+        ends the wait early. False when it timed out or `sock` was replaced meanwhile."""
+        if all(conn.monitor is None for conn in self._conns):  # plain TCP: nothing to watch
+            return bool(sock.poll(timeout_ms, zmq.POLLIN))
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        for conn in self._conns:
+            conn.register(poller)
+            timeout_ms = conn.timeout_ms(timeout_ms)
+        ready = sock in dict(poller.poll(timeout_ms))
+        self._service()
+        return ready and any(sock is conn.sock for conn in self._conns)
+
     def _spare(self, total: int) -> torch.Tensor:
         """The buffer not holding the current version, grown if needed."""
         if self._spare_buf is None or self._spare_buf.numel() < total:
@@ -263,17 +311,18 @@ class WeightSubscriber:
             return False
 
     def _request(self, data: bytes, rid: int, deadline: float, ops: frozenset[str]) -> tuple[dict[str, Any], float]:
+        self._service()
         self._send(data)
-        resend = time.monotonic() + self._retry_s
+        resend, generation = time.monotonic() + self._retry_s, self._generation
         while True:
             now = time.monotonic()
             if now >= deadline:
                 raise TransportTimeout(f"weights publisher did not answer within the deadline "
                                        f"(last answered {now - self._last_heard:.1f}s ago)")
-            if now >= resend:
+            if now >= resend or generation != self._generation:  # a new socket: the request went with the old
                 self._send(data)
-                resend = now + self._retry_s
-            if self._dealer.poll(max(1, int(1000 * min(deadline, resend) - 1000 * now)), zmq.POLLIN):
+                resend, generation = now + self._retry_s, self._generation
+            if self._poll(self._dealer, max(1, int(1000 * min(deadline, resend) - 1000 * now))):
                 msg = self._recv(rid, ops)
                 if msg is not None:
                     return msg, now
@@ -284,8 +333,13 @@ class WeightSubscriber:
         todo = list(range(m.n_chunks))[::-1]
         inflight: dict[int, float] = {}
         checks: list[tuple[int, concurrent.futures.Future]] = []
+        generation = self._generation
         while todo or inflight:
             now = time.monotonic()
+            if generation != self._generation:  # a new socket: requests in flight went with the old one
+                todo.extend(inflight)
+                inflight.clear()
+                generation = self._generation
             for idx in [i for i, t in inflight.items() if now - t > self._retry_s]:
                 inflight.pop(idx)
                 todo.append(idx)
@@ -297,7 +351,7 @@ class WeightSubscriber:
             if now >= deadline:
                 raise TransportTimeout(f"weights version {m.version}: {len(todo) + len(inflight)} of "
                                        f"{m.n_chunks} chunks missing at the deadline")
-            if not self._dealer.poll(max(1, int(1000 * min(deadline - now, self._retry_s))), zmq.POLLIN):
+            if not self._poll(self._dealer, max(1, int(1000 * min(deadline - now, self._retry_s)))):
                 continue
             msg = self._recv(rid, frozenset({"chunk"}))
             if msg is None:

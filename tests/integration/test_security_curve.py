@@ -1,7 +1,9 @@
 """CURVE on the weight and feed channels with keys from files, against impostors in their own processes:
 a publisher (or feeder) that binds the real port without the real secret key is ignored, whether it speaks
-CURVE with its own keys or plain TCP; the actor keeps its last good weights; and forged weight messages
-(a manifest whose hash does not match, a lying layout) are rejected even on a channel an attacker reaches."""
+CURVE with its own keys or plain TCP; the actor keeps its last good weights; once the impostor leaves, the
+same client reaches the real server again (a plain-TCP impostor fails the handshake with a protocol error,
+after which libzmq would give up: the client makes its socket anew); and forged weight messages (a manifest
+whose hash does not match, a lying layout) are rejected even on a channel an attacker reaches."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -126,8 +129,7 @@ def test_an_impostor_weight_publisher_is_ignored_and_the_last_good_weights_stay(
         with WeightPublisher(notify, fetch, curve=learner_keys) as learner:
             learner.publish(2, model(2))
             assert same(actor.wait_for_version(2, timeout_s=15).state_dict, model(2))
-        # an impostor speaking plain TCP: nothing either (the actor may not reconnect afterwards: the denial of
-        # service docs/SECURITY.md lists; its weights are never replaced)
+        # an impostor speaking plain TCP: nothing either; its weights are never replaced
         impostor = start_impostor(_IMPOSTOR, notify, fetch, "plain")
         try:
             with pytest.raises(TransportTimeout):
@@ -135,6 +137,16 @@ def test_an_impostor_weight_publisher_is_ignored_and_the_last_good_weights_stay(
         finally:
             stop(impostor)
         assert actor.version == 2 and same(actor.current.state_dict, model(2)) and actor.announced < 50
+        # the handshake with it failed (protocol error), after which libzmq gives up on the connection; the
+        # actor made its socket anew, so the real learner back on the same ports reaches it again
+        with WeightPublisher(notify, fetch, curve=learner_keys) as learner:
+            learner.publish(3, model(3))
+            assert same(actor.wait_for_version(3, timeout_s=15).state_dict, model(3))
+            assert actor.stats.reconnects >= 1
+            learner.publish(4, model(4))  # announcements reach it too (the SUB socket is connected)
+            wait_until(lambda: actor.poll_announcements() >= 4, timeout_s=15)
+            update = actor.poll_update(timeout_s=15)
+            assert update is not None and update.version == 4 and same(update.state_dict, model(4))
 
 
 _FAKE_FEEDER = """
@@ -164,20 +176,38 @@ def test_an_impostor_feeder_gets_no_learner_and_feeds_no_batch(keys_dir: Path) -
         finally:
             stop(impostor)
 
-        def real(rank: int) -> Batch:
+        served: list[int] = []
+
+        def real(rank: int) -> Optional[Batch]:  # one batch only: none may be left over for the impostor's turn
+            if served:
+                return None
+            served.append(rank)
             return Batch({"x": torch.ones(2, 3)}, {"i": 1}, token=1)
 
         with FeedServer(endpoint, real, curve=cluster_server_keys(cluster, "feeder"), peer_timeout_s=1.0):
             got = learner.next(timeout_s=15)
             assert got.meta["i"] == 1 and torch.equal(got.tensors["x"], torch.ones(2, 3))
-    # a plain-TCP impostor: no batch either (a feed client that met one does not reconnect afterwards with
-    # libzmq 4.3.5: the denial of service docs/SECURITY.md lists, hence a fresh client here)
-    impostor = start_impostor(_FAKE_FEEDER, endpoint, "plain")
-    try:
-        with FeedClient(endpoint, rank=0, window=1, curve=learner_keys) as learner, pytest.raises(TransportTimeout):
-            learner.next(timeout_s=1.5)
-    finally:
-        stop(impostor)
+            learner.ack(got)
+        # a plain-TCP impostor: no batch either
+        impostor = start_impostor(_FAKE_FEEDER, endpoint, "plain")
+        try:
+            with pytest.raises(TransportTimeout):
+                learner.next(timeout_s=1.5)
+        finally:
+            stop(impostor)
+        assert learner.stats.batches == 1
+        # the handshake with it failed (protocol error), after which libzmq gives up on the connection; the
+        # same client made its socket anew and said hello again, so the real feeder back on the port feeds it
+
+        def real2(rank: int) -> Batch:
+            return Batch({"x": torch.full((2, 3), 2.0)}, {"i": 2}, token=2)
+
+        with FeedServer(endpoint, real2, curve=cluster_server_keys(cluster, "feeder"), peer_timeout_s=1.0) as server:
+            got = learner.next(timeout_s=15)
+            assert got.meta["i"] == 2 and torch.equal(got.tensors["x"], torch.full((2, 3), 2.0))
+            assert learner.stats.reconnects >= 1
+            learner.ack(got)
+            wait_until(lambda: server.stats().acked == 1, timeout_s=15)  # acked on the new connection
     assert cluster_server_keys(ClusterConfig(), "feeder") is None  # no keys dir: plain TCP, as before
 
 
