@@ -33,6 +33,13 @@ class AlgoConfig:
     eval_ema: float = 0.99  # eval EMA decay
     rollouts_per_prompt: int = 1  # K; K > 1 normalises advantages per prompt
     t_sampling: Literal["schedule", "shifted_uniform"] = "shifted_uniform"  # per-chunk t for the NFT loss
+    # D regularisers against saturation (off by default). Instance noise: std of Gaussian noise added to both
+    # teacher and student clips ([-1, 1] video) in D's BT training step only, never when scoring advantages;
+    # drawn from a per-step CPU generator (train.seed), so runs stay reproducible and the k=0 oracle holds.
+    d_instance_noise: float = 0.0
+    # Skip D's optimizer step (metrics still computed, the version still counts) when its accuracy on the
+    # batch before the step is strictly above this; 1.0 = never skip (accuracy cannot exceed 1).
+    d_max_accuracy: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.beta <= 1:
@@ -47,6 +54,10 @@ class AlgoConfig:
             raise ValueError("eta_max and eval_ema must be in [0, 1)")
         if self.rollouts_per_prompt < 1:
             raise ValueError("rollouts_per_prompt must be >= 1")
+        if not self.d_instance_noise >= 0:  # also refuses NaN
+            raise ValueError(f"d_instance_noise is a std and must be >= 0, got {self.d_instance_noise}")
+        if not 0 <= self.d_max_accuracy <= 1:
+            raise ValueError(f"d_max_accuracy is an accuracy threshold in [0, 1] (1 = never skip), got {self.d_max_accuracy}")
 
     @property
     def lr_d_after_warmup(self) -> float:

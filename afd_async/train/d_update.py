@@ -14,6 +14,7 @@ from torch import nn
 from afd_async.algo.losses import bt_accuracy, bt_loss
 from afd_async.parallel.dist import DistContext, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch
+from afd_async.train.seeding import step_generator
 
 
 class _Scorer(nn.Module):
@@ -32,16 +33,28 @@ class DiscriminatorUpdater:
 
     Call order per learner step: `step(batch)` × critic ratio, then the student
     learner calls `score(...)` with the (possibly older) published D.
+
+    Two opt-in regularisers against a saturated D (whose advantages carry no signal):
+    `instance_noise` adds Gaussian noise of that std to both clips of the BT step (never to
+    `score`), drawn from `step_generator(noise_seed, calls, "d_noise:<rank>")` so the sync loop and
+    the async D learner, which call `step` equally often, draw the same noise; `max_accuracy` skips
+    the optimizer step when the batch accuracy before it (on the noised clips when noise is on,
+    global over DDP ranks) is strictly above the threshold. A skipped step still returns metrics and
+    leaves D and its optimizer untouched; `steps` counts optimizer steps taken, `calls` every `step`.
     """
 
     def __init__(self, d: nn.Module, *, lr: float, grad_clip: float, weight_decay: float = 0.0,
-                 dist: Optional[DistContext] = None) -> None:
+                 dist: Optional[DistContext] = None, instance_noise: float = 0.0, max_accuracy: float = 1.0,
+                 noise_seed: int = 0) -> None:
         self.d = d
         self.dist = dist if dist is not None else DistContext()
         self._ddp = wrap_ddp(_Scorer(d), self.dist) if self.dist.distributed else None
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW(d.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+        self.instance_noise, self.max_accuracy, self.noise_seed = instance_noise, max_accuracy, noise_seed
         self.steps = 0
+        self.calls = 0  # `step` calls, skipped or not: the noise generator's step index
+        self.skipped = 0
 
     def set_lr(self, lr: float) -> None:
         for g in self.opt.param_groups:
@@ -51,14 +64,33 @@ class DiscriminatorUpdater:
     def lr(self) -> float:
         return float(self.opt.param_groups[0]["lr"])
 
+    def _noised(self, teacher: torch.Tensor, student: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both clips `(B, C, F, H, W)` plus N(0, instance_noise²), drawn on CPU from this call's generator."""
+        if self.instance_noise <= 0:
+            return teacher, student
+        g = step_generator(self.noise_seed, self.calls, f"d_noise:{self.dist.rank}")
+        n_t = torch.randn(tuple(teacher.shape), generator=g).to(teacher.device, teacher.dtype)
+        n_s = torch.randn(tuple(student.shape), generator=g).to(student.device, student.dtype)
+        return teacher + self.instance_noise * n_t, student + self.instance_noise * n_s
+
+    def _skip(self, acc: float) -> bool:
+        """Whether D is too sure of this batch to learn from it (all ranks decide on the global accuracy)."""
+        if self.max_accuracy >= 1.0:
+            return False
+        if self.dist.distributed:
+            acc = reduce_metrics({"d_acc": acc}, self.dist)["d_acc"]
+        return acc > self.max_accuracy
+
     def step(self, batch: PairBatch) -> dict[str, float]:
-        """One BT step. With lr 0 (frozen_d) it only reports metrics."""
+        """One BT step. With lr 0 (frozen_d), or skipped by `max_accuracy`, it only reports metrics."""
         self.d.train()
+        teacher, student = self._noised(batch.teacher, batch.student_rgb.detach())
+        self.calls += 1
         if self._ddp is None or self.lr == 0:  # lr 0 (frozen_d) never steps: no DDP forward without a backward
-            s_t = self.d.score(batch.teacher, prompts=batch.prompts, text=batch.text)
-            s_s = self.d.score(batch.student_rgb.detach(), prompts=batch.prompts, text=batch.text)
+            s_t = self.d.score(teacher, prompts=batch.prompts, text=batch.text)
+            s_s = self.d.score(student, prompts=batch.prompts, text=batch.text)
         else:  # one DDP forward per backward: teacher and student rows in one call (D's norms are per sample)
-            both = torch.cat([batch.teacher, batch.student_rgb.detach()])
+            both = torch.cat([teacher, student])
             s_t, s_s = self._ddp(both, list(batch.prompts) * 2, torch.cat([batch.text, batch.text])).chunk(2)
         loss = bt_loss(s_t, s_s)
         metrics = {
@@ -68,7 +100,14 @@ class DiscriminatorUpdater:
             "d_p_student_wins": torch.sigmoid(s_s.detach() - s_t.detach()).mean().item(),
             "d_margin": (s_t - s_s).detach().mean().item(),
         }
-        if self.lr > 0:
+        skip = self.lr > 0 and self._skip(metrics["d_acc"])
+        if self.max_accuracy < 1.0:
+            self.skipped += int(skip)
+            metrics["d_skipped"], metrics["d_skipped_total"] = float(skip), float(self.skipped)
+        if skip and self._ddp is not None:  # DDP expects a backward after its forward: run it, keep nothing
+            loss.backward()
+            self.opt.zero_grad(set_to_none=True)
+        if self.lr > 0 and not skip:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = nn.utils.clip_grad_norm_(self.d.parameters(), self.grad_clip)
@@ -89,9 +128,12 @@ class DiscriminatorUpdater:
         return self.d.score(video, prompts=list(prompts or []), text=text).float()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"d": self.d.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps}
+        return {"d": self.d.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps, "calls": self.calls,
+                "skipped": self.skipped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.d.load_state_dict(state["d"])
         self.opt.load_state_dict(state["opt"])
         self.steps = int(state["steps"])
+        self.calls = int(state.get("calls", self.steps))  # checkpoints from before `calls`: one call per step
+        self.skipped = int(state.get("skipped", 0))

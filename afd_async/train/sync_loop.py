@@ -70,7 +70,9 @@ class SyncLoop:
         self.student = make_student(cfg.student, self.text.dim, self.device)
         self.d = make_discriminator(cfg.discriminator, self.text.dim, self.device)
         self.s_upd = make_student_updater(cfg, self.student)
-        self.d_upd = DiscriminatorUpdater(self.d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay)
+        self.d_upd = DiscriminatorUpdater(self.d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay,
+                                          instance_noise=cfg.algo.d_instance_noise, max_accuracy=cfg.algo.d_max_accuracy,
+                                          noise_seed=cfg.train.seed)
         self.outputs = RunOutputs(cfg, self.text)  # after the models: the eval set-up must not shift their init
         self.teacher, self.evaluator = self.outputs.teacher, self.outputs.evaluator
         self.step_index = 0
