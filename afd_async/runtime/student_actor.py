@@ -148,7 +148,8 @@ class StudentActor:
 
     def write_group(self, group: Group, video: torch.Tensor, refs: list[str], requested_at: float) -> None:
         rgb = video_to_frames(self.policy.decode(video).cpu())  # D's video: the Wan student's latents decoded here, once
-        video = video.cpu()  # pairs go to Redis from CPU tensors        now = time.time()
+        video = video.cpu()  # pairs go to Redis from CPU tensors
+        now = time.time()
         for i, (row, ref) in enumerate(zip(group.pairs, refs)):
             self.writer.write(Pair(
                 pair_id=f"g{group.index}-r{i}-v{self.version}", prompt_id=row.prompt_id, prompt=row.prompt,
