@@ -12,7 +12,7 @@ python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || true
 
 echo "== afd sync on cuda -> $OUT/sync"
-$AFD sync experiment=smoke train.device=cuda train.steps=4 "train.output_dir=$OUT/sync"
+$AFD sync experiment=smoke train.device=cuda train.steps=4 text.kind=hash "train.output_dir=$OUT/sync"
 test -s "$OUT/sync/summary.json" || { echo "gpu_smoke: FAIL, no $OUT/sync/summary.json"; exit 1; }
 
 echo "== afd run on cuda -> $OUT/run"
