@@ -161,8 +161,12 @@ async def prompts(n: int) -> AsyncIterator[JobRequest]:
 
 @pytest.mark.parametrize("actors,shared", [(1, True), (3, True), (3, False)])
 def test_scaling_actors_does_not_raise_the_429_rate(kw, actors, shared):
-    """Quota configured at the provider's limits: 1 actor or 3 actors see zero 429s/concurrency refusals.
+    """Quota configured at the provider's rate and in-flight limits: 1 actor or 3 actors see zero 429s/refusals.
 
+    The quota's burst is one below the provider's: grants spaced at exactly the provider's rate can reach it
+    closer together when an earlier request is delayed (a loaded machine), and the provider's spare burst
+    token absorbs that jitter, as a real deployment's margin would (with the quota's burst equal to the
+    provider's, the 3-actor case let a 429 through once in a full-suite run).
     Control: the same 3 actors with per-process quotas (separate accounts) do get refused.
     """
     n = 16
@@ -170,7 +174,7 @@ def test_scaling_actors_does_not_raise_the_429_rate(kw, actors, shared):
     async def main() -> None:
         pk = dict(rate_per_s=20.0, burst=2, max_in_flight=3, polls_to_finish=2)
         gws = [make_gateway(kw, provider_kw=pk, quota_kw=dict(
-            create_rate_per_min=1200.0, burst=2, max_in_flight=3, account="acct" if shared else f"own{i}"))
+            create_rate_per_min=1200.0, burst=1, max_in_flight=3, account="acct" if shared else f"own{i}"))
             for i in range(actors)]
 
         source = prompts(n)
