@@ -80,7 +80,10 @@ def _role_command(target: str) -> Callable[[Sequence[str]], int]:
     def run(overrides: Sequence[str]) -> int:
         import importlib
 
+        from afd_async.launch.orphan import watch_supervisor
+
         module, func = target.split(":")
+        watch_supervisor()  # started by `afd run`: stop if the launcher dies without stopping us
         try:
             return int(getattr(importlib.import_module(module), func)(_load(overrides)) or 0)
         finally:  # the role is done: a SIGTERM now (interpreter shutdown resets Python handlers) must not make

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
+from afd_async.launch.orphan import SUPERVISOR_PID_ENV
 from afd_async.parallel.dist import NO_MULTICAST_ENV
 
 
@@ -114,7 +115,8 @@ class Supervisor:
 
     def _spawn(self, role: Role) -> None:
         assert role.log_path is not None
-        full_env = {**self.base_env, **role.env, "PYTHONUNBUFFERED": "1", "AFD_ROLE_NAME": role.name}
+        full_env = {**self.base_env, **role.env, "PYTHONUNBUFFERED": "1", "AFD_ROLE_NAME": role.name,
+                    SUPERVISOR_PID_ENV: str(os.getpid())}  # roles stop if this process dies (launch/orphan.py)
         launcher = [sys.executable, "-m", "afd_async.cli"]
         if role.ranks > 1:  # torchrun's agent starts the ranks; a rank that dies takes the group down, we restart it
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
