@@ -4,16 +4,13 @@ at k = 0 the async system computes the synchronous loop's losses on the same see
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from afd_async.config import load_config
-from afd_async.train.report import read_metrics
-from afd_async.train.sync_loop import SyncLoop
+from afd_async.testing.oracle import assert_matches_sync, async_train_steps, sync_reference
 
 pytestmark = pytest.mark.slow
 
@@ -48,15 +45,9 @@ def test_run_writes_its_outputs(async_run):
 
 def test_staleness_zero_reproduces_the_sync_loop(async_run):
     out, _ = async_run
-    async_steps = [r for r in read_metrics(out / "metrics.jsonl") if r.get("phase") == "train"]
+    async_steps = async_train_steps(out)
     assert [r["step"] for r in async_steps] == [1, 2, 3, 4]
     # every rollout used exactly the newest policy (k = 0)
     assert all(r["staleness_max"] == 0 for r in async_steps)
-
-    cfg = load_config([*SMOKE, f"train.output_dir={out / 'sync'}", f"text.cache_dir={out / 'text_cache'}"])
-    loop = SyncLoop(cfg)
-    loop.warmup_d()
-    sync_steps = [loop.step() for _ in range(cfg.train.steps)]
-    for a, s in zip(async_steps, sync_steps):
-        for key in ("student_loss", "nft_loss", "score_mean", "w_min", "w_max"):
-            assert math.isclose(a[key], s[key], rel_tol=1e-4, abs_tol=1e-5), (a["step"], key, a[key], s[key])
+    _, sync_steps = sync_reference(SMOKE, out)
+    assert_matches_sync(async_steps, sync_steps)

@@ -4,15 +4,12 @@ skipped D step still counts as a D version, so `afd run` at k = 0 still computes
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 
 import pytest
 
-from afd_async.config import load_config
-from afd_async.train.report import read_metrics
-from afd_async.train.sync_loop import SyncLoop
+from afd_async.testing.oracle import assert_matches_sync, async_train_steps, sync_reference
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +25,8 @@ def test_regularised_d_keeps_the_staleness_zero_oracle(tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     status = json.loads((out / "summary.json").read_text())["status"]
     assert int(status["d_version"]) == 2 + 4  # skipped steps count: the student never waited forever
-    async_steps = [r for r in read_metrics(out / "metrics.jsonl") if r.get("phase") == "train"]
+    async_steps = async_train_steps(out)
     assert [r["step"] for r in async_steps] == [1, 2, 3, 4]
-
-    cfg = load_config([*SMOKE, f"train.output_dir={out / 'sync'}", f"text.cache_dir={out / 'text_cache'}"])
-    loop = SyncLoop(cfg)
-    loop.warmup_d()
-    sync_steps = [loop.step() for _ in range(cfg.train.steps)]
+    loop, sync_steps = sync_reference(SMOKE, out)
     assert loop.d_upd.calls == 2 + 4 and loop.d_upd.skipped > 0  # the skip path was exercised
-    for a, s in zip(async_steps, sync_steps):
-        for key in ("student_loss", "nft_loss", "score_mean", "w_min", "w_max"):
-            assert math.isclose(a[key], s[key], rel_tol=1e-4, abs_tol=1e-5), (a["step"], key, a[key], s[key])
+    assert_matches_sync(async_steps, sync_steps)

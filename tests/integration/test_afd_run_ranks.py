@@ -9,16 +9,13 @@ same groups, each once.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 
 import pytest
 
-from afd_async.config import load_config
 from afd_async.runtime.learner_state import read_ledger
-from afd_async.train.report import read_metrics
-from afd_async.train.sync_loop import SyncLoop
+from afd_async.testing.oracle import assert_matches_sync, async_train_steps, sync_reference
 
 pytestmark = pytest.mark.slow
 
@@ -51,14 +48,9 @@ def test_every_rank_trains_the_same_groups_once_and_every_role_exits_cleanly(ran
 
 def test_two_ranks_at_staleness_zero_reproduce_the_sync_loop(ranked_run):
     out, _ = ranked_run
-    steps = [r for r in read_metrics(out / "metrics.jsonl") if r.get("phase") == "train"]
+    steps = async_train_steps(out)
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
-    cfg = load_config([*SMOKE, f"train.output_dir={out / 'sync'}", f"text.cache_dir={out / 'text_cache'}"])
-    loop = SyncLoop(cfg)
-    loop.warmup_d()
-    sync_steps = [loop.step() for _ in range(cfg.train.steps)]
+    _, sync_steps = sync_reference(SMOKE, out)
     # 1e-3, not the single-rank oracle's 1e-4: DDP's all-reduce sums D's gradients in another order, and six
     # D steps later its scores differ in the fourth digit (measured: 5.7e-4 relative at most)
-    for a, s in zip(steps, sync_steps):
-        for key in ("student_loss", "nft_loss", "score_mean", "w_min", "w_max"):
-            assert math.isclose(a[key], s[key], rel_tol=1e-3, abs_tol=1e-5), (a["step"], key, a[key], s[key])
+    assert_matches_sync(steps, sync_steps, rel_tol=1e-3)

@@ -6,8 +6,7 @@ import signal
 import subprocess
 import sys
 
-import httpx
-from test_teacher_actor import spawn, wait_for
+from test_teacher_actor import spawn, wait_serving
 
 from afd_async.launch.orphan import SUPERVISOR_PID_ENV
 from afd_async.testing.redis_server import free_port
@@ -20,14 +19,7 @@ def test_a_role_stops_gracefully_once_its_launcher_is_killed(tmp_path):
     server = spawn("teacher-server", [f"cluster.teacher_server_port={port}", "cluster.metrics_port=0"], log,
                    **{SUPERVISOR_PID_ENV: str(launcher.pid)})
     try:
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                assert server.poll() is None, log.read_text()
-                return False
-
-        wait_for(up, 60, "the teacher server to listen")
+        wait_serving(server, port, log)
         assert server.poll() is None  # alive while its launcher is
         launcher.send_signal(signal.SIGKILL)
         launcher.wait(10)

@@ -93,6 +93,18 @@ def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def wait_serving(proc: subprocess.Popen, port: int, log_path: Path, timeout_s: float = 60) -> None:
+    """Wait until a teacher-server process answers /healthz on `port`; fail with its log if it died first."""
+    def up() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert proc.poll() is None, log_path.read_text()
+            return False
+
+    wait_for(up, timeout_s, "the teacher server to listen")
+
+
 def have_clips(r: redis.Redis, cfg: RootConfig, texts: Sequence[str], seed: int = 0) -> int:
     return sum(int(r.exists(clip_record_key(teacher_clip_key(cfg.teacher, p, seed)))) for p in texts)
 

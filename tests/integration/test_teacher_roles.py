@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 import httpx
-from test_teacher_actor import KEY, cli_overrides, have_clips, make_cfg, prompts, push, spawn, wait_for
+from test_teacher_actor import KEY, cli_overrides, have_clips, make_cfg, prompts, push, spawn, wait_for, wait_serving
 
 from afd_async.testing.redis_server import free_port
 
@@ -17,14 +17,7 @@ def test_roles_produce_clips_and_never_log_the_key(redis_server, redis_client, t
                                       "teacher.server.render_latency_s=0.1"], server_log, AFD_LOG_LEVEL="DEBUG")
     actor = None
     try:
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                assert server.poll() is None, server_log.read_text()
-                return False
-
-        wait_for(up, 60, "the teacher server to listen")
+        wait_serving(server, port, server_log)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/admin/stats", timeout=5)
         assert r.status_code == 401  # auth is always on
         cfg = make_cfg(redis_server.url, port)
