@@ -26,7 +26,8 @@ SUPERVISOR_PID_ENV = "AFD_SUPERVISOR_PID"
 
 
 def alive(pid: int) -> bool:
-    """Whether a process with this pid exists (a zombie child of someone else counts as gone soon enough)."""
+    """Whether a process with this pid exists. A dead launcher not yet reaped by its parent (a zombie) still
+    counts as alive: the role notices once the launcher's parent (a shell, CI, init) reaps it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
