@@ -2,8 +2,10 @@
 
 Tests of the async system (one rank, several ranks, D regularisers) check the same
 claim: at k = 0 every student step's losses equal the synchronous loop's on the same
-seeds. The sync reference reads the async run's cached teacher clips and text
-features (`text.cache_dir` under the run's folder): x264 is not bit-reproducible.
+seeds. The sync reference renders its own teacher clips and, with
+`train.sync_teacher_codec=true`, passes them through the same MP4 encode/decode as the
+local teacher server and actor; that is exact because `encode_mp4` is repeatable (libx264's
+mbtree, which was not, is off). It reads the run's text features (`text.cache_dir`).
 """
 
 from __future__ import annotations
