@@ -87,11 +87,14 @@ class ShardedFeed:
             self.source.on_ack(0, source_token)
 
     def on_lost(self, rank: int, tokens: list[Any]) -> None:
-        """A rank left without acking: its blocks go back to the front of its queue for its replacement."""
+        """A rank left without acking: its blocks go back into its queue, in group order, for its replacement.
+
+        Sorted by group key rather than pushed to the front, so the queue stays in group order even
+        when a rank's blocks come back in several calls (handed back at the drop, then one that was
+        being collated for it when it left)."""
         with self._lock:
-            for token in reversed(tokens):
-                b = token["block"]
-                self._queues[rank].appendleft(Batch(b.tensors, b.meta, token))
+            back = [Batch(t["block"].tensors, t["block"].meta, t) for t in tokens]
+            self._queues[rank] = collections.deque(sorted([*self._queues[rank], *back], key=lambda b: b.token["key"]))
 
     def pending_groups(self) -> int:
         """Groups handed out whose Redis ids are not acked yet (some rank still owes an ack)."""

@@ -10,7 +10,11 @@ Every batch sent is either acked by the learner (`on_ack(rank, token)`) or,
 when the learner leaves or misses heartbeats for `peer_timeout_s`, handed back
 with the batches prefetched for it (`on_lost(rank, tokens)`), so the feeder can
 un-ack them upstream (e.g. leave them pending in the Redis consumer group).
-Callbacks run on the server's I/O thread; keep them short.
+`on_lost` gets the tokens in the order the batches were produced, and a new
+connection of that rank is served only after `on_lost` has returned, so a
+feeder that queues them back gives a returning rank its batches first, in order,
+however the departure and the new hello interleave. Callbacks run on the
+server's I/O thread; keep them short.
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ class _Peer:
     blocked_until: float = 0.0
 
     def tokens(self) -> list[Any]:
-        return [t for _, _, t in self.ready] + list(self.unacked.values())
+        """Every batch it holds, sent-unacked or prefetched, in the order they were produced (seq)."""
+        held = [(seq, t) for seq, _, t in self.ready] + list(self.unacked.items())
+        return [t for _, t in sorted(held, key=lambda st: st[0])]
 
 
 @dataclass
@@ -115,6 +121,9 @@ class FeedServer:
         self._seq = random.SystemRandom().getrandbits(40) << 12
         self._rr = 0
         self._callbacks: collections.deque = collections.deque()
+        # rank -> "lost" callbacks queued and not yet run: a rank's replacement is served only once its
+        # predecessor's batches are back with the feeder, so it gets them first, in their order.
+        self._lost_pending: collections.Counter[int] = collections.Counter()
         self._stats = FeedServerStats()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._io_loop, name="feed-io", daemon=True),
@@ -167,7 +176,7 @@ class FeedServer:
 
     def _eligible(self) -> list[_Peer]:
         peers = [p for p in self._peers.values() if not p.ended and len(p.ready) < p.credit
-                 and len(p.ready) + len(p.unacked) < self._max_unacked]
+                 and len(p.ready) + len(p.unacked) < self._max_unacked and not self._lost_pending[p.rank]]
         if not peers:
             return []
         self._rr = (self._rr + 1) % len(peers)
@@ -210,7 +219,7 @@ class FeedServer:
                 self._stats.producer_errors += 1
                 if batch is not None:  # collated but not encodable: give it back
                     self._stats.lost += 1
-                    self._callbacks.append(("lost", peer.rank, [batch.token]))
+                    self._queue_lost(peer.rank, [batch.token])
             return False
         finally:
             with self._cond:
@@ -222,7 +231,7 @@ class FeedServer:
                 peer.ready.append((seq, frames, batch.token))
             else:  # the peer left while we collated
                 self._stats.lost += 1
-                self._callbacks.append(("lost", peer.rank, [batch.token]))
+                self._queue_lost(peer.rank, [batch.token])
         self._waker.send()
         return True
 
@@ -306,7 +315,12 @@ class FeedServer:
         log.info("feed: rank %d dropped (%s); %d batches lost", peer.rank, why, len(tokens))
         if tokens:
             self._stats.lost += len(tokens)
-            self._callbacks.append(("lost", peer.rank, tokens))
+            self._queue_lost(peer.rank, tokens)
+
+    def _queue_lost(self, rank: int, tokens: list[Any]) -> None:
+        """(lock held) Hand `tokens` to `on_lost` on the I/O thread; `rank` is not served until then."""
+        self._lost_pending[rank] += 1
+        self._callbacks.append(("lost", rank, tokens))
 
     def _send_ready(self) -> None:
         now = time.monotonic()
@@ -349,10 +363,14 @@ class FeedServer:
         while self._callbacks:
             what, rank, arg = self._callbacks.popleft()
             fn = self._on_ack if what == "ack" else self._on_lost
-            if fn is None:
-                continue
             try:
-                fn(rank, arg)
+                if fn is not None:
+                    fn(rank, arg)
             except Exception:  # noqa: BLE001 - a failing hook must not kill the feed
                 log.exception("feed %s callback failed", what)
                 self._stats.callback_errors += 1
+            finally:
+                if what == "lost":
+                    with self._cond:
+                        self._lost_pending[rank] -= 1
+                        self._cond.notify_all()

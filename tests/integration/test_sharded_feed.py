@@ -99,3 +99,57 @@ def test_a_rank_that_leaves_unacked_gets_its_blocks_again_in_order_and_nothing_i
                 nxt = again.next(timeout_s=10)
                 assert nxt.meta["group"] == 2  # the order of the rank's queue is kept
     assert sorted(source.acked)[:2] == [0, 1] and len(source.acked) == len(set(source.acked))
+
+
+def test_blocks_handed_back_in_several_calls_are_served_in_group_order() -> None:
+    """A rank's blocks can come back in pieces (the drop, then one collated for it as it left):
+    whatever the order of the calls, its queue is served in group order."""
+    feed = ShardedFeed(Groups(batch=4, limit=6), world_size=2)
+    b0, b1, b2 = (feed.next_batch(1) for _ in range(3))
+    feed.on_lost(1, [b0.token, b1.token])
+    feed.on_lost(1, [b2.token])
+    assert [feed.next_batch(1).meta["group"] for _ in range(4)] == [0, 1, 2, 3]
+
+
+class _SlowHandBack(ShardedFeed):
+    """`on_lost` waits (up to 3 s) for `next_batch` of the same rank: a hand-back that runs late."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.asked, self.losing = threading.Event(), threading.Event()
+
+    def next_batch(self, rank: int) -> Optional[Batch]:
+        if self.losing.is_set():
+            self.asked.set()
+        return super().next_batch(rank)
+
+    def on_lost(self, rank: int, tokens: list[Any]) -> None:
+        self.losing.set()
+        self.asked.wait(3.0)
+        super().on_lost(rank, tokens)
+
+
+def test_a_replaced_rank_is_served_only_after_its_predecessors_blocks_are_back() -> None:
+    """A new connection of rank 1 replaces one that never said bye: its hello and credit arrive together,
+    the old connection's blocks are handed back on the I/O thread. The server must not ask the feed for
+    the new connection's batch before that hand-back returned, or the rank gets a new group first."""
+    import zmq
+
+    from afd_async.transport.feed_wire import control
+
+    feed = _SlowHandBack(Groups(batch=4, limit=8), world_size=2)
+    with _serve(feed) as server:
+        ctx = zmq.Context()
+        old = ctx.socket(zmq.DEALER)  # a rank-1 learner that takes a block, then goes silent (no bye)
+        try:
+            old.connect(server.endpoint)
+            old.send(control("hello", rank=1))
+            old.send(control("credit", n=1))
+            while len(old.recv_multipart()) < 2:  # welcome, then the batch's frames
+                pass
+            with FeedClient(server.endpoint, rank=1, window=2) as again:
+                redo = again.next(timeout_s=10)
+                assert redo.meta["group"] == 0
+        finally:
+            old.close(0)
+            ctx.term()
