@@ -3,13 +3,13 @@
 PYTHON ?= python3
 PIP    ?= $(PYTHON) -m pip
 
-.PHONY: setup run test test-fast compose-test bench clean
+.PHONY: setup lock run test test-fast compose-test bench clean
 
 ## setup: install the pinned CPU torch, the project with its dev extras, then redis-server, prometheus and
 ## docker-compose (its file validator; `docker compose up` itself needs a docker daemon: compose-test).
 setup:
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (Debian package)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
@@ -22,6 +22,14 @@ setup:
 	  echo "installing docker-compose (Debian package, no daemon; the compose-file tests validate the files with it)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose) \
 	  || { echo "could not install docker-compose: install it with your package manager" >&2; exit 1; }; }
+
+## lock: re-resolve the dependency ranges of pyproject.toml in a throw-away venv and write the versions to
+## constraints.txt (what `setup` installs). Run it on purpose, then the suite, then commit the file.
+lock:
+	@d=$$(mktemp -d) && $(PYTHON) -m venv $$d/v \
+	  && $$d/v/bin/pip install --quiet torch==2.13.0 && $$d/v/bin/pip install --quiet -e '.[dev]' \
+	  && { sed -n '1,3p' constraints.txt; $$d/v/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' | grep -vi '^afd'; } > $$d/c.txt \
+	  && mv $$d/c.txt constraints.txt && rm -rf $$d && echo "constraints.txt refreshed: run make test, then commit it"
 
 ## run: the main job (embedded default: CPU, no API key, no downloaded weights).
 run:
