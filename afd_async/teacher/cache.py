@@ -40,14 +40,17 @@ from afd_async.video.clip import Clip
 T = TypeVar("T")
 SCHEMA_VERSION = 1
 
-# KEYS clip, ready_pid, ready_prompts, prompts, made, cost; ARGV blob, digest, pid, prompt, created_ms, ttl_ms,
+# KEYS clip, ready_pid, ready_prompts, prompts, made, cost, seq; ARGV blob, digest, pid, prompt, (unused), ttl_ms,
 # video_s, latency_s, usage_json. Returns 1 if stored, 0 if the key already existed (nothing changes).
+# "Oldest first" is the order of puts as Redis ran them (a counter), not wall-clock milliseconds: two puts in
+# one millisecond (or a clock step back) would otherwise tie and be ordered by digest.
 _PUT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if tonumber(ARGV[6]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[6])
 else redis.call('SET', KEYS[1], ARGV[1]) end
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
-redis.call('ZADD', KEYS[3], 'NX', ARGV[5], ARGV[3])
+local order = redis.call('INCR', KEYS[7])
+redis.call('ZADD', KEYS[2], order, ARGV[2])
+redis.call('ZADD', KEYS[3], 'NX', order, ARGV[3])
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
 redis.call('HINCRBY', KEYS[6], 'jobs', 1)
@@ -206,7 +209,7 @@ class TeacherCache:
         ttl_ms = int(self.ttl_s * 1000) if self.ttl_s else 0
         stored = await self._op(self._put(
             keys=[self._k(f"clip:{key}"), self._k(f"ready:{pid}"), self._k("ready_prompts"), self._k("prompts"),
-                  self._k("made"), self._k("cost")],
+                  self._k("made"), self._k("cost"), self._k("put_seq")],
             args=[encode_entry(entry), key, pid, request.prompt, int(entry.created_at * 1000), ttl_ms,
                   repr(float(meta.video_seconds)), repr(float(meta.latency_s)), json.dumps(meta.usage, default=str)]))
         if int(stored) == 1:

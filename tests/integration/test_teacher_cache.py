@@ -86,6 +86,24 @@ def test_reuse_count_then_prompt_needs_a_new_seed(aclient):
     run(main())
 
 
+def test_clips_are_taken_in_put_order_even_within_one_clock_tick(aclient, monkeypatch):
+    """The flake of issue 14: puts in the same millisecond tied and came back ordered by digest."""
+    import types
+
+    import afd_async.teacher.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "time", types.SimpleNamespace(time=lambda: 1_700_000_000.0))
+
+    async def main() -> None:
+        cache = TeacherCache(aclient(), reuse_count=1)
+        seeds = list(range(12))  # 12 digests: the chance they sort in put order by accident is 1/12!
+        for s in seeds:
+            await cache.put("fake", JobRequest(prompt="p", seed=s), clip(s), meta(f"j{s}"))
+        assert [(await cache.take("p")).seed for _ in seeds] == seeds
+
+    run(main())
+
+
 def test_concurrent_takers_never_exceed_the_reuse_budget(aclient):
     async def main() -> None:
         cache = TeacherCache(aclient(), reuse_count=3)
