@@ -7,7 +7,7 @@ broadcast to frames with `expand_chunk_t`. Rectified flow throughout:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,24 +34,45 @@ def bt_accuracy(score_teacher: torch.Tensor, score_student: torch.Tensor) -> flo
 # ---------------------------------------------------------------- §2.3 advantage
 
 
-def advantages(scores: torch.Tensor, *, group_ids: Optional[torch.Tensor] = None, eps: float = 1e-4) -> torch.Tensor:
-    """A_c = (s_c − mean) / (std + eps), over the batch or within each prompt group (K > 1 rollouts).
+AdvNorm = Literal["nft", "group"]
+
+
+def advantages(
+    scores: torch.Tensor,
+    *,
+    group_ids: Optional[torch.Tensor] = None,
+    eps: float = 1e-4,
+    norm: AdvNorm = "nft",
+) -> torch.Tensor:
+    """§2.3 advantages A_c from D's scores of the student clips.
+
+    `norm="nft"` (DiffusionNFT): A_c = (s_c − mean of c's prompt group) / (std of the whole batch + eps).
+    The global std keeps the size of D's preference: two rollouts of one prompt that D
+    barely tells apart get advantages near 0, not ±1.
+    `norm="group"`: mean and std both per prompt group (GRPO style); with K = 2 rollouts
+    every advantage is ±1 whatever D says, kept as an option for comparison.
+    Without groups (K = 1: `group_ids` None) both are (s − batch mean) / (batch std + eps).
 
     Args:
         scores: `(B,)` discriminator scores of the student clips (no grad needed).
-        group_ids: `(B,)` integer prompt ids; when given, mean/std are per group.
+        group_ids: `(B,)` integer prompt ids when some prompt has K > 1 rollouts, else None.
     """
     s = scores.detach().float()
     if group_ids is None:
         std = s.std(unbiased=False) if s.numel() > 1 else s.new_zeros(())
         return (s - s.mean()) / (std + eps)
-    out = torch.empty_like(s)
+    if norm not in ("nft", "group"):
+        raise ValueError(f"unknown advantage normaliser {norm!r}; expected 'nft' or 'group'")
+    centred = torch.empty_like(s)
+    group_std = torch.empty_like(s)
     for g in torch.unique(group_ids):
         m = group_ids == g
         sg = s[m]
-        std = sg.std(unbiased=False) if sg.numel() > 1 else sg.new_zeros(())
-        out[m] = (sg - sg.mean()) / (std + eps)
-    return out
+        centred[m] = sg - sg.mean()
+        group_std[m] = sg.std(unbiased=False) if sg.numel() > 1 else sg.new_zeros(())
+    if norm == "group":
+        return centred / (group_std + eps)
+    return centred / (s.std(unbiased=False) + eps)
 
 
 def advantage_weight(adv: torch.Tensor, clip: float = 5.0) -> torch.Tensor:

@@ -22,6 +22,9 @@ class AlgoConfig:
     lam_ref: float = 1e-4  # λ, weight of ‖v_θ − v_ref‖²
     adv_clip: float = 5.0  # a: advantage clip; w = clip(0.5 + 0.5·clip(A,−a,a)/a, 0, 1)
     adv_eps: float = 1e-4  # A = (s − mean) / (std + eps)
+    # K > 1 rollouts per prompt: `nft` = DiffusionNFT (per-prompt mean, std of the whole batch: D's preference
+    # keeps its size); `group` = per-prompt mean and std (every advantage is ±1 at K = 2). Same at K = 1.
+    adv_norm: Literal["nft", "group"] = "nft"
     lr_student: float = 1e-5  # student AdamW learning rate (tiny student: 1e-4 drifts off its own samples within 50 steps)
     lr_d: float = 5e-5  # discriminator AdamW learning rate (frozen_d: 0 after warm-up)
     weight_decay: float = 0.0
@@ -31,7 +34,7 @@ class AlgoConfig:
     eta_rate: float = 0.001  # old-policy EMA: η_step = min(eta_rate·step, eta_max)
     eta_max: float = 0.5
     eval_ema: float = 0.99  # eval EMA decay
-    rollouts_per_prompt: int = 1  # K; K > 1 normalises advantages per prompt
+    rollouts_per_prompt: int = 1  # K rollouts per prompt; K > 1 centres advantages per prompt (see adv_norm)
     t_sampling: Literal["schedule", "shifted_uniform"] = "shifted_uniform"  # per-chunk t for the NFT loss
     # D regularisers against saturation (off by default). Instance noise: std of Gaussian noise added to both
     # teacher and student clips ([-1, 1] video) in D's BT training step only, never when scoring advantages;

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from afd_async.algo.losses import (
+    AdvNorm,
     advantage_weight,
     advantages,
     expand_chunk_t,
@@ -67,6 +68,7 @@ class StudentUpdater:
         lam_ref: float = 1e-4,
         adv_clip: float = 5.0,
         adv_eps: float = 1e-4,
+        adv_norm: AdvNorm = "nft",
         grad_clip: float = 1.0,
         weight_decay: float = 0.0,
         timesteps: Sequence[int] = (1000, 750, 500, 250),
@@ -82,7 +84,7 @@ class StudentUpdater:
         self.dist = dist if dist is not None else DistContext()
         self.theta = wrap_ddp(student, self.dist)  # what the loss calls: θ itself, or θ under DDP
         self.objective = objective
-        self.beta, self.lam_ref, self.adv_clip, self.adv_eps = beta, lam_ref, adv_clip, adv_eps
+        self.beta, self.lam_ref, self.adv_clip, self.adv_eps, self.adv_norm = beta, lam_ref, adv_clip, adv_eps, adv_norm
         self.grad_clip = grad_clip
         self.timesteps, self.shift, self.t_sampling = list(timesteps), shift, t_sampling
         self.eta_rate, self.eta_max = eta_rate, eta_max
@@ -158,10 +160,11 @@ class StudentUpdater:
     def _advantages(self, batch: PairBatch, scores: torch.Tensor) -> torch.Tensor:
         """§2.3 advantages of this rank's rows, normalised over the whole (global) batch or prompt group."""
         if not self.dist.distributed:
-            return advantages(scores, group_ids=batch.group_ids(), eps=self.adv_eps)
+            return advantages(scores, group_ids=batch.group_ids(), eps=self.adv_eps, norm=self.adv_norm)
         all_scores = all_gather_rows(scores.detach().float().contiguous(), self.dist)
         all_ids = all_gather_list(list(batch.prompt_ids), self.dist)
-        adv = advantages(all_scores, group_ids=prompt_group_ids(all_ids, scores.device), eps=self.adv_eps)
+        adv = advantages(all_scores, group_ids=prompt_group_ids(all_ids, scores.device), eps=self.adv_eps,
+                         norm=self.adv_norm)
         return adv[self.dist.shard(len(all_ids))]
 
     def _nft(self, batch: PairBatch, scores: torch.Tensor, generator: Optional[torch.Generator]):

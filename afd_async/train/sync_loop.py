@@ -50,7 +50,7 @@ def make_student_updater(cfg: RootConfig, student: torch.nn.Module, *, dist: Opt
     a, s = cfg.algo, cfg.student
     return StudentUpdater(
         student, policies=make_student_policies(s, student, eval_ema=a.eval_ema), objective=a.name, lr=a.lr_student, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip,
-        adv_eps=a.adv_eps, grad_clip=a.grad_clip, weight_decay=a.weight_decay, timesteps=s.timesteps,
+        adv_eps=a.adv_eps, adv_norm=a.adv_norm, grad_clip=a.grad_clip, weight_decay=a.weight_decay, timesteps=s.timesteps,
         shift=s.shift, t_sampling=a.t_sampling, eta_rate=a.eta_rate, eta_max=a.eta_max, eval_ema=a.eval_ema,
         chunk_frames=s.chunk_frames, dist=dist,
     )

@@ -39,15 +39,35 @@ def test_bt_accuracy_counts_teacher_above_student():
     assert bt_accuracy(torch.tensor([1.0, 0.0, 3.0, -1.0]), torch.tensor([0.0, 1.0, 2.0, -2.0])) == 0.75
 
 
-def test_advantages_are_standardised_over_batch_and_per_prompt():
+def test_advantages_are_standardised_over_the_batch_without_groups():
     s = torch.tensor([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
     a = advantages(s)
     assert a.mean().abs() < 1e-5 and (a.std(unbiased=False) - 1).abs() < 1e-3
-    g = torch.tensor([0, 0, 0, 1, 1, 1])
-    ag = advantages(s, group_ids=g)
-    # per-prompt: both groups become the same standardised pattern despite different scales
-    assert torch.allclose(ag[:3], ag[3:], atol=1e-3)
-    assert not torch.allclose(a[:3], a[3:], atol=1e-3)
+    # K = 1: the normalisers agree (there is nothing per prompt to centre on)
+    assert torch.equal(advantages(s, norm="group"), a)
+
+
+def test_nft_advantages_match_a_hand_computed_diffusionnft_example():
+    # two prompts, K = 2: D barely separates prompt 0's rollouts (1.0 vs 1.2), clearly prompt 1's (0 vs 4)
+    s = torch.tensor([1.0, 1.2, 0.0, 4.0])
+    g = torch.tensor([0, 0, 1, 1])
+    # per-prompt means 1.1 and 2.0; centred [-0.1, 0.1, -2, 2]; batch std = sqrt(mean((s - 1.55)^2))
+    std = ((torch.tensor([1.0, 1.2, 0.0, 4.0]) - 1.55) ** 2).mean().sqrt().item()  # sqrt(8.83 / 4) = 1.48577
+    expected = torch.tensor([-0.1, 0.1, -2.0, 2.0]) / (std + 1e-4)
+    assert std == pytest.approx(1.48577, abs=1e-4)
+    assert torch.allclose(advantages(s, group_ids=g, norm="nft"), expected, atol=1e-6)
+    # the size of D's preference survives: prompt 0's advantages are 20x smaller than prompt 1's
+    a = advantages(s, group_ids=g)
+    assert a[1] / a[3] == pytest.approx(0.05, rel=1e-4)
+
+
+def test_group_advantages_are_plus_minus_one_at_k2_whatever_d_says():
+    s = torch.tensor([1.0, 1.2, 0.0, 4.0])
+    g = torch.tensor([0, 0, 1, 1])
+    ag = advantages(s, group_ids=g, norm="group")
+    assert torch.allclose(ag, torch.tensor([-1.0, 1.0, -1.0, 1.0]), atol=1e-3)
+    with pytest.raises(ValueError, match="normaliser"):
+        advantages(s, group_ids=g, norm="perprompt")  # type: ignore[arg-type]
 
 
 def test_advantage_weight_is_half_at_zero_and_monotone():
