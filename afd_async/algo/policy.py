@@ -3,7 +3,7 @@
 θ_old ← η·θ_old + (1 − η)·θ after each publish, with η ramping from 0
 (DiffusionNFT: η = min(rate·step, η_max)), so early training is fully
 on-policy and later the sampling policy lags smoothly. A separate eval EMA
-(decay 0.99) is what we evaluate and ship.
+(decay 0.99, ramped in by `ema_decay_at`) is what we evaluate (`train.eval_policy`) and ship beside θ_old.
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ from torch import nn
 def eta_schedule(step: int, *, rate: float, eta_max: float) -> float:
     """η for the old-policy soft update at learner step `step` (0 at step 0)."""
     return min(rate * step, eta_max)
+
+
+def ema_decay_at(decay: float, updates: int) -> float:
+    """The eval EMA's decay at its `updates`-th update: min(decay, (1 + n) / (10 + n)).
+
+    Without this ramp (diffusers' `EMAModel` default) a 0.99 EMA still holds 37 % of the
+    initial weights after 100 steps, so evaluating it would mostly show the pretrained student.
+    """
+    return min(decay, (1.0 + updates) / (10.0 + updates))
 
 
 @torch.no_grad()
@@ -46,7 +55,7 @@ class EMA:
         self.updates = 0
 
     def update(self, source: nn.Module) -> None:
-        soft_update(self.module, source, self.decay)
+        soft_update(self.module, source, ema_decay_at(self.decay, self.updates))
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:

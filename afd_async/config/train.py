@@ -27,6 +27,9 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 50  # steps between physics evaluations on eval prompts (0: only at start/end)
     eval_prompts: int = 16  # eval prompts used by the evaluator
+    # which policy the evaluator and the sample grid roll out: `ema` (the eval EMA, as DiffusionNFT evaluates)
+    # or `old` (θ_old, what the actors sample with); both are saved at the end
+    eval_policy: Literal["ema", "old"] = "ema"
     torch_threads: int = 0  # 0: leave torch's default
     checkpoint_every: int = 10  # learner groups (student: steps) between resumable learner checkpoints; a learner acks
     # a batch only once a checkpoint holds its step, so the feeder keeps up to this many batches per learner for

@@ -45,8 +45,12 @@ class RunOutputs:
         self.start_result: Optional[EvalResult] = None
         self.base_videos: Optional[torch.Tensor] = None
 
+    def policy(self, updater: StudentUpdater) -> torch.nn.Module:
+        """The policy evaluations and samples roll out (`train.eval_policy`)."""
+        return updater.ema.module if self.cfg.train.eval_policy == "ema" else updater.old
+
     def start(self, updater: StudentUpdater) -> None:
-        self.start_result, self.base_videos = self.evaluator.evaluate(updater.old)
+        self.start_result, self.base_videos = self.evaluator.evaluate(self.policy(updater))
         self.log.write({"step": updater.steps, "phase": "eval", **self.start_result.as_dict()})
         self.t0 = time.monotonic()
 
@@ -54,7 +58,7 @@ class RunOutputs:
         self.log.write({"step": step, "phase": "train", "wall_s": round(time.monotonic() - self.t0, 3), **metrics})
 
     def evaluate(self, updater: StudentUpdater) -> EvalResult:
-        result, _ = self.evaluator.evaluate(updater.old)
+        result, _ = self.evaluator.evaluate(self.policy(updater))
         self.log.write({"step": updater.steps, "phase": "eval", **result.as_dict()})
         return result
 
@@ -62,7 +66,7 @@ class RunOutputs:
                extra: dict[str, Any]) -> tuple[dict[str, Any], EvalResult]:
         """Final evaluation and every file; returns (summary, final evaluation)."""
         seconds = time.monotonic() - self.t0
-        final, final_videos = self.evaluator.evaluate(updater.old)
+        final, final_videos = self.evaluator.evaluate(self.policy(updater))
         self.log.write({"step": updater.steps, "phase": "eval", **final.as_dict()})
         self.log.close()
         records = read_metrics(self.out / "metrics.jsonl")
@@ -77,7 +81,7 @@ class RunOutputs:
         save_module(self.out / "discriminator_final.safetensors", d, meta={"version": d_version})
         summary = {
             "algo": self.cfg.algo.name, "mode": mode, "staleness": self.cfg.replay.staleness if mode == "async" else None,
-            "steps": updater.steps, "seconds": round(seconds, 1),
+            "steps": updater.steps, "seconds": round(seconds, 1), "eval_policy": self.cfg.train.eval_policy,
             "pairs_per_s": round(updater.steps * self.cfg.train.batch_size / max(seconds, 1e-9), 3),
             "final_d_acc": d_accs[-1] if d_accs else _float(extra.get("status", {}).get("d_acc")), "start": self.start_result.as_dict(""),
             "final": final.as_dict(""), "eval_prompts": [p.prompt for p in self.eval_prompts[:n]],

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from afd_async.algo.policy import EMA, eta_schedule, soft_update
+from afd_async.algo.policy import EMA, ema_decay_at, eta_schedule, soft_update
 
 
 def test_eta_ramps_from_zero_and_caps():
@@ -33,3 +33,19 @@ def test_ema_state_dict_round_trip():
     assert other.updates == 1 and other.decay == 0.9
     assert torch.equal(other.module.weight, ema.module.weight)
     assert not torch.equal(ema.module.weight, m.weight)
+
+
+def test_eval_ema_ramps_in_so_it_tracks_early_training():
+    assert [ema_decay_at(0.99, n) for n in (0, 1, 8)] == [0.1, 2 / 11, 0.5]
+    assert ema_decay_at(0.99, 10_000) == 0.99
+    src = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        src.weight.fill_(0.0)
+    ema = EMA(src, decay=0.99)
+    with torch.no_grad():
+        src.weight.fill_(1.0)
+    for _ in range(100):
+        ema.update(src)
+    # a constant 0.99 would still hold 0.99^100 = 37 % of the start; the ramp leaves a fraction of that
+    start_share = float(1 - ema.module.weight.item())
+    assert start_share < 0.05

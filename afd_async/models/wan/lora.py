@@ -33,6 +33,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence
 import torch
 from torch import nn
 
+from afd_async.algo.policy import ema_decay_at
 from afd_async.models.policies import CopyPolicies
 
 __all__ = ["LoraPolicies", "LoraEMA", "FullPolicies", "PolicyView", "WAN_LORA_TARGETS"]
@@ -105,8 +106,9 @@ class LoraEMA:
 
     @torch.no_grad()
     def update(self, source: Any = None) -> None:
+        decay = ema_decay_at(self.decay, self.updates)
         for pe, pd in zip(self.policies.adapter_params("ema").values(), self.policies.adapter_params("default").values()):
-            pe.lerp_(pd, 1.0 - self.decay)
+            pe.lerp_(pd, 1.0 - decay)
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:
