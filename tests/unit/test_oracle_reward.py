@@ -1,0 +1,37 @@
+"""The `oracle` objective's reward ranks clips by their true physics, and only where a truth exists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from afd_async.config import load_config
+from afd_async.eval.references import frozen_frame, reversed_frames, shuffled
+from afd_async.train.oracle_reward import OracleReward, make_oracle_reward
+from afd_async.train.teacher_source import LocalTeacherSource
+
+FPS = 8.0
+PROMPTS = ["a red ball falls from the top and bounces twice", "a blue square slides left and stops",
+           "two balls collide head-on", "a long green pendulum swings"]
+
+
+def test_teacher_clips_earn_more_than_still_or_scrambled_ones() -> None:
+    src = LocalTeacherSource(render_height=96, render_width=96, render_fps=24, render_seconds=2.0, height=32, width=32,
+                             fps=FPS, num_frames=16)
+    teacher = src.batch(PROMPTS, [77] * len(PROMPTS))  # a jitter seed the oracle's truths (0..3) do not use
+    oracle = OracleReward(fps=FPS, seconds=2.0)
+    r_teacher = oracle(teacher, PROMPTS)
+    assert r_teacher.shape == (len(PROMPTS),)
+    assert (r_teacher > -0.3).all()
+    np.testing.assert_allclose(oracle(frozen_frame(teacher), PROMPTS).numpy(), -1.0)  # no motion scores 1
+    for scrambled in (shuffled(teacher, seed=0), reversed_frames(teacher)):
+        assert (oracle(scrambled, PROMPTS) < r_teacher).all()
+    with pytest.raises(ValueError, match="2 clips but 4 prompts"):
+        oracle(teacher[:2], PROMPTS)
+
+
+def test_a_teacher_without_ground_truth_is_refused_with_the_reason() -> None:
+    assert make_oracle_reward(load_config([])).gt_seeds == 4
+    cfg = load_config(["teacher.server.backend=diffusers", "teacher.server.diffusers_path=/nowhere"])
+    with pytest.raises(ValueError, match="only the embedded renderer teacher"):
+        make_oracle_reward(cfg)
