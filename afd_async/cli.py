@@ -38,14 +38,14 @@ def cmd_config(overrides: Sequence[str]) -> int:
 
 
 def cmd_sync(overrides: Sequence[str]) -> int:
+    from afd_async.train.evaluate import describe_change
     from afd_async.train.sync_loop import SyncLoop
 
     cfg = _load(overrides)
     result = SyncLoop(cfg).run(show_progress=sys.stderr.isatty())
     print(
         f"sync {cfg.algo.name}: {result.steps} steps in {result.seconds:.0f}s | final D accuracy {result.final_d_acc:.3f} | "
-        f"eval physics error {result.start.position_error:.4f} -> {result.final.position_error:.4f} "
-        f"(teacher floor {result.final.teacher_position_error:.4f}) | outputs in {result.output_dir}"
+        f"{describe_change(result.start.as_dict(''), result.final.as_dict(''))} | outputs in {result.output_dir}"
     )
     return 0
 

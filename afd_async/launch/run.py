@@ -195,6 +195,8 @@ def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress:
 
 
 def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
+    from afd_async.train.evaluate import describe_change
+
     if cfg.cluster.mode == "external":
         print("afd run: cluster.mode=external — start the roles with docker compose or `afd <role>` on each host",
               file=sys.stderr)
@@ -207,6 +209,6 @@ def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
     s, f = summary.get("start", {}), summary.get("final", {})
     print(f"afd run ({summary.get('algo')}, k={summary.get('staleness')}): {summary.get('steps')} steps in "
           f"{summary.get('seconds')}s, {summary.get('pairs_per_s')} pairs/s | final D accuracy {summary.get('final_d_acc')} | "
-          f"eval physics error {s.get('position_error', float('nan')):.4f} -> {f.get('position_error', float('nan')):.4f} | "
+          f"{describe_change(s, f)} | "
           f"outputs in {cfg.train.output_dir}")
     return 0

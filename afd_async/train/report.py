@@ -16,7 +16,7 @@ from afd_async.video.clip import Clip
 # What `metrics.png` shows (each key that appears in the run's records).
 PLOT_KEYS = (
     "d_acc", "d_loss", "d_sigma_student", "student_loss", "nft_loss", "adv_std",
-    "w_mean", "eval_position_error", "eval_motion_magnitude",
+    "w_mean", "eval_physics_score", "eval_position_error", "eval_motion_magnitude",
 )
 
 

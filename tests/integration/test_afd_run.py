@@ -40,7 +40,12 @@ def test_run_writes_its_outputs(async_run):
     assert int(status["pairs_written"]) == 12
     assert int(status.get("pairs_dropped_stale", 0)) == 0
     assert int(status["d_version"]) == 2 + 4
-    assert "eval physics error" in proc.stdout
+    assert "eval physics score" in proc.stdout
+    for when in ("start", "final"):  # the primary score with its CI over prompts, and the teacher's floor
+        ev = summary[when]
+        assert ev["physics_score_ci_low"] <= ev["physics_score"] <= ev["physics_score_ci_high"]
+        assert 0.0 <= ev["teacher_physics_score"] < 0.5
+    assert summary["eval_policy"] == "ema"
 
 
 def test_staleness_zero_reproduces_the_sync_loop(async_run):
