@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+DNegativeKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap"]  # = algo.negatives.NegativeKind
+
 
 @dataclass
 class AlgoConfig:
@@ -43,6 +45,15 @@ class AlgoConfig:
     # Skip D's optimizer step (metrics still computed, the version still counts) when its accuracy on the
     # batch before the step is strictly above this; 1.0 = never skip (accuracy cannot exceed 1).
     d_max_accuracy: float = 1.0
+    # Temporal negatives (DESIGN.md §2.2, afd_async/algo/negatives.py; off by default): the batch's (noised) teacher
+    # clips corrupted by each of d_negative_kinds are extra losers vs the real teacher clip in D's BT step,
+    # L_D = L_BT(teacher, student) + d_negative_weight · mean_kind L_BT(teacher, corrupted teacher). Against a D
+    # that scores motion energy, not physics and prompt. Drawn from a per-step CPU generator (train.seed), as
+    # the instance noise is, so the k=0 oracle holds; prompt_swap rows that land on their own prompt text don't count.
+    d_temporal_negatives: bool = False
+    d_negative_kinds: tuple[DNegativeKind, ...] = (
+        "shuffled", "reversed", "prompt_swap")  # which corruptions (shuffled/reversed/frame_drop in time; prompt_swap)
+    d_negative_weight: float = 1.0  # w, weight of the negatives' mean BT loss in L_D
 
     def __post_init__(self) -> None:
         if not 0 < self.beta <= 1:
@@ -61,6 +72,17 @@ class AlgoConfig:
             raise ValueError(f"d_instance_noise is a std and must be >= 0, got {self.d_instance_noise}")
         if not 0 <= self.d_max_accuracy <= 1:
             raise ValueError(f"d_max_accuracy is an accuracy threshold in [0, 1] (1 = never skip), got {self.d_max_accuracy}")
+        if not 0 <= self.d_negative_weight < float("inf"):  # also refuses NaN
+            raise ValueError(f"d_negative_weight must be a finite weight >= 0, got {self.d_negative_weight}")
+        if self.d_temporal_negatives and not self.d_negative_kinds:
+            raise ValueError("d_temporal_negatives is on but d_negative_kinds is empty: name at least one corruption")
+        if len(set(self.d_negative_kinds)) != len(self.d_negative_kinds):
+            raise ValueError(f"d_negative_kinds lists a kind twice: {list(self.d_negative_kinds)}")
+
+    @property
+    def d_negatives(self) -> tuple[DNegativeKind, ...]:
+        """The corruptions D's BT step adds as losers (empty when d_temporal_negatives is off)."""
+        return tuple(self.d_negative_kinds) if self.d_temporal_negatives else ()
 
     @property
     def lr_d_after_warmup(self) -> float:

@@ -30,6 +30,11 @@ class TrainConfig:
     # which policy the evaluator and the sample grid roll out: `ema` (the eval EMA, as DiffusionNFT evaluates)
     # or `old` (θ_old, what the actors sample with); both are saved at the end
     eval_policy: Literal["ema", "old"] = "ema"
+    # D probes (afd_async/eval/d_probes.py): every this many D step calls (warm-up included) and at the end, the
+    # fraction of held-out teacher clips D ranks above the same clip shuffled in time, reversed, with frames
+    # dropped, or scored for another prompt; logged as d_probe_* records in metrics.jsonl (0: off)
+    d_probe_every: int = 10
+    d_probe_clips: int = 8  # held-out probe clips: the first eval-split prompts, one teacher clip each (>= 2)
     torch_threads: int = 0  # 0: leave torch's default
     checkpoint_every: int = 10  # learner groups (student: steps) between resumable learner checkpoints; a learner acks
     # a batch only once a checkpoint holds its step, so the feeder keeps up to this many batches per learner for
@@ -48,6 +53,11 @@ class TrainConfig:
             raise ValueError(f"device must be cpu, cuda, cuda:<index> or mps, got {self.device!r}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if self.d_probe_every < 0:
+            raise ValueError(f"d_probe_every counts D steps between probes (0 = off), got {self.d_probe_every}")
+        if self.d_probe_every and self.d_probe_clips < 2:
+            raise ValueError(f"d_probe_clips must be >= 2 (the prompt-swap probe needs another prompt), "
+                             f"got {self.d_probe_clips}")
         if self.checkpoint_every < 1 or self.checkpoint_keep < 1:
             raise ValueError("checkpoint_every and checkpoint_keep must be >= 1 (acks wait for checkpoints)")
 

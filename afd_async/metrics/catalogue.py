@@ -125,6 +125,10 @@ D_BATCH_WAIT = _h("afd_d_learner_batch_wait_seconds", "Time waiting for a batch 
                   buckets=STEP_SECONDS)
 D_BUSY = _g("afd_d_learner_busy_ratio", "Time in D steps ÷ wall time since the first batch (goal ≥ 0.95).",
              "D learner", [DL])
+D_PROBE = _g("afd_d_learner_probe_ratio", "D probes on held-out teacher clips (DESIGN.md §2 step 2): fraction D "
+             "ranks above the clip shuffled in time, reversed, with frames dropped, or scored for another prompt "
+             "(0.5 = chance; train.d_probe_every).", "D learner", [DL], labels=("probe",),
+             values={"probe": ("shuffled", "reversed", "frame_drop", "prompt_swap")})
 
 # --- student learner -------------------------------------------------------------------------------------
 S_STEPS = _c("afd_student_learner_steps_total", "Student optimizer steps.", "student learner", [SL])

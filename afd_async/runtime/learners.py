@@ -1,6 +1,6 @@
 """The two learners' loops over a feed: batches in, optimizer steps, versioned weights out.
 
-    D learner:       for batch: BT step(s) → publish D (version = updates made)
+    D learner:       for batch: BT step(s) (+ D probes when due) → publish D (version = updates made)
     student learner: for batch: wait for D ≥ W + (s+1)·ratio − k_D → score → NFT step
                      → θ_old soft update → publish θ_old (version s+1)
     both:            every `train.checkpoint_every` groups: checkpoint → ack the groups it covers
@@ -29,6 +29,7 @@ from afd_async.runtime.d_history import DHistory
 from afd_async.runtime.keys import RunKeys
 from afd_async.runtime.learner_state import Checkpointer
 from afd_async.train.batch import PairBatch
+from afd_async.train.d_probe_monitor import DProbeMonitor
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.seeding import step_generator
 from afd_async.train.student_update import StudentUpdater
@@ -168,15 +169,21 @@ class FeedLoop:
 
 
 class DLearner:
-    """Discriminator learner state: the updater, its version, its publisher."""
+    """Discriminator learner state: the updater, its version, its publisher.
+
+    `probes` (optional) runs the D probes after the step calls the sync loop probes after
+    (`train.d_probe_every`); their time is left out of `timing["step"]`.
+    """
 
     def __init__(self, *, updater: DiscriminatorUpdater, publisher: WeightPublisher, client: redis.Redis, keys: RunKeys,
                  encode_text: Callable[[list[str]], torch.Tensor], warmup_groups: int, steps_per_batch: int,
-                 lr_after_warmup: float, pixel_latent: bool, device: torch.device | str = "cpu") -> None:
+                 lr_after_warmup: float, pixel_latent: bool, device: torch.device | str = "cpu",
+                 probes: Optional[DProbeMonitor] = None) -> None:
         self.updater, self.publisher, self._r, self.keys = updater, publisher, client, keys
         self.device = torch.device(device)  # where D computes (`train.device`); batches are moved here
         self.encode_text, self.warmup_groups, self.ratio = encode_text, warmup_groups, steps_per_batch
         self.lr_after_warmup, self.pixel_latent = lr_after_warmup, pixel_latent
+        self.probes = probes
         self.version = 0
         self.warmup_done = 0
         self.last: dict[str, float] = {}
@@ -192,15 +199,20 @@ class DLearner:
         if not warm and self.warmup_done >= self.warmup_groups and self.updater.lr != self.lr_after_warmup:
             self.updater.set_lr(self.lr_after_warmup)
         t0 = time.monotonic()
+        probe_s = 0.0
         for _ in range(1 if warm else self.ratio):
             self.last = self.updater.step(pb)
             self.version += 1  # counts step calls, also at lr 0 (frozen_d) or skipped (d_max_accuracy): version arithmetic holds
+            if self.probes is not None:
+                tp = time.monotonic()
+                self.probes.after_step(self.updater)
+                probe_s += time.monotonic() - tp
         self.warmup_done += int(warm)
         t1 = time.monotonic()
         self.publish()
         self._r.hset(self.keys.status, mapping={"d_version": self.version, "d_acc": self.last.get("d_acc", 0.0),
                                                "d_loss": self.last.get("d_loss", 0.0)})
-        self.timing = {"step": t1 - t0, "publish": time.monotonic() - t1}
+        self.timing = {"step": t1 - t0 - probe_s, "publish": time.monotonic() - t1}
         return self.last
 
     def state_dict(self) -> dict[str, Any]:

@@ -12,9 +12,16 @@ import torch
 from torch import nn
 
 from afd_async.algo.losses import bt_accuracy, bt_loss
+from afd_async.algo.negatives import Negative, NegativeKind, make_negative, negatives_bt_loss
 from afd_async.parallel.dist import DistContext, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch
 from afd_async.train.seeding import step_generator
+
+
+def _valid_accuracy(s_teacher: torch.Tensor, s_negative: torch.Tensor, valid: torch.Tensor) -> float:
+    """D(teacher) > D(negative) over the valid rows; NaN without any (the key exists on every DDP rank)."""
+    ok = valid.to(s_teacher.device)
+    return bt_accuracy(s_teacher.detach()[ok], s_negative.detach()[ok]) if bool(ok.any()) else float("nan")
 
 
 class _Scorer(nn.Module):
@@ -41,17 +48,24 @@ class DiscriminatorUpdater:
     the optimizer step when the batch accuracy before it (on the noised clips when noise is on,
     global over DDP ranks) is strictly above the threshold. A skipped step still returns metrics and
     leaves D and its optimizer untouched; `steps` counts optimizer steps taken, `calls` every `step`.
+
+    Temporal negatives (opt-in, `negatives` non-empty; `algo/negatives.py`): the batch's teacher clips (after
+    the instance noise) corrupted by each kind are extra losers vs the real teacher clip,
+    L_D = L_BT(teacher, student) + negative_weight · mean_kind L_BT(teacher, corrupted), each kind's draws from
+    `step_generator(noise_seed, calls, "d_negatives:<kind>:<rank>")`, so the sync loop and the D learner agree.
+    `d_acc` and the `max_accuracy` gate stay about (teacher, student) pairs.
     """
 
     def __init__(self, d: nn.Module, *, lr: float, grad_clip: float, weight_decay: float = 0.0,
                  dist: Optional[DistContext] = None, instance_noise: float = 0.0, max_accuracy: float = 1.0,
-                 noise_seed: int = 0) -> None:
+                 noise_seed: int = 0, negatives: Sequence[NegativeKind] = (), negative_weight: float = 1.0) -> None:
         self.d = d
         self.dist = dist if dist is not None else DistContext()
         self._ddp = wrap_ddp(_Scorer(d), self.dist) if self.dist.distributed else None
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW(d.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
         self.instance_noise, self.max_accuracy, self.noise_seed = instance_noise, max_accuracy, noise_seed
+        self.negatives, self.negative_weight = tuple(negatives), negative_weight
         self.steps = 0
         self.calls = 0  # `step` calls, skipped or not: the noise generator's step index
         self.skipped = 0
@@ -73,6 +87,12 @@ class DiscriminatorUpdater:
         n_s = torch.randn(tuple(student.shape), generator=g).to(student.device, student.dtype)
         return teacher + self.instance_noise * n_t, student + self.instance_noise * n_s
 
+    def _negatives(self, teacher: torch.Tensor, batch: PairBatch) -> list[Negative]:
+        """This call's corruptions of the (noised) teacher clips, one CPU generator per kind."""
+        return [make_negative(kind, teacher, batch.text, batch.prompts,
+                              step_generator(self.noise_seed, self.calls, f"d_negatives:{kind}:{self.dist.rank}"))
+                for kind in self.negatives]
+
     def _skip(self, acc: float) -> bool:
         """Whether D is too sure of this batch to learn from it (all ranks decide on the global accuracy)."""
         if self.max_accuracy >= 1.0:
@@ -84,21 +104,37 @@ class DiscriminatorUpdater:
     def step(self, batch: PairBatch) -> dict[str, float]:
         """One BT step. With lr 0 (frozen_d), or skipped by `max_accuracy`, it only reports metrics."""
         self.d.train()
-        teacher, student = self._noised(batch.teacher, batch.student_rgb.detach())
+        # One memory layout whatever the clips' path: afd sync's teacher clips come strided from the renderer, afd
+        # run's channels-last from the feed; a conv's float rounding depends on the layout, and Adam turns D's
+        # rounding-level gradients (e.g. the head bias, which the BT loss cannot see) into lr-sized steps.
+        teacher, student = self._noised(batch.teacher.contiguous(), batch.student_rgb.detach().contiguous())
+        negs = self._negatives(teacher, batch)
         self.calls += 1
         if self._ddp is None or self.lr == 0:  # lr 0 (frozen_d) never steps: no DDP forward without a backward
             s_t = self.d.score(teacher, prompts=batch.prompts, text=batch.text)
             s_s = self.d.score(student, prompts=batch.prompts, text=batch.text)
-        else:  # one DDP forward per backward: teacher and student rows in one call (D's norms are per sample)
-            both = torch.cat([teacher, student])
-            s_t, s_s = self._ddp(both, list(batch.prompts) * 2, torch.cat([batch.text, batch.text])).chunk(2)
-        loss = bt_loss(s_t, s_s)
+            s_n = [self.d.score(n.video, prompts=n.prompts, text=n.text) for n in negs]
+        else:  # one DDP forward per backward: every row in one call (D's norms are per sample)
+            rows = [(teacher, list(batch.prompts), batch.text), (student, list(batch.prompts), batch.text),
+                    *[(n.video, n.prompts, n.text) for n in negs]]
+            scores = self._ddp(torch.cat([v for v, _, _ in rows]), [p for _, ps, _ in rows for p in ps],
+                               torch.cat([t for _, _, t in rows])).chunk(len(rows))
+            s_t, s_s, s_n = scores[0], scores[1], list(scores[2:])
+        pair_loss = bt_loss(s_t, s_s)
+        loss = pair_loss
+        extra: dict[str, float] = {}
+        if negs:
+            neg_loss = negatives_bt_loss(s_t, s_n, [n.valid for n in negs])
+            loss = pair_loss + self.negative_weight * neg_loss
+            extra = {"d_pair_loss": pair_loss.item(), "d_neg_loss": neg_loss.item(),
+                     **{f"d_neg_acc_{n.kind}": _valid_accuracy(s_t, s, n.valid) for n, s in zip(negs, s_n)}}
         metrics = {
-            "d_loss": loss.item(),
+            "d_loss": loss.item(),  # L_D, the pair BT loss plus the weighted negatives' when they are on
             "d_acc": bt_accuracy(s_t.detach(), s_s.detach()),
             "d_sigma_student": torch.sigmoid(s_s.detach()).mean().item(),
             "d_p_student_wins": torch.sigmoid(s_s.detach() - s_t.detach()).mean().item(),
             "d_margin": (s_t - s_s).detach().mean().item(),
+            **extra,
         }
         skip = self.lr > 0 and self._skip(metrics["d_acc"])
         if self.max_accuracy < 1.0:

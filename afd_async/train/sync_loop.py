@@ -5,6 +5,7 @@
         teacher  = render(prompts) -> resample to student size     # the local teacher
         student  = θ_old.rollout(prompts)                         # on-policy clips
         D        ← BT step(s) on (teacher, student)               # §2.2 (lr 0 after warm-up for frozen_d)
+                   (+ probes on held-out teacher clips every train.d_probe_every D steps, and at the end)
         s        = D(student);  w = weight(advantage(s))           # §2.3
         θ        ← NFT step on the noised rollout with w           # §2.4 (or sft / gan)
         θ_old    ← η·θ_old + (1 − η)·θ;  version += 1              # §2.5
@@ -26,6 +27,7 @@ from afd_async.models.factory import make_discriminator, make_student, make_stud
 from afd_async.parallel.dist import DistContext
 from afd_async.physics import load_prompt_suite
 from afd_async.train.batch import PairBatch
+from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.evaluate import EvalResult
 from afd_async.train.outputs import RunOutputs
@@ -56,6 +58,14 @@ def make_student_updater(cfg: RootConfig, student: torch.nn.Module, *, dist: Opt
     )
 
 
+def make_discriminator_updater(cfg: RootConfig, d: torch.nn.Module, *, dist: Optional[DistContext] = None) -> DiscriminatorUpdater:
+    """The configured D updater (regularisers, temporal negatives); `dist` as for `make_student_updater`."""
+    a = cfg.algo
+    return DiscriminatorUpdater(d, lr=a.lr_d, grad_clip=a.grad_clip, weight_decay=a.weight_decay, dist=dist,
+                                instance_noise=a.d_instance_noise, max_accuracy=a.d_max_accuracy, noise_seed=cfg.train.seed,
+                                negatives=a.d_negatives, negative_weight=a.d_negative_weight)
+
+
 class SyncLoop:
     """Wires the AFD pieces in one process; `step()` is one iteration of the loop above."""
 
@@ -70,11 +80,11 @@ class SyncLoop:
         self.student = make_student(cfg.student, self.text.dim, self.device)
         self.d = make_discriminator(cfg.discriminator, self.text.dim, self.device)
         self.s_upd = make_student_updater(cfg, self.student)
-        self.d_upd = DiscriminatorUpdater(self.d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay,
-                                          instance_noise=cfg.algo.d_instance_noise, max_accuracy=cfg.algo.d_max_accuracy,
-                                          noise_seed=cfg.train.seed)
+        self.d_upd = make_discriminator_updater(cfg, self.d)
         self.outputs = RunOutputs(cfg, self.text)  # after the models: the eval set-up must not shift their init
         self.teacher, self.evaluator = self.outputs.teacher, self.outputs.evaluator
+        self.probes = make_probe_monitor(cfg, self.text.encode, self.device,
+                                         sink=lambda record, _result: self.outputs.log.write(record))
         self.step_index = 0
 
     # ------------------------------------------------------------- data
@@ -106,6 +116,7 @@ class SyncLoop:
         metrics: dict[str, float] = {}
         for i in range(self.cfg.algo.d_warmup_steps):
             metrics = self.d_upd.step(self.make_batch(i, "warmup"))
+            self._probe()
             if progress:
                 progress(i, metrics)
         self.d_upd.set_lr(self.cfg.algo.lr_d_after_warmup)
@@ -116,11 +127,17 @@ class SyncLoop:
         metrics: dict[str, float] = {}
         for _ in range(self.cfg.algo.d_steps_per_student_step):
             metrics.update(self.d_upd.step(batch))
+            self._probe()
         scores = self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts) if self.cfg.algo.name in ("afd", "frozen_d") else None
         g = step_generator(self.cfg.train.seed, step, "train")
         metrics.update(self.s_upd.step(batch, scores=scores, d=self.d, generator=g))
         metrics["policy_version"] = float(self.s_upd.publish())
         return metrics
+
+    def _probe(self) -> None:
+        """After a D step call: the D probes when due (their own RNG; D's weights untouched)."""
+        if self.probes is not None:
+            self.probes.after_step(self.d_upd)
 
     def step(self) -> dict[str, float]:
         batch = self.make_batch(self.step_index)
@@ -149,6 +166,8 @@ class SyncLoop:
                 if cfg.train.eval_every and s % cfg.train.eval_every == 0 and s < cfg.train.steps:
                     last_err = out.evaluate(self.s_upd).position_error
                 bar.update(task, completed=s, info=f"d_acc {d_acc:.2f}  eval err {last_err:.4f}")
+        if self.probes is not None:
+            self.probes.finish(self.d_upd)  # the final D, unless its last step call was just probed
         summary, final = out.finish(self.s_upd, self.d, d_version=self.d_upd.steps, mode="sync", extra={})
         assert out.start_result is not None
         return SyncResult(out.out, out.start_result, final, d_acc, self.step_index, float(summary["seconds"]))

@@ -1,0 +1,256 @@
+"""D probes (issue 15.2): they must flag a D that scores motion energy and pass one that knows the answer;
+temporal negatives (`algo.d_temporal_negatives`) must add exactly the specified term to L_D."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from afd_async.algo.negatives import (drop_repeat_frames, make_negative, negatives_bt_loss, prompt_derangement,
+                                      reverse_frames, shuffle_frames)
+from afd_async.config import load_config
+from afd_async.config.convert import ConfigError
+from afd_async.eval.d_probes import DProbeResult, error_spearman, probe_discriminator, spearman
+from afd_async.models.tiny_discriminator import TinyVideoDiscriminator
+from afd_async.physics import load_prompt_suite
+from afd_async.train.batch import PairBatch
+from afd_async.train.d_probe_monitor import DProbeMonitor, ProbeSet, make_probe_set
+from afd_async.train.d_update import DiscriminatorUpdater
+from afd_async.train.seeding import step_generator
+from afd_async.train.sync_loop import make_discriminator_updater
+from afd_async.train.teacher_source import make_teacher_source
+
+
+@pytest.fixture(scope="module")
+def clips() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """8 held-out teacher clips `(8, 3, 16, 32, 32)` of eval prompts (the training probe set's recipe)."""
+    cfg = load_config(["experiment=smoke"])
+    prompts = [p.prompt for p in load_prompt_suite("eval")[:8]]
+    video = make_teacher_source(cfg).batch(prompts, [0] * len(prompts))
+    text = torch.randn(len(prompts), 16, generator=torch.Generator().manual_seed(0))
+    return video, text, prompts
+
+
+class MotionEnergyD(nn.Module):
+    """The failure mode of issue 15: the score is the clip's mean |frame difference|; the prompt is ignored."""
+
+    def forward(self, video: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return (video[:, :, 1:] - video[:, :, :-1]).abs().mean(dim=(1, 2, 3, 4))
+
+
+class OracleD(nn.Module):
+    """Knows every prompt's true clip: the score is minus the distance to it."""
+
+    def __init__(self, truth: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.truth = truth
+
+    def score(self, video: torch.Tensor, *, prompts: list[str], text: torch.Tensor) -> torch.Tensor:
+        return -torch.stack([(v - self.truth[p]).abs().mean() for v, p in zip(video, prompts)])
+
+
+def test_probes_flag_a_motion_energy_discriminator(clips) -> None:
+    video, text, prompts = clips
+    r = probe_discriminator(MotionEnergyD(), video, text, prompts)
+    assert r.n_clips == 8
+    assert r.shuffled <= 0.25  # shuffling adds motion energy: this D prefers the shuffled clip
+    assert r.reversed == 0.5  # same frames, same energy: ties, chance
+    assert r.prompt_swap == 0.5  # it ignores the prompt: ties, chance, never above
+
+
+def test_probes_pass_an_oracle_discriminator(clips) -> None:
+    video, text, prompts = clips
+    r = probe_discriminator(OracleD(dict(zip(prompts, video))), video, text, prompts)
+    assert (r.shuffled, r.reversed, r.frame_drop, r.prompt_swap) == (1.0, 1.0, 1.0, 1.0)
+
+
+def test_error_spearman_ranks_rollouts_like_the_ground_truth(clips) -> None:
+    video, text, prompts = clips
+    g = torch.Generator().manual_seed(3)
+    size = torch.linspace(0.05, 0.8, len(prompts))[torch.randperm(len(prompts), generator=g)]
+    rollouts = (video + size[:, None, None, None, None] * torch.randn(video.shape, generator=g)).clamp(-1, 1)
+    errors = size.numpy()  # the true error grows with the corruption
+    oracle = OracleD(dict(zip(prompts, video)))
+    assert error_spearman(oracle, rollouts, text, prompts, errors) == pytest.approx(1.0)
+    r = probe_discriminator(oracle, video, text, prompts, rollouts=rollouts, rollout_errors=errors)
+    assert r.error_spearman == pytest.approx(1.0) and r.as_dict()["d_probe_error_spearman"] == pytest.approx(1.0)
+    # the motion-energy D prefers the noisiest rollouts: it ranks them against the truth
+    assert error_spearman(MotionEnergyD(), rollouts, text, prompts, errors) < -0.5
+
+
+def test_spearman_matches_scipy_with_ties() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, 30).astype(float), rng.normal(size=30)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    assert math.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+
+
+def test_probes_are_deterministic_and_touch_no_global_state(clips) -> None:
+    video, text, prompts = clips
+    torch.manual_seed(0)
+    d = TinyVideoDiscriminator(text_dim=16, channels=8, depth=2).train()
+    rng = torch.get_rng_state()
+    a = probe_discriminator(d, video, text, prompts, seed=5)
+    b = probe_discriminator(d, video, text, prompts, seed=5)
+    assert a == b and isinstance(a, DProbeResult)
+    assert torch.equal(torch.get_rng_state(), rng)  # no draw from the global RNG the training uses
+    assert d.training  # put back in the mode it was in
+    assert set(a.as_dict()) == {"d_probe_shuffled", "d_probe_reversed", "d_probe_frame_drop", "d_probe_prompt_swap"}
+    with pytest.raises(ValueError):
+        probe_discriminator(d, video, text[:4], prompts)
+
+
+# ------------------------------------------------------------------------------------------- corruptions
+
+
+def test_corruptions_change_time_but_keep_the_frames() -> None:
+    video = torch.arange(6, dtype=torch.float32)[None, None, :, None, None].expand(3, 1, 6, 2, 2).clone()
+    g = torch.Generator().manual_seed(0)
+    shuffled = shuffle_frames(video, g)
+    for row in shuffled[:, 0, :, 0, 0]:
+        assert sorted(row.tolist()) == list(range(6)) and row.tolist() != list(range(6))
+    assert reverse_frames(video)[0, 0, :, 0, 0].tolist() == [5, 4, 3, 2, 1, 0]
+    stutter = drop_repeat_frames(video, g)[:, 0, :, 0, 0]
+    for row in stutter:
+        idx = row.tolist()
+        assert len(idx) == 6 and idx[0] == 0 and idx == sorted(idx) and set(idx) != set(range(6))
+    # two frames: the only non-identity order is the swap, even if the draw was the identity
+    two = torch.tensor([0.0, 1.0])[None, None, :, None, None]
+    assert shuffle_frames(two, torch.Generator().manual_seed(1))[0, 0, :, 0, 0].tolist() == [1.0, 0.0]
+
+
+def test_prompt_derangement_avoids_the_own_prompt_where_it_can() -> None:
+    g = torch.Generator().manual_seed(0)
+    perm, valid = prompt_derangement(["a", "b", "c", "d"], g)
+    assert sorted(perm.tolist()) == [0, 1, 2, 3] and bool(valid.all())
+    perm, valid = prompt_derangement(["a", "a", "b", "b"], g)  # K = 2 rollouts per prompt
+    assert bool(valid.all()) and all(["a", "a", "b", "b"][j] != p for j, p in zip(perm.tolist(), "aabb"))
+    _, valid = prompt_derangement(["a", "a"], g)  # one prompt: nothing to swap to
+    assert not bool(valid.any())
+
+
+# ------------------------------------------------------------------------------- temporal negatives in L_D
+
+
+class RisingD(nn.Module):
+    """score = scale·(mean of frame 1 − mean of frame 0) + text[:, 0]: hand-computable on two-frame clips."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def score(self, video: torch.Tensor, *, prompts: list[str], text: torch.Tensor) -> torch.Tensor:
+        return self.scale * (video[:, :, 1].mean(dim=(1, 2, 3)) - video[:, :, 0].mean(dim=(1, 2, 3))) + text[:, 0]
+
+
+def _two_frame_batch() -> PairBatch:
+    teacher = torch.tensor([0.0, 1.0])[None, None, :, None, None].expand(2, 3, 2, 4, 4).clone()  # rising: D = 1 + t
+    student = torch.zeros(2, 3, 2, 4, 4)  # still: D = 0 + t
+    return PairBatch(prompt_ids=["p", "q"], prompts=["p", "q"], text=torch.tensor([[1.0], [0.0]]),
+                     teacher=teacher, student=student)
+
+
+def test_temporal_negatives_add_the_specified_term_to_the_bt_loss() -> None:
+    sp = lambda z: math.log1p(math.exp(z))  # noqa: E731 - softplus(z) = −log σ(−z)
+    batch = _two_frame_batch()
+    off = DiscriminatorUpdater(RisingD(), lr=0.0, grad_clip=1.0).step(batch)
+    assert off["d_loss"] == pytest.approx(sp(-1)) and "d_neg_loss" not in off  # default: the old loss, the old keys
+    upd = DiscriminatorUpdater(RisingD(), lr=0.0, grad_clip=1.0, negatives=("shuffled", "reversed", "prompt_swap"),
+                               negative_weight=0.5)
+    m = upd.step(batch)
+    # Teacher D = 1 + t. Shuffled and reversed (two frames: both the swap) fall: D = −1 + t, margin 2 on both rows.
+    # Prompt swap exchanges t = 1 and 0: margins −1 and +1. L_D = pair + 0.5 · mean over the three kinds.
+    neg = (sp(-2) + sp(-2) + (sp(1) + sp(-1)) / 2) / 3
+    assert m["d_pair_loss"] == pytest.approx(sp(-1))
+    assert m["d_neg_loss"] == pytest.approx(neg)
+    assert m["d_loss"] == pytest.approx(sp(-1) + 0.5 * neg)
+    assert (m["d_neg_acc_shuffled"], m["d_neg_acc_reversed"], m["d_neg_acc_prompt_swap"]) == (1.0, 1.0, 0.5)
+    assert m["d_acc"] == off["d_acc"] == 1.0  # accuracy and the max_accuracy gate stay about (teacher, student)
+
+
+def test_temporal_negatives_train_d_and_come_from_the_step_seed() -> None:
+    g = torch.Generator().manual_seed(1)
+    batch = PairBatch(prompt_ids=list("abcd"), prompts=list("abcd"), text=torch.randn(4, 8, generator=g),
+                      teacher=torch.rand(4, 3, 6, 16, 16, generator=g) * 2 - 1,
+                      student=torch.rand(4, 3, 6, 16, 16, generator=g) * 2 - 1)
+
+    def d() -> TinyVideoDiscriminator:
+        torch.manual_seed(0)
+        return TinyVideoDiscriminator(text_dim=8, channels=8, depth=2)
+
+    ref = d().train()
+    kinds = ("shuffled", "frame_drop", "prompt_swap")
+    with torch.no_grad():
+        s_t = ref.score(batch.teacher, prompts=batch.prompts, text=batch.text)
+        s_s = ref.score(batch.student, prompts=batch.prompts, text=batch.text)
+        negs = [make_negative(k, batch.teacher, batch.text, batch.prompts, step_generator(7, 0, f"d_negatives:{k}:0"))
+                for k in kinds]
+        s_n = [ref.score(n.video, prompts=n.prompts, text=n.text) for n in negs]
+        expected = F.softplus(s_s - s_t).mean() + 0.3 * negatives_bt_loss(s_t, s_n, [n.valid for n in negs])
+    runs = []
+    for _ in range(2):
+        upd = DiscriminatorUpdater(d(), lr=1e-3, grad_clip=1.0, noise_seed=7, negatives=kinds, negative_weight=0.3)
+        runs.append([upd.step(batch)["d_loss"] for _ in range(3)])
+    assert runs[0][0] == pytest.approx(expected.item(), abs=1e-6)  # the first call's draws: step_generator(7, 0, ...)
+    assert runs[0] == runs[1]  # reproducible from the seed
+    assert runs[0][2] < runs[0][0]  # and D learns from them
+
+
+def test_negatives_config_is_validated_and_reaches_the_updater() -> None:
+    cfg = load_config(["experiment=smoke", "algo.d_temporal_negatives=true", "algo.d_negative_kinds=[reversed,frame_drop]",
+                       "algo.d_negative_weight=0.25"])
+    upd = make_discriminator_updater(cfg, RisingD())
+    assert upd.negatives == ("reversed", "frame_drop") and upd.negative_weight == 0.25
+    assert make_discriminator_updater(load_config(["experiment=smoke"]), RisingD()).negatives == ()  # off by default
+    for bad in (["algo.d_negative_kinds=[backwards]"], ["algo.d_negative_weight=-1"],
+                ["algo.d_temporal_negatives=true", "algo.d_negative_kinds=[]"],
+                ["algo.d_negative_kinds=[reversed,reversed]"], ["train.d_probe_every=-1"],
+                ["train.d_probe_clips=1"]):
+        with pytest.raises(ConfigError):
+            load_config(["experiment=smoke", *bad])
+
+
+# ------------------------------------------------------------------------------------ probes in training
+
+
+def test_monitor_probes_every_n_d_steps_and_at_the_end(clips) -> None:
+    video, text, prompts = clips
+    records: list[dict] = []
+    mon = DProbeMonitor(ProbeSet(video[:4], text[:4], prompts[:4]), every=3, warmup_steps=2, d_steps_per_student_step=2,
+                        seed=0, sink=lambda rec, res: records.append(rec))
+
+    class Updater:  # what the monitor reads: the D step calls made, and a score
+        calls = 0
+
+        def score(self, video, text, prompts=None):
+            return MotionEnergyD()(video, text)
+
+    upd = Updater()
+    for calls in range(1, 8):
+        upd.calls = calls
+        mon.after_step(upd)
+    mon.finish(upd)  # 7 calls, last probed at 6: probes again
+    upd.calls = 9
+    mon.after_step(upd)
+    mon.finish(upd)  # just probed: nothing more
+    assert [r["d_step"] for r in records] == [3, 6, 7, 9]
+    # 2 warm-up calls, then 2 per student step: call 3 trains student step 0, call 7 step 2
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert all(r["phase"] == "d_probe" and r["d_probe_shuffled"] <= 0.25 for r in records)
+
+
+def test_probe_set_is_eval_prompts_and_leaves_the_global_rng_alone() -> None:
+    cfg = load_config(["experiment=smoke", "train.d_probe_clips=3"])
+    train = {p.prompt for p in load_prompt_suite("train")}
+    rng = torch.get_rng_state()
+    ps = make_probe_set(cfg, lambda prompts: torch.randn(len(prompts), 5))
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert ps.teacher.shape == (3, 3, cfg.student.num_frames, cfg.student.height, cfg.student.width)
+    assert ps.text.shape == (3, 5) and not set(ps.prompts) & train
