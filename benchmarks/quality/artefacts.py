@@ -1,4 +1,4 @@
-"""What the benchmark leaves for a person: the table, learning curves, drift curves, a clip grid."""
+"""What the benchmark leaves for a person: the tables, learning curves, drift curves, a clip grid."""
 
 from __future__ import annotations
 
@@ -11,35 +11,18 @@ import torch
 
 from afd_async.train.report import video_grid, write_grid
 
-# (key, header, format) of the printed table, per horizon.
-COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("position_error", "pos err", "{:.4f}"),
-    ("position_error_late", "late", "{:.4f}"),
-    ("accel_error", "accel", "{:.2f}"),
-    ("bounce_time_error", "bounce s", "{:.3f}"),
-    ("restitution_error", "restit", "{:.2f}"),
-    ("stopping_distance_error", "stop d", "{:.2f}"),
-    ("momentum_error", "momentum", "{:.2f}"),
-    ("period_error", "period", "{:.2f}"),
-    ("motion_ratio", "motion/T", "{:.2f}"),
-    ("flicker", "flicker", "{:.4f}"),
-    ("frechet", "FVD-rnd", "{:.4f}"),
+# Law errors shown in the tables (all of them are in the JSON).
+KEY_LAWS: tuple[tuple[str, str], ...] = (
+    ("accel_error", "accel"), ("bounce_time_error", "bounce s"), ("restitution_error", "restit"),
+    ("stopping_distance_error", "stop d"), ("momentum_error", "momentum"), ("period_error", "period"),
 )
 
 
-def format_table(rows: Sequence[tuple[str, Mapping[str, tuple[float, float]]]], *, markdown: bool = False) -> str:
-    """Rows of `(name, {key: (mean, sd)})` as a fixed-width (or Markdown) table of `mean ± sd`."""
-    headers = ["row", *[h for _, h, _ in COLUMNS]]
-    body = []
-    for name, stats in rows:
-        cells = [name]
-        for key, _, fmt in COLUMNS:
-            if key not in stats or not math.isfinite(stats[key][0]):
-                cells.append("–")
-                continue
-            m, sd = stats[key]
-            cells.append(f"{fmt.format(m)} ± {fmt.format(sd)}" if sd else fmt.format(m))
-        body.append(cells)
+def _num(x: Any, fmt: str) -> str:
+    return fmt.format(x) if isinstance(x, (int, float)) and math.isfinite(x) else "–"
+
+
+def _table(headers: Sequence[str], body: Sequence[Sequence[str]], markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         return "\n".join([*lines, *("| " + " | ".join(c) + " |" for c in body)])
@@ -48,10 +31,38 @@ def format_table(rows: Sequence[tuple[str, Mapping[str, tuple[float, float]]]], 
     return "\n".join([fmt_row(headers), *(fmt_row(c) for c in body)])
 
 
+def format_rows(rows: Sequence[Mapping[str, Any]], *, markdown: bool = False) -> str:
+    """`lengths.<h>.rows` as a table: physics score [95% CI], detection, motion and speed ratios, key law errors."""
+    headers = ["row", "physics [95% CI]", "<1", "detected", "motion/T", "speed/T", *[h for _, h in KEY_LAWS],
+               "pos err", "FVD-rnd"]
+    body = []
+    for r in rows:
+        sc = r["score"]
+        ci = f"{_num(sc['mean'], '{:.3f}')} [{_num(sc['ci_low'], '{:.3f}')}, {_num(sc['ci_high'], '{:.3f}')}]"
+        laws = r.get("laws") or {}
+        body.append([r["name"], ci, "yes" if r.get("below_static") else "no", _num(r.get("detected"), "{:.2f}"),
+                     _num(r.get("motion_ratio"), "{:.2f}"), _num(r.get("speed_ratio"), "{:.2f}"),
+                     *[_num(laws.get(k), "{:.2f}") for k, _ in KEY_LAWS], _num(r.get("position_error"), "{:.4f}"),
+                     _num(r.get("frechet"), "{:.4f}")])
+    return _table(headers, body, markdown)
+
+
+def format_paired(paired: Sequence[Mapping[str, Any]], *, markdown: bool = False) -> str:
+    """`lengths.<h>.paired` as a table of `a − b` with its paired 95% CI (negative: `a` scores better)."""
+    body = [[f"{p['a']} − {p['b']}", _num(p["diff_mean"], "{:+.3f}"),
+             f"[{_num(p['ci_low'], '{:+.3f}')}, {_num(p['ci_high'], '{:+.3f}')}]",
+             "yes" if isinstance(p["ci_high"], float) and (p["ci_high"] < 0 or p["ci_low"] > 0) else "no"]
+            for p in paired]
+    return _table(["pair", "diff", "95% CI", "excludes 0"], body, markdown)
+
+
 def plot_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]],
                 drift: Mapping[str, Sequence[float]], teacher_drift: Sequence[float], fps: float,
-                trained_frames: int, path: Path) -> Path:
-    """Left: eval position error vs student step (mean over seeds); right: error vs time on the long rollouts."""
+                trained_frames: int, path: Path, *, curve_label: str = "eval position error") -> Path:
+    """Left: the run's own eval metric vs student step (mean over seeds); right: position error vs time, long rollouts.
+
+    The left panel is what each run logged (`curve_label`, from its metrics.jsonl), not the benchmark's score.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +77,7 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[tuple[int, float]]]],
         ys = [np.mean([dict(r)[s] for r in runs if s in dict(r)]) for s in steps]
         ax1.plot(steps, ys, marker=".", label=name)
     ax1.set_xlabel("student step")
-    ax1.set_ylabel("eval position error (run's own evaluator)")
+    ax1.set_ylabel(curve_label)
     ax1.set_title("learning curves (mean over seeds)", fontsize=10)
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=7)
@@ -109,10 +120,3 @@ def write_clip_grid(columns: Sequence[torch.Tensor], names: Sequence[str], fps: 
     png = stem.with_name(stem.name + ".png")
     img.save(png, optimize=True)
     return [*paths, png]
-
-
-def summarise(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, tuple[float, float]]:
-    """`{key: (mean, sd)}` over seeds of one row's horizon metrics."""
-    from scoring import spread
-
-    return {k: spread([m.get(k, float("nan")) for m in per_seed]) for k in keys}
