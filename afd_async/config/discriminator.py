@@ -33,6 +33,9 @@ class DiscriminatorConfig:
     kind: Literal["tiny", "videoreward"] = "tiny"  # which implementation: tiny 3D conv, or VideoReward (block `videoreward`)
     channels: int = 32  # base width of the spatiotemporal conv trunk
     depth: int = 3  # number of downsampling 3D-conv stages
+    # tiny: pool space only, add the prompt at every time step, read the sequence with temporal convs, then pool
+    # time (False: pool time and space first, the original head, which ignores event order and, often, the prompt)
+    temporal_head: bool = False
     checkpoint: Optional[str] = None  # tiny: safetensors; videoreward: an AFD discriminator.pt (LoRA + rm_head) to resume
     videoreward: VideoRewardConfig = field(default_factory=VideoRewardConfig)  # kind=videoreward only
 

@@ -104,7 +104,8 @@ def make_discriminator(cfg: DiscriminatorConfig, text_dim: int, device: str | to
     if cfg.checkpoint is not None:
         model, _ = load_module(resolve_checkpoint(cfg.checkpoint), TinyVideoDiscriminator.from_config)
         return model.to(device)
-    return TinyVideoDiscriminator(text_dim=text_dim, channels=cfg.channels, depth=cfg.depth).to(device)
+    return TinyVideoDiscriminator(text_dim=text_dim, channels=cfg.channels, depth=cfg.depth,
+                                  temporal_head=cfg.temporal_head).to(device)
 
 
 # ---------------------------------------------------------------------- real scale

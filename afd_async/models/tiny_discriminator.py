@@ -5,6 +5,18 @@ the trunk is 3D convolutional and its input carries frame differences next to
 the frames. The prompt enters by FiLM on every stage and by a final
 feature·text projection, because what counts as correct motion depends on the
 prompt ("bounces twice" vs "slides and stops").
+
+Two heads (`temporal_head`):
+
+- `False` (the original): features mean-pooled over time and space, then a
+  scalar head plus a feature·text product. Pooling over time throws away the
+  order of events, so a clip shuffled in time looks like "more motion", and
+  the zero-initialised FiLM lets D ignore the prompt (issue 15 measured both).
+- `True`: features pooled over space only, a `(B, C, F')` sequence; the prompt
+  is projected and added at every time step *before* pooling, two temporal
+  convolutions read the sequence in order (which event follows which), and
+  only then is time pooled. D can no longer score a clip without its prompt,
+  nor an event sequence without its order.
 """
 
 from __future__ import annotations
@@ -43,9 +55,13 @@ class TinyVideoDiscriminator(nn.Module):
         depth: number of stages; each halves H and W, stages after the first also halve F.
     """
 
-    def __init__(self, *, text_dim: int, channels: int = 32, depth: int = 3, in_channels: int = 3) -> None:
+    def __init__(self, *, text_dim: int, channels: int = 32, depth: int = 3, in_channels: int = 3,
+                 temporal_head: bool = False) -> None:
         super().__init__()
         self.config: dict[str, Any] = dict(text_dim=text_dim, channels=channels, depth=depth, in_channels=in_channels)
+        if temporal_head:  # only when on: checkpoints of the original head keep their saved config
+            self.config["temporal_head"] = True
+        self.temporal_head = temporal_head
         stages = []
         c_in = 2 * in_channels  # frames + frame differences
         for i in range(depth):
@@ -57,6 +73,11 @@ class TinyVideoDiscriminator(nn.Module):
         self.head = nn.Linear(c_in, 1)
         self.feat_proj = nn.Linear(c_in, 64)
         self.text_proj = nn.Linear(text_dim, 64)
+        if temporal_head:
+            self.time_text = nn.Linear(text_dim, c_in)  # the prompt, added to every time step before pooling
+            self.time_conv1 = nn.Conv1d(c_in, c_in, kernel_size=3, padding=1)
+            self.time_conv2 = nn.Conv1d(c_in, c_in, kernel_size=3, padding=1)
+            self.time_norm = nn.GroupNorm(min(8, c_in), c_in)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "TinyVideoDiscriminator":
@@ -76,7 +97,12 @@ class TinyVideoDiscriminator(nn.Module):
         h = torch.cat([video, diff], dim=1)
         for stage in self.stages:
             h = stage(h, text)
-        feat = h.mean(dim=(2, 3, 4))
+        if self.temporal_head:
+            seq = h.mean(dim=(3, 4)) + self.time_text(text)[:, :, None]  # (B, C, F'): space pooled, time kept
+            seq = F.silu(self.time_norm(self.time_conv1(seq)))
+            feat = (F.silu(self.time_conv2(seq)) + seq).mean(dim=2)
+        else:
+            feat = h.mean(dim=(2, 3, 4))
         return self.head(feat).squeeze(-1) + (self.feat_proj(feat) * self.text_proj(text)).sum(-1) / 8.0
 
     def score(self, video: torch.Tensor, *, prompts: Sequence[str], text: torch.Tensor) -> torch.Tensor:

@@ -66,3 +66,39 @@ def test_frames_video_round_trip():
     video = frames_to_video(frames)
     assert video.shape == (2, 3, 5, 6, 7) and video.min() >= -1 and video.max() <= 1
     assert torch.equal(video_to_frames(video), frames)
+
+
+def test_temporal_head_learns_which_direction_the_prompt_asks_for():
+    """Prompt "right" or "left" (one-hot); the teacher clip moves that way, the loser is the same clip
+    played backwards. Every frame and every |frame difference| is shared by winner and loser, and a
+    clip moving right wins for one prompt and loses for the other: D must read the order and the prompt."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    d = TinyVideoDiscriminator(text_dim=2, channels=8, depth=2, temporal_head=True)
+    assert d.config["temporal_head"] is True
+    opt = torch.optim.Adam(d.parameters(), lr=3e-3)
+
+    def batch():
+        right = _moving_square_clips(16, g)
+        left = right.flip(dims=(4,))  # mirror image: moving left
+        go_left = torch.rand(16, generator=g) < 0.5
+        teacher = torch.where(go_left[:, None, None, None, None], left, right)
+        text = torch.stack([(~go_left).float(), go_left.float()], dim=1)
+        return teacher, teacher.flip(dims=(2,)), text
+
+    for _ in range(80):
+        t, s, text = batch()
+        opt.zero_grad()
+        bt_loss(d(t, text), d(s, text)).backward()
+        opt.step()
+    with torch.no_grad():
+        t, s, text = batch()
+        acc = bt_accuracy(d(t, text), d(s, text))
+    assert acc >= 0.9, acc
+
+
+def test_original_head_keeps_its_saved_config():
+    d = TinyVideoDiscriminator(text_dim=4, channels=8, depth=2)
+    assert "temporal_head" not in d.config and not hasattr(d, "time_conv1")
+    rebuilt = TinyVideoDiscriminator.from_config(d.config)
+    rebuilt.load_state_dict(d.state_dict())  # checkpoints written before the option still load
