@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -314,7 +313,7 @@ def run_student_learner(cfg: RootConfig) -> int:
         r.hset(keys.status, "student_steps", upd.steps)
         # a resumed learner's "start" evaluation is of θ_ref, the initial policy (θ_old has moved on)
         if outputs is not None:
-            outputs.start(SimpleNamespace(old=upd.ref, steps=0) if resumed else upd)
+            outputs.start(upd, initial=upd.ref if resumed else None)
         # staleness 0: train groups in plan order (W, W+1, …), as the synchronous loop does
         loop = FeedLoop(feed, stop, checkpointer=ckpt, timing=lambda: learner.timing,
                         expected=(lambda: planner.warmup_groups + upd.steps) if cfg.replay.staleness == 0 else None)
@@ -351,7 +350,7 @@ def run_student_learner(cfg: RootConfig) -> int:
         if upd.steps >= cfg.train.steps and outputs is not None:
             summary, _ = outputs.finish(upd, d, d_version=learner.d_version, mode="async",
                                         extra={"status": _status(r, keys)})
-            r.hset(keys.status, mapping={"done": 1, "final_position_error": summary["final"]["position_error"]})
+            r.hset(keys.status, mapping={"done": 1, "final_physics_score": summary["final"]["physics_score"]})
             r.set(keys.stop, 1)
     shutdown_distributed(ctx)  # leave the process group, or a rank's exit can wait on its peers
     return 0

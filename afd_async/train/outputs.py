@@ -49,9 +49,12 @@ class RunOutputs:
         """The policy evaluations and samples roll out (`train.eval_policy`)."""
         return updater.ema.module if self.cfg.train.eval_policy == "ema" else updater.old
 
-    def start(self, updater: StudentUpdater) -> None:
-        self.start_result, self.base_videos = self.evaluator.evaluate(self.policy(updater))
-        self.log.write({"step": updater.steps, "phase": "eval", **self.start_result.as_dict()})
+    def start(self, updater: StudentUpdater, *, initial: Optional[torch.nn.Module] = None) -> None:
+        """The start evaluation: of `updater`'s eval policy, or of `initial` at step 0 (a resumed learner's
+        start is θ_ref, the student before any training: its θ_old and EMA have moved on)."""
+        policy = initial if initial is not None else self.policy(updater)
+        self.start_result, self.base_videos = self.evaluator.evaluate(policy)
+        self.log.write({"step": 0 if initial is not None else updater.steps, "phase": "eval", **self.start_result.as_dict()})
         self.t0 = time.monotonic()
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
