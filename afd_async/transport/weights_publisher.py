@@ -96,11 +96,18 @@ class WeightPublisher:
         check_finite: refuse to publish NaN/Inf (subscribers check regardless).
         hash_threads: threads hashing chunks (hashlib releases the GIL).
         curve: CURVE server keys for both sockets; None for plain TCP.
+        reannounce_s: the newest version is announced again this often. PUB drops what it sends
+            while a subscriber is (re)connecting (a restarted actor, a CURVE handshake after a
+            network blip, a loaded machine), so a one-shot announcement can be missed for good;
+            subscribers keep the maximum they have seen, so repeats cost one small frame.
     """
 
     def __init__(self, notify_endpoint: str, fetch_endpoint: str, *, chunk_size: int = 8 << 20,
                  keep_versions: int = 2, copy: bool = True, check_finite: bool = False, hash_threads: int = 2,
-                 curve: Optional[CurveServerKeys] = None) -> None:
+                 curve: Optional[CurveServerKeys] = None, reannounce_s: float = 1.0) -> None:
+        if not reannounce_s > 0:
+            raise ValueError(f"reannounce_s must be > 0, got {reannounce_s}")
+        self._reannounce_s = reannounce_s
         if chunk_size < ALIGN or chunk_size % ALIGN or keep_versions < 1 or hash_threads < 1:
             raise ValueError(f"chunk_size must be a positive multiple of {ALIGN}; keep_versions, hash_threads >= 1")
         self._chunk, self._keep, self._copy, self._check = chunk_size, keep_versions, copy, check_finite
@@ -226,14 +233,18 @@ class WeightPublisher:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._waker.receiver, zmq.POLLIN)
+        last_announce = time.monotonic()
         while not self._stop.is_set():
             events = dict(poller.poll(50))
             if self._waker.receiver in events:
                 self._waker.drain()
             with self._lock:
                 announce, self._to_announce = self._to_announce, []
+                if not announce and self._versions and time.monotonic() - last_announce >= self._reannounce_s:
+                    announce = [self._versions[next(reversed(self._versions))].manifest]  # the newest, again
             for m in announce:
                 self._pub.send(wmsg("announce", version=m.version, sha256=m.sha256, total=m.total, scope=m.scope))
+                last_announce = time.monotonic()
             if self._router in events:
                 for _ in range(256):
                     try:

@@ -61,6 +61,20 @@ def test_full_and_lora_versions_round_trip_in_small_chunks() -> None:
         assert same(u1.state_dict, model(1))  # double buffer: the previous update is still intact
 
 
+def test_a_subscriber_that_missed_the_announcement_hears_the_newest_version_again() -> None:
+    """PUB drops announcements sent before a subscriber connects (slow joiner); the publisher repeats
+    the newest one, so announcements alone bring a late or reconnecting subscriber up to date."""
+    with WeightPublisher(LOCAL, LOCAL, reannounce_s=0.05) as pub:
+        pub.publish(1, model(1))
+        pub.publish(2, model(2))  # both one-shot announcements went out to nobody
+        with WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
+            wait_until(lambda: sub.poll_announcements() == 2, timeout_s=15)
+            update = sub.poll_update(timeout_s=10)
+            assert update is not None and update.version == 2 and same(update.state_dict, model(2))
+    with pytest.raises(ValueError, match="reannounce_s"):
+        WeightPublisher(LOCAL, LOCAL, reannounce_s=0)
+
+
 def test_versions_are_monotonic_on_both_ends(tmp_path: Any) -> None:
     notify, fetch = f"ipc://{tmp_path}/n.sock", f"ipc://{tmp_path}/f.sock"
     with WeightSubscriber(notify, fetch, retry_s=0.2) as sub:
