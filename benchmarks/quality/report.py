@@ -98,6 +98,8 @@ def write_results(*, args: argparse.Namespace, plan: Plan, cfg: RootConfig, scor
           "Primary score: `physics_score` (relative velocity error; 0 exact, **1 = no motion**, 2 = opposite motion; "
           "lower is better), mean over cells with a 95 % bootstrap CI; `<1`: the CI lies below no motion. "
           "Paired: AFD − row over the same cells (negative = AFD better).", ""]
+    if args.size == "smoke":
+        md += ["**Smoke size**: a few training steps on 4 prompts; it proves the wiring, its numbers measure nothing.", ""]
     for h, res in lengths.items():
         md += [f"## Rollouts {h} the trained length", "", format_rows(res["rows"], markdown=True), "",
                format_paired(res["paired"], markdown=True), ""]
