@@ -109,7 +109,7 @@ def _generator(seed: int, probe: str) -> torch.Generator:
 
 def win_fraction(real: torch.Tensor, other: torch.Tensor, valid: Optional[torch.Tensor] = None) -> float:
     """Fraction of (valid) rows with `real > other`; a tie counts half. NaN when no row is valid."""
-    win = (real > other).float() + 0.5 * (real == other).float()
+    win = (real > other).double() + 0.5 * (real == other).double()
     if valid is not None:
         win = win[valid.cpu()]
     return float(win.mean()) if win.numel() else math.nan
