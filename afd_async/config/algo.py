@@ -17,9 +17,11 @@ class AlgoConfig:
       - `sft`: off-policy flow matching on teacher clips (no D needed for the student).
       - `gan`: terminal adversarial reward without forward-process credit assignment.
       - `frozen_d`: AFD with lr_d = 0 after warm-up (reward hacking baseline).
+      - `oracle`: AFD's update with the ground-truth physics score as the reward instead of D (the
+        ceiling: what the student and optimiser reach with a perfect reward; embedded renderer teacher only).
     """
 
-    name: Literal["afd", "sft", "gan", "frozen_d"] = "afd"
+    name: Literal["afd", "sft", "gan", "frozen_d", "oracle"] = "afd"
     beta: float = 0.1  # DiffusionNFT implicit-policy mixing β
     lam_ref: float = 1e-4  # λ, weight of ‖v_θ − v_ref‖²
     adv_clip: float = 5.0  # a: advantage clip; w = clip(0.5 + 0.5·clip(A,−a,a)/a, 0, 1)

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from types import SimpleNamespace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import redis
 import torch
@@ -32,7 +32,7 @@ from afd_async.train.batch import PairBatch
 from afd_async.train.d_probe_monitor import DProbeMonitor
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.seeding import step_generator
-from afd_async.train.student_update import StudentUpdater
+from afd_async.train.student_update import NFT_OBJECTIVES, StudentUpdater
 from afd_async.transport import (FeedClient, FeedEnded, ReceivedBatch, TransportTimeout, WeightPublisher, WeightsRejected,
                                  WeightSubscriber)
 
@@ -238,8 +238,10 @@ class StudentLearner:
                  encode_text: Callable[[list[str]], torch.Tensor], run_seed: int, warmup_groups: int,
                  d_steps_per_batch: int, d_staleness: int, needs_d: bool, pixel_latent: bool,
                  d_timeout_s: float = 600.0, history: Optional[DHistory] = None,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu",
+                 reward: Optional[Callable[[torch.Tensor, Sequence[str]], torch.Tensor]] = None) -> None:
         self.updater, self.d, self.d_sub, self.publisher = updater, d, d_subscriber, publisher
+        self.reward = reward  # per-clip rewards instead of D's scores (algo=oracle: the true physics score)
         self.device = torch.device(device)  # where θ and the D copy compute (`train.device`); batches are moved here
         self._r, self.keys, self.encode_text, self.run_seed = client, keys, encode_text, run_seed
         self.warmup_groups, self.ratio, self.k_d = warmup_groups, d_steps_per_batch, d_staleness
@@ -300,7 +302,9 @@ class StudentLearner:
             return None
         t1 = time.monotonic()
         scores = None
-        if self.updater.objective in ("afd", "frozen_d"):
+        if self.reward is not None:
+            scores = self.reward(pb.student_rgb, pb.prompts)
+        elif self.updater.objective in NFT_OBJECTIVES:
             self.d.eval()
             with torch.no_grad():
                 scores = self.d.score(pb.student_rgb, prompts=pb.prompts, text=pb.text).float()

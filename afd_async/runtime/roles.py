@@ -34,6 +34,7 @@ from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_cop
 from afd_async.runtime.plan import Planner
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
 from afd_async.train.d_update import DiscriminatorUpdater
+from afd_async.train.oracle_reward import make_oracle_reward
 from afd_async.train.sync_loop import make_student_updater
 from afd_async.security.curve import cluster_client_keys as curve_client
 from afd_async.security.curve import cluster_server_keys as curve_server
@@ -305,7 +306,8 @@ def run_student_learner(cfg: RootConfig) -> int:
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,
                                  d_staleness=cfg.replay.d_staleness, needs_d=needs_d,
-                                 pixel_latent=cfg.student.kind == "tiny", history=history, device=device)
+                                 pixel_latent=cfg.student.kind == "tiny", history=history, device=device,
+                                 reward=make_oracle_reward(cfg) if cfg.algo.name == "oracle" else None)
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
                             on_saved=history.prune if history is not None else None, durable=lambda: barrier(ctx))
         resumed = ckpt.restore()

@@ -39,7 +39,9 @@ from afd_async.parallel.dist import DistContext, all_gather_list, all_gather_row
 from afd_async.train.batch import PairBatch, prompt_group_ids
 from afd_async.train.seeding import randn_on
 
-Objective = Literal["afd", "sft", "gan", "frozen_d"]
+Objective = Literal["afd", "sft", "gan", "frozen_d", "oracle"]
+# objectives trained by the DiffusionNFT update on a per-clip reward: D's score, or the true physics (oracle)
+NFT_OBJECTIVES: tuple[str, ...] = ("afd", "frozen_d", "oracle")
 
 
 class StudentUpdater:
@@ -111,9 +113,9 @@ class StudentUpdater:
         """One optimizer step on θ. `scores` (B,) are D's scores of the student clips (afd, frozen_d);
         `d` is the differentiable discriminator (gan)."""
         self.student.train()
-        if self.objective in ("afd", "frozen_d"):
+        if self.objective in NFT_OBJECTIVES:
             if scores is None:
-                raise ValueError(f"objective {self.objective} needs the discriminator's scores")
+                raise ValueError(f"objective {self.objective} needs per-clip rewards (D's scores, or the oracle's)")
             loss, metrics = self._nft(batch, scores, generator)
         elif self.objective == "sft":
             loss, metrics = self._sft(batch, generator)

@@ -33,7 +33,8 @@ from afd_async.train.evaluate import EvalResult
 from afd_async.train.outputs import RunOutputs
 from afd_async.runtime.plan import sample_prompts
 from afd_async.train.seeding import step_generator
-from afd_async.train.student_update import StudentUpdater
+from afd_async.train.oracle_reward import make_oracle_reward
+from afd_async.train.student_update import NFT_OBJECTIVES, StudentUpdater
 
 
 
@@ -82,6 +83,7 @@ class SyncLoop:
         self.s_upd = make_student_updater(cfg, self.student)
         self.d_upd = make_discriminator_updater(cfg, self.d)
         self.outputs = RunOutputs(cfg, self.text)  # after the models: the eval set-up must not shift their init
+        self.oracle = make_oracle_reward(cfg) if cfg.algo.name == "oracle" else None
         self.teacher, self.evaluator = self.outputs.teacher, self.outputs.evaluator
         self.probes = make_probe_monitor(cfg, self.text.encode, self.device,
                                          sink=lambda record, _result: self.outputs.log.write(record))
@@ -128,11 +130,19 @@ class SyncLoop:
         for _ in range(self.cfg.algo.d_steps_per_student_step):
             metrics.update(self.d_upd.step(batch))
             self._probe()
-        scores = self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts) if self.cfg.algo.name in ("afd", "frozen_d") else None
+        scores = self.rewards(batch)
         g = step_generator(self.cfg.train.seed, step, "train")
         metrics.update(self.s_upd.step(batch, scores=scores, d=self.d, generator=g))
         metrics["policy_version"] = float(self.s_upd.publish())
         return metrics
+
+    def rewards(self, batch: PairBatch) -> Optional[torch.Tensor]:
+        """`(B,)` per-clip rewards of the NFT objectives: D's scores, or the true physics score (oracle)."""
+        if self.oracle is not None:
+            return self.oracle(batch.student_rgb, batch.prompts)
+        if self.cfg.algo.name in NFT_OBJECTIVES:
+            return self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts)
+        return None
 
     def _probe(self) -> None:
         """After a D step call: the D probes when due (their own RNG; D's weights untouched)."""

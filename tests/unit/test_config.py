@@ -31,7 +31,7 @@ def test_every_experiment_composes(experiment):
 
 
 def test_algo_options_select_the_objective():
-    assert {load_config([f"algo={o}"]).algo.name for o in _options("algo")} == {"afd", "sft", "gan", "frozen_d"}
+    assert {load_config([f"algo={o}"]).algo.name for o in _options("algo")} == {"afd", "sft", "gan", "frozen_d", "oracle"}
     assert load_config(["algo=frozen_d"]).algo.lr_d_after_warmup == 0.0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from afd_async.config import load_config
 from afd_async.eval.references import frozen_frame, reversed_frames, shuffled
@@ -35,3 +36,18 @@ def test_a_teacher_without_ground_truth_is_refused_with_the_reason() -> None:
     cfg = load_config(["teacher.server.backend=diffusers", "teacher.server.diffusers_path=/nowhere"])
     with pytest.raises(ValueError, match="only the embedded renderer teacher"):
         make_oracle_reward(cfg)
+
+
+def test_the_oracle_row_trains_on_true_physics_and_afd_on_d(tmp_path) -> None:
+    from afd_async.train.sync_loop import SyncLoop
+
+    base = ["experiment=smoke", "text.kind=hash", "train.eval_prompts=2"]
+    oracle_loop = SyncLoop(load_config([*base, "algo=oracle", f"train.output_dir={tmp_path / 'o'}"]))
+    batch = oracle_loop.make_batch(0)
+    expected = -oracle_loop.oracle.errors(batch.student_rgb, batch.prompts)
+    np.testing.assert_allclose(oracle_loop.rewards(batch).numpy(), expected, rtol=1e-6)
+    afd_loop = SyncLoop(load_config([*base, "algo=afd", f"train.output_dir={tmp_path / 'a'}"]))
+    assert afd_loop.oracle is None
+    d_scores = afd_loop.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts)
+    assert torch.equal(afd_loop.rewards(batch), d_scores)
+    assert SyncLoop(load_config([*base, "algo=sft", f"train.output_dir={tmp_path / 's'}"])).rewards(batch) is None
