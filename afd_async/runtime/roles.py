@@ -16,6 +16,7 @@ from afd_async.config.convert import ConfigError
 from afd_async.config.root import RootConfig
 from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_discriminator, make_rollout_policy, make_student, make_text_encoder
+from afd_async.eval.d_probes import DProbeResult
 from afd_async.parallel.dist import DistContext, shutdown_distributed
 from afd_async.parallel.learner_world import (
     NullPublisher, agree_on_checkpoint, agree_to_stop, barrier, join_learner_world, rank_role,
@@ -33,9 +34,10 @@ from afd_async.runtime.learner_state import Checkpointer, feeder_max_unacked, op
 from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_copy
 from afd_async.runtime.plan import Planner
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
-from afd_async.train.d_update import DiscriminatorUpdater
+from afd_async.train.d_probe_monitor import make_probe_monitor
+from afd_async.train.report import MetricLog
 from afd_async.train.oracle_reward import make_oracle_reward
-from afd_async.train.sync_loop import make_student_updater
+from afd_async.train.sync_loop import make_discriminator_updater, make_student_updater
 from afd_async.security.curve import cluster_client_keys as curve_client
 from afd_async.security.curve import cluster_server_keys as curve_server
 from afd_async.transport import FeedClient, FeedServer, WeightPublisher, WeightSubscriber
@@ -227,9 +229,17 @@ def run_d_learner(cfg: RootConfig) -> int:
     torch.manual_seed(cfg.train.seed)
     make_student(cfg.student, text.dim, device)  # same global RNG draws as the sync loop before D is built
     d = make_discriminator(cfg.discriminator, text.dim, device)
-    upd = DiscriminatorUpdater(d, lr=cfg.algo.lr_d, grad_clip=cfg.algo.grad_clip, weight_decay=cfg.algo.weight_decay,
-                               dist=ctx, instance_noise=cfg.algo.d_instance_noise, max_accuracy=cfg.algo.d_max_accuracy,
-                               noise_seed=cfg.train.seed)
+    upd = make_discriminator_updater(cfg, d, dist=ctx)
+    probe_log = MetricLog(Path(cfg.train.output_dir) / "metrics.jsonl") if ctx.is_main and cfg.train.d_probe_every else None
+
+    def probed(record: dict, result: DProbeResult) -> None:  # D probes: a metrics.jsonl record (as afd sync writes) and gauges
+        assert probe_log is not None
+        probe_log.write(record)
+        for name, value in result.as_dict("").items():
+            labels(M.D_PROBE, probe=name).set(value)
+
+    # rank 0 probes (D's replicas are equal); built under fork_rng: the RNG the training uses is untouched
+    probes = make_probe_monitor(cfg, text.encode, device, sink=probed) if probe_log is not None else None
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.d_learner_port)
     store = open_store(cfg, rank_role("d-learner", ctx), r, keys)
     agree_on_checkpoint(store, ctx)
@@ -238,7 +248,7 @@ def run_d_learner(cfg: RootConfig) -> int:
         learner = DLearner(updater=upd, publisher=pub, client=r, keys=keys, encode_text=text.encode,
                            warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
                            lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny",
-                           device=device)
+                           device=device, probes=probes)
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack, durable=lambda: barrier(ctx))
         ckpt.restore()
         learner.publish()
@@ -270,6 +280,10 @@ def run_d_learner(cfg: RootConfig) -> int:
             return False
 
         loop.run(process)
+        if probes is not None:
+            probes.finish(upd)  # the final D, unless its last step call was just probed
+    if probe_log is not None:
+        probe_log.close()
     shutdown_distributed(ctx)  # leave the process group, or a rank's exit can wait on its peers
     return 0
 
