@@ -71,6 +71,11 @@ class TinyVideoDiscriminator(nn.Module):
             c_in = c_out
         self.stages = nn.ModuleList(stages)
         self.head = nn.Linear(c_in, 1)
+        # Every loss D or the student sees compares two scores (Bradley–Terry, advantages centred on a mean,
+        # the GAN's D(G) − D(x^T)), so a constant shift of the score has gradient 0 in exact arithmetic. In
+        # floats that gradient is rounding noise, which Adam scales to lr-sized random steps: the bias walked
+        # apart between afd sync and afd run at k = 0 (score_mean off by ~lr_d per D step). It stays at init.
+        self.head.bias.requires_grad_(False)
         self.feat_proj = nn.Linear(c_in, 64)
         self.text_proj = nn.Linear(text_dim, 64)
         if temporal_head:
