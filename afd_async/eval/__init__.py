@@ -5,7 +5,11 @@
 - `kinematics`: estimators of g, floor contacts, restitution, velocities, oscillation period.
 - `physics_metrics`: the law-specific errors per scene type (fall, slide, collide/hit, swing).
 - `frechet`: FVD-style Fréchet distance on a fixed-seed random 3D-conv network.
-- `scorecard`: all of the above for a set of clips (used by `benchmarks/quality.py`).
+- `kinematic_score`: the primary physics score (relative velocity error; no motion = 1).
+- `scorecard`: all of the above for a set of clips (used by `benchmarks/quality.py` and the run's evaluator).
+- `references`: reference clips no student should lose to (static, frozen frame, shuffled, reversed).
+- `bootstrap`: means and paired differences with bootstrap CIs over (seed, prompt) cells.
+- `d_probes`: does a discriminator prefer the real teacher clip to its time-corrupted / wrong-prompt copies?
 """
 
 from __future__ import annotations
