@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from afd_async.teacher.adapters import PROVIDERS, make_client
@@ -142,6 +142,10 @@ def _check(loop: asyncio.AbstractEventLoop, client: Any, status: int, body: byte
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(body=bodies(), status=st.sampled_from([200, 200, 200, 201, 202, 400, 404, 409, 422, 429, 500, 503]))
+# Progress out of range ("-1" for unknown, over 100 %) once failed the poll contract in CI: pinned here.
+@example(body=b'{"id": null, "progress": -1, "status": "queued", "state": "queued", "task_status": "queued"}', status=200)
+@example(body=b'{"id": "j", "progress": 250, "status": "in_progress", "state": "RUNNING", "task_status": "running"}',
+         status=200)
 def test_any_response_gives_contract_types_or_teacher_error(served, provider: str, body: bytes, status: int) -> None:
     loop, clients = served
     _check(loop, clients[provider], status, body)

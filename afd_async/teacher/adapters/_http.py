@@ -202,6 +202,19 @@ def json_or_none(resp: httpx.Response) -> Any:
         return None
 
 
+def parse_progress(value: Any, *, scale: float = 1.0) -> Optional[float]:
+    """A provider's progress field as a fraction in [0, 1], or None when it says nothing usable.
+
+    Progress only paces polling, so a value out of range (``-1`` for "unknown", 140 %)
+    must not fail the job: it reads as "no progress reported". A value of the wrong
+    type is a malformed body like any other (ValueError/TypeError, guarded below).
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    p = float(value) / scale
+    return p if 0.0 <= p <= 1.0 else None
+
+
 def short_url(url: str) -> str:
     """scheme://host/path without the query: signed result URLs carry credentials there."""
     p = urlsplit(url)

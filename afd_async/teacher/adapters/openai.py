@@ -29,7 +29,8 @@ from typing import Any, Mapping, Optional
 
 import httpx
 
-from afd_async.teacher.adapters._http import HttpAdapter, class_for_status, lookup_code, message_hint, request_key
+from afd_async.teacher.adapters._http import (HttpAdapter, class_for_status, lookup_code, message_hint, parse_progress,
+                                             request_key)
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherError
 
 CODES: dict[str, ErrorClass] = {
@@ -120,7 +121,7 @@ class OpenAIVideosClient(HttpAdapter):
         return JobStatus(
             handle=handle,
             state=state,
-            progress=None if progress is None else float(progress) / 100.0,
+            progress=parse_progress(progress, scale=100.0),
             result_url=f"{self.base_url}/v1/videos/{handle.job_id}/content" if state is JobState.SUCCEEDED else None,
             error_class=cls,
             error_message=self.redact(err.get("message") or err.get("code") or "") or None if cls else None,

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from afd_async.teacher.adapters._http import HttpAdapter, class_for_status, message_hint
+from afd_async.teacher.adapters._http import HttpAdapter, class_for_status, message_hint, parse_progress
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherError
 
 API_VERSION = "2024-11-06"
@@ -98,7 +98,7 @@ class RunwayClient(HttpAdapter):
         return JobStatus(
             handle=handle,
             state=state,
-            progress=float(progress) if progress is not None else (1.0 if state is JobState.SUCCEEDED else None),
+            progress=1.0 if state is JobState.SUCCEEDED else parse_progress(progress),
             result_url=output[0] if state is JobState.SUCCEEDED and output else None,
             error_class=cls,
             error_message=msg,
