@@ -18,7 +18,6 @@ from afd_async.config.convert import ConfigError, from_dict, to_dict
 from afd_async.config.root import RootConfig
 
 _SCHEMA_NODE = "afd_schema_defaults"
-_GROUPS = ("student", "discriminator", "teacher", "algo", "replay", "cluster", "experiment")
 
 
 def config_dir() -> Path:
@@ -30,14 +29,41 @@ def config_dir() -> Path:
     return path
 
 
+def group_choices(group: str, root: Path | None = None) -> list[str]:
+    """The choices of config group `group`: the YAML files under `configs/<group>/`, without `.yaml`."""
+    folder = (root or config_dir()) / group
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+
+
+def _check_group_choice(override: str) -> bool:
+    """Reject `group=choice` naming no file under `configs/<group>/`; True when `override` is a group choice.
+
+    Why here and not Hydra: `experiment` is an `optional` default (an empty overlay is the normal case), and
+    Hydra silently skips an optional default whose file is missing, so `experiment=smok` ran the default
+    job; for the other groups Hydra's error is a page of search paths. Every folder of `configs/` is a group.
+    """
+    if "=" not in override or override.startswith("~"):
+        return False
+    key, choice = override.lstrip("+").split("=", 1)
+    root = config_dir()
+    if "." in key or "@" in key or not (root / key).is_dir():
+        return False
+    choices = group_choices(key, root)
+    if choice not in choices:
+        close = difflib.get_close_matches(choice, choices, n=1)
+        hint = f"; did you mean '{close[0]}'? " if close else "; "
+        raise ConfigError(f"unknown {key} '{choice}'{hint}choices: {', '.join(choices)}")
+    return True
+
+
 def _check_override_key(override: str) -> None:
     """Reject `a.b=v` whose key the schema lacks, with a "did you mean" (before Hydra's vaguer error)."""
+    if _check_group_choice(override):
+        return  # a group choice, e.g. algo=sft
     if "=" not in override or override[0] in "+~":
         return
     key = override.split("=", 1)[0]
     parts = key.split(".")
-    if len(parts) == 1 and parts[0] in _GROUPS:
-        return  # a group choice, e.g. algo=sft
     cls: Any = RootConfig
     for i, part in enumerate(parts):
         if not dataclasses.is_dataclass(cls):

@@ -63,8 +63,23 @@ def test_unknown_key_inside_yaml_is_rejected_with_suggestion():
 
 
 def test_unknown_group_option_is_an_error():
-    with pytest.raises(ConfigError, match="composition failed"):
+    with pytest.raises(ConfigError, match=r"^unknown algo 'ppo'; choices: afd, frozen_d, gan, oracle, sft$"):
         load_config(["algo=ppo"])
+
+
+@pytest.mark.parametrize("override", ["experiment=smok", "+experiment=smok"])
+def test_unknown_experiment_is_an_error_not_the_default_job(override):
+    # `experiment` is an optional default, which Hydra skips silently when its file is missing (issue 17.1)
+    choices = ", ".join(_options("experiment"))
+    with pytest.raises(ConfigError) as e:
+        load_config([override])
+    assert str(e.value) == f"unknown experiment 'smok'; did you mean 'smoke'? choices: {choices}"
+
+
+@pytest.mark.parametrize("group", [*GROUPS, "experiment"])
+def test_every_group_rejects_an_unknown_choice(group):
+    with pytest.raises(ConfigError, match=rf"^unknown {group} 'doesnotexist'; choices: "):
+        load_config([f"{group}=doesnotexist"])
 
 
 def test_round_trip_to_dict_from_dict():
