@@ -26,12 +26,16 @@ export PYTHONUNBUFFERED=1
 common=(--size gpu --seeds "${seeds[@]}" --override text.cache_dir=outputs/quality_text_cache --override train.device=cuda)
 # D that should see physics: temporal negatives in its BT loss and the order-reading, prompt-before-pooling head
 physd=(--override algo.d_temporal_negatives=true --override discriminator.temporal_head=true)
+# Training stops at TRAIN_DEADLINE_S (default 400 s) so what finished is still packed inside the call's limit.
+deadline=${TRAIN_DEADLINE_S:-400}
 t0=$(date +%s)
-python3 benchmarks/quality.py "${common[@]}" --work outputs/qg --train-only --jobs 10 > "$out/train_$tag.log" 2>&1 &
+timeout "$deadline" python3 benchmarks/quality.py "${common[@]}" --work outputs/qg --train-only --jobs 10 \
+  > "$out/train_$tag.log" 2>&1 &
 main=$!
-python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work outputs/qg_physd --train-only --rows AFD --jobs 2 \
-  > "$out/train_physd_$tag.log" 2>&1
+timeout "$deadline" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work outputs/qg_physd --train-only \
+  --rows AFD --jobs 2 > "$out/train_physd_$tag.log" 2>&1
 wait $main
+nvidia-smi --query-gpu=name,memory.used --format=csv > "$out/gpu.txt" 2>&1
 t1=$(date +%s)
 echo "training: $((t1 - t0)) s"
 # The main rows come back with their EMA checkpoints (5.5 MB each; the return limit is 64 MiB in at most 8
@@ -39,8 +43,8 @@ echo "training: $((t1 - t0)) s"
 # variant is scored here (AFD row only) and comes back as its result files.
 tar cf - --exclude='student_final.safetensors' --exclude='discriminator_final.safetensors' --exclude='*.mp4' \
   --exclude='*.gif' outputs/qg | split -b 15m - "$out/runs_$tag.tar.part"
-python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work outputs/qg_physd --score-only --rows AFD --tag physd \
-  --results outputs/qg_results > "$out/score_physd_$tag.log" 2>&1
+timeout "${SCORE_DEADLINE_S:-90}" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work outputs/qg_physd \
+  --score-only --rows AFD --tag physd --results outputs/qg_results > "$out/score_physd_$tag.log" 2>&1
 echo "scoring the variant: $(($(date +%s) - t1)) s"
 tar czf "$out/physd_$tag.tgz" --exclude='*.safetensors' --exclude='*.mp4' --exclude='*.gif' outputs/qg_physd outputs/qg_results
 ls -la "$out"
