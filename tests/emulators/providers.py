@@ -110,13 +110,14 @@ def _fal_success(status: JobStatus, emu: Emulator) -> None:
 
 
 def _replicate_success(status: JobStatus, emu: Emulator) -> None:
-    assert status.usage == {"predict_time": 41.5}
+    assert status.usage == {"predict_time": 41.5, "total_time": 43.0}
     job = next(iter(emu.jobs.values()))
     assert job.model == replicate.MODEL and job.body["cancel_after"] == "10m"
     assert job.body["input"] == {"prompt": REQUEST.prompt, "seed": 7}
 
 
 def _runway_success(status: JobStatus, emu: Emulator) -> None:
+    assert status.usage == {"credits": runway.CREDITS_PER_SECOND * 5}
     assert all(r[2]["x-runway-version"] == runway.VERSION for r in emu.requests if not r[1].startswith("/files/"))
     assert _only_job_body(emu) == {"model": "gen4.5", "promptText": REQUEST.prompt, "ratio": "1280:720", "duration": 5, "seed": 7}
 

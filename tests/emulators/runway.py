@@ -1,7 +1,28 @@
-"""Emulator of Runway's task API (X-Runway-Version, THROTTLED, failureCode)."""
+"""Emulator of Runway's task API (`api.dev.runwayml.com`, `X-Runway-Version: 2024-11-06`).
+
+Where each rule comes from:
+
+- Routes: `POST /v1/text_to_video`, `POST /v1/image_to_video` → `{id}`; `GET /v1/tasks/{id}`;
+  `DELETE /v1/tasks/{id}` (cancels a running task, deletes a finished one; 204)
+  (https://docs.dev.runwayml.com/api/; runwayml 5.24 `runwayml/resources/text_to_video.py`,
+  `image_to_video.py`, `tasks.py`). Every request carries `X-Runway-Version` and
+  `Authorization: Bearer <key>` (`runwayml/_client.py` `default_headers`, `auth_headers`).
+- The task object is a union on `status` (`runwayml/types/task_retrieve_response.py`):
+  `PENDING`, `THROTTLED`, `RUNNING` carry `estimatedCost {credits: float}` (`RUNNING` also a
+  required `progress` in [0, 1]); `SUCCEEDED` (`output: [url]`), `FAILED` (`failure`,
+  `failureCode`) and `CANCELLED` carry the final `cost {credits: int}` (0 when refunded). Every
+  status has `id` and `createdAt` (ISO 8601, when the task was submitted).
+- `THROTTLED`: queued behind the account's concurrency limit (the SDK type's docstring);
+  `failureCode` values from https://docs.dev.runwayml.com/errors/task-failures/ (the URL the
+  SDK's `Failed.failure_code` docstring names).
+- HTTP errors are `{"error": "..."}` with the statuses of https://docs.dev.runwayml.com/api-details/errors.
+- The emulated price (`CREDITS_PER_SECOND`) is made up; refunds of failed and cancelled tasks follow
+  the SDK's `cost` docstring ("fully refunded tasks report 0").
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from starlette.requests import Request
@@ -13,6 +34,7 @@ from afd_async.teacher.contract import ErrorClass
 from .base import Emulator, Job
 
 VERSION = "2024-11-06"
+CREDITS_PER_SECOND = 25  # the emulated price; a task's credits are this times its `duration`
 
 ERRORS: dict[ErrorClass, tuple[int, Any, dict[str, str]]] = {
     ErrorClass.RATE_LIMITED: (429, {"error": "Too many requests. Please slow down."}, {"Retry-After": "4"}),
@@ -21,7 +43,8 @@ ERRORS: dict[ErrorClass, tuple[int, Any, dict[str, str]]] = {
     ErrorClass.INVALID: (400, {"error": "Validation of body failed", "issues": [{"path": ["ratio"], "message": "Invalid enum value"}]}, {}),
 }
 DAILY_LIMIT = (429, {"error": "You have exceeded your daily task limit for this model."}, {})
-_STATE = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELLED"}
+# Every task `status` the API returns but THROTTLED, by emulator job state.
+STATUSES = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "CANCELLED"}
 
 
 class RunwayEmulator(Emulator):
@@ -43,7 +66,11 @@ class RunwayEmulator(Emulator):
     def _task(self, job: Job) -> dict[str, Any]:
         ahead = [j for j in self.jobs.values() if not j.terminal and j.id < job.id]
         throttled = self.max_inflight is not None and job.state == "queued" and len(ahead) >= self.max_inflight
-        out: dict[str, Any] = {"id": job.id, "status": "THROTTLED" if throttled else _STATE[job.state], "createdAt": "2025-01-01T00:00:00Z"}
+        created = datetime.fromtimestamp(job.created_at, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        credits = CREDITS_PER_SECOND * int(job.body.get("duration") or 5)
+        out: dict[str, Any] = {"id": job.id, "status": "THROTTLED" if throttled else STATUSES[job.state], "createdAt": created}
+        if not job.terminal:
+            out["estimatedCost"] = {"credits": float(credits)}
         if job.state == "running":
             out["progress"] = 0.5
         if job.state == "succeeded":
@@ -51,6 +78,8 @@ class RunwayEmulator(Emulator):
         if job.state == "failed":
             out["failure"] = "The prompt text was rejected by content moderation."
             out["failureCode"] = "SAFETY.INPUT.TEXT"
+        if job.terminal:
+            out["cost"] = {"credits": credits if job.state == "succeeded" else 0}  # failed and cancelled tasks are refunded
         return out
 
     async def create(self, request: Request) -> Response:

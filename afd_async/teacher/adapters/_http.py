@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from afd_async.teacher.contract import ErrorClass, JobRequest, JobStatus, TeacherError
+from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobStatus, TeacherError
 
 log = logging.getLogger("afd_async.teacher.adapters")
 
@@ -343,6 +343,23 @@ class HttpAdapter:
             provider_code=None if code is None else self.redact(str(code)),
             http_status=resp.status_code,
         )
+
+    def _unknown_status(self, handle: JobHandle, field: str, value: Any, known: Iterable[str]) -> TeacherError:
+        """A job status outside the provider's documented values, as a TRANSIENT error naming it.
+
+        Never read as "running": a status the adapter does not know may be a terminal
+        one (a paid result, or a failure) that the provider added, and guessing would
+        poll a finished job until its timeout. The poll raises this instead; it is
+        logged here, and the gateway counts it like every classified error
+        (`afd_teacher_actor_errors_total{error_class="transient"}`), polls the same job
+        again with back-off and, if the value persists, ends the attempt with this
+        message in the journal and starts the next one per its retry policy: the prompt
+        is never dropped.
+        """
+        msg = self.redact(f"{self.provider}: job {handle.job_id} reports {field}={value!r}, not one of the API's "
+                          f"documented values {sorted(known)}; the adapter needs the new value mapped")
+        log.warning("teacher status unknown: %s", msg)
+        return TeacherError(ErrorClass.TRANSIENT, msg, provider_code=self.redact(f"unknown_{field}={str(value)[:60]}"))
 
     async def _send(
         self,

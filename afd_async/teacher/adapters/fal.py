@@ -1,8 +1,9 @@
 """fal.ai queue API (queue.fal.run) adapter.
 
-Written from fal's public queue docs, without live access (no network here);
-the failure/cancel status names beyond IN_QUEUE/IN_PROGRESS/COMPLETED and the
-error `type` strings are from memory (*unsure*).
+Written from fal's public queue docs (docs.fal.ai, "Queue" and "Request errors")
+and the official client (fal-client 1.0.3, `fal_client/client.py`), without live
+access (no network here); what a cancelled request's status shows is *unsure*
+(read as COMPLETED with `error_type: client_cancelled`, see below).
 
 Auth: `Authorization: Key <FAL_KEY>`. The app id is the model, e.g.
 `fal-ai/kling-video/v2/master/text-to-video`.
@@ -10,9 +11,16 @@ Auth: `Authorization: Key <FAL_KEY>`. The app id is the model, e.g.
 - `POST https://queue.fal.run/{app}` with the model input `{prompt, seed, ...}` →
   `{request_id, status_url, response_url, cancel_url}`; the three URLs are kept
   in `JobHandle.extra` (they drop the app's sub-path, so they are not rebuilt).
-- `GET {status_url}` → `{status: IN_QUEUE|IN_PROGRESS|COMPLETED, queue_position}`.
+- `GET {status_url}` → `{status: IN_QUEUE|IN_PROGRESS|COMPLETED, queue_position, logs,
+  metrics, error, error_type}`. Those three statuses are all there are (fal-client
+  raises on any other); another value is a TRANSIENT error naming it
+  (`HttpAdapter._unknown_status`). A COMPLETED request may have ended in an error:
+  `error_type: client_cancelled` reads as CANCELLED, `bad_request` as INVALID,
+  `content_policy_violation` (or a moderation message) as CONTENT_REJECTED, the
+  runner/timeout types of the request-errors page as TRANSIENT.
 - `GET {response_url}` once COMPLETED → the model output, e.g. `{video: {url}}`;
-  a failed run answers an error status here (422 `{"detail": [{"type", "msg"}]}`).
+  a failed run answers an error status here (422 `{"detail": [{"type", "msg"}]}`,
+  or a request error `{"detail": "...", "error_type": "..."}`).
 - `PUT {cancel_url}` → 202 `CANCELLATION_REQUESTED` (400 `ALREADY_COMPLETED`).
 - No request listing: no `find_job`.
 
@@ -32,8 +40,8 @@ import httpx
 from afd_async.teacher.adapters._http import HttpAdapter, class_for_status, message_hint
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherError
 
-STATES = {"IN_QUEUE": JobState.QUEUED, "IN_PROGRESS": JobState.RUNNING, "COMPLETED": JobState.SUCCEEDED,
-          "FAILED": JobState.FAILED, "CANCELED": JobState.CANCELLED, "CANCELLED": JobState.CANCELLED}
+STATES = {"IN_QUEUE": JobState.QUEUED, "IN_PROGRESS": JobState.RUNNING, "COMPLETED": JobState.SUCCEEDED}
+CANCELLED_TYPE = "client_cancelled"
 
 
 def _detail(body: Any) -> tuple[Optional[str], Optional[str]]:
@@ -42,7 +50,8 @@ def _detail(body: Any) -> tuple[Optional[str], Optional[str]]:
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
         return detail[0].get("type"), detail[0].get("msg")
     if isinstance(detail, str):
-        return None, detail
+        kind = body.get("error_type")
+        return (kind if isinstance(kind, str) else None), detail
     return None, (body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None)
 
 
@@ -60,6 +69,12 @@ class FalClient(HttpAdapter):
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Key {self._api_key}"}
+
+    def _failure_class(self, kind: Optional[str], message: str) -> ErrorClass:
+        """A COMPLETED request's `error_type`/`error` → class (request errors are mostly infrastructure)."""
+        if kind == "content_policy_violation" or message_hint(message) is ErrorClass.CONTENT_REJECTED:
+            return ErrorClass.CONTENT_REJECTED
+        return ErrorClass.INVALID if kind == "bad_request" else ErrorClass.TRANSIENT
 
     def _classify(self, status: int, kind: Optional[str], message: Optional[str]) -> ErrorClass:
         hint = message_hint(message) or message_hint(kind)
@@ -91,18 +106,23 @@ class FalClient(HttpAdapter):
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_json(self._url(handle, "status_url", "/status"))
-        state = STATES.get(str(body.get("status")), JobState.RUNNING)
-        if state is JobState.SUCCEEDED and body.get("error"):
-            state = JobState.FAILED
-        if state is JobState.FAILED:
-            kind, message = body.get("error_type"), str(body.get("error") or "")
-            return JobStatus(handle=handle, state=state, error_class=self._classify(422, kind, message) if kind or message_hint(message) else ErrorClass.TRANSIENT,
-                             error_message=self.redact(message))
+        raw = body.get("status")
+        state = STATES.get(raw) if isinstance(raw, str) else None
+        if state is None:
+            raise self._unknown_status(handle, "status", raw, STATES)
         if state is not JobState.SUCCEEDED:
             return JobStatus(handle=handle, state=state)
+        kind = body.get("error_type") if isinstance(body.get("error_type"), str) else None
+        if kind or body.get("error"):
+            message = self.redact(f"{kind}: {body.get('error') or ''}")
+            if kind == CANCELLED_TYPE:
+                return JobStatus(handle=handle, state=JobState.CANCELLED, error_message=message)
+            return JobStatus(handle=handle, state=JobState.FAILED, error_class=self._failure_class(kind, message), error_message=message)
         try:
             result = await self._get_json(self._url(handle, "response_url", ""))
         except TeacherError as e:
+            if e.provider_code == CANCELLED_TYPE:
+                return JobStatus(handle=handle, state=JobState.CANCELLED, error_message=str(e))
             if e.error_class in (ErrorClass.TRANSIENT, ErrorClass.AUTH, ErrorClass.RATE_LIMITED):
                 raise
             return JobStatus(handle=handle, state=JobState.FAILED, error_class=e.error_class, error_message=str(e))

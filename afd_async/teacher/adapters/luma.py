@@ -1,12 +1,14 @@
 """Luma Dream Machine API (api.lumalabs.ai/dream-machine/v1) adapter.
 
-Written from Luma's public API docs, without live access (no network here);
-error bodies and the exact moderation wording are from memory (*unsure*).
+Written from Luma's public API docs and the official SDK (lumaai 1.21, whose
+`generations.create` posts `/generations/video`), without live access (no network
+here); error bodies and the exact moderation wording are from memory (*unsure*).
 
 Endpoints (Bearer auth):
-- `POST /generations` `{prompt, model, aspect_ratio, duration, resolution, ...}`
-  → generation `{id, state: queued|dreaming|completed|failed, failure_reason,
-  assets: {video}, request: {...}, created_at}`. Luma takes no seed.
+- `POST /generations/video` `{prompt, model, aspect_ratio, duration, resolution, ...}`
+  → 201 generation `{id, generation_type, model, state: queued|dreaming|completed|failed,
+  failure_reason, assets: {video}, request: {...}, created_at}`. Luma takes no seed.
+  Any other `state` is a TRANSIENT error naming it (`HttpAdapter._unknown_status`).
 - `GET /generations/{id}`; `DELETE /generations/{id}` (deletes: Luma has no
   cancelled state, so a 404 on a later poll reads as CANCELLED).
 - `GET /generations?limit&offset` → `{generations: [...], has_more}`; each item
@@ -67,7 +69,7 @@ class LumaClient(HttpAdapter):
 
     async def submit(self, request: JobRequest) -> JobHandle:
         body = {"prompt": request.prompt, "model": request.model or self.model, **request.params}
-        resp = await self._send("POST", "/generations", json=body, submit=True)
+        resp = await self._send("POST", "/generations/video", json=body, submit=True)
         return JobHandle(provider=self.provider, job_id=str(resp.json()["id"]), model=body["model"])
 
     async def poll(self, handle: JobHandle) -> JobStatus:
@@ -77,7 +79,10 @@ class LumaClient(HttpAdapter):
             if e.http_status == 404:
                 return JobStatus(handle=handle, state=JobState.CANCELLED, error_message="generation not found (deleted)")
             raise
-        state = STATES.get(str(body.get("state")), JobState.RUNNING)
+        raw = body.get("state")
+        state = STATES.get(raw) if isinstance(raw, str) else None
+        if state is None:
+            raise self._unknown_status(handle, "state", raw, STATES)
         reason = body.get("failure_reason") or ""
         cls = (ErrorClass.CONTENT_REJECTED if message_hint(reason) is ErrorClass.CONTENT_REJECTED else ErrorClass.TRANSIENT) if state is JobState.FAILED else None
         return JobStatus(

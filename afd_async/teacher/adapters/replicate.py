@@ -12,8 +12,11 @@ Auth: `Authorization: Bearer <REPLICATE_API_TOKEN>`.
   provider cancels a prediction that outlives it, so a lost job stops costing
   money) and, optionally, `Prefer: wait=<s>`.
 - `GET /predictions/{id}` → `{id, status: starting|processing|succeeded|failed|
-  canceled|aborted, output, error, urls: {get, cancel}, metrics}`. `aborted`
-  (deadline hit before it started) reads as CANCELLED.
+  canceled|aborted, output, error, urls: {get, cancel}, metrics}` (the statuses of
+  replicate.com/docs/topics/predictions/lifecycle). `aborted` (deadline hit before
+  it started) reads as CANCELLED; any other status is a TRANSIENT error naming it
+  (`HttpAdapter._unknown_status`), never a guess. A create with `Prefer: wait`
+  may already answer a finished prediction; `poll` reads it again either way.
 - `POST /predictions/{id}/cancel`.
 - `GET /predictions` → `{results: [...], next}` (newest first), used by
   `find_job` to match `input.prompt` and `input.seed`; when listed items carry
@@ -106,8 +109,10 @@ class ReplicateClient(HttpAdapter):
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_json(f"/predictions/{handle.job_id}")
-        raw = str(body.get("status"))
-        state = STATES.get(raw, JobState.RUNNING)
+        raw = body.get("status")
+        state = STATES.get(raw) if isinstance(raw, str) else None
+        if state is None:
+            raise self._unknown_status(handle, "status", raw, STATES)
         error = body.get("error")
         cls, msg = None, None
         if state is JobState.FAILED:

@@ -9,7 +9,11 @@ Endpoints:
 - `POST /v1/text_to_video` `{model, promptText, ratio, duration, seed}` (or
   `POST /v1/image_to_video` when `params` has `promptImage`) → `{id}`.
 - `GET /v1/tasks/{id}` → `{status: PENDING|THROTTLED|RUNNING|SUCCEEDED|FAILED|
-  CANCELLED, progress (0..1 while running), output: [url], failure, failureCode}`.
+  CANCELLED, createdAt, progress (0..1 while running), output: [url], failure,
+  failureCode, estimatedCost | cost: {credits}}` (runwayml 5.24,
+  `types/task_retrieve_response.py`). A finished task's `cost.credits` goes to
+  `JobStatus.usage["credits"]`; any other status is a TRANSIENT error naming it
+  (`HttpAdapter._unknown_status`).
   THROTTLED means queued behind the account's concurrency limit: the status is
   QUEUED with `error_class=CONCURRENCY_FULL` as a hint to the gateway (Runway
   queues rather than rejects, so a submit never fails for concurrency).
@@ -85,8 +89,10 @@ class RunwayClient(HttpAdapter):
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_json(f"/v1/tasks/{handle.job_id}")
-        raw = str(body.get("status"))
-        state = STATES.get(raw, JobState.RUNNING)
+        raw = body.get("status")
+        state = STATES.get(raw) if isinstance(raw, str) else None
+        if state is None:
+            raise self._unknown_status(handle, "status", raw, STATES)
         output = body.get("output") or []
         cls, msg = None, None
         if state is JobState.FAILED:
@@ -95,6 +101,8 @@ class RunwayClient(HttpAdapter):
         elif raw == "THROTTLED":
             cls, msg = ErrorClass.CONCURRENCY_FULL, "THROTTLED: queued behind the account's concurrency limit"
         progress = body.get("progress")
+        cost = body.get("cost")
+        credits = cost.get("credits") if isinstance(cost, dict) else None
         return JobStatus(
             handle=handle,
             state=state,
@@ -102,6 +110,7 @@ class RunwayClient(HttpAdapter):
             result_url=output[0] if state is JobState.SUCCEEDED and output else None,
             error_class=cls,
             error_message=msg,
+            usage={"credits": credits} if isinstance(credits, (int, float)) and not isinstance(credits, bool) else {},
         )
 
     async def cancel(self, handle: JobHandle) -> None:
