@@ -1,20 +1,31 @@
-"""The local teacher server: an OpenAI-style `/v1/videos` job API (DESIGN.md §3).
+"""The local teacher server: the OpenAI Videos API (`/v1/videos`) over a local renderer (DESIGN.md §3).
 
-It behaves like a paid provider so the gateway is exercised for real: bearer
-auth, a per-key create-rate token bucket (429 `rate_limit` + Retry-After and
-`x-ratelimit-*` headers), a per-key in-flight cap (429 `concurrency_limit`),
-a global render-queue cap (503 `overloaded`), result URLs that expire (410),
-and faults on demand (`server_faults`). Contract (JSON; errors are
-`{"error": {"code", "type", "message"}}`):
+It speaks the API as the official `openai` SDK uses it (the SDK drives it
+unmodified: tests/integration/test_sdk_openai.py; wire rules and their sources
+in `server_wire`), and behaves like a paid provider so the gateway is
+exercised for real: bearer auth, a per-key create-rate token bucket (429
+`rate_limit` + Retry-After and `x-ratelimit-*` headers), a per-key in-flight
+cap (429 `concurrency_limit`), a global render-queue cap (503 `overloaded`),
+result files that expire (410), and faults on demand (`server_faults`).
+Errors are `{"error": {"code", "type", "message", "param"}}`.
 
-- `POST /v1/videos` `{prompt, model?, seed?, seconds?, size? "WxH", fps?}` ->
-  the video object, `status: "queued"`. An `Idempotency-Key` header returns the
-  existing job for a repeated key instead of creating (and charging) another.
-- `GET /v1/videos/{id}` -> `{id, object, status, progress, error, created_at,
-  completed_at, expires_at, model, prompt, seed, seconds, size}`.
-- `GET /v1/videos/{id}/content` -> `video/mp4`; 410 `expired` after `result_ttl_s`.
-- `POST /v1/videos/{id}/cancel` or `DELETE /v1/videos/{id}` -> `cancelled` (409 if done).
-- `GET /v1/videos?limit=&order=asc|desc` -> `{object: "list", data: [...]}`.
+- `POST /v1/videos`, multipart/form-data (as the SDK sends) or JSON:
+  `{prompt, model?, seconds?, size? "WxH"}` plus this server's `seed?` and
+  `fps?` -> the Video object, `status: "queued"`; fields left out take the
+  server's defaults (`create_app(default_*)`), which the job is rendered with.
+  An `Idempotency-Key` header returns the existing job for a repeated key
+  instead of creating (and charging) another.
+- `GET /v1/videos/{id}` -> the Video object `{id, object: "video", model, status:
+  queued|in_progress|completed|failed, progress, created_at, completed_at,
+  expires_at, prompt, seconds: "4", size: "WxH", error, remixed_from_video_id, seed}`.
+- `GET /v1/videos/{id}/content?variant=video|thumbnail|spritesheet` -> MP4, WebP
+  or JPEG; 410 `expired` once `expires_at` (completion + `result_ttl_s`) has
+  passed (the video stays `completed`); unknown variant 400.
+- `DELETE /v1/videos/{id}` -> `{id, object: "video.deleted", deleted: true}`; the
+  video is gone (404). A queued or rendering one is cancelled, then deleted
+  (the API documents delete for finished videos only). There is no cancel route.
+- `GET /v1/videos?after=&limit=&order=asc|desc` -> `{object: "list", data,
+  first_id, last_id, has_more}`: the SDK's auto-pagination walks every video.
 - `GET /v1/admin/stats` -> counters (creates, throttles by kind, jobs by
   outcome, injected faults) for benchmarks to compute throttle rates.
 - `GET /v1/admin/jobs` -> `{data: [{id, prompt, seed, model, status, downloads}]}`,
@@ -42,6 +53,7 @@ from afd_async.teacher.server_app import Handlers, auth_digests
 from afd_async.teacher.server_backends import diffusers_backend, frames_to_clip, physics_backend
 from afd_async.teacher.server_faults import FaultConfig, FaultInjector
 from afd_async.teacher.server_jobs import JobQueue, TokenBucket
+from afd_async.teacher.server_wire import VideoDefaults
 from afd_async.video.clip import Clip
 
 __all__ = [
@@ -67,6 +79,9 @@ def create_app(
     result_ttl_s: float,
     create_burst: Optional[float] = None,
     render_workers: int = 2,
+    default_model: str = "sora-2",
+    default_seconds: float = 4.0,
+    default_size: str = "720x1280",
 ) -> Starlette:
     """Build the ASGI app (no sockets yet; `serve` runs it).
 
@@ -81,6 +96,12 @@ def create_app(
         result_ttl_s: how long a finished video can be downloaded (then 410).
         create_burst: tokens a key may bank; default one second's worth, at least 1.
         render_workers: render threads (jobs rendering at once, all keys together).
+        default_model, default_seconds, default_size: what a create that leaves the field
+            out gets, shown in the Video object and passed to the backend (the API's
+            defaults: `sora-2`, 4 s, `720x1280`; `afd teacher-server` uses its renderer's).
+
+    Raises:
+        ValueError: a limit out of range or a bad default (the message says which).
     """
     if not api_keys or any(not k for k in api_keys):
         raise ValueError("create_app needs at least one non-empty API key")
@@ -98,6 +119,7 @@ def create_app(
         rate_per_min=create_rate_per_min,
         max_in_flight=max_in_flight,
         max_queued=max_queued,
+        defaults=VideoDefaults(model=default_model, seconds=float(default_seconds), size=default_size),
     )
 
     @contextlib.asynccontextmanager
@@ -109,8 +131,7 @@ def create_app(
         Route("/v1/videos", handlers.create, methods=["POST"]),
         Route("/v1/videos", handlers.list_jobs, methods=["GET"]),
         Route("/v1/videos/{video_id}", handlers.retrieve, methods=["GET"]),
-        Route("/v1/videos/{video_id}", handlers.cancel, methods=["DELETE"]),
-        Route("/v1/videos/{video_id}/cancel", handlers.cancel, methods=["POST"]),
+        Route("/v1/videos/{video_id}", handlers.delete, methods=["DELETE"]),
         Route("/v1/videos/{video_id}/content", handlers.content, methods=["GET"]),
         Route("/v1/admin/stats", handlers.stats, methods=["GET"]),
         Route("/v1/admin/jobs", handlers.job_ledger, methods=["GET"]),

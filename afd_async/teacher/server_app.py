@@ -4,6 +4,7 @@ The order of checks on a create mirrors a real provider's front door:
 auth (401) -> request body (400) -> injected request faults -> idempotent
 replay (free) -> create-rate bucket (429 `rate_limit`) -> per-key in-flight
 cap (429 `concurrency_limit`) -> global queue cap (503 `overloaded`) -> job.
+Bodies, objects and pages are the OpenAI Videos wire format (`server_wire`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import hashlib
 import hmac
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -22,24 +22,17 @@ from starlette.responses import JSONResponse, Response
 
 from afd_async.teacher.server_faults import FaultMarkerError, parse_markers
 from afd_async.teacher.server_jobs import Job, JobQueue, TokenBucket
+from afd_async.teacher.server_wire import (MAX_BODY, VARIANTS, VideoDefaults, WireError, error_response,
+                                           parse_create, parse_list_query, read_create_body, video_object)
 
 __all__ = ["Handlers", "auth_digests"]
 
-_SIZE = re.compile(r"^(\d{1,4})x(\d{1,4})$")
-_MAX_BODY = 64 * 1024
-_MAX_PIXELS = 1920 * 1080
-_MAX_FRAMES = 2000
+_error = error_response
 
 
 def auth_digests(keys: Sequence[str]) -> list[bytes]:
     """SHA-256 of each key: compared in constant time, equal length whatever the key."""
     return [hashlib.sha256(k.encode()).digest() for k in keys]
-
-
-def _error(status: int, code: str, message: str, kind: str = "invalid_request_error",
-           headers: Optional[dict[str, str]] = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "type": kind, "message": message, "param": None}},
-                        status_code=status, headers=headers)
 
 
 def _retry_headers(seconds: float) -> dict[str, str]:
@@ -56,6 +49,7 @@ class Handlers:
     rate_per_min: float
     max_in_flight: int
     max_queued: int
+    defaults: VideoDefaults = field(default_factory=VideoDefaults)
     counters: dict[str, Any] = field(default_factory=lambda: {
         "creates_total": 0, "creates_accepted": 0, "idempotent_replays": 0, "auth_failures": 0,
         "throttled": {"rate_limit": 0, "concurrency_limit": 0, "queue_full": 0},
@@ -103,48 +97,16 @@ class Handlers:
         return None
 
     def _job_or_404(self, request: Request, owner: int) -> Optional[Job]:
+        """The caller's own, undeleted job named in the path (a deleted job is gone, as in the API)."""
         with self.queue.lock:
             job = self.queue.jobs.get(request.path_params["video_id"])
-            if job is None or job.owner != owner:
+            if job is None or job.owner != owner or job.deleted:
                 return None
             self.queue.refresh(job)
             return job
 
     def _video(self, job: Job) -> dict[str, Any]:
-        p = job.params
-        return {
-            "id": job.id, "object": "video", "status": job.status, "model": job.model, "prompt": job.prompt,
-            "seed": job.seed, "progress": self.queue.progress(job), "created_at": int(job.created_at),
-            "completed_at": None if job.completed_at is None else int(job.completed_at),
-            "expires_at": None if job.expires_at is None else int(math.ceil(job.expires_at)),
-            "seconds": None if p.get("seconds") is None else str(p["seconds"]),
-            "size": None if p.get("width") is None else f"{p['width']}x{p['height']}",
-            "error": job.error,
-        }
-
-    @staticmethod
-    def _params(body: dict[str, Any]) -> dict[str, Any]:
-        """Validated render params from the create body; raises ValueError with the reason."""
-        params: dict[str, Any] = {"model": str(body.get("model") or ""), "seconds": None, "fps": None,
-                                  "width": None, "height": None}
-        if body.get("seconds") is not None:
-            params["seconds"] = float(body["seconds"])
-            if not 0.0 < params["seconds"] <= 60.0:
-                raise ValueError("seconds must be in (0, 60]")
-        if body.get("fps") is not None:
-            params["fps"] = float(body["fps"])
-            if not 0.0 < params["fps"] <= 120.0:
-                raise ValueError("fps must be in (0, 120]")
-        if body.get("size") is not None:
-            match = _SIZE.match(str(body["size"]))
-            if not match:
-                raise ValueError("size must look like '1280x720' (width x height)")
-            params["width"], params["height"] = int(match.group(1)), int(match.group(2))
-            if min(params["width"], params["height"]) < 8 or params["width"] * params["height"] > _MAX_PIXELS:
-                raise ValueError(f"size must be at least 8x8 and at most {_MAX_PIXELS} pixels")
-        if (params["seconds"] or 0) * (params["fps"] or 0) > _MAX_FRAMES:
-            raise ValueError(f"seconds x fps must be at most {_MAX_FRAMES} frames")
-        return params
+        return video_object(job, self.queue.progress(job))
 
     # -- routes --------------------------------------------------------------
 
@@ -154,22 +116,16 @@ class Handlers:
             return self._unauthorized()
         self.counters["creates_total"] += 1
         raw = await request.body()
-        if len(raw) > _MAX_BODY:
-            return _error(413, "invalid_request", f"request body larger than {_MAX_BODY} bytes")
+        if len(raw) > MAX_BODY:
+            return _error(413, "invalid_request", f"request body larger than {MAX_BODY} bytes")
         try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("the body must be a JSON object")
-            prompt = body.get("prompt")
-            if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 4000:
-                raise ValueError("prompt must be a non-empty string of at most 4000 characters")
-            seed = int(body.get("seed", 0) or 0)
-            params = self._params(body)
+            wanted = parse_create(await read_create_body(request), self.defaults)
+            prompt = wanted.prompt
             render_prompt, markers = parse_markers(prompt)
         except FaultMarkerError as exc:
-            return _error(400, "invalid_request", str(exc))
-        except (ValueError, TypeError) as exc:
-            return _error(400, "invalid_request", f"invalid request: {exc}")
+            return _error(400, "invalid_request", str(exc), param="prompt")
+        except WireError as exc:
+            return _error(400, "invalid_request", f"invalid request: {exc}", param=exc.param)
         faulted = await self._request_fault(create=True, prompt=prompt, markers=markers)
         if faulted is not None:
             return faulted
@@ -194,8 +150,8 @@ class Handlers:
                 return _error(503, "overloaded", "the render queue is full; retry later", "server_error",
                               _retry_headers(1.0))
         self.queue.sweep()
-        job = self.queue.new_job(owner=owner, prompt=prompt, render_prompt=render_prompt,
-                                 model=params.pop("model"), seed=seed, params=params, markers=markers,
+        job = self.queue.new_job(owner=owner, prompt=prompt, render_prompt=render_prompt, model=wanted.model,
+                                 seed=wanted.seed, params=wanted.render_params(), markers=markers,
                                  idempotency_key=idem)
         self.counters["creates_accepted"] += 1
         with self.queue.lock:
@@ -224,54 +180,69 @@ class Handlers:
             return JSONResponse(self._video(job))
 
     async def content(self, request: Request) -> Response:
+        """`?variant=video|thumbnail|spritesheet`: the MP4 (default), a WebP thumbnail or a JPEG spritesheet."""
+        variant = request.query_params.get("variant", "video")
+        if variant not in VARIANTS:
+            return _error(400, "invalid_value", f"variant must be one of {sorted(VARIANTS)}, got {variant[:40]!r}",
+                          param="variant")
         job, refused = await self._job_request(request)
         if refused is not None:
             return refused
         with self.queue.lock:
-            status, data = job.status, job.result
-            if status == "expired" or (status == "completed" and job.fault == "expired_url"):
+            if job.status == "completed" and (job.expired or job.fault == "expired_url"):
                 return _error(410, "expired", "the video has expired; its content is no longer available")
-            if status != "completed" or data is None:
-                return _error(409, "invalid_state", f"the video is {status}, content is available once completed")
-            self.queue.counts["downloads"] += 1
-            job.downloads += 1
-        return Response(data, media_type="video/mp4")
+            data = job.result if variant == "video" else job.previews.get(variant)
+            if job.status != "completed" or data is None:
+                return _error(409, "invalid_state",
+                              f"the video is {job.status}, content is available once completed")
+            if variant == "video":
+                self.queue.counts["downloads"] += 1
+                job.downloads += 1
+        return Response(data, media_type=VARIANTS[variant])
 
-    async def cancel(self, request: Request) -> Response:
+    async def delete(self, request: Request) -> Response:
+        """Delete the video and its files (a queued or rendering one is cancelled first: `JobQueue.delete`)."""
         job, refused = await self._job_request(request)
         if refused is not None:
             return refused
-        if not self.queue.cancel(job):
-            return _error(409, "invalid_state", f"the video is already {job.status}")
-        with self.queue.lock:
-            return JSONResponse(self._video(job))
+        self.queue.delete(job)
+        return JSONResponse({"id": job.id, "object": "video.deleted", "deleted": True})
 
     async def list_jobs(self, request: Request) -> Response:
+        """One page of the caller's videos by creation time; `after` is the last id of the previous page."""
         owner = self._owner(request)
         if owner is None:
             return self._unauthorized()
         try:
-            limit = min(100, max(1, int(request.query_params.get("limit", "20"))))
-        except ValueError:
-            return _error(400, "invalid_request", "limit must be an integer")
-        descending = request.query_params.get("order", "desc") != "asc"
+            after, limit, order = parse_list_query(request.query_params)
+        except WireError as exc:
+            return _error(400, "invalid_request", str(exc), param=exc.param)
+        descending = order == "desc"
         with self.queue.lock:
-            jobs = sorted((j for j in self.queue.jobs.values() if j.owner == owner), key=lambda j: j.seq,
-                          reverse=descending)
-            for j in jobs[:limit]:
+            cursor = self.queue.jobs.get(after) if after else None  # a deleted job still marks its place
+            if after and (cursor is None or cursor.owner != owner):
+                return _error(400, "invalid_request", f"after: no video {after[:80]!r}", param="after")
+            jobs = sorted((j for j in self.queue.jobs.values() if j.owner == owner and not j.deleted
+                           and (cursor is None or (j.seq < cursor.seq if descending else j.seq > cursor.seq))),
+                          key=lambda j: j.seq, reverse=descending)
+            page = jobs[:limit]
+            for j in page:
                 self.queue.refresh(j)
-            data = [self._video(j) for j in jobs[:limit]]
-        return JSONResponse({"object": "list", "data": data, "has_more": len(jobs) > limit})
+            data = [self._video(j) for j in page]
+        return JSONResponse({"object": "list", "data": data, "first_id": page[0].id if page else None,
+                             "last_id": page[-1].id if page else None, "has_more": len(jobs) > limit})
 
     async def job_ledger(self, request: Request) -> Response:
         """Every job of the caller's key with its content-fetch count: the fault ledger's ground truth
-        for "created twice" and "orphaned" (`afd_async.faults.ledger`). Jobs are forgotten an hour after they end."""
+        for "created twice" and "orphaned" (`afd_async.faults.ledger`). Deleted jobs are listed too
+        (`deleted: true`; one deleted while live reads `cancelled`, a status only this admin route shows).
+        Jobs are forgotten an hour after they end."""
         owner = self._owner(request)
         if owner is None:
             return self._unauthorized()
         with self.queue.lock:
             data = [{"id": j.id, "prompt": j.prompt, "seed": j.seed, "model": j.model, "status": j.status,
-                     "downloads": j.downloads, "created_at": j.created_at}
+                     "deleted": j.deleted, "downloads": j.downloads, "created_at": j.created_at}
                     for j in sorted(self.queue.jobs.values(), key=lambda j: j.seq) if j.owner == owner]
         return JSONResponse({"object": "list", "data": data})
 

@@ -4,13 +4,17 @@ Jobs live in memory. Rendering runs in a thread pool so the server's event
 loop keeps answering polls while a backend works; every state change happens
 under one lock, and each job moves only forward:
 
-    queued -> in_progress -> completed -> expired
+    queued -> in_progress -> completed
        \\            \\-> failed
-        \\-> cancelled (from queued or in_progress)
+        \\-> cancelled (from queued or in_progress, by a delete)
 
-A job takes at least `render_latency_s` (a real provider takes minutes; the
-wait is interruptible by cancel), and its MP4 is kept for `result_ttl_s`
-after completion, then freed: the job reads `expired` and its content URL 410.
+`status` only ever shows the API's four values (queued, in_progress, completed,
+failed) on the wire: `cancelled` is internal, reached only by deleting a live
+job, and a deleted job answers 404 (it stays in `jobs` for the admin ledger
+until forgotten). A job takes at least `render_latency_s` (a real provider takes
+minutes; the wait is interruptible by a delete), and its MP4 and previews are
+kept for `result_ttl_s` after completion, then freed: the job still reads
+`completed` (its `expires_at` has passed) and its content answers 410.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from afd_async.teacher.server_faults import FaultInjector, corrupt_mp4, decode_bomb, distort_clip, pad_mp4, truncate_mp4
+from afd_async.teacher.server_previews import previews
 from afd_async.video.clip import Clip
 from afd_async.video.codec import encode_mp4
 
@@ -94,6 +99,9 @@ class Job:
     expires_at: Optional[float] = None
     error: Optional[dict[str, str]] = None
     result: Optional[bytes] = None
+    previews: dict[str, bytes] = field(default_factory=dict)  # content variants besides the MP4 (server_previews)
+    expired: bool = False  # the result and previews were freed at `expires_at`
+    deleted: bool = False  # DELETE /v1/videos/{id}: gone from the API, kept for the admin ledger
     idempotency_key: Optional[str] = None
     downloads: int = 0  # content fetches of this job (the fault ledger's "orphaned": created, never fetched)
     cancel_event: threading.Event = field(default_factory=threading.Event)
@@ -117,7 +125,8 @@ class JobQueue:
         self.lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
         self.idempotency: dict[tuple[int, str], str] = {}
-        self.counts: dict[str, int] = {k: 0 for k in ("completed", "failed", "cancelled", "expired", "downloads")}
+        self.counts: dict[str, int] = {k: 0 for k in ("completed", "failed", "cancelled", "expired", "deleted",
+                                                     "downloads")}
         self._seq = 0
         self._pool = ThreadPoolExecutor(max_workers=render_workers, thread_name_prefix="teacher-render")
 
@@ -147,9 +156,10 @@ class JobQueue:
                    if j.status in ACTIVE and (owner is None or j.owner == owner) and (status in (None, j.status)))
 
     def refresh(self, job: Job) -> None:
-        """Expire a completed job past its TTL; call under `lock`."""
-        if job.status == "completed" and job.expires_at is not None and self.clock() >= job.expires_at:
-            job.status, job.result = "expired", None
+        """Free a completed job's files past its TTL (it stays `completed`); call under `lock`."""
+        if job.status == "completed" and not job.expired and job.expires_at is not None \
+                and self.clock() >= job.expires_at:
+            job.expired, job.result, job.previews = True, None, {}
             self.counts["expired"] += 1
 
     def sweep(self) -> None:
@@ -166,7 +176,7 @@ class JobQueue:
 
     def progress(self, job: Job) -> int:
         """0-100; in progress it tracks the elapsed share of the render latency (capped at 99)."""
-        if job.status in ("completed", "expired"):
+        if job.status == "completed":
             return 100
         if job.status != "in_progress" or job.started_at is None:
             return 0
@@ -174,23 +184,35 @@ class JobQueue:
             return 50
         return min(99, int(100 * (self.clock() - job.started_at) / self.render_latency_s))
 
-    def cancel(self, job: Job) -> bool:
-        """Cancel a queued or running job; False if it already ended."""
+    def delete(self, job: Job) -> None:
+        """Delete a job: free its files, forget its idempotency key; a live one is cancelled first.
+
+        The API reference documents delete for completed and failed videos ("Permanently
+        delete a completed or failed video and its stored assets") and says nothing of
+        queued or in-progress ones: for those this server stops the render, then deletes
+        (its own choice, undocumented by the API). A create that repeats the deleted
+        job's idempotency key makes a new job.
+        """
         with self.lock:
-            if job.status not in ACTIVE:
-                return False
-            job.status, job.completed_at = "cancelled", self.clock()
-            self.counts["cancelled"] += 1
+            if job.deleted:
+                return
+            if job.status in ACTIVE:
+                job.status, job.completed_at = "cancelled", self.clock()
+                self.counts["cancelled"] += 1
+            job.deleted, job.result, job.previews = True, None, {}
+            self.counts["deleted"] += 1
+            if job.idempotency_key and self.idempotency.get((job.owner, job.idempotency_key)) == job.id:
+                del self.idempotency[(job.owner, job.idempotency_key)]
         job.cancel_event.set()
-        return True
 
     def _finish(self, job: Job, status: str, *, error: Optional[dict[str, str]] = None,
-                result: Optional[bytes] = None) -> None:
+                result: Optional[bytes] = None, images: Optional[dict[str, bytes]] = None) -> None:
         with self.lock:
-            if job.status != "in_progress":  # cancelled meanwhile: the cancel wins
+            if job.status != "in_progress":  # deleted meanwhile: the delete wins
                 return
             now = self.clock()
             job.status, job.error, job.result, job.completed_at = status, error, result, now
+            job.previews = dict(images or {})
             if status == "completed":
                 job.expires_at = now + self.result_ttl_s
             self.counts[status] += 1
@@ -208,7 +230,7 @@ class JobQueue:
                                                    "message": "the prompt was rejected by the content policy"})
                 return
             clip = distort_clip(self.backend(job.render_prompt, job.seed, dict(job.params)), job.fault)
-            data = encode_mp4(clip)
+            data, images = encode_mp4(clip), previews(clip)
             if job.fault == "truncated_mp4":
                 data = truncate_mp4(data, job.seq)
             elif job.fault == "corrupt_mp4":
@@ -227,7 +249,7 @@ class JobQueue:
         remaining = self.render_latency_s - (time.monotonic() - started)
         if remaining > 0 and job.cancel_event.wait(remaining):
             return
-        self._finish(job, "completed", result=data)
+        self._finish(job, "completed", result=data, images=images)
 
     def close(self) -> None:
         """Cancel everything pending and stop the pool without waiting for running renders."""

@@ -35,8 +35,7 @@ _ROUTES = (  # (method or "*", path regex, route label): a small fixed label set
     ("POST", re.compile(r"^/v1/videos/?$"), "create"),
     ("GET", re.compile(r"^/v1/videos/?$"), "list"),
     ("*", re.compile(r"^/v1/videos/[^/]+/content$"), "content"),
-    ("*", re.compile(r"^/v1/videos/[^/]+/cancel$"), "cancel"),
-    ("DELETE", re.compile(r"^/v1/videos/[^/]+$"), "cancel"),
+    ("DELETE", re.compile(r"^/v1/videos/[^/]+$"), "delete"),
     ("*", re.compile(r"^/v1/videos/[^/]+$"), "retrieve"),
     ("*", re.compile(r"^/v1/admin/stats$"), "stats"),
     ("*", re.compile(r"^/healthz$"), "healthz"),
@@ -143,6 +142,9 @@ def start_teacher_server(cfg: "RootConfig", *, metrics: Optional["RoleLabels"] =
                          port: Optional[int] = None) -> tuple["ServerHandle", threading.Event]:
     """Build the app from `cfg.teacher.server` and serve it on `cluster.host:teacher_server_port`.
 
+    A create that gives no `size` or `seconds` gets the renderer's (`teacher.renderer`),
+    so the Video object names what is rendered.
+
     Returns the running handle and an event that stops the metrics sampler
     (set it, then `handle.stop()`).
 
@@ -151,13 +153,14 @@ def start_teacher_server(cfg: "RootConfig", *, metrics: Optional["RoleLabels"] =
     """
     from afd_async.teacher.server import FaultConfig, create_app, serve
 
-    s = cfg.teacher.server
+    s, r = cfg.teacher.server, cfg.teacher.renderer
     keys = server_api_keys()
     app = create_app(backend=build_backend(cfg), api_keys=[k.reveal() for k in keys],
                      create_rate_per_min=s.create_rate_per_min, max_in_flight=s.max_in_flight,
                      max_queued=s.max_queued, render_latency_s=s.render_latency_s,
                      faults=FaultConfig(**s.faults.as_kwargs()), result_ttl_s=s.result_ttl_s,
-                     create_burst=s.create_burst, render_workers=s.render_workers)
+                     create_burst=s.create_burst, render_workers=s.render_workers,
+                     default_seconds=r.seconds, default_size=f"{r.width}x{r.height}")
     stop = threading.Event()
     served: Any = app
     if metrics is not None:

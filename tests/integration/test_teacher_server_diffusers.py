@@ -73,7 +73,8 @@ def test_diffusers_backend_renders_a_clip(pipeline_dir: Path) -> None:
     assert wider.frames.shape == (2, 16, 24, 3)
 
     app = create_app(backend=backend, api_keys=["k"], create_rate_per_min=600, max_in_flight=2, max_queued=2,
-                     render_latency_s=0.0, faults=FaultConfig(), result_ttl_s=60.0)
+                     render_latency_s=0.0, faults=FaultConfig(), result_ttl_s=60.0,
+                     default_size="16x16", default_seconds=1.0)  # a create without size/seconds gets these
     import httpx
 
     with serve(app) as handle, httpx.Client(base_url=handle.url, headers={"Authorization": "Bearer k"}) as client:
