@@ -370,11 +370,16 @@ class HttpAdapter:
         params: Optional[Mapping[str, Any]] = None,
         headers: Optional[Mapping[str, str]] = None,
         submit: bool = False,
+        content: Optional[bytes] = None,
     ) -> httpx.Response:
-        """One request; classified errors; `submit=True` marks timeouts-after-send ambiguous."""
+        """One request; classified errors; `submit=True` marks timeouts-after-send ambiguous.
+
+        `content` is a body the adapter encoded itself (e.g. a multipart form); its
+        Content-Type goes in `headers`.
+        """
         hdrs = {**self._auth_headers(), **(headers or {})}
         try:
-            resp = await self._client.request(method, url, json=json, params=params, headers=hdrs)
+            resp = await self._client.request(method, url, json=json, params=params, headers=hdrs, content=content)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             raise TeacherError(ErrorClass.TRANSIENT, self.redact(f"{self.provider} {method} {urlsplit(url).path}: {type(e).__name__}: connection not established")) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:

@@ -1,30 +1,41 @@
-"""Generic OpenAI-style `/v1/videos` adapter; the local teacher server speaks it.
+"""OpenAI Videos API (`/v1/videos`) adapter; the local teacher server speaks the same API.
 
-Contract implemented (the one `afd_async/teacher/server.py` serves, modelled on
-OpenAI's public Videos API):
+Contract implemented, from the API reference (developers.openai.com/api/reference/
+resources/videos) and the official SDK's types (`openai/types/video*.py`); the SDK
+itself drives both of our servers in tests/integration/test_sdk_openai.py:
 
-- `POST /v1/videos` JSON `{model, prompt, seed, ...params}` → `{id, status: "queued"}`.
-  An `Idempotency-Key` header carries `request_key(request)`; the local server
-  answers a repeated key with the existing job, so after an
-  `AmbiguousSubmitError` resubmitting the same request cannot create a duplicate.
-- `GET /v1/videos/{id}` → `{id, status: queued|in_progress|completed|failed|
-  cancelled|expired, progress: 0-100, error: {code, message}}`.
-- `GET /v1/videos/{id}/content` → MP4 bytes; 410 once the result has expired.
-- `POST /v1/videos/{id}/cancel` (409 when already finished: ignored).
-- `GET /v1/videos?limit=N` → `{data: [video, ...]}` (OpenAI list shape), used by
-  `find_job`; a server without the list route gets a clear INVALID error.
-- Errors: `{"error": {"code", "message", "type"}}`. Codes: `rate_limit` (429,
-  Retry-After) vs `concurrency_limit` (429), `content_policy`, plus OpenAI's own
-  `insufficient_quota`, `moderation_blocked`, `invalid_api_key`, `server_error`,
-  and the local server's `overloaded` (503) and `timeout` (504: ambiguous on create).
-
-OpenAI's hosted API takes multipart form fields (`prompt`, `model`, `seconds`,
-`size`) and deletes with `DELETE /v1/videos/{id}`; this adapter targets the
-JSON dialect of the local server. Written from public docs, without live access.
+- `POST /v1/videos`, multipart/form-data as the SDK sends it (`resources/videos.py`):
+  `prompt`, `model`, plus the request's params (`seconds` "4", `size` "720x1280", ...)
+  as strings, and `seed` (a local-server extension: the hosted API takes no seed,
+  so pass `send_seed=False` there) → the Video object. An `Idempotency-Key` header
+  carries `request_key(request)`; the local server answers a repeated key with the
+  existing job, so after an `AmbiguousSubmitError` resubmitting the same request
+  cannot create a duplicate.
+- `GET /v1/videos/{id}` → the Video object (`video.py`): `status` is one of
+  queued|in_progress|completed|failed, mapped exhaustively; any other value is a
+  TRANSIENT `TeacherError` naming it (logged and counted in `unknown_statuses`; the
+  gateway keeps the job and polls again per its retry policy), never a silent
+  "running". `progress` is an int 0-100, `seconds` a string ("4"), `size` "WxH";
+  `error` is `{code, message}` on failure. A 404 means the video was deleted
+  (our own cancel, or by someone else): CANCELLED.
+- `GET /v1/videos/{id}/content` → MP4 bytes; 404/410 once the files have expired
+  (after `expires_at`; the video still reads `completed`) → EXPIRED_RESULT.
+- Cancel is `DELETE /v1/videos/{id}` (the API has no cancel route; the local server
+  stops a queued or rendering job, then deletes it); 404 (already gone) is not an error.
+- `GET /v1/videos?limit&order&after` → `{data, has_more, last_id}` pages
+  (`pagination.py` `ConversationCursorPage`), walked by `find_job`.
+- Errors: `{"error": {"code", "message", "type", "param"}}`. Codes: `rate_limit`
+  (429, Retry-After) vs `concurrency_limit` (429), `content_policy`, plus OpenAI's own
+  `insufficient_quota`, `moderation_blocked`, `invalid_api_key`, `server_error`, and
+  the local server's `overloaded` (503) and `timeout` (504: ambiguous on create).
 """
 
 from __future__ import annotations
 
+import collections
+import logging
+import math
+import uuid
 from typing import Any, Mapping, Optional
 
 import httpx
@@ -32,6 +43,8 @@ import httpx
 from afd_async.teacher.adapters._http import (HttpAdapter, class_for_status, lookup_code, message_hint, parse_progress,
                                              request_key)
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherError
+
+log = logging.getLogger("afd_async.teacher.adapters")
 
 CODES: dict[str, ErrorClass] = {
     "rate_limit": ErrorClass.RATE_LIMITED,
@@ -61,14 +74,14 @@ CODES: dict[str, ErrorClass] = {
     "generation_failed": ErrorClass.TRANSIENT,
 }
 
+# `video.py`: Video.status is Literal["queued", "in_progress", "completed", "failed"]; nothing else exists.
 STATES: dict[str, JobState] = {
     "queued": JobState.QUEUED,
     "in_progress": JobState.RUNNING,
     "completed": JobState.SUCCEEDED,
     "failed": JobState.FAILED,
-    "cancelled": JobState.CANCELLED,
-    "expired": JobState.EXPIRED,
 }
+_FIND_PAGES = 10  # list pages `find_job` reads at most (newest first) before answering "not created"
 
 
 def classify(code: Optional[str], kind: Optional[str], message: Optional[str], status: Optional[int]) -> ErrorClass:
@@ -81,15 +94,49 @@ def classify(code: Optional[str], kind: Optional[str], message: Optional[str], s
     return cls or class_for_status(status or 500)
 
 
+def multipart_form(fields: Mapping[str, Any]) -> tuple[bytes, str]:
+    """`(body, content type)` of a multipart/form-data body of text fields (RFC 7578), as the SDK sends creates."""
+    boundary = f"afd-{uuid.uuid4().hex}"
+    out = bytearray()
+    for name, value in fields.items():
+        quoted = str(name).replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")  # RFC 7578 §2 / HTML forms
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted}"\r\n\r\n').encode()
+        out += str(value).encode() + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def _usage(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the job bills by: `seconds` of video (a string, "4") and its `size`; unreadable values are left out."""
+    out: dict[str, Any] = {}
+    try:
+        seconds = float(body.get("seconds"))  # type: ignore[arg-type]
+        if math.isfinite(seconds) and seconds > 0:
+            out["seconds"] = seconds
+    except (TypeError, ValueError):
+        pass
+    if isinstance(body.get("size"), str):
+        out["size"] = body["size"]
+    return out
+
+
 class OpenAIVideosClient(HttpAdapter):
-    """TeacherClient for an OpenAI-style `/v1/videos` server (the local teacher by default)."""
+    """TeacherClient for the OpenAI Videos API (the local teacher server by default).
+
+    Attributes:
+        unknown_statuses: how often each status outside the API's four was seen (each also logged).
+    """
 
     provider = "openai"
 
-    def __init__(self, *, base_url: str, api_key: str = "", model: str = "", timeout_s: float = 30.0, **kw: Any) -> None:
+    def __init__(self, *, base_url: str, api_key: str = "", model: str = "", timeout_s: float = 30.0,
+                 send_seed: bool = True, **kw: Any) -> None:
+        """See `make_client`; `send_seed=False` leaves out the local server's `seed` field (the hosted API has none)."""
         super().__init__(base_url=base_url, timeout_s=timeout_s, secrets=[api_key], **kw)
         self._api_key = api_key
         self.model = model
+        self.send_seed = send_seed
+        self.unknown_statuses: collections.Counter[str] = collections.Counter()
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -101,65 +148,96 @@ class OpenAIVideosClient(HttpAdapter):
         code, kind, message = err.get("code"), err.get("type"), err.get("message")
         return self._make_error(resp, code or kind, message, classify(code, kind, message, resp.status_code))
 
-    def _body(self, request: JobRequest) -> dict[str, Any]:
-        return {"model": request.model or self.model, "prompt": request.prompt, "seed": request.seed, **request.params}
+    def _fields(self, request: JobRequest) -> dict[str, Any]:
+        fields: dict[str, Any] = {"prompt": request.prompt}
+        if request.model or self.model:
+            fields["model"] = request.model or self.model
+        if self.send_seed:
+            fields["seed"] = request.seed
+        fields.update({k: v for k, v in request.params.items() if v is not None})
+        return fields
 
     async def submit(self, request: JobRequest) -> JobHandle:
-        resp = await self._send("POST", "/v1/videos", json=self._body(request), headers={"Idempotency-Key": request_key(request)}, submit=True)
-        body = resp.json()
-        return JobHandle(provider=self.provider, job_id=str(body["id"]), model=request.model or self.model)
+        body, ctype = multipart_form(self._fields(request))
+        resp = await self._send("POST", "/v1/videos", content=body, submit=True,
+                                headers={"Content-Type": ctype, "Idempotency-Key": request_key(request)})
+        video = resp.json()
+        return JobHandle(provider=self.provider, job_id=str(video["id"]), model=request.model or self.model)
+
+    def _state(self, handle: JobHandle, value: Any) -> JobState:
+        """The API's status, exhaustively; anything else is a TRANSIENT error naming it (logged, counted)."""
+        state = STATES.get(value) if isinstance(value, str) else None
+        if state is None:
+            shown = self.redact(repr(value)[:60])
+            self.unknown_statuses[shown] += 1
+            log.warning("openai: job %s has status %s, not one of the API's %s; polling again",
+                        handle.job_id, shown, sorted(STATES))
+            raise TeacherError(ErrorClass.TRANSIENT, f"{self.provider}: job {handle.job_id} has unknown status "
+                               f"{shown} (the API's: {', '.join(STATES)})", provider_code="unknown_status")
+        return state
 
     def _status(self, handle: JobHandle, body: Mapping[str, Any]) -> JobStatus:
-        state = STATES.get(str(body.get("status")), JobState.RUNNING)
-        progress = body.get("progress")
+        state = self._state(handle, body.get("status"))
         err = body.get("error") if isinstance(body.get("error"), dict) else {}
-        cls = None
-        if state is JobState.FAILED:
-            cls = classify(err.get("code"), err.get("type"), err.get("message"), None)
-        elif state is JobState.EXPIRED:
-            cls = ErrorClass.EXPIRED_RESULT
+        cls = classify(err.get("code"), err.get("type"), err.get("message"), None) if state is JobState.FAILED else None
         return JobStatus(
             handle=handle,
             state=state,
-            progress=parse_progress(progress, scale=100.0),
+            progress=parse_progress(body.get("progress"), scale=100.0),
             result_url=f"{self.base_url}/v1/videos/{handle.job_id}/content" if state is JobState.SUCCEEDED else None,
             error_class=cls,
             error_message=self.redact(err.get("message") or err.get("code") or "") or None if cls else None,
-            usage=dict(body.get("usage") or {}),
+            usage=_usage(body),
         )
 
     async def poll(self, handle: JobHandle) -> JobStatus:
-        return self._status(handle, await self._get_json(f"/v1/videos/{handle.job_id}"))
+        try:
+            body = await self._get_json(f"/v1/videos/{handle.job_id}")
+        except TeacherError as e:
+            if e.http_status == 404:
+                return JobStatus(handle=handle, state=JobState.CANCELLED, error_message="video not found (deleted)")
+            raise
+        return self._status(handle, body)
 
     async def cancel(self, handle: JobHandle) -> None:
-        """Cancel; a 409 (the job already finished) is not an error: nothing is left to stop."""
+        """`DELETE /v1/videos/{id}`; a 404 (already deleted) is not an error: nothing is left to stop."""
         try:
-            await self._send("POST", f"/v1/videos/{handle.job_id}/cancel")
+            await self._send("DELETE", f"/v1/videos/{handle.job_id}")
         except TeacherError as e:
-            if e.http_status != 409:
+            if e.http_status != 404:
                 raise
 
     async def find_job(self, request: JobRequest, *, since: Optional[float] = None, limit: int = 100) -> Optional[JobHandle]:
         """The newest live or finished job with this prompt, seed and model, created at or after `since` (epoch s).
 
-        Failed/cancelled/expired jobs are skipped: an earlier attempt's corpse is
-        not the job an ambiguous create may have made. None means "not created".
+        Walks the list newest first, `limit` videos a page (`after=last_id`), until
+        videos older than `since` or `_FIND_PAGES` pages. Failed jobs are skipped: an
+        earlier attempt's corpse is not the job an ambiguous create may have made
+        (deleted ones are not listed). A listed video without `seed` (the hosted API)
+        matches on prompt and model. None means "not created".
         """
-        try:
-            body = await self._get_json("/v1/videos", params={"limit": limit, "order": "desc"})
-        except TeacherError as e:
-            if e.http_status in (404, 405):
-                raise TeacherError(ErrorClass.INVALID, f"{self.provider}: this server cannot list jobs; find_job is unavailable", http_status=e.http_status) from None
-            raise
         model = request.model or self.model
-        for item in body.get("data", []) if isinstance(body, dict) else []:
-            if item.get("prompt") != request.prompt or item.get("seed", request.seed) != request.seed:
-                continue
-            if item.get("status") in ("failed", "cancelled", "expired"):
-                continue
-            if model and item.get("model") not in (None, "", model):
-                continue
-            if since is not None and float(item.get("created_at") or 0) < since - 1.0:
-                continue
-            return JobHandle(provider=self.provider, job_id=str(item["id"]), model=model)
+        params: dict[str, Any] = {"limit": limit, "order": "desc"}
+        for _ in range(_FIND_PAGES):
+            try:
+                body = await self._get_json("/v1/videos", params=params)
+            except TeacherError as e:
+                if e.http_status in (404, 405):
+                    raise TeacherError(ErrorClass.INVALID, f"{self.provider}: this server cannot list jobs; find_job is unavailable", http_status=e.http_status) from None
+                raise
+            items = body.get("data", []) if isinstance(body, dict) else []
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict):
+                    continue
+                if since is not None and float(item.get("created_at") or 0) < since - 1.0:
+                    return None  # newest first: the rest is older still
+                if item.get("prompt") != request.prompt or item.get("seed", request.seed) != request.seed:
+                    continue
+                if item.get("status") == "failed" or (model and item.get("model") not in (None, "", model)):
+                    continue
+                return JobHandle(provider=self.provider, job_id=str(item["id"]), model=model)
+            last = body.get("last_id") if isinstance(body, dict) else None
+            if not (isinstance(body, dict) and body.get("has_more") and isinstance(last, str) and last):
+                return None
+            params = {**params, "after": last}
         return None
