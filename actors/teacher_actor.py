@@ -22,7 +22,7 @@ log = logging.getLogger("afd.teacher-actor")
 async def _run(cfg: RootConfig) -> int:
     from afd_async import metrics
     from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, make_teacher_client
-    from afd_async.teacher.credentials import CredentialError, load_teacher_credentials
+    from afd_async.config.credentials import CredentialError, load_teacher_credentials
 
     t, c = cfg.teacher, cfg.cluster
     try:

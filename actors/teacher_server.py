@@ -19,7 +19,7 @@ log = logging.getLogger("afd.teacher-server")
 def main(cfg: RootConfig) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (2: no API key)."""
     from afd_async import metrics
-    from afd_async.teacher.credentials import CredentialError
+    from afd_async.config.credentials import CredentialError
     from afd_async.teacher.server_role import start_teacher_server
 
     c = cfg.cluster

@@ -1,6 +1,6 @@
 """Data-parallel learner scaling: learner steps/s on N ranks against 1 rank, same run, same global batch.
 
-Each row runs `afd_async.parallel.replica_check` (the real student and D
+Each row runs `afd_async.train.replica_check` (the real student and D
 updaters, DDP over torchrun) and reports the median step time after warm-up,
 steps/s, the speed-up over the 1-rank row and the per-rank scaling efficiency
 (speed-up ÷ N), plus the loss difference to the 1-rank run over the first
@@ -36,10 +36,10 @@ def run_ranks(n: int, out: Path, args: argparse.Namespace) -> dict:
     common = ["--ddp-one"] * (n == 0) + ["--out", str(out), "--steps", str(args.steps), "--batch", str(args.batch), "--size", args.size,
               "--backend", args.backend]
     torchrun = shutil.which("torchrun") or "torchrun"
-    cmd = [torchrun, "--standalone", "--nproc-per-node", str(max(n, 1)), "-m", "afd_async.parallel.replica_check",
+    cmd = [torchrun, "--standalone", "--nproc-per-node", str(max(n, 1)), "-m", "afd_async.train.replica_check",
            *common]
     if n == 1:  # the plain single-process path (no process group): the reference
-        cmd = [sys.executable, "-m", "afd_async.parallel.replica_check", *common]
+        cmd = [sys.executable, "-m", "afd_async.train.replica_check", *common]
     env = {**os.environ, **NO_MULTICAST_ENV, "OMP_NUM_THREADS": str(args.threads),
            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -19,7 +19,7 @@ import time
 
 import redis
 
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 POLICIES = ("everysec", "always", "no")
 

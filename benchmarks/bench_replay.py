@@ -19,7 +19,7 @@ import redis
 
 from afd_async.replay import PairReader, PairWriter, trim_acked
 from afd_async.replay.examples import make_pair
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 
 def bench_ours(r: redis.Redis, size: int, n: int, chunk: int, inline_max_bytes: int) -> float:

@@ -104,7 +104,7 @@ def run_cell(n: int, mode: str, seconds: float) -> dict[str, Any]:
     from afd_async.teacher.actor import decode_record, encode_record
     from afd_async.teacher.cache import decode_entry
     from afd_async.teacher.server import FaultConfig, create_app, serve
-    from afd_async.testing.redis_server import RedisServer
+    from afd_async.store.redis_server import RedisServer
 
     capacity = min(RATE / 60.0, IN_FLIGHT / RENDER_S)  # jobs/s the account allows
     with RedisServer() as rs:

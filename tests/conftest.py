@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import settings
 
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 torch.set_num_threads(1)
 

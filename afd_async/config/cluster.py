@@ -13,7 +13,7 @@ class ClusterConfig:
     `local` (default): `afd run` starts a private redis-server and every role on
     127.0.0.1 with free ports. `external`: roles connect to the hosts below
     (docker compose, several machines). Each ZeroMQ role binds two consecutive
-    ports, `port` and `port + 1`; secrets never live here (see `afd_async.teacher.credentials`).
+    ports, `port` and `port + 1`; secrets never live here (see `afd_async.config.credentials`).
     """
 
     mode: Literal["local", "external"] = "local"

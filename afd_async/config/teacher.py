@@ -6,7 +6,7 @@ which provider to call (`provider`, `base_url`, `model`, `params`), the
 account's shared quota (`quota`), gateway timeouts (`gateway`), where prompts
 come from (`source`), how untrusted videos are decoded (`decode`) and how often
 a clip may be reused (`reuse_count`). Secrets never live here: keys come from
-`AFD_TEACHER_API_KEY(_FILE)` and friends (`afd_async.teacher.credentials`).
+`AFD_TEACHER_API_KEY(_FILE)` and friends (`afd_async.config.credentials`).
 
 The defaults serve `afd run` on a 2-core laptop: a local server with a fast
 render (0.2 s) and a generous quota, so the async main job never waits long on
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional
+
+from afd_async.config.providers import ALIASES, PROVIDERS, canonical_provider
 
 _REQUEST_FAULTS = ("rate_limit", "server_error", "hang")
 _JOB_FAULTS = ("content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length",
@@ -224,7 +226,7 @@ class TeacherConfig:
 
     kind: Literal["local", "remote"] = "local"  # `local`: `afd run` starts the local server; `remote`: a live API
     renderer: RendererConfig = field(default_factory=RendererConfig)
-    provider: str = "local"  # adapter name (`afd_async.teacher.adapters.PROVIDERS`); local = OpenAI-style, our server
+    provider: str = "local"  # adapter name (`afd_async.config.providers.PROVIDERS`); local = OpenAI-style, our server
     base_url: Optional[str] = None  # API root; None: the local server (cluster.teacher_server_*) or the provider default
     model: str = "physics-v1"  # model name sent with every job
     account: str = "default"  # quota namespace: actors with the same account share one quota
@@ -239,9 +241,7 @@ class TeacherConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
 
     def __post_init__(self) -> None:
-        from afd_async.teacher.adapters import ALIASES, PROVIDERS  # light: no httpx call, no torch
-
-        if ALIASES.get(self.provider, self.provider) not in PROVIDERS:
+        if canonical_provider(self.provider) not in PROVIDERS:
             raise ValueError(f"teacher.provider {self.provider!r} is unknown; known: "
                              f"{sorted(PROVIDERS) + sorted(ALIASES)}")
         if self.kind == "local" and self.provider != "local":

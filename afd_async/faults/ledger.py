@@ -34,8 +34,8 @@ from typing import Any, Optional
 
 import redis
 
-from afd_async.runtime.keys import RunKeys
-from afd_async.runtime.plan import Planner
+from afd_async.store.keys import RunKeys
+from afd_async.train.plan import Planner
 LEARNERS = {"discriminator": "d-learner", "student": "student-learner"}  # learner -> role (checkpoint folder)
 _DEAD = ("failed", "cancelled")
 

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from afd_async.config.root import RootConfig
     from afd_async.launch.redis_guard import RedisGuard
     from afd_async.launch.supervisor import Supervisor
-    from afd_async.runtime.keys import RunKeys
-    from afd_async.teacher.credentials import Secret
+    from afd_async.store.keys import RunKeys
+    from afd_async.config.credentials import Secret
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from afd_async.launch.supervisor import CrashBudget, RestartPolicy, RoleFailed
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 
 class RedisGuard:

@@ -28,9 +28,9 @@ from afd_async.config.root import RootConfig
 from afd_async.launch.hooks import RunHandle, RunHook
 from afd_async.launch.redis_guard import RedisGuard
 from afd_async.launch.supervisor import RestartPolicy, RoleFailed, Supervisor
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 from afd_async.security.local import local_security, run_teacher_key
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def restart_policy(cfg: RootConfig) -> RestartPolicy:
 def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0,
            hooks: Sequence[RunHook] = ()) -> dict:
     """Run every role until the student learner is done; returns the run summary (plus `restarts`)."""
-    from afd_async.teacher.credentials import Secret
+    from afd_async.config.credentials import Secret
 
     out = Path(cfg.train.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

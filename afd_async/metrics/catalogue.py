@@ -11,7 +11,6 @@ histograms for latencies; `declare._declare` enforces the prefix and the counter
 from __future__ import annotations
 
 from afd_async.metrics.declare import ROLES, SPECS, MetricSpec, _c, _g, _h
-from afd_async.teacher.contract import ErrorClass
 
 # Buckets, in base units. Teacher APIs take minutes; learner steps and weight syncs take ms to seconds.
 TEACHER_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800)
@@ -21,7 +20,9 @@ ADVANTAGE_BUCKETS = (-5, -3, -2, -1, -0.5, 0, 0.5, 1, 2, 3, 5)
 
 JOB_EVENTS = ("submitted", "succeeded", "failed", "cancelled", "expired", "retried", "ambiguous", "dead_lettered",
               "cache_hit")
-ERROR_CLASSES = tuple(e.value for e in ErrorClass)
+# the values of `teacher.contract.ErrorClass` (metrics sit below teacher; tests/ops/test_metrics.py checks they agree)
+ERROR_CLASSES = ("rate_limited", "concurrency_full", "transient", "quota_exhausted", "content_rejected", "invalid", "auth",
+                 "corrupt_result", "expired_result")
 
 
 ALL = ROLES

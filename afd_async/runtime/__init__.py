@@ -7,7 +7,7 @@
                                          ▲                ┌─────────┴─────────┐
                                          └──── student learner ◄── D weights ── D learner
 
-Work is planned in *groups*: group n is one learner batch (`plan.py`), rolled out
+Work is planned in *groups*: group n is one learner batch (`train/plan.py`), rolled out
 by one student actor with one policy version, collated by the feeder as one
 batch. Groups are numbered like the synchronous loop's steps, and draw the same
 prompts and noise, so at staleness 0 the async system reproduces `afd sync`.

@@ -24,7 +24,7 @@ from afd_async.replay.pair import Pair
 from afd_async.replay.reader import PairReader
 from afd_async.replay.staleness import StalenessFilter
 from afd_async.runtime.groups import GroupClaims
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 from afd_async.transport import Batch
 
 log = logging.getLogger(__name__)

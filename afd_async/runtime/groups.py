@@ -15,7 +15,7 @@ from typing import Optional
 
 import redis
 
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 
 _CLAIM = """
 -- KEYS: next, reroll, running, student_version   ARGV: total, warmup, k, now_ms, lease_ms

@@ -48,7 +48,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from afd_async.config.root import RootConfig
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 
 log = logging.getLogger(__name__)
 

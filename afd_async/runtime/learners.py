@@ -26,7 +26,7 @@ import torch
 from afd_async.models.tiny_discriminator import frames_to_video
 from afd_async.runtime.busy import BusyMeter
 from afd_async.runtime.d_history import DHistory
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 from afd_async.runtime.learner_state import Checkpointer
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_probe_monitor import DProbeMonitor

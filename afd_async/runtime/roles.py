@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -25,21 +26,21 @@ from afd_async.parallel.sharded_feed import ShardedFeed
 from afd_async.physics import load_prompt_suite
 from afd_async.replay.trim import trim_acked
 from afd_async.replay.writer import PairWriter
-from afd_async.runtime.connect import redis_client, stop_on_signals, tcp
 from afd_async.runtime.feeder import GroupFeed
 from afd_async.runtime.groups import GroupClaims
-from afd_async.runtime.keys import RunKeys
 from afd_async.runtime.d_history import DHistory
 from afd_async.runtime.learner_state import Checkpointer, feeder_max_unacked, open_store
 from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_copy
-from afd_async.runtime.plan import Planner
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
 from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.report import MetricLog
 from afd_async.train.oracle_reward import make_oracle_reward
+from afd_async.train.plan import Planner
 from afd_async.train.sync_loop import make_discriminator_updater, make_student_updater
 from afd_async.security.curve import cluster_client_keys as curve_client
 from afd_async.security.curve import cluster_server_keys as curve_server
+from afd_async.store.connect import redis_client
+from afd_async.store.keys import RunKeys
 from afd_async.transport import FeedClient, FeedServer, WeightPublisher, WeightSubscriber
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,24 @@ def _learner_world(cfg: RootConfig, ranks: int) -> tuple[DistContext, torch.devi
     return ctx, device
 
 
+def tcp(host: str, port: int) -> str:
+    return f"tcp://{host}:{port}"
+
+
 def _ports(host: str, port: int) -> tuple[str, str]:
     return tcp(host, port), tcp(host, port + 1)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM/SIGINT, so role loops finish their current unit of work and exit."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Optional[object]) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
 
 
 def _stopped(client, keys: RunKeys, stop: threading.Event) -> bool:

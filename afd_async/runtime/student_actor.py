@@ -27,8 +27,8 @@ from afd_async.models.tiny_discriminator import video_to_frames
 from afd_async.replay.pair import Pair
 from afd_async.replay.writer import PairWriter
 from afd_async.runtime.groups import EXHAUSTED, GroupClaims
-from afd_async.runtime.keys import RunKeys
-from afd_async.runtime.plan import Group, Planner
+from afd_async.store.keys import RunKeys
+from afd_async.train.plan import Group, Planner
 from afd_async.transport import TransportTimeout, WeightSubscriber, WeightsRejected
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 
 __all__ = ["ROLES", "REDIS_ROLES", "COMPOSE_ROLES", "user_name", "role_rules", "acl_line", "acl_file_text", "write_acl_file",
            "generate_passwords", "init_secrets_dir", "password_file_name"]

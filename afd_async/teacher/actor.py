@@ -39,16 +39,23 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
 import msgpack
 import redis.asyncio as aioredis
 
+from afd_async import metrics as M
+from afd_async.config.cluster import ClusterConfig
+from afd_async.config.providers import canonical_provider
+from afd_async.physics import load_prompt_file
+from afd_async.store.connect import async_redis_client
+from afd_async.teacher.adapters import make_client
 from afd_async.teacher.cache import TeacherCache, prompt_id
-from afd_async.teacher.clips import canonical_provider, teacher_request
+from afd_async.teacher.clips import teacher_request
 from afd_async.teacher.contract import ErrorClass, JobRequest, TeacherClient, TeacherError
-from afd_async.teacher.gateway import GatewayHalted, JobDeadLettered, JobDeferred, JobFailed, TeacherGateway
+from afd_async.teacher.gateway import TeacherGateway
+from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered, JobDeferred, JobFailed
 from afd_async.teacher.journal import SubmitJournal
 from afd_async.teacher.quota import SharedQuota
 from afd_async.video.clip import Clip
+from afd_async.video.resample import ClipTooShortError, resample_with_report
 
 if TYPE_CHECKING:
-    from afd_async.config.cluster import ClusterConfig
     from afd_async.config.root import RootConfig
     from afd_async.metrics import RoleLabels
 
@@ -179,8 +186,6 @@ class RedisPromptQueue:
 
 def file_requests(cfg: "RootConfig") -> list[JobRequest]:
     """Requests of a prompt-file source: every prompt with seeds 0..seeds_per_prompt-1."""
-    from afd_async.physics import load_prompt_file
-
     src = cfg.teacher.source
     assert src.path is not None
     return [teacher_request(cfg.teacher, r.prompt, s) for r in load_prompt_file(src.path)
@@ -201,8 +206,7 @@ def make_decoder(cfg: "RootConfig") -> Callable[[bytes], Clip]:
     duration (e.g. the provider halved the length or mislabelled the fps) is
     treated as a bad result: resampling would have to freeze its last frame.
     """
-    from afd_async.video.codec import VideoDecodeError, decode_mp4
-    from afd_async.video.resample import ClipTooShortError, resample_with_report
+    from afd_async.video.codec import VideoDecodeError, decode_mp4  # deferred: PyAV loads only where clips are decoded
 
     d, s = cfg.teacher.decode, cfg.student
 
@@ -325,8 +329,6 @@ class TeacherActor:
                 await self.queue.ack(raw)
                 self.report.bad_records += 1
                 if self.metrics is not None:  # a dead-letter entry like any other: visible on the dashboard
-                    from afd_async import metrics as M
-
                     self.metrics(M.TEACHER_ACTOR_JOBS, state="dead_lettered").inc()
                 continue
             return raw, teacher_request(self.cfg.teacher, rec.prompt, rec.seed)
@@ -419,8 +421,6 @@ def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> Teach
     (`adapters._http.request_key`), so a fresh attempt after a bad render is a
     new job rather than a replay of the broken one.
     """
-    from afd_async.teacher.adapters import make_client
-
     t, c = cfg.teacher, cfg.cluster
     base_url = t.base_url or (f"http://{c.teacher_server_host}:{c.teacher_server_port}" if t.provider == "local" else None)
     client = make_client(t.provider, base_url=base_url, credentials=credentials, timeout_s=t.gateway.call_timeout_s,
@@ -429,19 +429,16 @@ def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> Teach
 
 
 def connect_redis(url: Optional[str], cluster: Optional[ClusterConfig] = None) -> aioredis.Redis:
-    """An async client for `cluster.redis_url`: user, password and TLS as `runtime.connect.redis_connection_kwargs`.
+    """An async client for `cluster.redis_url`: user, password and TLS as `store.connect.redis_connection_kwargs`.
 
     `socket_timeout` is left unset because blocking pops wait longer than one
     op; every call above carries its own `asyncio.wait_for` bound instead.
     """
-    from afd_async.config.cluster import ClusterConfig
-    from afd_async.runtime.connect import async_redis_client
-
     if not url:
         raise ValueError("the teacher actor needs cluster.redis_url (e.g. redis://127.0.0.1:6390/0)")
     return async_redis_client(cluster if cluster is not None else ClusterConfig(redis_url=url))
 
 
 def provider_name(cfg: "RootConfig") -> str:
-    """The provider the gateway stamps on keys (see `clips.canonical_provider`)."""
+    """The provider the gateway stamps on keys (see `config.providers.canonical_provider`)."""
     return canonical_provider(cfg.teacher.provider)

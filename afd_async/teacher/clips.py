@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
-from afd_async.teacher.adapters import ALIASES
+from afd_async.config.providers import canonical_provider
 from afd_async.teacher.cache import CacheEntry, decode_entry
 from afd_async.teacher.contract import JobRequest
 from afd_async.teacher.journal import request_digest
@@ -36,15 +36,10 @@ if TYPE_CHECKING:
     from afd_async.config.teacher import TeacherConfig
     from afd_async.replay.teacher_store import TeacherClip
 
-__all__ = ["CACHE_NAMESPACE", "CacheClipStore", "aload_teacher_clip", "canonical_provider", "clip_record_key",
+__all__ = ["CACHE_NAMESPACE", "CacheClipStore", "aload_teacher_clip", "clip_record_key",
            "load_teacher_clip", "teacher_clip_key", "teacher_request"]
 
 CACHE_NAMESPACE = "afd:teacher:cache"
-
-
-def canonical_provider(provider: str) -> str:
-    """The provider name adapters stamp on jobs (and keys): aliases resolved, e.g. "local" → "openai"."""
-    return ALIASES.get(provider, provider)
 
 
 def teacher_request(cfg: "TeacherConfig", prompt: str, seed: int) -> JobRequest:

@@ -26,8 +26,8 @@ Invariants: at most one create per (request, attempt) unless an ambiguous create
 is resolved by timeout (counted as a possible duplicate); a job whose id is
 recorded is only ever polled; a cancelled job leaves the journal resumable.
 
-Many jobs at once (a worker pool with drain-on-stop) live in `gateway_run`,
-the outcome exceptions in `gateway_errors`; both are re-exported here.
+Many jobs at once (a worker pool with drain-on-stop): `gateway_run.run_many`, which
+builds on this module; the outcome exceptions live in `gateway_errors`.
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterable, Awaitable, Callable, Literal, Optional, TypeVar
+from typing import TYPE_CHECKING, Awaitable, Callable, Literal, Optional, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from afd_async import metrics as M
 from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
 from afd_async.teacher.adapters._http import CURRENT_ATTEMPT
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
-from afd_async.teacher.gateway_errors import (GatewayHalted, JobDeadLettered, JobDeferred, JobFailed,  # noqa: F401 (re-exported)
-                                              _AttemptFailed)
+from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered, JobDeferred, JobFailed, _AttemptFailed
 from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
 from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
 from afd_async.video.clip import Clip
@@ -129,8 +129,6 @@ class TeacherGateway:
         self.counters[name] = self.counters.get(name, 0) + n
         if self.metrics is None:
             return
-        from afd_async import metrics as M
-
         event = _EVENTS.get(name)
         if event is not None:
             self.metrics(M.TEACHER_ACTOR_JOBS, state=event).inc(n)
@@ -142,20 +140,14 @@ class TeacherGateway:
     def _error(self, e: TeacherError) -> None:
         """Count a classified provider error (metrics only)."""
         if self.metrics is not None:
-            from afd_async import metrics as M
-
             self.metrics(M.TEACHER_ACTOR_ERRORS, error_class=e.error_class.value).inc()
 
     def _observe(self, phase: str, seconds: float) -> None:
         if self.metrics is not None:
-            from afd_async import metrics as M
-
             self.metrics(M.TEACHER_ACTOR_LATENCY, phase=phase).observe(max(0.0, seconds))
 
     def _in_flight(self, delta: int) -> None:
         if self.metrics is not None:
-            from afd_async import metrics as M
-
             self.metrics(M.TEACHER_ACTOR_IN_FLIGHT).inc(delta)
 
     async def _call(self, aw: Awaitable[T]) -> T:
@@ -435,8 +427,6 @@ class TeacherGateway:
                 await asyncio.sleep(min(self.retry_max_s, self.retry_initial_s * 2 ** i))
                 continue
             if self.metrics is not None:
-                from afd_async import metrics as M
-
                 self.metrics(M.TEACHER_ACTOR_CLIP_BYTES).inc(len(data))
             try:
                 return self.decode(data)
@@ -459,30 +449,14 @@ class TeacherGateway:
 
     # ------------------------------------------------------------------ many jobs
     def stop(self) -> None:
-        """Stop taking prompts; `run` drains in-flight jobs, then hands the rest back."""
+        """Stop taking prompts; a worker pool (`gateway_run.run_many`) drains in-flight jobs, then hands the rest back."""
         self._stop.set()
-
-    async def run(self, prompts: AsyncIterable[JobRequest], concurrency: int, *,
-                  drain_timeout_s: float = 60.0) -> "RunReport":
-        """Run jobs from `prompts` with `concurrency` workers (`gateway_run.run_many`)."""
-        from afd_async.teacher.gateway_run import run_many
-
-        return await run_many(self, prompts, concurrency, drain_timeout_s=drain_timeout_s)
 
 
 # gateway counter name → `afd_teacher_actor_jobs_total{state}`
 _EVENTS: dict[str, str] = {"created": "submitted", "done": "succeeded", "attempts_failed": "failed",
                            "results_expired": "expired", "retried": "retried", "ambiguous": "ambiguous",
                            "dead": "dead_lettered", "cache_hits": "cache_hit"}
-
-
-def __getattr__(name: str) -> Any:
-    """`RunReport` moved to `gateway_run`; kept importable from here (lazily: no import cycle)."""
-    if name == "RunReport":
-        from afd_async.teacher.gateway_run import RunReport
-
-        return RunReport
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Resolved(Exception):

@@ -5,7 +5,7 @@ drain-on-stop and its outcome counts are a separate concern: a gateway can be
 driven by this pool (tests, benchmarks) or by the teacher actor's own workers
 (`actor.TeacherActor`, which also owns a reliable prompt queue).
 
-    report = await run_many(gateway, prompts, concurrency=8)   # == await gateway.run(prompts, 8)
+    report = await run_many(gateway, prompts, concurrency=8)
     gateway.stop()                                              # from elsewhere: drain, then hand back
 """
 

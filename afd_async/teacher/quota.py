@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Literal, Optional, TypeVar
 
 import redis.asyncio as aioredis
 
+from afd_async import metrics as M
+
 if TYPE_CHECKING:
     from afd_async.metrics import RoleLabels
 
@@ -284,8 +286,6 @@ class SharedQuota:
         self.max_block_s = float(max_block_s)
         self.metrics = metrics
         if metrics is not None:
-            from afd_async import metrics as M
-
             metrics(M.QUOTA_IN_FLIGHT_MAX).set(self.max_in_flight)
             metrics(M.QUOTA_CREATE_LIMIT).set(self.create_rate_per_min / 60.0)
             metrics(M.QUOTA_CREATE_BURST).set(self.burst)
@@ -353,8 +353,6 @@ class SharedQuota:
     def _metric_grant(self, consume_rate: bool, waited_s: float) -> None:
         if self.metrics is None:
             return
-        from afd_async import metrics as M
-
         if consume_rate:
             self.metrics(M.QUOTA_GRANTS, kind="create").inc()
         self.metrics(M.QUOTA_GRANTS, kind="slot").inc()
@@ -362,16 +360,12 @@ class SharedQuota:
 
     def _metric_denial(self, reason: str) -> None:
         if self.metrics is not None and reason in ("rate", "full"):
-            from afd_async import metrics as M
-
             self.metrics(M.QUOTA_DENIALS, kind="create" if reason == "rate" else "slot").inc()
 
     async def export_snapshot(self) -> dict[str, Any]:
         """Read `snapshot()` and set the account gauges (in-flight jobs, adaptive limit); returns it."""
         snap = await self.snapshot()
         if self.metrics is not None:
-            from afd_async import metrics as M
-
             self.metrics(M.QUOTA_IN_FLIGHT).set(snap["in_flight"])
             self.metrics(M.QUOTA_IN_FLIGHT_LIMIT).set(snap["limit"])
         return snap
@@ -401,8 +395,6 @@ class SharedQuota:
                   self.aimd_increase, repr(self.aimd_cooldown_s * 1000.0)],
         ))
         if int(decreased) and self.metrics is not None:
-            from afd_async import metrics as M
-
             self.metrics(M.QUOTA_DECREASES).inc()
         return float(new)
 

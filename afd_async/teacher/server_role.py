@@ -22,7 +22,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
-from afd_async.teacher.credentials import CredentialError, Secret, load_secret
+from afd_async.config.credentials import CredentialError, Secret, load_secret
 
 if TYPE_CHECKING:
     from afd_async.config.root import RootConfig

@@ -29,10 +29,10 @@ from afd_async.launch.supervisor import RestartPolicy, Supervisor, wait_until
 from afd_async.models.tiny_discriminator import frames_to_video
 from afd_async.replay.pair import decode_meta
 from afd_async.replay.writer import F_META
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
 from afd_async.runtime.teacher_clips import load_teacher_frames, teacher_clip_ref
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 
 class LocalCluster:

@@ -31,7 +31,7 @@ from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.evaluate import EvalResult
 from afd_async.train.outputs import RunOutputs
-from afd_async.runtime.plan import sample_prompts
+from afd_async.train.plan import sample_prompts
 from afd_async.train.seeding import step_generator
 from afd_async.train.oracle_reward import make_oracle_reward
 from afd_async.train.student_update import NFT_OBJECTIVES, StudentUpdater

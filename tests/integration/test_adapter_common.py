@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from afd_async.teacher.adapters import PROVIDERS, make_client, request_key, supports_find_job
+from afd_async.config.providers import PROVIDERS
+from afd_async.teacher.adapters import make_client, request_key, supports_find_job
 from afd_async.teacher.adapters._http import Redactor, class_for_status, parse_duration, parse_retry_after, retry_hint
 from afd_async.teacher.contract import ErrorClass, JobRequest, TeacherClient
-from afd_async.teacher.credentials import CredentialError, Secret, load_secret, load_teacher_credentials
+from afd_async.config.credentials import CredentialError, Secret, load_secret, load_teacher_credentials
 
 SECRET = "sk-live-REDACT-ME-1234567890"
 

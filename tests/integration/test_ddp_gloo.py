@@ -25,12 +25,12 @@ LR, STEPS = 1e-3, 3
 
 
 def _run(args: list[str], *, ranks: int = 0, port: int = 0) -> None:
-    cmd = [sys.executable, "-m", "afd_async.parallel.replica_check", *args]
+    cmd = [sys.executable, "-m", "afd_async.train.replica_check", *args]
     if ranks:
         torchrun = shutil.which("torchrun")
         assert torchrun, "torchrun comes with torch"
         cmd = [torchrun, "--nnodes", "1", "--nproc-per-node", str(ranks), "--master-addr", "127.0.0.1",
-               "--master-port", str(port), "-m", "afd_async.parallel.replica_check", *args]
+               "--master-port", str(port), "-m", "afd_async.train.replica_check", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

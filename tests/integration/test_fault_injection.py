@@ -148,7 +148,7 @@ def test_a_rerolled_row_replaces_the_dead_actors_row_and_acks_it(redis_client) -
     from afd_async.replay.examples import make_pair
     from afd_async.runtime.feeder import GroupFeed
     from afd_async.runtime.groups import GroupClaims
-    from afd_async.runtime.keys import RunKeys
+    from afd_async.store.keys import RunKeys
 
     keys = RunKeys("t")
     claims = GroupClaims(redis_client, keys, total_groups=4, warmup_groups=0, staleness=5, lease_s=5)
@@ -182,7 +182,7 @@ def test_a_restarted_feeder_recovers_every_pending_pair_not_just_a_page(redis_cl
     from afd_async.replay.examples import make_pair
     from afd_async.runtime.feeder import GroupFeed
     from afd_async.runtime.groups import GroupClaims
-    from afd_async.runtime.keys import RunKeys
+    from afd_async.store.keys import RunKeys
 
     keys, groups = RunKeys("t"), 150  # 300 pairs
     with PairWriter(redis_client, stream=keys.pairs) as w:
@@ -220,7 +220,7 @@ def test_a_restarted_feeder_does_not_drop_a_recovered_group_as_stale(redis_clien
     from afd_async.replay.examples import make_pair
     from afd_async.runtime.feeder import GroupFeed
     from afd_async.runtime.groups import GroupClaims
-    from afd_async.runtime.keys import RunKeys
+    from afd_async.store.keys import RunKeys
 
     keys = RunKeys("t")
     with PairWriter(redis_client, stream=keys.pairs) as w:
@@ -250,7 +250,7 @@ def test_a_stale_drop_by_either_feed_rerolls_the_group_once(redis_client) -> Non
     from afd_async.replay.examples import make_pair
     from afd_async.runtime.feeder import GroupFeed
     from afd_async.runtime.groups import GroupClaims
-    from afd_async.runtime.keys import RunKeys
+    from afd_async.store.keys import RunKeys
 
     keys = RunKeys("t")
     with PairWriter(redis_client, stream=keys.pairs) as w:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from afd_async.teacher.contract import ErrorClass, JobRequest, JobState
-from afd_async.teacher.gateway import GatewayHalted, JobDeadLettered, TeacherGateway
+from afd_async.teacher.gateway import TeacherGateway
+from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered
+from afd_async.teacher.gateway_run import run_many
 from test_gateway_fakes import decode, fake_video, make_gateway, run
 
 REQ = JobRequest(prompt="a red ball bounces twice", seed=0, model="m", params={"res": "96p"})
@@ -183,7 +185,7 @@ def test_scaling_actors_does_not_raise_the_429_rate(kw, actors, shared):
             async for r in source:
                 yield r
 
-        reports = await asyncio.gather(*(gw.run(split(), concurrency=4) for gw, _ in gws))
+        reports = await asyncio.gather(*(run_many(gw, split(), concurrency=4) for gw, _ in gws))
         fake = gws[0][1]
         if shared:
             assert sum(r.done for r in reports) == n
@@ -209,7 +211,7 @@ def test_graceful_stop_hands_back_in_flight_jobs_for_resume(kw):
                 yield JobRequest(prompt=f"endless {i}", seed=0)
                 i += 1
 
-        task = asyncio.create_task(gw.run(endless(), concurrency=2, drain_timeout_s=0.2))
+        task = asyncio.create_task(run_many(gw, endless(), concurrency=2, drain_timeout_s=0.2))
         created = {(await fake.wait_event()) for _ in range(4)}  # 2 created + 2 first polls (any order)
         assert sum(e.startswith("created:") for e in created) >= 1
         gw.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from afd_async.runtime.groups import EXHAUSTED, NOT_ADMITTED, GroupClaims
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 
 
 def _claims(redis_client, *, k: int, lease_s: float = 60.0) -> GroupClaims:

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from afd_async.teacher.contract import JobHandle, JobRequest
-from afd_async.teacher.gateway import JobDeferred
+from afd_async.teacher.gateway_errors import JobDeferred
 from afd_async.teacher.journal import ClaimBusy, ClaimLost, SubmitJournal
 from test_gateway_fakes import make_gateway, run
 

@@ -9,7 +9,7 @@ import sys
 from test_teacher_actor import spawn, wait_serving
 
 from afd_async.launch.orphan import SUPERVISOR_PID_ENV
-from afd_async.testing.redis_server import free_port
+from afd_async.store.redis_server import free_port
 
 
 def test_a_role_stops_gracefully_once_its_launcher_is_killed(tmp_path):

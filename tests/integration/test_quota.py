@@ -197,7 +197,7 @@ def test_config_validation(clients):
 
 
 def test_password_never_in_errors_or_logs(tmp_path, caplog):
-    from afd_async.testing.redis_server import RedisServer
+    from afd_async.store.redis_server import RedisServer
 
     secret = "pw-never-shown-42"
     with RedisServer(data_dir=str(tmp_path), password=secret) as server:

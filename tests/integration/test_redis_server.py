@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import redis
 
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 
 def test_private_server_survives_kill_with_aof(fresh_redis_server):

@@ -24,7 +24,7 @@ import zmq
 from afd_async.config.cluster import ClusterConfig
 from afd_async.security.curve import (CHANNEL_CLIENTS, CurveKeyError, client_keys, cluster_client_keys,
                                       cluster_server_keys, init_keys, server_keys)
-from afd_async.testing.redis_server import free_port
+from afd_async.store.redis_server import free_port
 from afd_async.transport import (Batch, FeedClient, FeedServer, TransportTimeout, WeightPublisher, WeightsRejected,
                                  WeightSubscriber)
 from afd_async.transport.weights_layout import Manifest, plan_layout, wmsg

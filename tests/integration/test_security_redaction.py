@@ -15,10 +15,10 @@ from redis.retry import Retry
 
 from afd_async.config import load_config
 from afd_async.config.cluster import ClusterConfig
-from afd_async.runtime.connect import redis_client, redis_connection_kwargs
+from afd_async.store.connect import redis_client, redis_connection_kwargs
 from afd_async.security.local import local_security
-from afd_async.teacher.credentials import CredentialError
-from afd_async.testing.redis_server import RedisServer, free_port
+from afd_async.config.credentials import CredentialError
+from afd_async.store.redis_server import RedisServer, free_port
 
 PASSWORD = "s3cret-redis-password-never-printed"
 

@@ -14,13 +14,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from afd_async.config.cluster import ClusterConfig
-from afd_async.runtime.connect import redis_client as role_client
+from afd_async.store.connect import redis_client as role_client
 from afd_async.runtime.groups import GroupClaims
-from afd_async.runtime.keys import RunKeys
+from afd_async.store.keys import RunKeys
 from afd_async.security.redis_acl import (COMPOSE_ROLES, generate_passwords, init_secrets_dir, password_file_name,
                                           user_name, write_acl_file)
 from afd_async.teacher.journal import SubmitJournal
-from afd_async.testing.redis_server import RedisServer
+from afd_async.store.redis_server import RedisServer
 
 KEYS = RunKeys()
 JOURNAL_KEYS = ("afd:teacher:job:k1", "afd:teacher:claim:k1", "afd:teacher:dead", "afd:teacher:journal:stats")

@@ -15,9 +15,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from afd_async.config.cluster import ClusterConfig
-from afd_async.runtime.connect import async_redis_client, redis_client
+from afd_async.store.connect import async_redis_client, redis_client
 from afd_async.security.redis_acl import generate_passwords, user_name, write_acl_file
-from afd_async.testing.redis_server import RedisServer, TlsFiles
+from afd_async.store.redis_server import RedisServer, TlsFiles
 
 ONCE = Retry(NoBackoff(), 0)
 

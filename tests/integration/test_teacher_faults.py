@@ -181,7 +181,7 @@ def test_a_paid_result_whose_download_keeps_failing_is_fetched_on_resume_not_bou
     import pytest
 
     from afd_async.teacher.contract import ErrorClass, JobRequest
-    from afd_async.teacher.gateway import JobDeferred
+    from afd_async.teacher.gateway_errors import JobDeferred
     from test_gateway_fakes import make_gateway, run
 
     req = JobRequest(prompt="a blue ball slides left", seed=4, model="m")

@@ -7,7 +7,7 @@ import signal
 import httpx
 from test_teacher_actor import KEY, cli_overrides, have_clips, make_cfg, prompts, push, spawn, wait_for, wait_serving
 
-from afd_async.testing.redis_server import free_port
+from afd_async.store.redis_server import free_port
 
 
 def test_roles_produce_clips_and_never_log_the_key(redis_server, redis_client, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from afd_async import metrics as m
+from afd_async.teacher.contract import ErrorClass
 
 REPO = Path(__file__).resolve().parents[2]
 PER_REQUEST_LABELS = {"job_id", "pair_id", "prompt_id", "request_id", "prompt", "seed", "url", "trace_id"}
@@ -56,6 +57,7 @@ def test_every_role_and_required_quantity_is_declared():
     ]:
         assert name in exported, name
     assert set(m.spec("afd_teacher_actor_errors_total").values["error_class"]) == set(m.ERROR_CLASSES)
+    assert list(m.ERROR_CLASSES) == [e.value for e in ErrorClass]  # the catalogue names every error class
 
 
 def test_two_roles_in_one_process_differ_by_label_only(server_port):

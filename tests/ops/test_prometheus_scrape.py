@@ -188,7 +188,7 @@ def test_prometheus_scrapes_real_role_processes(tmp_path):
     from afd_async.config import load_config
     from afd_async.launch.run import ROLE_ORDER, reserve_port, role_overrides
     from afd_async.launch.supervisor import Supervisor
-    from afd_async.testing.redis_server import RedisServer
+    from afd_async.store.redis_server import RedisServer
 
     # A run long enough to be watched (the roles are stopped once the checks pass); the hash text encoder
     # spares every role the sentence model's start-up.

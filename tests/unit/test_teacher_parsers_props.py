@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from afd_async.teacher.adapters import PROVIDERS, make_client
+from afd_async.config.providers import PROVIDERS
+from afd_async.teacher.adapters import make_client
 from afd_async.teacher.contract import JobHandle, JobRequest, JobState, JobStatus, TeacherError
 
 REQUEST = JobRequest(prompt="a red ball falls", seed=3, model="owner/model")

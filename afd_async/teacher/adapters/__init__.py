@@ -22,24 +22,13 @@ from __future__ import annotations
 import importlib
 from typing import Any, Mapping, Optional
 
+from afd_async.config.credentials import Secret, reveal
+from afd_async.config.providers import ALIASES, PROVIDERS, canonical_provider
 from afd_async.teacher.adapters._http import DEFAULT_MAX_BYTES, AmbiguousSubmitError, HttpAdapter, Redactor, request_key
 from afd_async.teacher.contract import TeacherClient
-from afd_async.teacher.credentials import Secret, reveal
 
-__all__ = ["AmbiguousSubmitError", "HttpAdapter", "Redactor", "PROVIDERS", "make_client", "request_key", "supports_find_job"]
+__all__ = ["AmbiguousSubmitError", "HttpAdapter", "Redactor", "make_client", "request_key", "supports_find_job"]
 
-# name → (module, class, default base URL or None when it must be given)
-PROVIDERS: dict[str, tuple[str, str, Optional[str]]] = {
-    "openai": ("openai", "OpenAIVideosClient", None),
-    "kling": ("kling", "KlingClient", "https://api.klingai.com"),
-    "volcengine": ("seedance", "SeedanceClient", "https://ark.cn-beijing.volces.com/api/v3"),
-    "byteplus": ("seedance", "SeedanceClient", "https://ark.ap-southeast.bytepluses.com/api/v3"),
-    "runway": ("runway", "RunwayClient", "https://api.dev.runwayml.com"),
-    "luma": ("luma", "LumaClient", "https://api.lumalabs.ai/dream-machine/v1"),
-    "fal": ("fal", "FalClient", "https://queue.fal.run"),
-    "replicate": ("replicate", "ReplicateClient", "https://api.replicate.com/v1"),
-}
-ALIASES = {"local": "openai", "seedance": "volcengine", "ark": "volcengine", "modelark": "byteplus"}
 
 
 def make_client(
@@ -55,16 +44,16 @@ def make_client(
     """Build the adapter for `provider`.
 
     Args:
-        provider: one of `PROVIDERS` or an alias ("local", "seedance", "ark", "modelark").
+        provider: one of `config.providers.PROVIDERS` or an alias ("local", "seedance", "ark", "modelark").
         base_url: API root; None takes the provider's public default (tests point it at an emulator).
         credentials: {"api_key"} or, for Kling, {"access_key", "secret_key"}; str or `Secret`
-            values (see `afd_async.teacher.credentials.load_teacher_credentials`).
+            values (see `afd_async.config.credentials.load_teacher_credentials`).
         timeout_s: per-request timeout (connect is capped at 10 s).
         model: default model when a `JobRequest` names none.
         max_bytes: download cap; a larger result fails with CORRUPT_RESULT.
         **options: adapter-specific keywords (e.g. Replicate `cancel_after`, Runway `endpoint`).
     """
-    name = ALIASES.get(provider, provider)
+    name = canonical_provider(provider)
     if name not in PROVIDERS:
         raise ValueError(f"unknown teacher provider {provider!r}; known: {sorted(PROVIDERS) + sorted(ALIASES)}")
     module, cls_name, default_url = PROVIDERS[name]

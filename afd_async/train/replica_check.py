@@ -7,8 +7,8 @@ each rank trains its block of every global batch. Rank 0 writes per-step
 losses (averaged over ranks: equal blocks make that the global mean), the step
 times and the final weights, so a test or a benchmark compares the two.
 
-    python -m afd_async.parallel.replica_check --out ref --steps 4
-    torchrun --standalone --nproc-per-node 2 -m afd_async.parallel.replica_check --out ddp --steps 4
+    python -m afd_async.train.replica_check --out ref --steps 4
+    torchrun --standalone --nproc-per-node 2 -m afd_async.train.replica_check --out ddp --steps 4
     torchrun ... --steps 4 --save ckpt.pt --save-at 2 ; torchrun ... --steps 4 --resume ckpt.pt   # resume
 """
 

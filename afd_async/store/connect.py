@@ -1,25 +1,21 @@
-"""Connections every role opens: Redis from the cluster config (user, password, TLS), secrets from env/files."""
+"""Redis connections every role opens, from the cluster config (user, password, TLS; secrets from env/files)."""
 
 from __future__ import annotations
 
+import inspect
 import os
-import signal
-import threading
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Mapping, Optional
 from urllib.parse import urlparse
 
 import redis
+import redis.asyncio as aioredis
 
 from afd_async.config.cluster import ClusterConfig
-
-if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+from afd_async.config.credentials import load_secret
 
 
 def _no_setinfo() -> dict[str, None]:
     """No CLIENT SETINFO on connect: Redis 7.0 does not know it and the ACL users are not granted it."""
-    import inspect
-
     if "driver_info" in inspect.signature(redis.Redis.__init__).parameters:  # redis-py >= 7
         return {"driver_info": None}
     return {"lib_name": None, "lib_version": None}
@@ -36,8 +32,6 @@ def redis_connection_kwargs(cluster: ClusterConfig, *, env: Optional[Mapping[str
     TLS from a `rediss://` URL plus `cluster.redis_tls_*` files. The returned dict
     holds the plain password: pass it to the client, never log it.
     """
-    from afd_async.teacher.credentials import load_secret
-
     env = os.environ if env is None else env
     if not cluster.redis_url:
         raise ValueError("cluster.redis_url is not set (afd run sets it for its roles; compose sets it in cluster=compose)")
@@ -66,28 +60,11 @@ def redis_client(cluster: ClusterConfig, *, socket_timeout_s: float = 10.0) -> r
     return redis.Redis(**redis_connection_kwargs(cluster), socket_timeout=socket_timeout_s)
 
 
-def async_redis_client(cluster: ClusterConfig) -> "aioredis.Redis":
+def async_redis_client(cluster: ClusterConfig) -> aioredis.Redis:
     """An asyncio client for `cluster.redis_url`, same credentials and TLS as `redis_client`.
 
     `socket_timeout` is left unset: blocking pops wait longer than one op, so each
     call carries its own `asyncio.wait_for` bound instead (see `teacher.actor`).
     """
-    import redis.asyncio as aioredis
-
     return aioredis.Redis(**redis_connection_kwargs(cluster))
 
-
-def tcp(host: str, port: int) -> str:
-    return f"tcp://{host}:{port}"
-
-
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM/SIGINT, so role loops finish their current unit of work and exit."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: Optional[object]) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return stop

@@ -1,0 +1,5 @@
+"""The Redis store every layer shares: the run's key schema (`keys`), role connections (`connect`)
+and the private `redis-server` that `afd run` and the tests start (`redis_server`).
+
+It sits low (it imports only `config`), so the teacher, replay, security, runtime and launch
+layers all import it downward."""
