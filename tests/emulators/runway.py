@@ -2,7 +2,8 @@
 
 Where each rule comes from:
 
-- Routes: `POST /v1/text_to_video`, `POST /v1/image_to_video` → `{id}`; `GET /v1/tasks/{id}`;
+- Routes: `POST /v1/text_to_video`, `POST /v1/image_to_video` → `{id, estimatedCost {credits}}`
+  (`runwayml/types/text_to_video_create_response.py`); `GET /v1/tasks/{id}`;
   `DELETE /v1/tasks/{id}` (cancels a running task, deletes a finished one; 204)
   (https://docs.dev.runwayml.com/api/; runwayml 5.24 `runwayml/resources/text_to_video.py`,
   `image_to_video.py`, `tasks.py`). Every request carries `X-Runway-Version` and
@@ -67,7 +68,7 @@ class RunwayEmulator(Emulator):
         ahead = [j for j in self.jobs.values() if not j.terminal and j.id < job.id]
         throttled = self.max_inflight is not None and job.state == "queued" and len(ahead) >= self.max_inflight
         created = datetime.fromtimestamp(job.created_at, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        credits = CREDITS_PER_SECOND * int(job.body.get("duration") or 5)
+        credits = self._credits(job)
         out: dict[str, Any] = {"id": job.id, "status": "THROTTLED" if throttled else STATUSES[job.state], "createdAt": created}
         if not job.terminal:
             out["estimatedCost"] = {"credits": float(credits)}
@@ -82,6 +83,10 @@ class RunwayEmulator(Emulator):
             out["cost"] = {"credits": credits if job.state == "succeeded" else 0}  # failed and cancelled tasks are refunded
         return out
 
+    @staticmethod
+    def _credits(job: Job) -> int:
+        return CREDITS_PER_SECOND * int(job.body.get("duration") or 5)
+
     async def create(self, request: Request) -> Response:
         if (f := self.fault("create", request) or self._auth(request)) is not None:
             return f
@@ -89,7 +94,7 @@ class RunwayEmulator(Emulator):
         if not body.get("model") or not body.get("promptText"):
             return JSONResponse({"error": "model and promptText are required"}, status_code=400)
         job = await self.create_job(body["promptText"], body["model"], body)
-        return JSONResponse({"id": job.id})
+        return JSONResponse({"id": job.id, "estimatedCost": {"credits": float(self._credits(job))}})
 
     async def get(self, request: Request) -> Response:
         if (f := self.fault("poll", request) or self._auth(request)) is not None:
