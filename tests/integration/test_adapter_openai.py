@@ -1,4 +1,4 @@
-"""OpenAI-style `/v1/videos` specifics against its emulator (the contract checks are in test_adapter_contract.py)."""
+"""OpenAI Videos specifics against its emulator (the contract checks are in test_adapter_contract.py; the SDK's own run in test_sdk_openai.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from emulators import harness as h
 from emulators.providers import OPENAI_KEY as KEY
 from emulators.providers import anyio_backend, emu, make, provider_fixture  # noqa: F401
 
-from afd_async.teacher.contract import ErrorClass, JobHandle
+from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest
 
 pytestmark = pytest.mark.anyio
 provider = provider_fixture("openai")
@@ -32,3 +32,28 @@ async def test_key_echoed_by_server_is_redacted(make, emu, caplog):
             err2 = await h.expect(client.poll(JobHandle("openai", "job-x")), ErrorClass.AUTH)
             h.assert_redacted(err2, [KEY])
     assert caplog.text and KEY not in caplog.text
+
+
+@pytest.mark.parametrize("status", ["cancelled", "expired", "running", None])
+async def test_unknown_status_is_a_named_counted_error(make, emu, caplog, status):
+    """`video.py`: status is queued|in_progress|completed|failed; anything else is never read as running."""
+    async with make() as client:
+        handle = await client.submit(h.REQUEST)
+        emu.inject("poll", 200, {"id": handle.job_id, "object": "video", "status": status, "progress": 10})
+        with caplog.at_level("WARNING", logger="afd_async.teacher.adapters"):
+            err = await h.expect(client.poll(handle), ErrorClass.TRANSIENT)
+        assert repr(status) in str(err) and err.provider_code == "unknown_status"
+        assert client.unknown_statuses == {repr(status): 1} and repr(status) in caplog.text
+        assert (await client.poll(handle)).state.value in ("running", "succeeded")  # the job is kept: polled again
+
+
+async def test_create_is_multipart_like_the_sdk(make, emu):
+    async with make() as client:
+        await client.submit(JobRequest(prompt="a ball", seed=4, params={"seconds": "8", "size": "1280x720"}))
+    async with make(send_seed=False) as client:
+        await client.submit(JobRequest(prompt="no seed", seed=4))
+    creates = [hdrs for method, path, hdrs in emu.requests if (method, path) == ("POST", "/v1/videos")]
+    assert all(c["content-type"].startswith("multipart/form-data") for c in creates)
+    seeded, unseeded = list(emu.jobs.values())
+    assert seeded.body == {"prompt": "a ball", "model": "local-physics", "seed": "4", "seconds": "8", "size": "1280x720"}
+    assert "seed" not in unseeded.body  # the hosted API takes no seed
