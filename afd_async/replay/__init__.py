@@ -7,27 +7,21 @@ Pieces (each a small module, collaborators injected, every wait timed):
 - `PairReader`: one consumer of a group (one group per learner): at-least-once,
   dedupe by `pair_id`, reclaim from dead consumers, dead letters;
 - `trim_acked`: trims only what every group acknowledged;
-- `StalenessAdmission`, `StalenessFilter`, `RerollQueue`: staleness bounded by admission,
-  checked at sampling, teacher clips kept for re-rolls;
-- `RateLimiter`, `ReuseBuffer`: optional reuse / prioritised sampling, Reverb-style;
-- `TeacherClipStore`, `RedisTeacherClipStore`: where a learner finds a pair's teacher clip.
+- `StalenessFilter`: the feeder's drop-and-count check (admission and re-rolls: `runtime/groups.py`);
+- `TeacherClip`, `TeacherClipStore`: where a learner finds a pair's teacher clip.
 """
 
 from __future__ import annotations
 
 from afd_async.replay.pair import PAIR_SCHEMA, Pair, decode_meta, decode_pair, encode_pair
-from afd_async.replay.rate_limiter import RateLimiter
 from afd_async.replay.reader import PairReader, ensure_group
-from afd_async.replay.reroll import RerollQueue, RerollRequest
-from afd_async.replay.sampler import ReuseBuffer
-from afd_async.replay.staleness import StalenessAdmission, StalenessFilter, Ticket, staleness_histogram
-from afd_async.replay.teacher_store import RedisTeacherClipStore, TeacherClip, TeacherClipMissing, TeacherClipStore
+from afd_async.replay.staleness import StalenessFilter
+from afd_async.replay.teacher_store import TeacherClip, TeacherClipMissing, TeacherClipStore
 from afd_async.replay.trim import oldest_needed_id, trim_acked
 from afd_async.replay.writer import DEFAULT_STREAM, PairWriter, blob_key
 
 __all__ = [
-    "DEFAULT_STREAM", "PAIR_SCHEMA", "Pair", "PairReader", "PairWriter", "RateLimiter", "RedisTeacherClipStore",
-    "RerollQueue", "RerollRequest", "ReuseBuffer", "StalenessAdmission", "StalenessFilter", "TeacherClip",
-    "TeacherClipMissing", "TeacherClipStore", "Ticket", "blob_key", "decode_meta", "decode_pair", "encode_pair",
-    "ensure_group", "oldest_needed_id", "staleness_histogram", "trim_acked",
+    "DEFAULT_STREAM", "PAIR_SCHEMA", "Pair", "PairReader", "PairWriter", "StalenessFilter", "TeacherClip",
+    "TeacherClipMissing", "TeacherClipStore", "blob_key", "decode_meta", "decode_pair", "encode_pair",
+    "ensure_group", "oldest_needed_id", "trim_acked",
 ]

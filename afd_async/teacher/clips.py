@@ -101,7 +101,7 @@ class CacheClipStore:
 
     def get(self, ref: str) -> "TeacherClip":
         """The clip under `ref`; raises `TeacherClipMissing` if absent."""
-        from afd_async.replay.teacher_store import TeacherClipMissing
+        from afd_async.replay.teacher_store import TeacherClipMissing  # deferred: it imports torch, teacher actors never do
 
         got = load_teacher_clip(self._r, ref, namespace=self.namespace)
         if got is None:
@@ -110,7 +110,7 @@ class CacheClipStore:
 
     def get_many(self, refs: Sequence[str]) -> list["TeacherClip"]:
         """Clips for `refs` in order, one round trip; raises `TeacherClipMissing` for the first absent ref."""
-        from afd_async.replay.teacher_store import TeacherClipMissing
+        from afd_async.replay.teacher_store import TeacherClipMissing  # deferred: it imports torch, teacher actors never do
 
         pipe = self._r.pipeline(transaction=False)
         for ref in refs:
@@ -125,8 +125,8 @@ class CacheClipStore:
 
     @staticmethod
     def _to_clip(frames: np.ndarray, fps: float) -> "TeacherClip":
-        import torch  # lazy: teacher actors never import torch
+        import torch  # deferred: teacher actors never import torch
 
-        from afd_async.replay.teacher_store import TeacherClip
+        from afd_async.replay.teacher_store import TeacherClip  # deferred: it imports torch
 
         return TeacherClip(frames=torch.from_numpy(np.array(frames, dtype=np.uint8, copy=True)), fps=float(fps))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
+import redis
+
 from afd_async.runtime.groups import EXHAUSTED, NOT_ADMITTED, GroupClaims
 from afd_async.store.keys import RunKeys
 
@@ -46,3 +50,48 @@ def test_done_groups_are_not_rerolled_and_plan_ends(redis_client):
     claims.reroll(5)  # a stale group comes back
     c, _ = claims.try_claim()
     assert c.group == 5 and c.reroll
+
+
+def test_admission_bound_holds_under_concurrent_actors(redis_server, redis_client):
+    """Many actors claim at once while the learner advances: no group is ever handed out beyond L + k,
+    and none twice (moved here from the deleted `replay.staleness.StalenessAdmission` test)."""
+    k, warmup, total, n_actors = 1, 2, 40, 4
+    keys = RunKeys("t")
+    kw = redis_server.client_kwargs()
+    claimed: list[tuple[int, int]] = []  # (group, learner version read after the claim)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def actor() -> None:
+        r = redis.Redis(**kw, socket_timeout=5)
+        claims = GroupClaims(r, keys, total_groups=total, warmup_groups=warmup, staleness=k, lease_s=60.0)
+        while not stop.is_set():
+            claim, code = claims.try_claim()
+            if claim is None:
+                if code == EXHAUSTED:
+                    break
+                stop.wait(0.001)  # not admitted: wait for the learner
+                continue
+            version = int(r.get(keys.student_version) or 0)  # versions only grow: an upper bound of L at the claim
+            claims.done(claim.group)
+            with lock:
+                claimed.append((claim.group, version))
+        r.close()
+
+    def learner() -> None:
+        r = redis.Redis(**kw, socket_timeout=5)
+        for _ in range(total - warmup):
+            stop.wait(0.005)
+            r.incr(keys.student_version)
+        r.close()
+
+    threads = [threading.Thread(target=actor) for _ in range(n_actors)] + [threading.Thread(target=learner)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    stop.set()
+    assert not any(t.is_alive() for t in threads)
+    groups = [g for g, _ in claimed]
+    assert sorted(groups) == list(range(total))  # every group once, none twice
+    assert all(g < warmup or g - warmup <= version + k for g, version in claimed)

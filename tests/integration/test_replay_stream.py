@@ -6,10 +6,13 @@ import pytest
 import torch
 
 from afd_async.codec import pack, unpack
-from afd_async.replay import Pair, PairReader, PairWriter, RedisTeacherClipStore, TeacherClip, TeacherClipMissing, TeacherClipStore
+from afd_async.replay import Pair, PairReader, PairWriter, TeacherClipMissing, TeacherClipStore
 from afd_async.replay.examples import make_pair, same_pair
 from afd_async.replay.pair import encode_pair
 from afd_async.replay.writer import blob_key
+from afd_async.teacher.cache import CacheEntry, TeacherMeta, encode_entry
+from afd_async.teacher.clips import CacheClipStore, clip_record_key
+from afd_async.video.clip import Clip
 
 S = "t:pairs"
 
@@ -165,14 +168,18 @@ def _fields(p: Pair) -> dict:
 
 
 def test_teacher_clip_store_contract(redis_client) -> None:
-    store = RedisTeacherClipStore(redis_client, ttl_s=60)
+    """The live `TeacherClipStore` (the teacher cache) returns the clip stored under a ref, or raises."""
+    store = CacheClipStore(redis_client)
     assert isinstance(store, TeacherClipStore)
     frames = torch.randint(0, 256, (5, 8, 8, 3), dtype=torch.uint8)
-    store.put("clip-0", TeacherClip(frames, fps=16.0))
-    clip = store.get("clip-0")
+    ref = make_pair(0).teacher_ref  # a pair finds its teacher clip through its ref
+    meta = TeacherMeta(provider="openai", model="m", job_id="j0", latency_s=0.1, video_seconds=5 / 16.0)
+    entry = CacheEntry(key=ref, prompt="p", seed=0, params={}, clip=Clip(frames.numpy(), 16.0), meta=meta, created_at=0.0)
+    redis_client.set(clip_record_key(ref), encode_entry(entry), px=60_000)
+    clip = store.get(ref)
     assert torch.equal(clip.frames, frames) and clip.fps == 16.0
-    assert [c.fps for c in store.get_many(["clip-0", "clip-0"])] == [16.0, 16.0]
+    assert [c.fps for c in store.get_many([ref, ref])] == [16.0, 16.0]
     with pytest.raises(TeacherClipMissing):
         store.get("clip-1")
-    # a pair finds its teacher clip through its ref
-    assert torch.equal(store.get(make_pair(0).teacher_ref).frames, frames)
+    with pytest.raises(TeacherClipMissing):
+        store.get_many([ref, "clip-1"])
