@@ -1,6 +1,6 @@
 """Provider status values are mapped exhaustively (issue 18.3): an unknown one is a counted, retried error.
 
-Luma, Replicate, fal and Runway adapters against their emulators: a poll that reads a
+Luma, Replicate, fal, Runway, Kling and Seedance adapters against their emulators: a poll that reads a
 status outside the provider's documented set (or none) raises a TRANSIENT `TeacherError`
 naming the value and logs it, and the job is untouched, so the next poll goes on. Through
 the gateway, such polls are counted in `afd_teacher_actor_errors_total{error_class="transient"}`
@@ -29,19 +29,22 @@ from afd_async.video.clip import Clip
 from afd_async.video.codec import decode_mp4, encode_mp4
 
 pytestmark = pytest.mark.anyio
-provider = provider_fixture("luma", "replicate", "fal", "runway")
+provider = provider_fixture("luma", "replicate", "fal", "runway", "kling", "volcengine")
 
-# A reply of the provider's shape whose status field holds `value` (None: the field is absent).
-_FIELD = {"luma": "state", "replicate": "status", "fal": "status", "runway": "status"}
+# The status field of each provider's poll reply.
+_FIELD = {"luma": "state", "replicate": "status", "fal": "status", "runway": "status", "kling": "task_status",
+          "volcengine": "status"}
 # A value each provider does not document; Replicate's is the one its emulator once sent.
-UNKNOWN = {"luma": "paused", "replicate": "running", "fal": "FAILED", "runway": "QUEUED"}
+UNKNOWN = {"luma": "paused", "replicate": "running", "fal": "FAILED", "runway": "QUEUED", "kling": "succeeded",
+           "volcengine": "done"}
 
 
 def _reply(name: str, job_id: str, value: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": job_id, "request_id": job_id}
+    """A poll reply of the provider's shape whose status field holds `value` (None: the field is absent)."""
+    body: dict[str, Any] = {"id": job_id, "request_id": job_id, "task_id": job_id}
     if value is not None:
         body[_FIELD[name]] = value
-    return body
+    return {"code": 0, "message": "SUCCEED", "data": body} if name == "kling" else body
 
 
 @pytest.mark.parametrize("missing", [False, True], ids=["unknown", "missing"])

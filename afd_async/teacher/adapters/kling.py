@@ -14,7 +14,8 @@ Endpoints:
   data: {task_id, task_status, task_info: {external_task_id}}}`.
   Kling takes no seed: `JobRequest.seed` is not sent.
 - `GET /v1/videos/text2video/{task_id}` → `data: {task_status: submitted|
-  processing|succeed|failed, task_status_msg, task_result: {videos: [{url, duration}]}}`.
+  processing|succeed|failed, task_status_msg, task_result: {videos: [{url, duration}]}}`;
+  any other `task_status` is a TRANSIENT error naming it (`HttpAdapter._unknown_status`).
 - `GET /v1/videos/text2video?pageNum=&pageSize=` (task list, used by `find_job`
   to match `task_info.external_task_id`, which we set to `request_key(request)`;
   *unsure* of the exact list shape: `data` as a list of tasks).
@@ -139,7 +140,10 @@ class KlingClient(HttpAdapter):
                                self.redact(f"kling poll {handle.job_id}: code={code}: {body.get('message') if isinstance(body, dict) else ''}"),
                                provider_code=None if code is None else str(code))
         data = body["data"]
-        state = STATES.get(str(data.get("task_status")), JobState.RUNNING)
+        raw = data.get("task_status")
+        state = STATES.get(raw) if isinstance(raw, str) else None
+        if state is None:
+            raise self._unknown_status(handle, "task_status", raw, STATES)
         videos = (data.get("task_result") or {}).get("videos") or []
         msg = data.get("task_status_msg") or ""
         cls = (message_hint(msg) if message_hint(msg) is ErrorClass.CONTENT_REJECTED else ErrorClass.TRANSIENT) if state is JobState.FAILED else None

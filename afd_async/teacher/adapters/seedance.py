@@ -12,8 +12,10 @@ Endpoints:
   --duration 5 --ratio 16:9 --resolution 720p`); other `params` go top-level
   (e.g. `callback_url`).
 - `GET {base}/contents/generations/tasks/{id}` → `{id, model, status: queued|
-  running|succeeded|failed|cancelled, content: {video_url}, error: {code,
-  message}, usage: {completion_tokens, total_tokens}, created_at}`.
+  running|succeeded|failed|cancelled|expired, content: {video_url}, error: {code,
+  message}, usage: {completion_tokens, total_tokens}, created_at}` (`expired`: the
+  task outlived its execution window, *unsure* for older models). Any other status
+  is a TRANSIENT error naming it (`HttpAdapter._unknown_status`).
 - `DELETE {base}/contents/generations/tasks/{id}`: cancels a queued task.
 - `GET {base}/contents/generations/tasks?page_num&page_size&filter.model` →
   `{items, total}`. Listed tasks do not echo the prompt (*unsure*), so this
@@ -64,7 +66,8 @@ CODES: dict[str, ErrorClass] = {
     "ModelNotOpen": ErrorClass.INVALID,
 }
 
-STATES = {"queued": JobState.QUEUED, "running": JobState.RUNNING, "succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED, "cancelled": JobState.CANCELLED}
+STATES = {"queued": JobState.QUEUED, "running": JobState.RUNNING, "succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED,
+          "cancelled": JobState.CANCELLED, "expired": JobState.EXPIRED}
 TEXT_COMMANDS = ("resolution", "ratio", "duration", "framespersecond", "watermark", "camerafixed")
 
 
@@ -114,7 +117,10 @@ class SeedanceClient(HttpAdapter):
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_json(f"/contents/generations/tasks/{handle.job_id}")
-        state = STATES.get(str(body.get("status")), JobState.RUNNING)
+        raw = body.get("status")
+        state = STATES.get(raw) if isinstance(raw, str) else None
+        if state is None:
+            raise self._unknown_status(handle, "status", raw, STATES)
         err = body.get("error") if isinstance(body.get("error"), dict) else {}
         cls = classify(err.get("code"), err.get("message"), None) if state is JobState.FAILED else None
         return JobStatus(
