@@ -1,150 +1,124 @@
-"""The prompt grammar: a small, closed vocabulary so every prompt has exact physics.
+"""The prompt grammar: plain phrasing of the scenes the renderer draws, read into exact physics.
 
-Prompts are bags of known words and phrases with two ordering rules: an
-object's adjectives come before its noun, and for `hits` the first object named
-is the one that moves. Every word must be known; an unknown word raises
-`PromptError` naming it and listing `GRAMMAR`, because a teacher that silently
-ignored words would teach the student the wrong thing. Words that cannot apply
-to the motion (friction on a pendulum, "twice" without "bounces") are errors too.
+A prompt is read word by word against `vocabulary.PHRASES` (longest phrase
+first), so fillers ("the", "is", "on the ground"), prepositions and word order
+are free, with a few rules that carry meaning:
+
+- an object's adjectives come before its noun ("a red ball"), or after "that
+  is" / "coloured" ("a ball that is red"); "a red and a blue ball" is two balls;
+- "from" / "on" / "at" / "in" + a place is where something starts or is ("from
+  the top right", "on the left"); "to" / "towards" + left or right, or a bare
+  "left" / "right", is where it moves;
+- for `hits` the first object named moves, unless the sentence is passive ("a
+  blue ball is hit by a red ball"); "rolls into" is a hit; "each other" makes
+  two objects collide, "a stationary ball" makes a collision a hit;
+- a rope, string or rod hangs a pendulum ("a ball on a long string swings").
+
+Every word must be known: a teacher that silently ignored words would teach
+the student the wrong thing. An unknown word raises `PromptError` naming the
+first word that cannot be placed, the nearest known words and a prompt that
+parses; words that cannot apply to the motion (friction on a pendulum, "twice"
+without "bounces") are errors too. `python -m afd_async.physics [PROMPT ...]`
+prints the grammar, or what each prompt means.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass
+from typing import Optional, Sequence
 
 from afd_async.physics.scene import PALETTE, ObjectSpec, Scene
+from afd_async.physics.vocabulary import (
+    EXAMPLES,
+    KNOWN_WORDS,
+    MAX_PHRASE_WORDS,
+    PHRASES,
+    Word,
+)
 
 GRAMMAR = """\
-Prompt grammar (case-insensitive; punctuation ignored; fillers: a, an, the, and, then, in, with):
-  object    := [one | two] [size] [mass] [colour] [length] noun   (adjectives before the noun)
-  noun      : ball(s), square(s), block(s), pendulum
-  size      : small, medium, large, big            mass: light, heavy (matters in collisions)
-  colour    : red, blue, green, yellow, purple, orange, cyan, white (two objects: distinct colours)
-  length    : short, long                          (pendulum rod)
-  motion    : falls | drops          one object drops onto the floor and rests
-              bounces [count]        falls and rebounds count times, then rests (no count: settles)
-              slides | rolls         one object moves along the floor under friction
-              collide                two objects move toward each other and collide
-              hits                   the first object runs into the second, which is at rest
-              swings                 a pendulum swings from its pivot
-  count     : once, twice, three times, four times  (only with bounces)
-  start     : from the top | from the top left | from the top right | from the left |
-              from the right | from the center | from the middle
-  direction : left, right, to the left, to the right
-  speed     : slowly, quickly, fast                 (a swing: its amplitude)
-  physics   : low gravity, high gravity | on ice, on rough ground | bouncy, soft
-  other     : and stops, head-on
-Examples: "a red ball falls from the top and bounces twice", "a blue square slides left and
-stops", "two balls collide head-on", "a heavy red ball hits a light blue ball", "a pendulum swings"
+Prompt grammar (case and punctuation ignored; words in any natural order; fillers such as a, the, is,
+then, it, on the ground, back and forth, because of friction may appear anywhere):
+  object    := [count] [size] [mass] [colour] [length] noun      "a red ball", "two small blocks"
+  noun      : ball, sphere | square, cube, block, box, brick (drawn as a flat square) | pendulum
+              a ball/bob on a rope, string, rod, cord or chain is a pendulum ("a ball on a long string")
+  count     : one, two, 2, a pair of                  size: small, tiny, little | medium | large, big, huge
+  mass      : light, heavy (matters in collisions)    length: short, long (the pendulum's rope)
+  colour    : red, blue, green, yellow, purple (violet), orange, cyan (turquoise), white; two objects:
+              distinct colours. Also "a ball that is red", "a red and a blue ball".
+  motion    : falls, drops, lands, is dropped      one object falls to the ground and rests
+              bounces [count], rebounds            ... falls and rebounds count times (no count: settles)
+              is thrown up, is tossed, flies up    one object thrown up from the ground, falls back
+              slides, rolls, glides, moves, is pushed   one object moves along the ground under friction
+              collide, crash, bump into each other two objects move toward each other and collide
+              hits, strikes, knocks, rolls into, is hit by   the first object (passive: the one after
+                                                   "by") runs into the second, which is at rest
+              swings, sways, oscillates, is released   a pendulum swings from its pivot
+  count     : once, twice, three times, 3 times, two bounces (up to 5; only with bounces)
+  place     : from/at/on/in the top | top left | top right | upper left | left | right | center | middle |
+              above | high up     ("on the left": where an object is; two colliding objects may each have one)
+  direction : left, right, to the left, towards the right, leftward(s), rightward(s)
+  speed     : slowly, gently, slightly | quickly, fast, hard   (a swing: its width: widely, in a wide arc,
+              with a small amplitude; a throw: how high: high)
+  physics   : low/weak/high/strong gravity, on the moon | on ice, icy, slippery, without friction,
+              on rough ground, a rough floor, a lot of friction | bouncy, rubber | soft
+  other     : stops, comes to rest, head-on, without bouncing, slows down
+Examples: "a blue ball drops from the top right and bounces twice on the ground", "a red cube slides to
+the left and slows down because of friction", "two balls collide head-on", "a blue ball is hit by a red
+ball", "a pendulum on a long rope swings widely", "a ball is thrown up and falls down"
 """
+HELP = "all words: python -m afd_async.physics"
+DEFAULT_EXAMPLE = EXAMPLES["fall"]
 
 
 class PromptError(ValueError):
-    """A prompt outside the grammar; the message names the problem and lists `GRAMMAR`."""
+    """A prompt outside the grammar.
 
-    def __init__(self, problem: str, prompt: str) -> None:
-        self.problem = problem
-        self.prompt = prompt
-        super().__init__(f"{problem} (prompt: {prompt!r})\n{GRAMMAR}")
+    The message (one line) names the first word or phrase that cannot be
+    placed, the nearest known words when the word is unknown, and a prompt that
+    parses. Attributes keep the parts: `problem`, `prompt`, `word`,
+    `suggestions`, `example`.
+    """
 
-
-@dataclass(frozen=True)
-class _Word:
-    slot: str
-    value: object
-
-
-def _vocabulary() -> dict[tuple[str, ...], _Word]:
-    table: dict[str, tuple[str, object]] = {
-        "one": ("count", 1), "two": ("count", 2),
-        "small": ("size", "small"), "medium": ("size", "medium"),
-        "large": ("size", "large"), "big": ("size", "large"),
-        "light": ("mass", "light"), "heavy": ("mass", "heavy"),
-        "short": ("length", "short"), "long": ("length", "long"),
-        "ball": ("noun", "ball"), "balls": ("noun", "ball"),
-        "square": ("noun", "square"), "squares": ("noun", "square"),
-        "block": ("noun", "square"), "blocks": ("noun", "square"),
-        "pendulum": ("noun", "pendulum"),
-        "falls": ("motion", "fall"), "fall": ("motion", "fall"),
-        "drops": ("motion", "fall"), "drop": ("motion", "fall"),
-        "bounces": ("motion", "bounce"), "bounce": ("motion", "bounce"),
-        "slides": ("motion", "slide"), "slide": ("motion", "slide"),
-        "rolls": ("motion", "slide"), "roll": ("motion", "slide"),
-        "collide": ("motion", "collide"), "collides": ("motion", "collide"),
-        "hits": ("motion", "hit"), "swings": ("motion", "swing"), "swing": ("motion", "swing"),
-        "once": ("bounces", 1), "twice": ("bounces", 2),
-        "three times": ("bounces", 3), "four times": ("bounces", 4),
-        "from the top": ("start", "top"), "from the top left": ("start", "top left"),
-        "from the top right": ("start", "top right"), "from the left": ("start", "left"),
-        "from the right": ("start", "right"), "from the center": ("start", "center"),
-        "from the middle": ("start", "center"),
-        "left": ("direction", "left"), "right": ("direction", "right"),
-        "to the left": ("direction", "left"), "to the right": ("direction", "right"),
-        "slowly": ("speed", "slow"), "quickly": ("speed", "fast"), "fast": ("speed", "fast"),
-        "low gravity": ("gravity", "low"), "high gravity": ("gravity", "high"),
-        "on ice": ("friction", "ice"), "on rough ground": ("friction", "rough"),
-        "bouncy": ("restitution", "bouncy"), "soft": ("restitution", "soft"),
-        "stops": ("stops", True), "stop": ("stops", True),
-        "head-on": ("head_on", True), "head on": ("head_on", True),
-        "a": ("filler", None), "an": ("filler", None), "the": ("filler", None),
-        "and": ("filler", None), "then": ("filler", None), "in": ("filler", None),
-        "with": ("filler", None),
-    }
-    for colour in PALETTE:
-        table[colour] = ("colour", colour)
-    return {tuple(k.split()): _Word(*v) for k, v in table.items()}
-
-
-VOCABULARY = _vocabulary()
-_MAX_PHRASE = max(len(k) for k in VOCABULARY)
-_ADJECTIVES = ("count", "size", "mass", "colour", "length")
-# Which scene-level words make sense for which motion (the rest are PromptErrors).
-_ALLOWED: dict[str, set[str]] = {
-    "fall": {"bounces", "start", "direction", "speed", "gravity", "friction", "restitution", "stops"},
-    "slide": {"start", "direction", "speed", "gravity", "friction", "restitution", "stops"},
-    "collide": {"speed", "gravity", "friction", "restitution", "stops", "head_on"},
-    "hit": {"start", "direction", "speed", "gravity", "friction", "restitution", "stops", "head_on"},
-    "swing": {"start", "speed", "gravity"},
-}
-_STARTS_FOR = {
-    "fall": {"top", "top left", "top right", "left", "right", "center"},
-    "slide": {"left", "right", "center"},
-    "hit": {"left", "right"},
-    "swing": {"left", "right"},
-}
-_PHRASE_FOR_SLOT = {"bounces": "a bounce count", "head_on": "head-on", "stops": "stops"}
+    def __init__(self, problem: str, prompt: str, *, word: Optional[str] = None,
+                 suggestions: Sequence[str] = (), example: str = DEFAULT_EXAMPLE) -> None:
+        self.problem, self.prompt, self.word = problem, prompt, word
+        self.suggestions, self.example = tuple(suggestions), example
+        near = ""
+        if word is not None:
+            near = ("; nearest known words: " + ", ".join(repr(s) for s in self.suggestions)
+                    if self.suggestions else "; no known word is close")
+        super().__init__(f"{prompt!r}: {problem}{near}; a prompt that parses: {example!r} ({HELP})")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words; punctuation other than the hyphen of "head-on" is dropped."""
-    words = (w.strip("-") for w in re.sub(r"[^a-z\-\s]", " ", text.lower()).split())
-    return [w for w in words if w]
+    """Lower-case words and numbers; "doesn't" is "does not", other punctuation and hyphens separate words."""
+    text = re.sub(r"n['\u2019]t\b", " not", text.lower())
+    text = re.sub(r"['\u2019]s\b", "", text)
+    return re.sub(r"[^a-z0-9]+", " ", text).split()
 
 
-def _lex(text: str) -> list[tuple[str, _Word]]:
-    words = tokenize(text)
-    if not words:
-        raise PromptError("empty prompt", text)
-    out: list[tuple[str, _Word]] = []
+def _lex(words: list[str]) -> list[tuple[str, Optional[Word]]]:
+    """Longest known phrase at each position; an unknown word comes back as `(word, None)`."""
+    out: list[tuple[str, Optional[Word]]] = []
     i = 0
     while i < len(words):
-        for n in range(min(_MAX_PHRASE, len(words) - i), 0, -1):
-            key = tuple(words[i : i + n])
-            if key in VOCABULARY:
-                out.append((" ".join(key), VOCABULARY[key]))
+        for n in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):
+            key = tuple(words[i: i + n])
+            if key in PHRASES:
+                out.append((" ".join(key), PHRASES[key]))
                 i += n
                 break
         else:
-            # Name the word where a known phrase stopped matching ("bottom" in "from the bottom").
-            matched = max(
-                (n for n in range(1, _MAX_PHRASE) for k in VOCABULARY
-                 if len(k) > n and k[:n] == tuple(words[i : i + n])),
-                default=0,
-            )
-            bad = words[i + matched] if i + matched < len(words) else words[i]
-            raise PromptError(f"unknown word {bad!r}", text)
+            out.append((words[i], None))
+            i += 1
     return out
+
+
+def nearest_words(word: str, n: int = 3) -> list[str]:
+    """Other known words spelled most like `word` (difflib ratio >= 0.6), best first."""
+    return difflib.get_close_matches(word, sorted(KNOWN_WORDS - {word}), n=n, cutoff=0.6)
 
 
 def parse_prompt(text: str) -> Scene:
@@ -158,115 +132,52 @@ def parse_prompt(text: str) -> Scene:
         colours the prompt names) so the evaluator always knows what to look for.
 
     Raises:
-        PromptError: unknown word, missing/duplicate motion, wrong object count,
-            a word that does not apply to the motion, or contradictory words.
+        PromptError: an unknown word, a missing or second motion, the wrong
+            number of objects, a word that does not apply to the motion, or
+            contradictory words; the message names the word.
     """
-    objects: list[dict[str, object]] = []
-    pending: dict[str, object] = {}
-    scene: dict[str, object] = {}
-    motions: list[str] = []
-    for phrase, word in _lex(text):
-        if word.slot == "filler":
-            continue
-        if word.slot in _ADJECTIVES:
-            if word.slot in pending:
-                raise PromptError(f"two {word.slot} words for one object ({phrase!r})", text)
-            pending[word.slot] = word.value
-        elif word.slot == "noun":
-            count = int(pending.pop("count", 1))  # type: ignore[call-overload]
-            objects.extend({**pending, "kind": word.value} for _ in range(count))
-            pending = {}
-        elif word.slot == "motion":
-            motions.append(str(word.value))
-        else:
-            if word.slot in scene and scene[word.slot] != word.value:
-                raise PromptError(f"contradictory words for {word.slot} ({phrase!r})", text)
-            scene[word.slot] = word.value
-    if pending:
-        words = ", ".join(str(v) for v in pending.values())
-        raise PromptError(f"{words!r} must come before a noun (ball, square, block, pendulum)", text)
-    motion = _resolve_motion(motions, scene, text)
-    _check_applicable(motion, motions, scene, objects, text)
-    specs = _object_specs(objects, motion, text)
-    start = scene.get("start")
-    if start is not None and motion in _STARTS_FOR and start not in _STARTS_FOR[motion]:
-        raise PromptError(f"'from the {start}' does not apply to {motion}", text)
-    return Scene(
-        text=text,
-        motion=motion,  # type: ignore[arg-type]
-        objects=specs,
-        start=start,  # type: ignore[arg-type]
-        direction=scene.get("direction"),  # type: ignore[arg-type]
-        speed=scene.get("speed", "normal"),  # type: ignore[arg-type]
-        bounces=_bounces(motion, motions, scene),
-        stops=bool(scene.get("stops", False)),
-        gravity=scene.get("gravity", "normal"),  # type: ignore[arg-type]
-        friction=scene.get("friction", "normal"),  # type: ignore[arg-type]
-        restitution=scene.get("restitution", "normal"),  # type: ignore[arg-type]
-        length=_length(objects),  # type: ignore[arg-type]
-    )
+    from afd_async.physics.reading import Reading
+
+    tokens = _lex(tokenize(text))
+    motions = {str(w.value) for _, w in tokens if w is not None and w.slot == "motion"}
+    example = EXAMPLES.get(next(iter(sorted(motions - {"bounce", "release"})), "fall"), DEFAULT_EXAMPLE)
+    if not tokens:
+        raise PromptError("empty prompt", text, example=example)
+    for phrase, word in tokens:
+        if word is None:
+            within = sorted(" ".join(k) for k in PHRASES if len(k) > 1 and phrase in k)
+            problem = (f"unknown word {phrase!r}" if not within else
+                       f"{phrase!r} is known only in {', '.join(repr(p) for p in within[:4])}")
+            raise PromptError(problem, text, word=phrase, suggestions=nearest_words(phrase), example=example)
+        if word.slot == "bad_colour":
+            raise PromptError(f"{phrase!r} is not a colour the renderer draws (colours: {', '.join(PALETTE)})",
+                              text, example=example)
+        if word.slot == "bad_place":
+            raise PromptError(f"{phrase!r} is not a place the renderer starts an object (places: the top, top left, "
+                              "top right, left, right, center)", text, example=example)
+        if word.slot == "negation":
+            raise PromptError(f"{phrase!r}: a clip shows what happens; say it without negation", text,
+                              example=example)
+    return Reading(text, example).read(tokens)  # type: ignore[arg-type]
 
 
-def _resolve_motion(motions: list[str], scene: dict[str, object], text: str) -> str:
-    kinds = set(motions)
-    if not kinds:
-        raise PromptError("no motion word (falls, bounces, slides, collide, hits, swings)", text)
-    if kinds == {"fall", "bounce"}:  # "falls ... and bounces twice"
-        return "fall"
-    if len(kinds) > 1:
-        raise PromptError(f"more than one motion ({', '.join(sorted(kinds))})", text)
-    return "fall" if kinds == {"bounce"} else motions[0]
+def _describe(scene: Scene) -> str:
+    objs = "; ".join(f"{o.size} {o.mass} {o.colour} {o.kind}" for o in scene.objects)
+    return f"{scene.motion}: {objs} | {scene.canonical().split('|', 2)[2]}"
 
 
-def _bounces(motion: str, motions: list[str], scene: dict[str, object]) -> int | None:
-    if motion != "fall":
-        return None
-    if "bounce" in motions:
-        count = scene.get("bounces")
-        return None if count is None else int(count)  # type: ignore[call-overload]
-    return 0  # falls without "bounces": lands and rests (other motions: unused)
+def main(argv: Sequence[str] = ()) -> int:
+    """`python -m afd_async.physics [PROMPT ...]`: the grammar, or each prompt's scene (exit 1 on an error)."""
+    if not argv:
+        print(GRAMMAR)
+        return 0
+    status = 0
+    for prompt in argv:
+        try:
+            print(f"{prompt!r} -> {_describe(parse_prompt(prompt))}")
+        except PromptError as e:
+            print(f"{prompt!r} -> error: {e}")
+            status = 1
+    return status
 
 
-def _check_applicable(
-    motion: str, motions: list[str], scene: dict[str, object], objects: list[dict[str, object]], text: str
-) -> None:
-    for slot in scene:
-        if slot not in _ALLOWED[motion]:
-            what = _PHRASE_FOR_SLOT.get(slot, f"{slot} word {scene[slot]!r}")
-            raise PromptError(f"{what} does not apply to {motion}", text)
-    if "bounces" in scene and "bounce" not in motions:
-        raise PromptError("a bounce count (once, twice, ...) needs the word 'bounces'", text)
-    if motion == "fall" and "speed" in scene and "direction" not in scene:
-        raise PromptError("a falling object's speed needs a direction (left/right)", text)
-    if scene.get("stops") and scene.get("friction") == "ice":
-        raise PromptError("'stops' contradicts 'on ice' (almost no friction)", text)
-    if motion == "hit" and "start" in scene and "direction" in scene and scene["start"] == scene["direction"]:
-        raise PromptError("the mover must move away from where it starts", text)
-    if motion != "swing" and any(o.get("length") for o in objects):
-        raise PromptError("short/long only describe a pendulum", text)
-
-
-def _object_specs(objects: list[dict[str, object]], motion: str, text: str) -> tuple[ObjectSpec, ...]:
-    wanted = 2 if motion in ("collide", "hit") else 1
-    if len(objects) != wanted:
-        raise PromptError(f"{motion} needs {wanted} object(s), the prompt names {len(objects)}", text)
-    is_pendulum = [o["kind"] == "pendulum" for o in objects]
-    if (motion == "swing") != all(is_pendulum) or (motion != "swing" and any(is_pendulum)):
-        raise PromptError("only a pendulum swings, and a pendulum only swings", text)
-    named = [o["colour"] for o in objects if "colour" in o]
-    if len(named) != len(set(named)):
-        raise PromptError("two objects of one colour cannot be told apart; name distinct colours", text)
-    free = iter(c for c in PALETTE if c not in named)
-    return tuple(
-        ObjectSpec(
-            kind=o["kind"],  # type: ignore[arg-type]
-            colour=str(o["colour"]) if "colour" in o else next(free),
-            size=o.get("size", "medium"),  # type: ignore[arg-type]
-            mass=o.get("mass", "normal"),  # type: ignore[arg-type]
-        )
-        for o in objects
-    )
-
-
-def _length(objects: list[dict[str, object]]) -> str:
-    return str(objects[0].get("length", "normal")) if objects else "normal"

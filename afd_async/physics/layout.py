@@ -17,11 +17,14 @@ from afd_async.physics.scene import (
     COLLIDE_SPEED,
     DRIFT_SPEED,
     FLOOR_Y,
+    G_BASE,
+    GRAVITY_SCALE,
     HIT_SPEED,
     ROD_LENGTH,
     SLIDE_SPEED,
     SPEED_SCALE,
     SWING_AMPLITUDE_DEG,
+    THROW_RISE,
     Scene,
     max_swing_amplitude,
 )
@@ -39,6 +42,7 @@ FALL_STARTS: dict[str, tuple[float, float]] = {
     "center": (0.5, 0.42),
 }
 SLIDE_STARTS: dict[str, float] = {"left": 0.18, "right": 0.82, "center": 0.5}
+THROW_STARTS: dict[str, float] = {"left": 0.25, "right": 0.75, "center": 0.5}
 COLLIDE_X = (0.16, 0.84)
 HIT_X = (0.16, 0.62)  # mover, target; mirrored when the mover starts on the right
 
@@ -77,7 +81,7 @@ def _sign(direction: str) -> float:
 
 
 def initial_bodies(scene: Scene, rng: np.random.Generator, speed_scale: float) -> list[Body]:
-    """Bodies for fall / slide / collide / hit scenes, jittered by `rng`.
+    """Bodies for fall / throw / slide / collide / hit scenes, jittered by `rng`.
 
     Args:
         scene: a non-swing scene.
@@ -100,6 +104,13 @@ def initial_bodies(scene: Scene, rng: np.random.Generator, speed_scale: float) -
         x = float(np.clip(x + jx(), r, 1 - r))
         y = float(np.clip(y + 0.7 * jx(), r, FLOOR_Y - r))
         return [Body(x, y, vx, 0.0, r, specs[0].inertial_mass)]
+    if scene.motion == "throw":  # from the ground, straight up to THROW_RISE (drifting when given a direction)
+        r = specs[0].radius
+        x = float(np.clip(THROW_STARTS[scene.start or "center"] + jx(), r, 1 - r))
+        g = G_BASE * GRAVITY_SCALE[scene.gravity]
+        vy = -math.sqrt(2.0 * g * THROW_RISE[scene.speed]) * speed_scale * jv()
+        vx = _sign(scene.direction) * DRIFT_SPEED * speed_scale * jv() if scene.direction else 0.0
+        return [Body(x, FLOOR_Y - r, vx, vy, r, specs[0].inertial_mass)]
     if scene.motion == "slide":
         if scene.start is None:
             start = {"left": "right", "right": "left", None: "left"}[scene.direction]

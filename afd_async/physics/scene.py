@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["ball", "square", "pendulum"]
-Motion = Literal["fall", "slide", "collide", "hit", "swing"]
+Motion = Literal["fall", "slide", "collide", "hit", "swing", "throw"]
 Size = Literal["small", "medium", "large"]
 Mass = Literal["light", "normal", "heavy"]
 Start = Literal["top", "top left", "top right", "left", "right", "center"]
@@ -64,6 +64,9 @@ REST_SPEED = 0.3  # a natural rebound slower than this settles on the floor
 PIVOT = (0.5, 0.12)
 ROD_LENGTH: dict[str, float] = {"short": 0.35, "normal": 0.5, "long": 0.65}
 SWING_AMPLITUDE_DEG: dict[str, float] = {"slow": 20.0, "normal": 35.0, "fast": 55.0}
+# A thrown object leaves the ground straight up and rises this far (frame heights) under the scene's own
+# gravity, so "thrown up" stays in the frame in low gravity too; speed words set the height.
+THROW_RISE: dict[str, float] = {"slow": 0.3, "normal": 0.45, "fast": 0.6}
 ROD_HALF_WIDTH = 0.007
 PIVOT_RADIUS = 0.018
 SWING_REACH = 0.38  # the bob centre never starts further than this from the pivot's x
@@ -79,7 +82,8 @@ class ObjectSpec:
     """One object as the prompt describes it.
 
     Attributes:
-        kind: `ball`, `square` (also "block") or `pendulum` (a bob on a rod).
+        kind: `ball`, `square` (also "cube", "block", "box": drawn as a flat square) or `pendulum`
+            (a bob on a rod; also "a ball on a string").
         colour: a `PALETTE` name.
         size: sets the radius (half side for squares) via `RADIUS`.
         mass: density class; only matters in collisions (mass = density * area).
@@ -115,11 +119,11 @@ class Scene:
     Attributes:
         text: the prompt as written (kept for records; not used to seed jitter).
         motion: what happens (see `afd_async.physics.grammar.GRAMMAR`).
-        objects: one object, or two for `collide` / `hit` (mover first).
+        objects: one object, or two for `collide` / `hit` (mover first; for `collide` the one starting left).
         start: where the (first) object starts; None means the motion's default.
         direction: horizontal direction of motion; None means the default.
-        speed: scales launch speeds (swing: amplitude).
-        bounces: rebounds before a falling object rests; None: natural settling.
+        speed: scales launch speeds (swing: amplitude; throw: height, `THROW_RISE`).
+        bounces: rebounds before a falling (or thrown) object rests; None: natural settling.
         stops: the prompt said "and stops" (validated, descriptive).
         gravity: scales `G_BASE`.
         friction: floor friction coefficient class.

@@ -29,7 +29,7 @@ OK = "a red ball falls"
     (b"a red ball \x1b[31mfalls\n", r":1: control character '\\x1b'"),
     (b"id\t   \n", ":1: empty id or prompt"),
     (b"a red ball falls\n" + b"a " * 600 + b"\n", ":2: line of 1200 characters, more than 1000"),
-    (b"a red ball falls\n1\tselect * from prompts\n", ":2: unknown word"),
+    (b"a red ball falls\n1\tselect * from prompts\n", ":2: 'select \\* from prompts': unknown word 'select'"),
 ])
 def test_bad_prompt_file_names_file_and_line(tmp_path: Path, content: bytes, fragment: str) -> None:
     path = tmp_path / "prompts.txt"
