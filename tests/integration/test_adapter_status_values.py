@@ -58,6 +58,7 @@ async def test_unknown_status_is_a_transient_error_naming_it(make, emu, provider
         assert f"{_FIELD[provider.client]}={value!r}" in str(err) and handle.job_id in str(err)
         assert err.provider_code == f"unknown_{_FIELD[provider.client]}={value}"
         assert any(repr(value) in r.getMessage() for r in caplog.records), caplog.records
+        assert sum(client.unknown_statuses.values()) == 1
         status = await client.poll(handle)  # the job is untouched: the next poll reads it as before
         assert status.state in (JobState.RUNNING, JobState.SUCCEEDED), status
 

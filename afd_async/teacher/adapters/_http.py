@@ -20,6 +20,7 @@ each done differently would be a bug farm.
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import contextvars
 import functools
@@ -296,6 +297,8 @@ class HttpAdapter:
         self.get_attempts = max(1, get_attempts)
         self.retry_wait_s = retry_wait_s
         self.redact = Redactor(secrets)
+        # How often each status outside the provider's documented set was seen (`_unknown_status`).
+        self.unknown_statuses: collections.Counter[str] = collections.Counter()
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, limits=limits, headers=dict(headers or {}))
@@ -350,14 +353,15 @@ class HttpAdapter:
         Never read as "running": a status the adapter does not know may be a terminal
         one (a paid result, or a failure) that the provider added, and guessing would
         poll a finished job until its timeout. The poll raises this instead; it is
-        logged here, and the gateway counts it like every classified error
-        (`afd_teacher_actor_errors_total{error_class="transient"}`), polls the same job
-        again with back-off and, if the value persists, ends the attempt with this
-        message in the journal and starts the next one per its retry policy: the prompt
-        is never dropped.
+        logged and counted here (`unknown_statuses`), and the gateway counts it like
+        every classified error (`afd_teacher_actor_errors_total{error_class="transient"}`),
+        polls the same job again with back-off and, if the value persists, ends the
+        attempt with this message in the journal and starts the next one per its retry
+        policy: the prompt is never dropped.
         """
         msg = self.redact(f"{self.provider}: job {handle.job_id} reports {field}={value!r}, not one of the API's "
                           f"documented values {sorted(known)}; the adapter needs the new value mapped")
+        self.unknown_statuses[self.redact(f"{field}={repr(value)[:60]}")] += 1
         log.warning("teacher status unknown: %s", msg)
         return TeacherError(ErrorClass.TRANSIENT, msg, provider_code=self.redact(f"unknown_{field}={str(value)[:60]}"))
 
