@@ -166,7 +166,8 @@ async def finish(c: Any, handle: Any) -> JobStatus:
 @pytest.mark.anyio
 async def test_adapter_same_scenario(target: Target) -> None:
     # Distinct prompts: the emulator, like the hosted API, lists no seed, so find_job matches prompt and model.
-    requests = [JobRequest(prompt=p, seed=i) for i, p in enumerate((PROMPT, "a blue ball slides left", "a red ball falls"))]
+    prompts = (PROMPT, "a blue ball slides left", "a red ball falls")
+    requests = [JobRequest(prompt=p, seed=i) for i, p in enumerate(prompts)]
     async with make_client("openai", base_url=target.url, credentials={"api_key": KEY}, model="sora-2",
                            timeout_s=10.0, retry_wait_s=0.01) as c:
         handles = [await c.submit(r) for r in requests]

@@ -156,7 +156,8 @@ def test_concurrency_cap_then_delete_frees_a_slot() -> None:
         r = create(client)
         assert r.status_code == 429 and r.json()["error"]["code"] == "concurrency_limit"
         deleted = client.delete(f"/v1/videos/{ids[0]}")
-        assert deleted.status_code == 200 and deleted.json() == {"id": ids[0], "object": "video.deleted", "deleted": True}
+        assert deleted.status_code == 200
+        assert deleted.json() == {"id": ids[0], "object": "video.deleted", "deleted": True}
         assert client.get(f"/v1/videos/{ids[0]}").status_code == 404
         assert client.delete(f"/v1/videos/{ids[0]}").status_code == 404
         assert client.post(f"/v1/videos/{ids[1]}/cancel").status_code in (404, 405)  # the API has no cancel route
@@ -188,7 +189,8 @@ def test_list_pages_with_after_as_the_sdk_walks_them() -> None:
         for order, expect in (("desc", ids[::-1]), ("asc", ids)):
             seen, after = [], None
             while True:
-                page = client.get("/v1/videos", params={"limit": 1, "order": order, **({"after": after} if after else {})}).json()
+                query = {"limit": 1, "order": order, **({"after": after} if after else {})}
+                page = client.get("/v1/videos", params=query).json()
                 assert page["object"] == "list" and page["first_id"] == page["data"][0]["id"] == page["last_id"]
                 seen.append(page["last_id"])
                 after = page["last_id"]
