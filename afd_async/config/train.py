@@ -42,7 +42,16 @@ class TrainConfig:
     # checkpoint is GBs); the feeder's cap on unacked batches per learner follows it
     checkpoint_dir: str = ""  # where learners keep resumable state, one folder per learner ("": <output_dir>/checkpoints)
     checkpoint_keep: int = 2  # newest learner checkpoints kept (older ones deleted after a new one is durable)
-    resume: bool = True  # a learner resumes from its newest checkpoint of this run (same Redis run id) on start
+    resume: bool = True  # a learner resumes from its newest checkpoint of this run (same Redis run id) on start;
+    # afd run resumes an output folder only if its recorded config matches (run.json, afd_async/launch/run_record.py).
+    # false: afd run starts the folder over (deletes its Redis data, learner checkpoints, metrics.jsonl, summary.json)
+    resume_with_changes: bool = False  # afd run: resume a folder whose recorded config differs in keys that matter
+    # (the differences are printed and kept in run.json); off: such a folder is refused, naming the differing keys
+    stall_timeout_s: float = 300.0  # afd run: stop with a diagnosis (the role, what it waits for, its log) when no pair
+    # is written, no D or student step made and no learner phase changes for this long, from the roles' start (0: never).
+    # Raise it for big models whose start-up or evaluation takes longer
+    stop_grace_s: float = 10.0  # afd run, on SIGTERM/SIGINT or a failure: every role gets SIGTERM at once and this
+    # long to stop (a learner finishes its step and checkpoints), then SIGKILL
     checkpoint_d_history: bool = True  # the student learner keeps each D version it used since its last checkpoint,
     # so a resumed run redoes those steps with the same D (exact resume); costs one D write per D version used
     sync_teacher_codec: bool = False  # afd sync: pass teacher clips through the local server's MP4 encode/decode,
@@ -58,6 +67,9 @@ class TrainConfig:
         if self.d_probe_every and self.d_probe_clips < 2:
             raise ValueError(f"d_probe_clips must be >= 2 (the prompt-swap probe needs another prompt), "
                              f"got {self.d_probe_clips}")
+        if self.stall_timeout_s < 0 or not self.stop_grace_s > 0:
+            raise ValueError(f"need stall_timeout_s >= 0 (0: never) and stop_grace_s > 0, got {self.stall_timeout_s} "
+                             f"and {self.stop_grace_s}")
         if self.checkpoint_every < 1 or self.checkpoint_keep < 1:
             raise ValueError("checkpoint_every and checkpoint_keep must be >= 1 (acks wait for checkpoints)")
 

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ from typing import Callable, Mapping, Optional, Sequence
 
 from afd_async.launch.orphan import SUPERVISOR_PID_ENV
 from afd_async.parallel.dist import NO_MULTICAST_ENV
+
+
+LAST_GRACE_S = 3.0  # least time `terminate_all` gives the roles it stops last
 
 
 class RoleFailed(RuntimeError):
@@ -207,6 +211,53 @@ class Supervisor:
                 role.proc.wait()
         return role.proc.returncode
 
+    def finished_early(self) -> dict[str, int]:
+        """Roles whose process exited 0 (finished its work) without being stopped: `{name: 0}`.
+
+        The launcher asks while the run is not done: such a role is gone while the others may wait on it.
+        """
+        return {r.name: 0 for r in self.roles
+                if not r.stopping and r.restart_at is None and r.proc is not None and r.proc.poll() == 0}
+
+    def terminate_all(self, grace_s: float = 10.0, *, last: Sequence[str] = (),
+                      hurry: Optional[threading.Event] = None) -> dict[str, Optional[int]]:
+        """Stop every role at once: SIGTERM to each role's process group, SIGKILL to the groups left after `grace_s`.
+
+        For an interrupted or failed run (`stop_all` is the orderly end of a finished one): each role handles
+        SIGTERM as a graceful stop (a learner finishes its step and checkpoints), in parallel, so the whole run
+        ends within about `grace_s`. The roles in `last` (servers the others finish their work against, e.g. the
+        teacher server a teacher actor drains its jobs from) get SIGTERM once the others are gone, with what is
+        left of the grace (at least `LAST_GRACE_S`). `hurry` set (a second Ctrl-C) cuts the grace short. Returns
+        exit codes (negative: the signal that ended the process; -9: SIGKILL after the grace).
+        """
+        for role in self.roles:
+            role.stopping, role.restart_at = True, None
+        t0 = time.monotonic()
+        first = [r for r in self.roles if r.name not in last]
+        self._terminate(first, t0, t0 + grace_s, hurry)
+        self._terminate([r for r in self.roles if r.name in last], t0,
+                        max(t0 + grace_s, time.monotonic() + LAST_GRACE_S), hurry)
+        return {r.name: (r.proc.returncode if r.proc is not None else None) for r in self.roles}
+
+    def _terminate(self, roles: Sequence[Role], t0: float, deadline: float, hurry: Optional[threading.Event]) -> None:
+        live = [r for r in roles if r.running]
+        for role in live:
+            assert role.proc is not None
+            _signal_group(role.proc, signal.SIGTERM)
+        waiting = list(live)
+        while waiting and time.monotonic() < deadline and not (hurry and hurry.is_set()):
+            for role in [r for r in waiting if not r.running]:
+                waiting.remove(role)
+                assert role.proc is not None
+                self._note(role, f"stopped by SIGTERM after {time.monotonic() - t0:.1f}s (exit code {role.proc.returncode})")
+            time.sleep(0.05)
+        for role in live:
+            assert role.proc is not None
+            if role.proc.poll() is None:
+                self._note(role, f"no stop {time.monotonic() - t0:.0f}s after SIGTERM: SIGKILL")
+            _signal_group(role.proc, signal.SIGKILL)  # also ranks or helpers a stopped agent left behind
+            role.proc.wait()
+
     def stop_all(self, timeout_s: float = 20.0, *, keep: Sequence[str] = ()) -> dict[str, Optional[int]]:
         """Stop in reverse start order (consumers before producers before servers), except the roles in `keep`."""
         return {r.name: self.stop(r, timeout_s) for r in reversed(self.roles) if r.name not in keep}
@@ -216,6 +267,14 @@ class Supervisor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """`sig` to the process group a role leads (its own session: `start_new_session`); gone already is fine."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def wait_until(predicate, *, timeout_s: float, interval_s: float = 0.1, what: str = "condition", supervisor: Optional[Supervisor] = None) -> None:
