@@ -5,7 +5,10 @@ Compose config, build the provider client, gateway and prompt source
 the actor stops taking prompts, lets in-flight jobs finish for
 `teacher.gateway.drain_timeout_s`, hands the rest back to the queue (their
 journal records stay resumable by job id) and exits 0. Exit 3: the account
-failed (bad key, quota exhausted); 2: missing configuration or credentials.
+failed (bad key, quota exhausted); 2: missing configuration or credentials, or
+a prompt file (`teacher.source.kind=file`) without one usable line. Bad lines of
+a usable file are logged with their line number, counted (`bad_records`, the
+dead-lettered job metric) and put on the dead-letter stream.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ log = logging.getLogger("afd.teacher-actor")
 
 async def _run(cfg: RootConfig) -> int:
     from afd_async import metrics
+    from afd_async.physics import PromptFileError
     from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, make_teacher_client
     from afd_async.config.credentials import CredentialError, load_teacher_credentials
 
@@ -43,6 +47,9 @@ async def _run(cfg: RootConfig) -> int:
         print(f"teacher-actor {actor.owner} started ({t.provider}, source={t.source.kind}, "
               f"concurrency={t.concurrency}, metrics :{mport})", flush=True)
         report = await actor.run()
+    except PromptFileError as e:  # bad lines alone are logged and counted by the actor; this file has no good one
+        log.error("teacher actor stopped before any job: %s", e)
+        return 2
     finally:
         await client.aclose()
         await redis.aclose()

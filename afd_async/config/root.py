@@ -38,3 +38,16 @@ class RootConfig:
     text: TextConfig = field(default_factory=TextConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     experiment: Optional[str] = None  # name of the experiment overlay, for the record
+    # a prompt file (afd_async/physics/prompt_file.py format: one prompt a line, optional <id><TAB> column, # comments)
+    # to train on instead of the shipped train split; the plan gives its prompts to the teacher and the student
+    # actors alike, so every one is paired (afd_async/config/prompts.py). Checked with the config: a bad line stops
+    # afd run before anything starts
+    prompts: Optional[str] = None
+    eval_prompts: Optional[str] = None  # a prompt file to evaluate on (physics score, samples, D probes) instead of
+    # the shipped eval split; its first train.eval_prompts prompts are scored
+
+    def __post_init__(self) -> None:
+        if self.prompts or self.eval_prompts:
+            from afd_async.config.prompts import check_prompt_files
+
+            check_prompt_files(self)

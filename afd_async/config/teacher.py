@@ -106,8 +106,12 @@ class SourceConfig:
     `redis`: a list of msgpack records `{"schema": 1, "prompt_id", "prompt", "seed"}`
     (the planner pushes with LPUSH); a popped record sits in the actor's own
     processing list until its job ends, so a killed actor loses nothing.
-    `file`: a prompt file (`afd_async.physics.load_prompt_file` format), one
-    clip per (prompt, seed) for seeds 0..seeds_per_prompt-1.
+    `file`: a prompt file (`afd_async.physics.prompt_file` format), one
+    clip per (prompt, seed) for seeds 0..seeds_per_prompt-1, for a standalone
+    `afd teacher-actor` filling a teacher cache. Every line is checked; a bad
+    one is logged with its line number, counted and dead-lettered, and a file
+    without a good line stops the actor (exit 2). `afd run` refuses this kind:
+    its plan hands prompts to both actors, give the file as `prompts=FILE`.
     """
 
     kind: Literal["redis", "file"] = "redis"

@@ -39,11 +39,11 @@ ROLE_ORDER = ("teacher-server", "teacher-actor", "d-learner", "student-learner",
 
 def _prefill_text_cache(cfg: RootConfig, cache_dir: Path) -> None:
     """Encode every prompt once here, so no role process loads the sentence model."""
+    from afd_async.config.prompts import eval_prompts, train_prompts
     from afd_async.models.text_encoder import CachedTextEncoder
-    from afd_async.physics import load_prompt_suite
 
     enc = CachedTextEncoder(cfg.text.kind, cache_dir=str(cache_dir))
-    enc.encode([r.prompt for r in load_prompt_suite("train") + load_prompt_suite("eval")])
+    enc.encode([r.prompt for r in train_prompts(cfg) + eval_prompts(cfg)])  # prompts= / eval_prompts= or the splits
 
 
 def role_overrides(cfg: RootConfig, redis_port: int, out: Path, text_cache: Path, *,
@@ -200,6 +200,11 @@ def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
     if cfg.cluster.mode == "external":
         print("afd run: cluster.mode=external — start the roles with docker compose or `afd <role>` on each host",
               file=sys.stderr)
+        return 2
+    from afd_async.config.prompts import run_source_problem
+
+    if (problem := run_source_problem(cfg)) is not None:  # a teacher file source never pairs in afd run (issue 17.3)
+        print(f"afd run: {problem}", file=sys.stderr)
         return 2
     try:
         summary = launch(cfg, overrides, show_progress=sys.stderr.isatty())

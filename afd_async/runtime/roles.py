@@ -14,6 +14,7 @@ import torch
 
 from afd_async import metrics as M
 from afd_async.config.convert import ConfigError
+from afd_async.config.prompts import train_prompts
 from afd_async.config.root import RootConfig
 from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_discriminator, make_rollout_policy, make_student, make_text_encoder
@@ -23,7 +24,6 @@ from afd_async.parallel.learner_world import (
     NullPublisher, agree_on_checkpoint, agree_to_stop, barrier, join_learner_world, rank_role,
 )
 from afd_async.parallel.sharded_feed import ShardedFeed
-from afd_async.physics import load_prompt_suite
 from afd_async.replay.trim import trim_acked
 from afd_async.replay.writer import PairWriter
 from afd_async.runtime.feeder import GroupFeed
@@ -49,7 +49,7 @@ FEEDER_DRAIN_S = 15.0  # longest a stopping feeder waits for its learners' last 
 
 
 def make_planner(cfg: RootConfig) -> Planner:
-    return Planner(load_prompt_suite("train"), run_seed=cfg.train.seed, batch_size=cfg.train.batch_size,
+    return Planner(train_prompts(cfg), run_seed=cfg.train.seed, batch_size=cfg.train.batch_size,
                    rollouts_per_prompt=cfg.algo.rollouts_per_prompt, warmup_groups=cfg.algo.d_warmup_steps,
                    train_groups=cfg.train.steps)
 

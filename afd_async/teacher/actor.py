@@ -42,7 +42,7 @@ import redis.asyncio as aioredis
 from afd_async import metrics as M
 from afd_async.config.cluster import ClusterConfig
 from afd_async.config.providers import canonical_provider
-from afd_async.physics import load_prompt_file
+from afd_async.physics import PromptFileError, PromptFileReport, read_prompt_file
 from afd_async.store.connect import async_redis_client
 from afd_async.teacher.adapters import make_client
 from afd_async.teacher.cache import TeacherCache, prompt_id
@@ -184,12 +184,23 @@ class RedisPromptQueue:
         return n
 
 
-def file_requests(cfg: "RootConfig") -> list[JobRequest]:
-    """Requests of a prompt-file source: every prompt with seeds 0..seeds_per_prompt-1."""
+def file_requests(cfg: "RootConfig") -> tuple[list[JobRequest], PromptFileReport]:
+    """Requests of a prompt-file source (every good prompt with seeds 0..seeds_per_prompt-1) and the file's report.
+
+    Every line is checked as `afd run prompts=` checks it (`physics.read_prompt_file`); the caller counts and
+    logs the bad ones (`report.problems`) and goes on with the rest.
+
+    Raises:
+        PromptFileError: the file is missing, unreadable, too big, has no prompts, or no line is good (all listed).
+    """
     src = cfg.teacher.source
     assert src.path is not None
-    return [teacher_request(cfg.teacher, r.prompt, s) for r in load_prompt_file(src.path)
-            for s in range(src.seeds_per_prompt)]
+    report = read_prompt_file(src.path)
+    if not report.records:
+        listed = "\n  ".join(report.describe(p) for p in report.problems[:20])
+        raise PromptFileError(f"{report.path}: no usable prompt, all {len(report.problems)} prompt lines are bad:\n  {listed}")
+    return [teacher_request(cfg.teacher, r.prompt, s) for r in report.records
+            for s in range(src.seeds_per_prompt)], report
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,8 +303,23 @@ class TeacherActor:
                 log.warning("teacher actor housekeeping failed: %s", type(e).__name__)
             await asyncio.sleep(period)
 
-    async def _file_source(self) -> AsyncIterator[JobRequest]:
-        reqs = file_requests(self.cfg)
+    async def _open_file_source(self) -> list[JobRequest]:
+        """Read the prompt file; every bad line is logged, counted and dead-lettered, never silently skipped."""
+        reqs, report = file_requests(self.cfg)
+        for problem in report.problems:
+            reason = report.describe(problem)
+            log.warning("teacher actor: bad prompt line skipped: %s", reason)
+            await self.redis.xadd(self.gateway.journal.dead_stream, {
+                "scope": "record", "error_class": "bad_record", "reason": reason[:500], "source": str(report.path),
+                "line": problem.line}, maxlen=self.gateway.journal.dead_maxlen, approximate=True)
+            self.report.bad_records += 1
+            if self.metrics is not None:  # a dead-letter entry like a bad queue record: visible on the dashboard
+                self.metrics(M.TEACHER_ACTOR_JOBS, state="dead_lettered").inc()
+        log.info("teacher actor: %d prompts from %s (%d bad lines)", len(report.records), report.path,
+                 len(report.problems))
+        return reqs
+
+    async def _file_source(self, reqs: list[JobRequest]) -> AsyncIterator[JobRequest]:
         for r in reqs:
             yield r
         src = self.cfg.teacher.source
@@ -386,9 +412,13 @@ class TeacherActor:
                     self.report.handed_back += 1
 
     async def run(self) -> ActorReport:
-        """Work until the source ends, `stop()`, or an account-level halt; returns the report."""
-        if self.queue is None:
-            self._file = self._file_source().__aiter__()
+        """Work until the source ends, `stop()`, or an account-level halt; returns the report.
+
+        Raises:
+            PromptFileError: a file source that is unreadable or has no usable prompt (before any job starts).
+        """
+        if self.queue is None:  # a bad file raises PromptFileError here, before any job
+            self._file = self._file_source(await self._open_file_source()).__aiter__()
         else:
             await self.queue.heartbeat()
         house = asyncio.create_task(self._housekeeping(), name="teacher-housekeeping")

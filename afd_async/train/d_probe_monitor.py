@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
+from afd_async.config.prompts import eval_prompts
 from afd_async.eval.d_probes import DProbeResult, probe_discriminator
-from afd_async.physics import load_prompt_suite
 from afd_async.train.teacher_source import make_teacher_source
 
 if TYPE_CHECKING:
@@ -40,12 +40,13 @@ class ProbeSet:
 
 def make_probe_set(cfg: "RootConfig", encode_text: Callable[[list[str]], torch.Tensor],
                    device: torch.device | str = "cpu") -> ProbeSet:
-    """The first `train.d_probe_clips` eval-split prompts, rendered by the local teacher at the student's size.
+    """The first `train.d_probe_clips` eval prompts (`eval_prompts=` or the eval split), rendered by the local teacher
+    at the student's size.
 
     Built under `fork_rng`, so whatever the renderer or the text encoder draws leaves torch's global RNG
     (which the models' init and checkpoints use) as it was.
     """
-    prompts = [p.prompt for p in load_prompt_suite("eval")[: cfg.train.d_probe_clips]]
+    prompts = [p.prompt for p in eval_prompts(cfg)[: cfg.train.d_probe_clips]]
     with torch.random.fork_rng(devices=[]):
         teacher = make_teacher_source(cfg).batch(prompts, [PROBE_TEACHER_SEED] * len(prompts))
         text = encode_text(prompts)

@@ -15,8 +15,8 @@ import torch
 
 from afd_async.checkpoint import save_module
 from afd_async.config.convert import to_dict
+from afd_async.config.prompts import eval_prompts
 from afd_async.config.root import RootConfig
-from afd_async.physics import load_prompt_suite
 from afd_async.train.evaluate import EvalResult, PhysicsEvaluator
 from afd_async.train.report import PLOT_KEYS, MetricLog, plot_metrics, read_metrics, write_grid
 from afd_async.train.student_update import StudentUpdater
@@ -34,7 +34,7 @@ class RunOutputs:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         self.teacher = make_teacher_source(cfg)
-        self.eval_prompts = load_prompt_suite("eval")[: cfg.train.eval_prompts]
+        self.eval_prompts = eval_prompts(cfg)[: cfg.train.eval_prompts]
         prompts = [p.prompt for p in self.eval_prompts]
         self.evaluator = PhysicsEvaluator(
             prompts=prompts, text=text.encode(prompts), teacher=self.teacher, timesteps=cfg.student.timesteps,

@@ -21,11 +21,11 @@ from typing import Callable, Optional
 
 import torch
 
+from afd_async.config.prompts import train_prompts
 from afd_async.config.root import RootConfig
 from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_discriminator, make_student, make_student_policies, make_text_encoder
 from afd_async.parallel.dist import DistContext
-from afd_async.physics import load_prompt_suite
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.d_update import DiscriminatorUpdater
@@ -77,7 +77,7 @@ class SyncLoop:
         if cfg.train.torch_threads:
             torch.set_num_threads(cfg.train.torch_threads)
         self.text = make_text_encoder(cfg.text, cfg.student, device=str(self.device))  # embeddings come back on CPU
-        self.train_prompts = load_prompt_suite("train")
+        self.train_prompts = train_prompts(cfg)
         self.student = make_student(cfg.student, self.text.dim, self.device)
         self.d = make_discriminator(cfg.discriminator, self.text.dim, self.device)
         self.s_upd = make_student_updater(cfg, self.student)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import redis
 
+from afd_async import metrics as M
 from afd_async.config import load_config
 from afd_async.config.root import RootConfig
 from afd_async.physics import load_prompt_suite
@@ -131,13 +132,13 @@ def cli_overrides(redis_url: str, port: int, *extra: str) -> list[str]:
             *FAST, *extra]
 
 
-def run_actor_until(cfg: RootConfig, done: Callable[[], bool], timeout_s: float) -> Any:
+def run_actor_until(cfg: RootConfig, done: Callable[[], bool], timeout_s: float, metrics: Any = None) -> Any:
     """Run a `TeacherActor` in this process until `done()` holds, then stop it; returns its report."""
 
     async def main() -> Any:
         r = connect_redis(cfg.cluster.redis_url)
         client = make_teacher_client(cfg, {"api_key": KEY})
-        actor = TeacherActor(cfg, build_gateway(cfg, r, client), r)
+        actor = TeacherActor(cfg, build_gateway(cfg, r, client), r, metrics=metrics)
         task = asyncio.create_task(actor.run())
         deadline = time.monotonic() + timeout_s
         while not await asyncio.to_thread(done):
@@ -227,3 +228,67 @@ def test_sigterm_hands_back_in_flight_prompts(redis_server, redis_client, teache
     assert states == {b"submitted"}  # resumable by job id
     report = run_actor_until(cfg, lambda: have_clips(redis_client, cfg, texts) == 4, 60)
     assert report.done == 4 and srv.stats()["creates_accepted"] == 4  # resumed, not resubmitted
+
+
+class CountingLabels:
+    """Stands in for a role's `RoleLabels`: counts every `inc` by (metric, labels)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[Any, tuple[tuple[str, str], ...]], float] = {}
+
+    def __call__(self, metric: Any, **labels: str) -> Any:
+        key, outer = (metric, tuple(sorted(labels.items()))), self
+
+        class _Child:
+            def inc(self, n: float = 1) -> None:
+                outer.counts[key] = outer.counts.get(key, 0) + n
+
+            def set(self, value: float) -> None: ...
+
+            def observe(self, value: float) -> None: ...
+
+        return _Child()
+
+    def beat(self) -> None: ...
+
+
+def test_file_source_counts_logs_and_dead_letters_every_bad_line(redis_server, redis_client, teacher, tmp_path, caplog):
+    """Issue 17.3: a teacher.source.kind=file actor checks every line as `afd run prompts=` does; a bad line is
+    counted, logged with its number and dead-lettered, never silently skipped, and the good ones are rendered."""
+    srv = teacher("teacher.server.render_latency_s=0.05")
+    path = tmp_path / "mine.txt"
+    path.write_bytes(b"# mine\na ball is thrown up and falls down\na glorp ball bounces\nx\ta red cube slides to the left\n"
+                     b"x\ta pendulum swings\na blue \xff ball falls\n")
+    cfg = make_cfg(redis_server.url, srv.port, "teacher.source.kind=file", f"teacher.source.path={path}")
+    good = ["a ball is thrown up and falls down", "a red cube slides to the left"]
+    labels = CountingLabels()
+    with caplog.at_level("WARNING", logger="afd_async.teacher.actor"):
+        report = run_actor_until(cfg, lambda: have_clips(redis_client, cfg, good) == 2, 60, metrics=labels)
+    assert report.done == 2 and report.bad_records == 3 and report.halted is None
+    assert have_clips(redis_client, cfg, good) == 2
+    problems = [f"{path}:3: 'a glorp ball bounces': unknown word 'glorp'", f"{path}:5: duplicate id 'x' (first on line 4)",
+                f"{path}:6: not UTF-8 (byte offset 122); save the file as UTF-8"]
+    dead = dead_letters(redis_client)
+    assert [(d["error_class"], d["line"], d["source"]) for d in dead] == [("bad_record", n, str(path)) for n in "356"]
+    assert all(d["reason"].startswith(p) for d, p in zip(dead, problems))
+    skipped = [r.getMessage() for r in caplog.records if "bad prompt line skipped" in r.getMessage()]
+    assert len(skipped) == 3 and all(p in m for p, m in zip(problems, skipped))
+    assert labels.counts[(M.TEACHER_ACTOR_JOBS, (("state", "dead_lettered"),))] == 3  # afd_teacher_actor_jobs_total
+
+
+def test_file_source_without_a_good_line_stops_the_role(redis_server, redis_client, tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"a glorp ball bounces\n\xff\n")
+    log_path = tmp_path / "actor.log"
+    proc = spawn("teacher-actor", cli_overrides(redis_server.url, 1, "teacher.source.kind=file",
+                                                f"teacher.source.path={path}"), log_path)
+    try:
+        assert proc.wait(60) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_path.read_text()
+    assert (f"teacher actor stopped before any job: {path}: no usable prompt, all 2 prompt lines are bad:\n"
+            f"  {path}:1: 'a glorp ball bounces': unknown word 'glorp'") in log
+    assert f"  {path}:2: not UTF-8 (byte offset 21); save the file as UTF-8" in log
+    assert not dead_letters(redis_client)
