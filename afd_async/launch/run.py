@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -27,7 +30,11 @@ from typing import Callable, Optional, Sequence
 from afd_async.config.root import RootConfig
 from afd_async.launch.hooks import RunHandle, RunHook
 from afd_async.launch.redis_guard import RedisGuard
+from afd_async.launch.run_record import (
+    NothingToDo, RunFolderRefused, checkpointed_steps, prepare_run_folder, record_finished,
+)
 from afd_async.launch.supervisor import RestartPolicy, RoleFailed, Supervisor
+from afd_async.launch.watchdog import LOG_LINES, ProgressWatch, RunStalled, TeacherView, describe_stall, diagnose
 from afd_async.store.keys import RunKeys
 from afd_async.security.local import local_security, run_teacher_key
 from afd_async.store.redis_server import RedisServer
@@ -108,10 +115,19 @@ def restart_policy(cfg: RootConfig) -> RestartPolicy:
 
 
 def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0,
-           hooks: Sequence[RunHook] = ()) -> dict:
-    """Run every role until the student learner is done; returns the run summary (plus `restarts`)."""
+           hooks: Sequence[RunHook] = (), hurry: Optional[threading.Event] = None) -> dict:
+    """Run every role until the student learner is done; returns the run summary (plus `restarts`, `wall_s`).
+
+    Before anything starts, the output folder is checked against the config (`run_record`: raises
+    `RunFolderRefused` or `NothingToDo`). While the run goes, `train.stall_timeout_s` without progress raises
+    `RunStalled` (the diagnosis). On any exception (`Interrupted` by SIGTERM/SIGINT, a failed role, a stall)
+    every role is stopped at once within `train.stop_grace_s` (`Supervisor.terminate_all`; `hurry` set cuts
+    the grace short) before it propagates.
+    """
     from afd_async.config.credentials import Secret
 
+    t_start = time.monotonic()
+    prepared = prepare_run_folder(cfg, user_overrides)
     out = Path(cfg.train.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     text_cache = out / "text_cache"
@@ -123,13 +139,6 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     with RedisServer(data_dir=str(out / "redis"), appendonly=True, appendfsync=cfg.cluster.redis_appendfsync,
                      **sec.server_kwargs()) as redis_srv, \
             Supervisor(out / "logs", base_env=env, restart=policy) as sup:
-        guard = RedisGuard(redis_srv, policy)
-        taken: set[int] = set()
-        overrides = [*user_overrides, *role_overrides(cfg, redis_srv.port, out, text_cache, taken=taken)]
-        ranks = {"d-learner": cfg.cluster.d_learner_ranks, "student-learner": cfg.cluster.student_learner_ranks}
-        for role in ROLE_ORDER:
-            sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0", **sec.role_env(role)},
-                      ranks=ranks.get(role, 1))
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -138,33 +147,79 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
 
         r = redis.Redis(**redis_srv.client_kwargs(), retry=Retry(NoBackoff(), 0))  # the loop below retries
         keys = RunKeys()
-        role_cfg = load_config(overrides)  # what the roles run with (ports, output dir)
-        run = RunHandle(cfg=role_cfg, redis=r, keys=keys, supervisor=sup, redis_guard=guard,
-                        teacher_url=f"http://127.0.0.1:{role_cfg.cluster.teacher_server_port}",
-                        teacher_key=Secret(api_key), out=out)
+        # a resumed run (or one extended to more steps): the end of the last invocation is not this one's
+        r.delete(keys.stop)
+        r.hdel(keys.status, "done")
+        guard = RedisGuard(redis_srv, policy)
+        taken: set[int] = set()
+        # the folder was checked above: a role the supervisor restarts resumes this run's checkpoints
+        overrides = [*user_overrides, *role_overrides(cfg, redis_srv.port, out, text_cache, taken=taken),
+                     "train.resume=true"]
+        ranks = {"d-learner": cfg.cluster.d_learner_ranks, "student-learner": cfg.cluster.student_learner_ranks}
+        try:
+            for role in ROLE_ORDER:
+                sup.start(role, role, overrides, env={"AFD_ACTOR_ID": f"{role}-0", **sec.role_env(role)},
+                          ranks=ranks.get(role, 1))
+            role_cfg = load_config(overrides)  # what the roles run with (ports, output dir)
+            teacher_url = f"http://127.0.0.1:{role_cfg.cluster.teacher_server_port}"
+            run = RunHandle(cfg=role_cfg, redis=r, keys=keys, supervisor=sup, redis_guard=guard, teacher_url=teacher_url,
+                            teacher_key=Secret(api_key), out=out)
 
-        def tick() -> None:
-            guard.check()
-            sup.check()
+            def tick() -> None:
+                guard.check()
+                sup.check()
+                for h in hooks:
+                    h.tick(run)
+
+            watch = ProgressWatch(cfg.train.stall_timeout_s)  # from here: every role is started
+
+            def check_progress(status: dict[str, str]) -> None:
+                watch.observe(status)
+                if watch.stalled():
+                    stall = diagnose(status, steps=cfg.train.steps, needs_d=cfg.algo.name != "sft",
+                                     gone=sup.finished_early(), teacher=_teacher_view(r, keys, cfg),
+                                     teacher_url=teacher_url)
+                    raise RunStalled(describe_stall(stall, idle_s=watch.idle_s, timeout_s=watch.timeout_s,
+                                                    status=status, steps=cfg.train.steps, log_dir=sup.log_dir,
+                                                    tail=lambda name: sup.tail(sup.role(name), LOG_LINES)))
+
+            status = _watch(r, keys, sup, cfg, show_progress=show_progress, timeout_s=timeout_s, tick=tick,
+                            progress=check_progress)
+            r.set(keys.stop, 1)
+            codes = sup.stop_all(timeout_s=30, keep=("teacher-server",))
             for h in hooks:
-                h.tick(run)
-
-        status = _watch(r, keys, sup, cfg, show_progress=show_progress, timeout_s=timeout_s, tick=tick)
-        r.set(keys.stop, 1)
-        codes = sup.stop_all(timeout_s=30, keep=("teacher-server",))
-        for h in hooks:
-            h.finish(run)
-        codes.update(sup.stop_all(timeout_s=30))
+                h.finish(run)
+            codes.update(sup.stop_all(timeout_s=30))
+        except BaseException as e:  # interrupted, failed or stalled: every role stops now, in parallel
+            t_stop = time.monotonic()
+            codes = sup.terminate_all(cfg.train.stop_grace_s, last=("teacher-server",), hurry=hurry)
+            log.info("role exit codes after %s: %s", type(e).__name__, codes)
+            if isinstance(e, Interrupted):
+                e.codes, e.stop_s = codes, time.monotonic() - t_stop
+            raise
         log.info("role exit codes: %s", codes)
         restarts = run.restarts()
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"status": status}
     summary["restarts"] = restarts
+    summary["wall_s"] = round(time.monotonic() - t_start, 1)
+    summary["resumed"] = prepared.resumed
+    if "steps" in summary:
+        record_finished(cfg, summary["steps"])
     return summary
 
 
+def _teacher_view(r, keys: RunKeys, cfg: RootConfig) -> TeacherView:
+    """The teacher side's counts for a stall diagnosis (a SCAN over the clip cache: only at a stall)."""
+    from afd_async.teacher.clips import clip_record_key
+
+    clips = sum(1 for _ in r.scan_iter(match=clip_record_key("*"), count=1000))
+    return TeacherView(groups_requested=int(r.scard(keys.requested)), queued=int(r.llen(cfg.teacher.source.queue_key)),
+                       clips=clips)
+
+
 def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress: bool, timeout_s: float,
-           tick: Optional[Callable[[], None]] = None) -> dict:
+           tick: Optional[Callable[[], None]] = None, progress: Optional[Callable[[dict], None]] = None) -> dict:
     import redis
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -189,14 +244,88 @@ def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress:
                 last_print = time.monotonic()
             if status.get("done") == "1":
                 return status
+            if progress is not None:
+                progress(status)  # raises RunStalled with the diagnosis
             if time.monotonic() > deadline:
                 raise TimeoutError(f"afd run did not finish in {timeout_s:.0f}s; logs in {sup.log_dir}")
             time.sleep(0.5)
 
 
-def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT reached `afd run` (a BaseException, like KeyboardInterrupt: no `except Exception` eats it).
+
+    `launch` fills `codes` (each role's exit code) and `stop_s` once every role it started has stopped.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.codes: Optional[dict[str, Optional[int]]] = None
+        self.stop_s = 0.0
+
+
+class StopSignals:
+    """SIGTERM/SIGINT handlers of `afd run`: the first raises `Interrupted` where the launcher is (it then stops
+    every role it started, in parallel, within `train.stop_grace_s`); a second one sets `hurry` (SIGKILL now).
+
+    The roles run in sessions of their own, so a terminal's Ctrl-C reaches the launcher only and the stop is
+    the launcher's to make; a launcher killed with SIGKILL leaves it to each role's orphan watchdog (`orphan.py`).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.hurry = threading.Event()
+        self.received: Optional[int] = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignals":
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is None:
+            self.received = signum
+            raise Interrupted(signum)
+        self.hurry.set()
+
+
+def describe_interrupt(cfg: RootConfig, e: Interrupted) -> str:
+    """What `afd run` says after SIGTERM/SIGINT: how the roles ended and what the folder holds to resume from."""
+    name = signal.Signals(e.signum).name
+    if e.codes is None:
+        return f"afd run: {name} before any role started: nothing to stop"
+    killed = sorted(role for role, code in e.codes.items() if code == -signal.SIGKILL)
+    how = f"; killed after the {cfg.train.stop_grace_s:g}s grace: {', '.join(killed)}" if killed else ""
+    return (f"afd run: {name}: stopped all {len(e.codes)} roles in {e.stop_s:.1f}s{how}. {cfg.train.output_dir} holds "
+            f"{checkpointed_steps(cfg)}/{cfg.train.steps} student steps in its checkpoints; the same command resumes "
+            f"the run")
+
+
+def describe_result(cfg: RootConfig, summary: dict) -> str:
+    """The line `afd run` ends with: this invocation's own figures (a resumed run's too), then the run's."""
     from afd_async.train.evaluate import describe_change
 
+    this = summary.get("steps_this_run", summary.get("steps"))
+    rate = summary.get("pairs_per_s")
+    figures = (f"{this} step{'s' * (this != 1)} in {summary.get('seconds')}s, "
+               f"{'no' if rate is None else rate} pairs/s ({summary.get('wall_s')}s wall)")
+    if summary.get("resumed_at"):
+        figures = (f"resumed {cfg.train.output_dir} at step {summary['resumed_at']}: {figures}; "
+                   f"{summary.get('steps')}/{cfg.train.steps} steps in all")
+    return (f"afd run ({summary.get('algo')}, k={summary.get('staleness')}): {figures} | final D accuracy "
+            f"{summary.get('final_d_acc')} | {describe_change(summary.get('start', {}), summary.get('final', {}))} | "
+            f"outputs in {cfg.train.output_dir}")
+
+
+def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
+    """`afd run`: exit 0 when the run finished (or had nothing to do), 1 when it failed or stalled, 2 when its
+    folder holds a run of another config, 128 + the signal when stopped by SIGTERM/SIGINT."""
     if cfg.cluster.mode == "external":
         print("afd run: cluster.mode=external — start the roles with docker compose or `afd <role>` on each host",
               file=sys.stderr)
@@ -207,13 +336,20 @@ def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
         print(f"afd run: {problem}", file=sys.stderr)
         return 2
     try:
-        summary = launch(cfg, overrides, show_progress=sys.stderr.isatty())
-    except RoleFailed as e:
+        with StopSignals() as signals:  # no overall time limit: the stall watch ends a run that stopped moving
+            summary = launch(cfg, overrides, show_progress=sys.stderr.isatty(), timeout_s=math.inf,
+                             hurry=signals.hurry)
+    except NothingToDo as e:
+        print(f"afd run: {e}")
+        return 0
+    except RunFolderRefused as e:
+        print(f"afd run: {e}", file=sys.stderr)
+        return 2
+    except (RoleFailed, RunStalled) as e:
         print(f"afd run: {e}", file=sys.stderr)
         return 1
-    s, f = summary.get("start", {}), summary.get("final", {})
-    print(f"afd run ({summary.get('algo')}, k={summary.get('staleness')}): {summary.get('steps')} steps in "
-          f"{summary.get('seconds')}s, {summary.get('pairs_per_s')} pairs/s | final D accuracy {summary.get('final_d_acc')} | "
-          f"{describe_change(s, f)} | "
-          f"outputs in {cfg.train.output_dir}")
+    except Interrupted as e:
+        print(describe_interrupt(cfg, e), file=sys.stderr)
+        return 128 + e.signum
+    print(describe_result(cfg, summary))
     return 0

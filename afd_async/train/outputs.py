@@ -42,6 +42,7 @@ class RunOutputs:
         )
         self.log = MetricLog(self.out / "metrics.jsonl")
         self.t0 = time.monotonic()
+        self.steps_at_start = 0  # a resumed learner's steps before this invocation (its own figures exclude them)
         self.start_result: Optional[EvalResult] = None
         self.base_videos: Optional[torch.Tensor] = None
 
@@ -55,6 +56,7 @@ class RunOutputs:
         policy = initial if initial is not None else self.policy(updater)
         self.start_result, self.base_videos = self.evaluator.evaluate(policy)
         self.log.write({"step": 0 if initial is not None else updater.steps, "phase": "eval", **self.start_result.as_dict()})
+        self.steps_at_start = updater.steps
         self.t0 = time.monotonic()
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
@@ -69,6 +71,7 @@ class RunOutputs:
                extra: dict[str, Any]) -> tuple[dict[str, Any], EvalResult]:
         """Final evaluation and every file; returns (summary, final evaluation)."""
         seconds = time.monotonic() - self.t0
+        this_run = updater.steps - self.steps_at_start
         final, final_videos = self.evaluator.evaluate(self.policy(updater))
         self.log.write({"step": updater.steps, "phase": "eval", **final.as_dict()})
         self.log.close()
@@ -84,8 +87,11 @@ class RunOutputs:
         save_module(self.out / "discriminator_final.safetensors", d, meta={"version": d_version})
         summary = {
             "algo": self.cfg.algo.name, "mode": mode, "staleness": self.cfg.replay.staleness if mode == "async" else None,
-            "steps": updater.steps, "seconds": round(seconds, 1), "eval_policy": self.cfg.train.eval_policy,
-            "pairs_per_s": round(updater.steps * self.cfg.train.batch_size / max(seconds, 1e-9), 3),
+            # `steps`: the run's total; `steps_this_run`, `seconds` and `pairs_per_s`: this invocation's own (a resumed
+            # learner started at `resumed_at`), never another invocation's
+            "steps": updater.steps, "resumed_at": self.steps_at_start, "steps_this_run": this_run,
+            "seconds": round(seconds, 1), "eval_policy": self.cfg.train.eval_policy,
+            "pairs_per_s": round(this_run * self.cfg.train.batch_size / seconds, 3) if this_run and seconds > 0 else None,
             "final_d_acc": d_accs[-1] if d_accs else _float(extra.get("status", {}).get("d_acc")), "start": self.start_result.as_dict(""),
             "final": final.as_dict(""), "eval_prompts": [p.prompt for p in self.eval_prompts[:n]],
             "samples_columns": ["teacher", "student (start)", "student (final)"], **extra,

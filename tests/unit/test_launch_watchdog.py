@@ -1,0 +1,121 @@
+"""The launcher's stall watch and diagnosis (`launch/watchdog.py`), its parallel stop (`Supervisor.terminate_all`)
+and its signal handlers (`launch/run.py: StopSignals`), with fake clocks and tiny stand-in processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from afd_async.launch.run import Interrupted, StopSignals
+from afd_async.launch.supervisor import Role, Supervisor
+from afd_async.launch.watchdog import ProgressWatch, TeacherView, diagnose
+
+NO_TEACHER = TeacherView(groups_requested=0, queued=0, clips=0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_the_watch_restarts_its_clock_on_any_progress():
+    clock = Clock()
+    watch = ProgressWatch(10.0, clock=clock)
+    watch.observe({})
+    clock.t = 9.0
+    assert not watch.stalled()
+    watch.observe({"pairs_written": "2"})  # progress
+    clock.t = 18.0
+    assert not watch.stalled() and watch.idle_s == 9.0
+    watch.observe({"pairs_written": "2", "student_phase": "evaluating"})  # a phase change is progress too
+    clock.t = 27.9
+    assert not watch.stalled()
+    clock.t = 28.0
+    assert watch.stalled()
+    assert not ProgressWatch(0.0, clock=clock).stalled()  # 0: never
+
+
+def stall(status, **kw):
+    args = dict(steps=4, needs_d=True, gone={}, teacher=NO_TEACHER, teacher_url="http://t")
+    return diagnose(status, **{**args, **kw})
+
+
+def test_the_diagnosis_names_the_first_missing_link():
+    assert stall({}).role == "student-actor"  # no teacher request yet
+    s = stall({}, teacher=TeacherView(groups_requested=3, queued=5, clips=0))
+    assert (s.role, s.logs[0]) == ("teacher-actor", "teacher-actor")
+    assert s.what == ("the teacher-actor waits for the teacher server (http://t): no teacher clip made yet for the 3 "
+                      "groups requested (5 requests still queued); the student actor waits for these clips")
+    s = stall({}, teacher=TeacherView(groups_requested=3, queued=0, clips=6))
+    assert s.role == "student-actor" and "6 clips are cached but no pair was written" in s.what
+    assert stall({"pairs_written": "8"}).role == "d-learner"
+    s = stall({"pairs_written": "8", "d_version": "3", "student_steps": "1"})
+    assert s.what.startswith("the student-learner waits for batches from the feeder and D versions from the d-learner "
+                             "(D v3): at step 1/4 with 8 pairs written")
+    assert stall({"pairs_written": "8", "student_steps": "1"}, needs_d=False).role == "student-learner"  # sft: no D
+    assert "is evaluating" in stall({"pairs_written": "8", "d_version": "3", "student_phase": "evaluating"}).what
+    assert "has not written the run's outputs" in stall({"pairs_written": "8", "d_version": "3", "student_steps": "4"}).what
+
+
+def test_a_role_gone_while_the_run_needs_it_comes_first():
+    s = stall({"pairs_written": "8"}, gone={"student-actor": 0})
+    assert s.role == "student-actor"
+    assert s.what == "the student-actor exited (code 0) while the run still needs it: the other roles wait on it"
+
+
+def stand_in(sup: Supervisor, name: str, code: str) -> Role:
+    """A role whose process runs `code` (instead of `afd <role>`), in a session of its own as roles are."""
+    role = Role(name, name, log_path=sup.log_dir / f"{name}.log",
+                proc=subprocess.Popen([sys.executable, "-c", code], start_new_session=True))
+    sup.roles.append(role)
+    return role
+
+
+def wait_for(predicate, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        time.sleep(0.02)
+
+
+def test_terminate_all_stops_every_role_at_once_and_kills_one_that_ignores_sigterm(tmp_path):
+    ready = tmp_path / "ready"
+    with Supervisor(tmp_path / "logs") as sup:
+        polite = [stand_in(sup, f"polite-{i}", "import time; time.sleep(600)") for i in range(3)]
+        stubborn = stand_in(sup, "stubborn", "import pathlib, signal, time; signal.signal(signal.SIGTERM, "
+                                             f"signal.SIG_IGN); pathlib.Path({str(ready)!r}).touch(); time.sleep(600)")
+        wait_for(ready.exists)  # its handler is in place
+        t0 = time.monotonic()
+        codes = sup.terminate_all(grace_s=1.0)
+        took = time.monotonic() - t0
+    assert codes == {**{r.name: -signal.SIGTERM for r in polite}, "stubborn": -signal.SIGKILL}
+    assert 1.0 <= took < 10.0  # the grace once, not once per role
+    assert "no stop 1s after SIGTERM: SIGKILL" in (tmp_path / "logs" / "stubborn.log").read_text()
+    assert sup.finished_early() == {}  # stopped roles do not count as gone
+
+
+def test_a_role_that_exited_0_unasked_is_finished_early(tmp_path):
+    with Supervisor(tmp_path / "logs") as sup:
+        role = stand_in(sup, "student-actor", "pass")
+        wait_for(lambda: role.proc.poll() is not None)
+        assert sup.finished_early() == {"student-actor": 0}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_first_signal_interrupts_the_launcher_and_a_second_one_hurries_it(sig):
+    with StopSignals() as signals:
+        with pytest.raises(Interrupted) as e:
+            os.kill(os.getpid(), sig)
+            wait_for(lambda: False, timeout_s=5.0)  # the handler raises before this deadline
+        assert e.value.signum == sig and not signals.hurry.is_set()
+        os.kill(os.getpid(), sig)  # while the roles are being stopped: no second raise, the grace is cut short
+        wait_for(signals.hurry.is_set, timeout_s=5.0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
