@@ -346,7 +346,9 @@ def run_student_learner(cfg: RootConfig) -> int:
         r.hset(keys.status, "student_steps", upd.steps)
         # a resumed learner's "start" evaluation is of θ_ref, the initial policy (θ_old has moved on)
         if outputs is not None:
+            r.hset(keys.status, "student_phase", "evaluating")  # the launcher's stall watch counts phases as progress
             outputs.start(upd, initial=upd.ref if resumed else None)
+            r.hset(keys.status, "student_phase", "training")
         # staleness 0: train groups in plan order (W, W+1, …), as the synchronous loop does
         loop = FeedLoop(feed, stop, checkpointer=ckpt, timing=lambda: learner.timing,
                         expected=(lambda: planner.warmup_groups + upd.steps) if cfg.replay.staleness == 0 else None)
@@ -373,7 +375,9 @@ def run_student_learner(cfg: RootConfig) -> int:
                                          **{f"time_{k}_s": v for k, v in learner.timing.items()},
                                          "checkpoint_s": loop.checkpoint_s})
             if cfg.train.eval_every and upd.steps % cfg.train.eval_every == 0 and upd.steps < cfg.train.steps:
+                r.hset(keys.status, "student_phase", "evaluating")
                 outputs.evaluate(upd)
+                r.hset(keys.status, "student_phase", "training")
             return upd.steps >= cfg.train.steps
 
         if upd.steps < cfg.train.steps:  # a learner resumed after its last step only writes the outputs
@@ -381,6 +385,7 @@ def run_student_learner(cfg: RootConfig) -> int:
         else:
             ckpt.checkpoint()
         if upd.steps >= cfg.train.steps and outputs is not None:
+            r.hset(keys.status, "student_phase", "writing outputs")
             summary, _ = outputs.finish(upd, d, d_version=learner.d_version, mode="async",
                                         extra={"status": _status(r, keys)})
             r.hset(keys.status, mapping={"done": 1, "final_physics_score": summary["final"]["physics_score"]})
