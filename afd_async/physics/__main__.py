@@ -1,4 +1,4 @@
-"""`python -m afd_async.physics [PROMPT ...]`: print the prompt grammar, or the scene each prompt means."""
+"""`python -m afd_async.physics [--words | PROMPT ...]`: the prompt grammar, every word, or each prompt's scene."""
 
 from __future__ import annotations
 

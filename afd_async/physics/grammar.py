@@ -18,8 +18,8 @@ Every word must be known: a teacher that silently ignored words would teach
 the student the wrong thing. An unknown word raises `PromptError` naming the
 first word that cannot be placed, the nearest known words and a prompt that
 parses; words that cannot apply to the motion (friction on a pendulum, "twice"
-without "bounces") are errors too. `python -m afd_async.physics [PROMPT ...]`
-prints the grammar, or what each prompt means.
+without "bounces") are errors too. `python -m afd_async.physics [--words |
+PROMPT ...]` prints the grammar, every known word, or what each prompt means.
 """
 
 from __future__ import annotations
@@ -48,14 +48,14 @@ then, it, on the ground, back and forth, because of friction may appear anywhere
   colour    : red, blue, green, yellow, purple (violet), orange, cyan (turquoise), white; two objects:
               distinct colours. Also "a ball that is red", "a red and a blue ball".
   motion    : falls, drops, lands, is dropped      one object falls to the ground and rests
-              bounces [count], rebounds            ... falls and rebounds count times (no count: settles)
+              bounces [twice], rebounds            ... falls and rebounds that often (no count: settles)
               is thrown up, is tossed, flies up    one object thrown up from the ground, falls back
               slides, rolls, glides, moves, is pushed   one object moves along the ground under friction
               collide, crash, bump into each other two objects move toward each other and collide
               hits, strikes, knocks, rolls into, is hit by   the first object (passive: the one after
                                                    "by") runs into the second, which is at rest
               swings, sways, oscillates, is released   a pendulum swings from its pivot
-  count     : once, twice, three times, 3 times, two bounces (up to 5; only with bounces)
+  bounces   : once, twice, three times, 3 times, with two bounces (up to 5), a few times (until it settles)
   place     : from/at/on/in the top | top left | top right | upper left | left | right | center | middle |
               above | high up     ("on the left": where an object is; two colliding objects may each have one)
   direction : left, right, to the left, towards the right, leftward(s), rightward(s)
@@ -68,7 +68,7 @@ Examples: "a blue ball drops from the top right and bounces twice on the ground"
 the left and slows down because of friction", "two balls collide head-on", "a blue ball is hit by a red
 ball", "a pendulum on a long rope swings widely", "a ball is thrown up and falls down"
 """
-HELP = "all words: python -m afd_async.physics"
+HELP = "all words: python -m afd_async.physics --words"
 DEFAULT_EXAMPLE = EXAMPLES["fall"]
 
 
@@ -166,10 +166,25 @@ def _describe(scene: Scene) -> str:
     return f"{scene.motion}: {objs} | {scene.canonical().split('|', 2)[2]}"
 
 
+def words_by_slot() -> dict[str, list[str]]:
+    """Every known phrase, grouped by the slot it fills (fillers included), for `--words`."""
+    slots: dict[str, list[str]] = {}
+    for key, word in PHRASES.items():
+        slots.setdefault(word.slot, []).append(" ".join(key))
+    return {slot: sorted(phrases) for slot, phrases in sorted(slots.items())}
+
+
 def main(argv: Sequence[str] = ()) -> int:
-    """`python -m afd_async.physics [PROMPT ...]`: the grammar, or each prompt's scene (exit 1 on an error)."""
+    """`python -m afd_async.physics [--words | PROMPT ...]`: the grammar, every word, or each prompt's scene.
+
+    Returns 1 when a prompt does not parse, else 0.
+    """
     if not argv:
-        print(GRAMMAR)
+        print(GRAMMAR + "Every known word and phrase: python -m afd_async.physics --words")
+        return 0
+    if list(argv) == ["--words"]:
+        for slot, phrases in words_by_slot().items():
+            print(f"{slot}: {', '.join(phrases)}")
         return 0
     status = 0
     for prompt in argv:

@@ -65,7 +65,7 @@ def test_a_bad_prompt_file_stops_afd_run_before_anything_starts(tmp_path: Path) 
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         f"afd: configuration error: config: prompts: {train}:3: 'a glorp ball bounces': unknown word 'glorp'; nearest "
-        f"known words: 'lower', 'floor'; a prompt that parses: '{EXAMPLES['fall']}' (all words: python -m afd_async.physics)")
+        f"known words: 'lower', 'floor'; a prompt that parses: '{EXAMPLES['fall']}' (all words: python -m afd_async.physics --words)")
     assert not out.exists()  # no folder, no Redis, no role: nothing half-started
 
 

@@ -14,7 +14,7 @@ from afd_async.physics.vocabulary import EXAMPLES
 from afd_async.train.plan import Planner
 
 SMOKE = ["experiment=smoke"]  # batch 2 of 1 rollout: a batch draws 2 distinct prompts
-HELP = "(all words: python -m afd_async.physics)"
+HELP = "(all words: python -m afd_async.physics --words)"
 
 
 def _file(tmp_path: Path, content: bytes, name: str = "mine.txt") -> Path:

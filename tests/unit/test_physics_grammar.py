@@ -13,7 +13,7 @@ from afd_async.physics.grammar import main, nearest_words
 from afd_async.physics.suite import MOTIONS, _one_prompt
 from afd_async.physics.vocabulary import EXAMPLES, PHRASES
 
-HELP = "(all words: python -m afd_async.physics)"
+HELP = "(all words: python -m afd_async.physics --words)"
 
 
 def _meaning(prompt: str) -> str:
@@ -155,6 +155,10 @@ def test_nearest_words_and_the_grammar_text() -> None:
 
 def test_cli_prints_the_grammar_or_each_scene(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0 and GRAMMAR in capsys.readouterr().out
+    assert main(["--words"]) == 0
+    words = capsys.readouterr().out
+    assert "noun: ball, balls, block, blocks, box, boxes, brick, bricks, cube, cubes, pendulum" in words
+    assert "part: bob, chain, cord, rod, rope, string, thread, wire" in words
     assert main(["a ball is thrown up", "a glorp ball"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("'a ball is thrown up' -> throw: medium normal red ball")
