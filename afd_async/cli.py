@@ -14,6 +14,7 @@ Overrides use Hydra syntax, e.g. `afd sync algo=sft train.steps=100 experiment=s
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -21,14 +22,14 @@ import signal
 import sys
 from typing import Callable, Sequence
 
+from afd_async.config import load_config
 from afd_async.config.convert import ConfigError, to_dict
+from afd_async.launch.orphan import watch_supervisor
 
 log = logging.getLogger("afd")
 
 
 def _load(overrides: Sequence[str]):
-    from afd_async.config import load_config
-
     return load_config(overrides)
 
 
@@ -38,6 +39,7 @@ def cmd_config(overrides: Sequence[str]) -> int:
 
 
 def cmd_sync(overrides: Sequence[str]) -> int:
+    # deferred: torch; `afd --help` and `afd config` do not load it
     from afd_async.train.evaluate import describe_change
     from afd_async.train.sync_loop import SyncLoop
 
@@ -51,12 +53,14 @@ def cmd_sync(overrides: Sequence[str]) -> int:
 
 
 def cmd_run(overrides: Sequence[str]) -> int:
+    # deferred: torch (as above)
     from afd_async.launch.run import main as run_main
 
     return run_main(_load(overrides), list(overrides))
 
 
 def cmd_pretrain(overrides: Sequence[str]) -> int:
+    # deferred: torch (as above)
     from afd_async.train.pretrain import pretrain
 
     cfg = _load(overrides)
@@ -78,10 +82,6 @@ ROLES: dict[str, str] = {
 
 def _role_command(target: str) -> Callable[[Sequence[str]], int]:
     def run(overrides: Sequence[str]) -> int:
-        import importlib
-
-        from afd_async.launch.orphan import watch_supervisor
-
         module, func = target.split(":")
         watch_supervisor()  # started by `afd run`: stop if the launcher dies without stopping us
         try:

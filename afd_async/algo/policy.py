@@ -8,6 +8,7 @@ on-policy and later the sampling policy lags smoothly. A separate eval EMA
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -48,7 +49,6 @@ class EMA:
     def __init__(self, module: nn.Module, decay: float) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        import copy
 
         self.decay = decay
         self.module = copy.deepcopy(module).requires_grad_(False).eval()

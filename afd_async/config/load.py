@@ -81,6 +81,7 @@ def _check_override_key(override: str) -> None:
 
 def _register_schema_defaults() -> None:
     """Put every schema default into the tree, so any field can be overridden from the command line."""
+    # deferred: Hydra/OmegaConf (~0.4 s) load only when a config is composed
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=_SCHEMA_NODE, node=to_dict(RootConfig()))
@@ -88,6 +89,7 @@ def _register_schema_defaults() -> None:
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -> dict[str, Any]:
     """Compose `configs/<config_name>.yaml` with Hydra overrides into a plain dict."""
+    # deferred: Hydra/OmegaConf (~0.4 s) load only when a config is composed
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf

@@ -10,7 +10,7 @@ paired. `eval_prompts` feeds the evaluator (physics score, samples) and the D
 probes. The file format is `afd_async.physics.prompt_file`'s.
 
 Both files are checked when the config is validated (`RootConfig.__post_init__`
-calls `check_prompt_files`), so `afd run` with a bad file stops before any
+calls `config.root.check_prompt_files`), so `afd run` with a bad file stops before any
 process or folder is made, naming every bad line; each role checks again when it
 loads the same config.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from afd_async.physics import PromptFileError, PromptRecord, load_prompt_file, load_prompt_suite
+from afd_async.physics import PromptRecord, load_prompt_file, load_prompt_suite
 
 if TYPE_CHECKING:
     from afd_async.config.root import RootConfig
@@ -33,28 +33,6 @@ def train_prompts(cfg: "RootConfig") -> list[PromptRecord]:
 def eval_prompts(cfg: "RootConfig") -> list[PromptRecord]:
     """The prompts the evaluator and the D probes use (their first N): `cfg.eval_prompts`, or the shipped eval split."""
     return load_prompt_file(cfg.eval_prompts) if cfg.eval_prompts else load_prompt_suite("eval")
-
-
-def check_prompt_files(cfg: "RootConfig") -> None:
-    """Read and check the files `cfg` names, and that they hold enough prompts for the run.
-
-    Raises:
-        ValueError: naming the key and, for a bad file, every bad line (`PromptFileError`'s message).
-    """
-    if cfg.prompts:
-        train = _load("prompts", cfg.prompts)
-        distinct = max(1, cfg.train.batch_size // cfg.algo.rollouts_per_prompt)
-        if len(train) < distinct:
-            raise ValueError(f"prompts: {cfg.prompts} has {len(train)} prompt{'s' if len(train) > 1 else ''}, fewer than "
-                             f"the {distinct} distinct prompts a batch draws (train.batch_size={cfg.train.batch_size} / "
-                             f"algo.rollouts_per_prompt={cfg.algo.rollouts_per_prompt}); add prompts or lower "
-                             "train.batch_size")
-    if cfg.eval_prompts:
-        evals = _load("eval_prompts", cfg.eval_prompts)
-        if cfg.train.d_probe_every and len(evals) < 2:
-            raise ValueError(f"eval_prompts: {cfg.eval_prompts} has 1 prompt; the D probes (train.d_probe_every="
-                             f"{cfg.train.d_probe_every}) need 2 (one clip is scored for another prompt); add one or "
-                             "set train.d_probe_every=0")
 
 
 def run_source_problem(cfg: "RootConfig") -> Optional[str]:
@@ -72,9 +50,3 @@ def run_source_problem(cfg: "RootConfig") -> Optional[str]:
             f"file as prompts={src.path} and both actors use it (teacher.source.kind=file is for a standalone "
             "`afd teacher-actor` filling a teacher cache)")
 
-
-def _load(key: str, path: str) -> list[PromptRecord]:
-    try:
-        return load_prompt_file(path)
-    except PromptFileError as e:
-        raise ValueError(f"{key}: {e}") from None

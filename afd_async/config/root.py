@@ -13,6 +13,7 @@ from afd_async.config.replay import ReplayConfig
 from afd_async.config.student import StudentConfig
 from afd_async.config.teacher import TeacherConfig
 from afd_async.config.train import TrainConfig
+from afd_async.physics import PromptFileError, PromptRecord, load_prompt_file
 
 
 @dataclass
@@ -48,6 +49,33 @@ class RootConfig:
 
     def __post_init__(self) -> None:
         if self.prompts or self.eval_prompts:
-            from afd_async.config.prompts import check_prompt_files
-
             check_prompt_files(self)
+
+
+def check_prompt_files(cfg: RootConfig) -> None:
+    """Read and check the files `cfg` names, and that they hold enough prompts for the run.
+
+    Raises:
+        ValueError: naming the key and, for a bad file, every bad line (`PromptFileError`'s message).
+    """
+    if cfg.prompts:
+        train = _load("prompts", cfg.prompts)
+        distinct = max(1, cfg.train.batch_size // cfg.algo.rollouts_per_prompt)
+        if len(train) < distinct:
+            raise ValueError(f"prompts: {cfg.prompts} has {len(train)} prompt{'s' if len(train) > 1 else ''}, fewer than "
+                             f"the {distinct} distinct prompts a batch draws (train.batch_size={cfg.train.batch_size} / "
+                             f"algo.rollouts_per_prompt={cfg.algo.rollouts_per_prompt}); add prompts or lower "
+                             "train.batch_size")
+    if cfg.eval_prompts:
+        evals = _load("eval_prompts", cfg.eval_prompts)
+        if cfg.train.d_probe_every and len(evals) < 2:
+            raise ValueError(f"eval_prompts: {cfg.eval_prompts} has 1 prompt; the D probes (train.d_probe_every="
+                             f"{cfg.train.d_probe_every}) need 2 (one clip is scored for another prompt); add one or "
+                             "set train.d_probe_every=0")
+
+
+def _load(key: str, path: str) -> list[PromptRecord]:
+    try:
+        return load_prompt_file(path)
+    except PromptFileError as e:
+        raise ValueError(f"{key}: {e}") from None

@@ -81,6 +81,7 @@ def resolve_device(device: str) -> "torch.device":
     the start of every role (sync loop, actors, learners), so a GPU config on a machine without the GPU
     fails at once with the key to change, not deep inside torch at the first `.to(device)`.
     """
+    # deferred: config stays torch-free (teacher actors and the launcher read it)
     import torch
 
     if not _DEVICE.match(device):

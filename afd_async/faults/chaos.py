@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from afd_async.config import load_config
 from afd_async.faults.inject import REDIS, Chaos, status_at_least
 from afd_async.faults.ledger import FaultLedgerHook
+from afd_async.launch.run import launch
 
 TARGETS = ("teacher-actor", "student-actor", "feeder", "d-learner", "student-learner", REDIS)
 # Smoke-size models, with the timeouts that decide how fast a dead role's work passes on cut to seconds.
@@ -47,9 +49,6 @@ class TimedChaos(Chaos):
 def chaos_run(out: Path, *, minutes: float, every_s: float, steps: int, seed: int = 0,
               extra: Sequence[str] = (), targets: Sequence[str] = TARGETS, timeout_s: float = 3600.0) -> dict[str, Any]:
     """Run `afd run` under chaos; returns kills, restarts, the fault counts and wall times."""
-    from afd_async.config import load_config
-    from afd_async.launch.run import launch
-
     overrides = [*CHAOS_OVERRIDES, f"train.steps={steps}", f"train.output_dir={out}", *extra]
     chaos = TimedChaos(targets, every_s=every_s, duration_s=minutes * 60.0, seed=seed,
                        after=status_at_least("student_steps", 1))

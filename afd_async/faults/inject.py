@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
+import httpx
+
 from afd_async.launch.hooks import RunHandle
 
 log = logging.getLogger(__name__)
@@ -129,8 +131,6 @@ def status_at_least(field_: str, n: int) -> Condition:
 
 def teacher_jobs_in_flight(n: int = 1) -> Condition:
     """At least `n` jobs queued or rendering at the teacher server (the teacher actor is polling them)."""
-    import httpx
-
     def check(run: RunHandle) -> bool:
         try:
             r = httpx.get(f"{run.teacher_url}/v1/admin/stats", timeout=5.0,

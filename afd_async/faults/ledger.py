@@ -32,8 +32,11 @@ import collections
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+import httpx
 import redis
 
+from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
+from afd_async.runtime.roles import make_planner
 from afd_async.store.keys import RunKeys
 from afd_async.train.plan import Planner
 LEARNERS = {"discriminator": "d-learner", "student": "student-learner"}  # learner -> role (checkpoint folder)
@@ -73,8 +76,6 @@ class FaultCounts:
 
 def learner_lineage(cfg: Any, role: str) -> list[int]:
     """Groups in `role`'s newest checkpoint ledger, in training order ([] when it wrote none)."""
-    from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
-
     ledger = read_ledger(learner_checkpoint_dir(cfg, role))
     return [] if ledger is None else [int(g) for g in ledger["trained"]]
 
@@ -104,8 +105,6 @@ def teacher_job_counts(jobs: list[dict[str, Any]]) -> tuple[int, int, int, dict[
 
 def fetch_teacher_jobs(teacher_url: str, teacher_key: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
     """Every job of `teacher_key` at the local teacher server."""
-    import httpx
-
     r = httpx.get(f"{teacher_url}/v1/admin/jobs", headers={"Authorization": f"Bearer {teacher_key}"}, timeout=timeout_s)
     r.raise_for_status()
     return list(r.json()["data"])
@@ -152,8 +151,6 @@ class FaultLedgerHook:
         pass
 
     def finish(self, run: Any) -> None:
-        from afd_async.runtime.roles import make_planner
-
         cfg = run.cfg
         ratio = max(1, cfg.algo.d_steps_per_student_step)
         planner = make_planner(cfg)

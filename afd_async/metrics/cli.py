@@ -7,8 +7,10 @@ healthcheck) and must stay cheap, and `render` regenerates `docs/METRICS.md` and
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import urllib.request
 from typing import Optional, Sequence
 
 from afd_async.metrics.declare import COMMON_LABELS, ROLES, SPECS
@@ -43,8 +45,6 @@ def render_markdown() -> str:
 
 def _check(port: Optional[int], port_file: Optional[str], host: str, timeout_s: float) -> int:
     """Container health check: 0 when this container's metrics endpoint answers."""
-    import urllib.request
-
     if port is None:
         path = port_file or os.environ.get("AFD_METRICS_PORT_FILE", "/tmp/afd-metrics.port")
         try:
@@ -62,8 +62,6 @@ def _check(port: Optional[int], port_file: Optional[str], host: str, timeout_s: 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m afd_async.metrics render` prints docs/METRICS.md; `... check [--port N]` is the health check."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m afd_async.metrics", description=main.__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("render", help="print the metric tables (docs/METRICS.md)")

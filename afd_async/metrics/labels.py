@@ -11,6 +11,7 @@ import itertools
 import os
 import socket
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, Optional
 
 from afd_async.metrics.catalogue import HEARTBEAT, ROLE_INFO
@@ -58,8 +59,6 @@ def bind(role: Role, actor_id: Optional[str] = None, *, version: str = "") -> Ro
 
 def _package_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("afd_async")
     except Exception:
         return "unknown"

@@ -14,6 +14,13 @@ from afd_async.config.student import StudentConfig
 from afd_async.config.root import TextConfig
 from afd_async.models.policies import CopyPolicies
 from afd_async.models.text_encoder import CachedTextEncoder
+from afd_async.models.tiny_discriminator import TinyVideoDiscriminator
+from afd_async.models.tiny_student import TinyCausalStudent
+from afd_async.models.videoreward.loaders import load_afd_discriminator, load_videoreward_checkpoint
+from afd_async.models.videoreward.model import VideoRewardDiscriminator
+from afd_async.models.wan.config import ARCHS, latent_frames
+from afd_async.models.wan.loaders import WanVAE, load_generator_into, load_wan_vae
+from afd_async.models.wan.lora import LoraPolicies
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +61,6 @@ def make_student(cfg: StudentConfig, text_dim: int, device: str | torch.device =
     The tiny student is built on CPU and then moved, so its initial weights (global RNG draws) are
     the same on every device; the Wan student is built on `device` directly (1.3B parameters).
     """
-    from afd_async.models.tiny_student import TinyCausalStudent
-
     if cfg.kind == "wan":
         return make_wan_student(cfg, str(device))
 
@@ -76,8 +81,6 @@ def make_student_policies(cfg: StudentConfig, student: nn.Module, *, eval_ema: f
     """θ_old / θ_ref / eval EMA of `student` (`models/policies.py`): deep copies for the tiny student and
     Wan full finetune, LoRA adapters on one base for Wan (`cfg.wan.finetune: lora`)."""
     if cfg.kind == "wan" and cfg.wan.finetune == "lora":
-        from afd_async.models.wan.lora import LoraPolicies
-
         return LoraPolicies(student, rank=cfg.wan.lora_rank, alpha=cfg.wan.lora_alpha, eval_ema=eval_ema)
     return CopyPolicies(student, eval_ema=eval_ema)
 
@@ -96,8 +99,6 @@ def make_rollout_policy(cfg: StudentConfig, text_dim: int, device: str | torch.d
 
 def make_discriminator(cfg: DiscriminatorConfig, text_dim: int, device: str | torch.device = "cpu") -> nn.Module:
     """The discriminator on `device` (the tiny D is built on CPU, then moved: same initial weights anywhere)."""
-    from afd_async.models.tiny_discriminator import TinyVideoDiscriminator
-
     if cfg.kind == "videoreward":
         return make_videoreward(cfg, str(device))
 
@@ -115,8 +116,6 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 def wan_student_kwargs(cfg: StudentConfig) -> dict[str, Any]:
     """`WanCausalStudent` kwargs for a `kind: wan` config (latent grid = pixels / 8)."""
-    from afd_async.models.wan.config import ARCHS, latent_frames
-
     w = cfg.wan
     return dict(transformer=ARCHS[w.arch][0], latent_height=cfg.height // 8, latent_width=cfg.width // 8,
                 chunk_frames=cfg.chunk_frames, max_frames=max(63, latent_frames(cfg.num_frames)),
@@ -125,10 +124,8 @@ def wan_student_kwargs(cfg: StudentConfig) -> dict[str, Any]:
 
 def make_wan_vae(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
     """The Wan VAE (`WanVAE`: latent normalisation included) from `cfg.wan.vae_checkpoint`; random weights without one."""
+    # deferred: diffusers (seconds) loads only for a Wan student
     from diffusers import AutoencoderKLWan
-
-    from afd_async.models.wan.config import ARCHS
-    from afd_async.models.wan.loaders import WanVAE, load_wan_vae
 
     vae_kwargs = ARCHS[cfg.wan.arch][1]
     if cfg.wan.vae_checkpoint is not None:
@@ -142,8 +139,8 @@ def make_wan_vae(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
 def make_wan_student(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
     """Causal Wan student (our safetensors `cfg.checkpoint`, or a Self-Forcing / Causal-Forcing generator)
     with its VAE attached for `decode`."""
+    # deferred: imports diffusers (seconds); only a Wan student needs it
     from afd_async.models.wan.causal_student import WanCausalStudent
-    from afd_async.models.wan.loaders import load_generator_into
 
     kwargs = wan_student_kwargs(cfg)
     if cfg.checkpoint is not None:
@@ -160,13 +157,11 @@ def make_wan_student(cfg: StudentConfig, device: str = "cpu") -> nn.Module:
 
 def make_videoreward(cfg: DiscriminatorConfig, device: str = "cpu", *, fps: float = 16.0) -> nn.Module:
     """VideoReward discriminator from a Qwen2-VL-2B folder, optionally VideoReward's weights, optionally our `discriminator.pt`."""
-    from afd_async.models.videoreward.loaders import load_afd_discriminator, load_videoreward_checkpoint
-    from afd_async.models.videoreward.model import VideoRewardDiscriminator
-
     vr = cfg.videoreward
     if vr.backbone_path is None:
         raise CheckpointError("discriminator.videoreward.backbone_path is required: a Qwen2-VL-2B-Instruct folder "
                               "(weights cannot be downloaded by the library)")
+    # deferred: transformers (seconds) loads only for a VideoReward D
     from transformers import AutoTokenizer
 
     d = VideoRewardDiscriminator(

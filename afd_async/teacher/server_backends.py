@@ -115,6 +115,7 @@ def diffusers_backend(
         dtype: torch dtype name (e.g. "float16"); None keeps the saved dtype.
         extra_call_kwargs: further keyword arguments for every call.
     """
+    # deferred: torch and diffusers (seconds) load only for the diffusers backend
     import torch
     from diffusers import DiffusionPipeline
 

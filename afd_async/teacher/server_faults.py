@@ -37,6 +37,8 @@ import threading
 from dataclasses import dataclass, fields
 from typing import Literal, Optional
 
+import numpy as np
+
 from afd_async.video.clip import Clip
 
 __all__ = [
@@ -220,8 +222,7 @@ def corrupt_mp4(data: bytes, seed: int) -> bytes:
 @functools.lru_cache(maxsize=1)
 def decode_bomb() -> bytes:
     """A valid MP4 of one black 4096x4096 frame (~5 kB on the wire, 50 MB decoded as RGB); built once."""
-    import numpy as np
-
+    # deferred: PyAV loads only where clips are encoded
     from afd_async.video.codec import encode_mp4
 
     return encode_mp4(Clip(frames=np.zeros((1, 4096, 4096, 3), np.uint8), fps=1.0))

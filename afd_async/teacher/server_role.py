@@ -22,6 +22,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
+from afd_async import metrics as M
 from afd_async.config.credentials import CredentialError, Secret, load_secret
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def server_api_keys(env: Optional[dict[str, str]] = None) -> list[Secret]:
 
 def build_backend(cfg: "RootConfig") -> Callable[[str, int, dict], Any]:
     """The render backend named by `teacher.server.backend` (physics: the renderer block's defaults)."""
+    # deferred: the server app (FastAPI, PyAV, PIL) loads only in the server process
     from afd_async.teacher.server import diffusers_backend, physics_backend
 
     s, r = cfg.teacher.server, cfg.teacher.renderer
@@ -88,7 +90,6 @@ class _RequestMetrics:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        from afd_async import metrics as M
 
         route = route_label(scope.get("method", ""), scope.get("path", ""))
 
@@ -102,8 +103,6 @@ class _RequestMetrics:
 
 def _sample_forever(app: Any, metrics: "RoleLabels", stop: threading.Event, period_s: float = 1.0) -> None:
     """Advance the server's counters/gauges from the app's own state until `stop`."""
-    from afd_async import metrics as M
-
     queue = app.state.jobs
     handlers = app.state.handlers
     seen: dict[tuple[str, str], float] = {}
@@ -151,6 +150,7 @@ def start_teacher_server(cfg: "RootConfig", *, metrics: Optional["RoleLabels"] =
     Raises:
         CredentialError: no API key configured.
     """
+    # deferred: the server app (FastAPI, PyAV, PIL) loads only in the server process
     from afd_async.teacher.server import FaultConfig, create_app, serve
 
     s, r = cfg.teacher.server, cfg.teacher.renderer

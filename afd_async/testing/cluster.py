@@ -33,6 +33,7 @@ from afd_async.store.keys import RunKeys
 from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
 from afd_async.runtime.teacher_clips import load_teacher_frames, teacher_clip_ref
 from afd_async.store.redis_server import RedisServer
+from afd_async.train.sync_loop import SyncLoop
 
 
 class LocalCluster:
@@ -137,8 +138,6 @@ class LocalCluster:
         The clips come from the run's teacher cache: libx264 does not encode bit-reproducibly,
         so a sync loop re-encoding its own clips (`train.sync_teacher_codec`) trains on other clips.
         """
-        from afd_async.train.sync_loop import SyncLoop
-
         cfg = load_config([*self.user_overrides, f"train.output_dir={self.out / 'sync'}",
                            f"text.cache_dir={self.out / 'text_cache'}"])
         loop = SyncLoop(cfg)

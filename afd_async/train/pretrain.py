@@ -30,6 +30,7 @@ from afd_async.config.root import RootConfig
 from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_text_encoder, student_kwargs
 from afd_async.models.schedule import sample_t
+from afd_async.models.tiny_student import TinyCausalStudent
 from afd_async.physics import PhysicsOverrides, load_prompt_suite
 from afd_async.train.seeding import step_generator, step_seed
 from afd_async.train.teacher_source import make_teacher_source
@@ -48,8 +49,6 @@ def weakened_physics(cfg: RootConfig, prompt_index: int, seed: int) -> PhysicsOv
 
 def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None) -> Path:
     """Train a fresh tiny student and save it (with its EMA) to `cfg.pretrain.output`."""
-    from afd_async.models.tiny_student import TinyCausalStudent
-
     p, s = cfg.pretrain, cfg.student
     torch.manual_seed(cfg.train.seed)
     text_enc = make_text_encoder(cfg.text)

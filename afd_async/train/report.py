@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from afd_async.video.clip import Clip
 
@@ -43,10 +44,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def plot_metrics(records: Sequence[Mapping[str, Any]], keys: Iterable[str], path: str | Path, *, x: str = "step") -> Path:
     """One subplot per key that appears in the records; written as PNG."""
+    # deferred: matplotlib (~1 s) loads only when a plot is written
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display backend
 
     keys = [k for k in keys if any(k in r for r in records)]
     cols = 3
@@ -86,8 +88,7 @@ def video_grid(columns: Sequence[torch.Tensor], *, upscale: int = 4, gap: int = 
 
 def write_grid(columns: Sequence[torch.Tensor], fps: float, stem: str | Path, *, upscale: int = 4) -> list[Path]:
     """Write the grid as `<stem>.mp4` (H.264 via PyAV) and `<stem>.gif`."""
-    from PIL import Image
-
+    # deferred: PyAV loads only where clips are encoded
     from afd_async.video.codec import encode_mp4
 
     frames = video_grid(columns, upscale=upscale)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from afd_async.config.prompts import train_prompts
 from afd_async.config.root import RootConfig
@@ -160,7 +161,6 @@ class SyncLoop:
     def run(self, *, show_progress: bool = True) -> SyncResult:
         cfg, out = self.cfg, self.outputs
         out.start(self.s_upd)
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not show_progress) as bar:

@@ -63,6 +63,7 @@ class LocalTeacherSource:
             return hit
         clip, gt = render_prompt(prompt, seed=seed, physics=phys, **self.render_kw)
         if self.through_codec:  # what the local teacher server sends and the teacher actor decodes
+            # deferred: PyAV loads only where clips are encoded
             from afd_async.video.codec import decode_mp4, encode_mp4
 
             data = encode_mp4(clip)

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors.torch import load_file
+from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers.models import WordLevel
 from torch import Tensor, nn
 
 from afd_async.checkpoint import CheckpointError
@@ -60,8 +63,6 @@ def load_videoreward_checkpoint(d: nn.Module, path: str | Path) -> int:
     Returns:
         the checkpoint's step.
     """
-    from safetensors.torch import load_file
-
     p = Path(path)
     steps = sorted(p.glob("checkpoint-*"), key=lambda q: int(q.name.split("-")[-1])) if p.is_dir() else []
     ckpt = steps[-1] if steps else p
@@ -114,8 +115,7 @@ def load_afd_discriminator(d: nn.Module, path: str | Path) -> dict[str, Any]:
 
 def tiny_tokenizer(words: list[str], special: Mapping[str, int]) -> Any:
     """A word-level tokenizer with Qwen2-VL's chat/vision special tokens at given ids (tests, benchmarks: no download)."""
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers.models import WordLevel
+    # deferred: transformers (seconds)
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"[UNK]": 0, "[PAD]": 1}

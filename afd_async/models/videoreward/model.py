@@ -14,6 +14,7 @@ Only LoRA (r=64, α=128, on the language model's attention and MLP) and
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional, Sequence
 
 import torch
@@ -75,6 +76,7 @@ class VideoRewardDiscriminator(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
+        # deferred: transformers (seconds) loads only when a VideoReward D is built
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
         self.config: dict[str, Any] = dict(backbone=backbone, backbone_path=backbone_path, lora_rank=lora_rank,
@@ -96,6 +98,7 @@ class VideoRewardDiscriminator(nn.Module):
             self.backbone.resize_token_embeddings(max(self.reward_ids) + 1)
         self.backbone.requires_grad_(False)
         if lora_rank > 0:
+            # deferred: peft (~10 s with transformers), only with LoRA
             from peft import LoraConfig, inject_adapter_in_model
 
             inject_adapter_in_model(LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules=LORA_TARGETS,
@@ -109,7 +112,6 @@ class VideoRewardDiscriminator(nn.Module):
         vc = self.backbone.config.vision_config
         self.patch, self.temporal_patch, self.merge = vc.patch_size, vc.temporal_patch_size, vc.spatial_merge_size
         self.fps, self.sample_fps, self.max_pixels = fps, sample_fps, max_pixels
-        import inspect
 
         self._wants_mm_types = "mm_token_type_ids" in inspect.signature(self.backbone.model.forward).parameters
 

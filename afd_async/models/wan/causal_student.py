@@ -39,6 +39,7 @@ from torch.utils.checkpoint import checkpoint
 
 from afd_async.models.schedule import rollout_sigmas
 from afd_async.models.wan.cache import CrossAttnCache, RollingKVCache, chunk_attention, window_start
+from afd_async.models.wan.config import latent_frames as to_latent
 
 __all__ = ["WanCausalStudent"]
 
@@ -327,8 +328,6 @@ class WanCausalStudent(nn.Module):
         Returns:
             x0 latents `(B, C, latent frames, h, w)` (decode with `WanVAE.decode`).
         """
-        from afd_async.models.wan.config import latent_frames as to_latent
-
         if (num_frames is None) == (latent_frames is None):
             raise ValueError("give exactly one of num_frames (video frames) or latent_frames")
         num_frames = to_latent(num_frames) if latent_frames is None else latent_frames

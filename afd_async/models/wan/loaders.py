@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from afd_async.checkpoint import CheckpointError, load_into
@@ -46,8 +47,6 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
         if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return dict(load_file(str(p)))
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any reader failure is a checkpoint problem
@@ -94,6 +93,7 @@ def generator_state_dict(raw: Mapping[str, Any], *, use_ema: bool = False, sourc
 
 def wan_original_to_diffusers(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Wan original transformer keys -> `WanTransformer3DModel` keys (diffusers' converter)."""
+    # deferred: diffusers (seconds)
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
     return convert_wan_transformer_to_diffusers(dict(sd))
@@ -118,6 +118,7 @@ def load_generator_into(
 
 def load_wan_vae(path: str | Path, *, config: Optional[dict[str, Any]] = None) -> nn.Module:
     """`AutoencoderKLWan` from Wan's original `Wan2.1_VAE.pth` (or a diffusers-layout safetensors)."""
+    # deferred: diffusers (seconds)
     from diffusers import AutoencoderKLWan
     from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
 
@@ -190,6 +191,7 @@ def t5_original_to_hf(sd: Mapping[str, Tensor], *, source: str = "checkpoint") -
 
 def load_umt5(path: str | Path, *, config: Optional[dict[str, Any]] = None, dtype: torch.dtype = torch.float32) -> nn.Module:
     """UMT5 encoder: a transformers folder (`from_pretrained`) or Wan's original `.pth` with `config` (UMT5Config kwargs)."""
+    # deferred: transformers (seconds)
     from transformers import UMT5Config, UMT5EncoderModel
 
     p = Path(path)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from afd_async.algo.policy import ema_decay_at
+from afd_async.checkpoint import CheckpointError
 from afd_async.models.policies import CopyPolicies
 
 __all__ = ["LoraPolicies", "LoraEMA", "FullPolicies", "PolicyView", "WAN_LORA_TARGETS"]
@@ -131,6 +132,7 @@ class LoraPolicies:
 
     def __init__(self, student: nn.Module, *, rank: int = 64, alpha: float = 64.0,
                  target_modules: Sequence[str] = WAN_LORA_TARGETS, eval_ema: float = 0.99, merge_old: bool = True) -> None:
+        # deferred: peft (~10 s with transformers), only with LoRA
         from peft import LoraConfig, inject_adapter_in_model
 
         self.student, self.rank, self.alpha = student, rank, alpha
@@ -177,8 +179,6 @@ class LoraPolicies:
 
     def load_adapter(self, name: Policy, state: Mapping[str, torch.Tensor]) -> None:
         """Copy one adapter's tensors in; a missing, unexpected or mis-shaped key is an error naming it."""
-        from afd_async.checkpoint import CheckpointError
-
         own = self.adapter_params(name)
         for k, p in own.items():
             if k not in state:
@@ -237,8 +237,6 @@ class LoraPolicies:
         return {"lora": lora, "ema": self.ema.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from afd_async.checkpoint import CheckpointError
-
         lora = state.get("lora")
         if not isinstance(lora, Mapping):
             raise CheckpointError("LoRA policies state: no 'lora' tensors (a full-finetune state?)")

@@ -41,6 +41,7 @@ def _fused_forward(self: nn.Module, x: Tensor) -> Tensor:
 
 def fuse_rms_norms(vae: nn.Module) -> int:
     """Route every `WanRMS_norm` of `vae` through the compiled kernel; returns how many."""
+    # deferred: diffusers (seconds)
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanRMS_norm
 
     n = 0
