@@ -60,6 +60,7 @@ _PHRASES: dict[str, tuple[str, object]] = {
     "because of gravity": ("filler", None), "due to gravity": ("filler", None), "under gravity": ("filler", None),
     "meet in the middle": ("filler", None), "meets in the middle": ("filler", None),
     "straight up": ("filler", None), "straight down": ("filler", None), "its way": ("filler", None),
+    "straight": ("filler", None), "right away": ("filler", None), "right now": ("filler", None),
     # --- objects
     "a pair of": ("count", 2), "pair of": ("count", 2),
     "small": ("size", "small"), "tiny": ("size", "small"), "little": ("size", "small"),
