@@ -19,14 +19,24 @@ import json
 import logging
 import math
 import os
+import random
 import secrets
 import signal
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from afd_async.config import load_config
+from afd_async.config.credentials import Secret
+from afd_async.config.prompts import eval_prompts, run_source_problem, train_prompts
 from afd_async.config.root import RootConfig
 from afd_async.launch.hooks import RunHandle, RunHook
 from afd_async.launch.redis_guard import RedisGuard
@@ -35,9 +45,12 @@ from afd_async.launch.run_record import (
 )
 from afd_async.launch.supervisor import RestartPolicy, RoleFailed, Supervisor
 from afd_async.launch.watchdog import LOG_LINES, ProgressWatch, RunStalled, TeacherView, describe_stall, diagnose
+from afd_async.models.text_encoder import CachedTextEncoder
 from afd_async.store.keys import RunKeys
 from afd_async.security.local import local_security, run_teacher_key
 from afd_async.store.redis_server import RedisServer
+from afd_async.teacher.clips import clip_record_key
+from afd_async.train.evaluate import describe_change
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +59,6 @@ ROLE_ORDER = ("teacher-server", "teacher-actor", "d-learner", "student-learner",
 
 def _prefill_text_cache(cfg: RootConfig, cache_dir: Path) -> None:
     """Encode every prompt once here, so no role process loads the sentence model."""
-    from afd_async.config.prompts import eval_prompts, train_prompts
-    from afd_async.models.text_encoder import CachedTextEncoder
-
     enc = CachedTextEncoder(cfg.text.kind, cache_dir=str(cache_dir))
     enc.encode([r.prompt for r in train_prompts(cfg) + eval_prompts(cfg)])  # prompts= / eval_prompts= or the splits
 
@@ -82,9 +92,6 @@ def reserve_port(*, pair: bool = False, exclude: set[int] | None = None, low: in
     ephemeral range would race with every socket that binds port 0 meanwhile
     (metrics servers, clients), so they come from a range the kernel never assigns.
     """
-    import random
-    import socket
-
     rng = random.Random()
     for _ in range(200):
         p = rng.randrange(low, high - 1)
@@ -124,8 +131,6 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     every role is stopped at once within `train.stop_grace_s` (`Supervisor.terminate_all`; `hurry` set cuts
     the grace short) before it propagates.
     """
-    from afd_async.config.credentials import Secret
-
     t_start = time.monotonic()
     prepared = prepare_run_folder(cfg, user_overrides)
     out = Path(cfg.train.output_dir).resolve()
@@ -139,12 +144,6 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     with RedisServer(data_dir=str(out / "redis"), appendonly=True, appendfsync=cfg.cluster.redis_appendfsync,
                      **sec.server_kwargs()) as redis_srv, \
             Supervisor(out / "logs", base_env=env, restart=policy) as sup:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        from afd_async.config import load_config
-
         r = redis.Redis(**redis_srv.client_kwargs(), retry=Retry(NoBackoff(), 0))  # the loop below retries
         keys = RunKeys()
         # a resumed run (or one extended to more steps): the end of the last invocation is not this one's
@@ -211,8 +210,6 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
 
 def _teacher_view(r, keys: RunKeys, cfg: RootConfig) -> TeacherView:
     """The teacher side's counts for a stall diagnosis (a SCAN over the clip cache: only at a stall)."""
-    from afd_async.teacher.clips import clip_record_key
-
     clips = sum(1 for _ in r.scan_iter(match=clip_record_key("*"), count=1000))
     return TeacherView(groups_requested=int(r.scard(keys.requested)), queued=int(r.llen(cfg.teacher.source.queue_key)),
                        clips=clips)
@@ -220,9 +217,6 @@ def _teacher_view(r, keys: RunKeys, cfg: RootConfig) -> TeacherView:
 
 def _watch(r, keys: RunKeys, sup: Supervisor, cfg: RootConfig, *, show_progress: bool, timeout_s: float,
            tick: Optional[Callable[[], None]] = None, progress: Optional[Callable[[dict], None]] = None) -> dict:
-    import redis
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     deadline = time.monotonic() + timeout_s
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not show_progress) as bar:
@@ -309,8 +303,6 @@ def describe_interrupt(cfg: RootConfig, e: Interrupted) -> str:
 
 def describe_result(cfg: RootConfig, summary: dict) -> str:
     """The line `afd run` ends with: this invocation's own figures (a resumed run's too), then the run's."""
-    from afd_async.train.evaluate import describe_change
-
     this = summary.get("steps_this_run", summary.get("steps"))
     rate = summary.get("pairs_per_s")
     figures = (f"{this} step{'s' * (this != 1)} in {summary.get('seconds')}s, "
@@ -330,7 +322,6 @@ def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
         print("afd run: cluster.mode=external — start the roles with docker compose or `afd <role>` on each host",
               file=sys.stderr)
         return 2
-    from afd_async.config.prompts import run_source_problem
 
     if (problem := run_source_problem(cfg)) is not None:  # a teacher file source never pairs in afd run (issue 17.3)
         print(f"afd run: {problem}", file=sys.stderr)
