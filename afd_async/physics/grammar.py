@@ -28,7 +28,7 @@ import difflib
 import re
 from typing import Optional, Sequence
 
-from afd_async.physics.scene import PALETTE, ObjectSpec, Scene
+from afd_async.physics.scene import PALETTE, Scene
 from afd_async.physics.vocabulary import (
     EXAMPLES,
     KNOWN_WORDS,
