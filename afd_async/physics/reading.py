@@ -86,6 +86,7 @@ class Reading:
         slot = word.slot
         if slot == "filler":
             self.and_seen |= phrase == "and"
+            self.predicative &= phrase not in ("a", "an", "another")  # an article starts the next object
             if self.prep is not None:  # "from the": kept to quote the place as written
                 self.prep = (self.prep[0], f"{self.prep[1]} {phrase}")
             return
@@ -178,7 +179,7 @@ class Reading:
             self.set_scene("bounces", self.pending.pop("count")[0], f"{phrase} (a count)")  # "two bounces"
         self.flush(phrase)
         self.motions.append((kind, phrase))
-        self.into = False
+        self.into = self.predicative = False
 
     def flush(self, before: Optional[str]) -> None:
         """Adjectives still waiting for a noun when something else comes: apposition, or an error naming them."""

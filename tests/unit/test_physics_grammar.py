@@ -67,6 +67,7 @@ def test_old_examples_keep_their_meaning() -> None:
     ("a ball rolls to the right on rough ground", "on a rough floor, a ball rolls to the right"),
     ("a pendulum swings in low gravity", "a ball on a string swings back and forth in weak gravity"),
     ("a red ball hits a blue ball", "a blue ball is hit by a red ball"),
+    ("a red ball hits a blue ball", "a ball that is red hits a ball coloured blue"),
     ("a red ball hits a blue ball", "a red ball rolls into a stationary blue ball"),
     ("a red ball and a blue ball collide", "a red and a blue ball crash into each other"),
     ("a red ball and a blue ball collide", "a blue ball on the right and a red ball on the left collide"),
