@@ -42,8 +42,8 @@ async def test_unknown_status_is_a_named_counted_error(make, emu, caplog, status
         emu.inject("poll", 200, {"id": handle.job_id, "object": "video", "status": status, "progress": 10})
         with caplog.at_level("WARNING", logger="afd_async.teacher.adapters"):
             err = await h.expect(client.poll(handle), ErrorClass.TRANSIENT)
-        assert repr(status) in str(err) and err.provider_code == "unknown_status"
-        assert client.unknown_statuses == {repr(status): 1} and repr(status) in caplog.text
+        assert repr(status) in str(err) and err.provider_code == f"unknown_status={status}"
+        assert client.unknown_statuses == {f"status={status!r}": 1} and repr(status) in caplog.text
         assert (await client.poll(handle)).state.value in ("running", "succeeded")  # the job is kept: polled again
 
 

@@ -374,16 +374,17 @@ class HttpAdapter:
         params: Optional[Mapping[str, Any]] = None,
         headers: Optional[Mapping[str, str]] = None,
         submit: bool = False,
-        content: Optional[bytes] = None,
+        form: Optional[Mapping[str, Any]] = None,
     ) -> httpx.Response:
         """One request; classified errors; `submit=True` marks timeouts-after-send ambiguous.
 
-        `content` is a body the adapter encoded itself (e.g. a multipart form); its
-        Content-Type goes in `headers`.
+        `form` sends text fields as multipart/form-data (httpx's encoder: a field with
+        no file name per value), as SDKs that upload send creates.
         """
         hdrs = {**self._auth_headers(), **(headers or {})}
+        files = {k: (None, str(v)) for k, v in form.items()} if form is not None else None
         try:
-            resp = await self._client.request(method, url, json=json, params=params, headers=hdrs, content=content)
+            resp = await self._client.request(method, url, json=json, params=params, headers=hdrs, files=files)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
             raise TeacherError(ErrorClass.TRANSIENT, self.redact(f"{self.provider} {method} {urlsplit(url).path}: {type(e).__name__}: connection not established")) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:

@@ -32,10 +32,7 @@ itself drives both of our servers in tests/integration/test_sdk_openai.py:
 
 from __future__ import annotations
 
-import collections
-import logging
 import math
-import uuid
 from typing import Any, Mapping, Optional
 
 import httpx
@@ -44,7 +41,6 @@ from afd_async.teacher.adapters._http import (HttpAdapter, class_for_status, loo
                                              request_key)
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherError
 
-log = logging.getLogger("afd_async.teacher.adapters")
 
 CODES: dict[str, ErrorClass] = {
     "rate_limit": ErrorClass.RATE_LIMITED,
@@ -94,18 +90,6 @@ def classify(code: Optional[str], kind: Optional[str], message: Optional[str], s
     return cls or class_for_status(status or 500)
 
 
-def multipart_form(fields: Mapping[str, Any]) -> tuple[bytes, str]:
-    """`(body, content type)` of a multipart/form-data body of text fields (RFC 7578), as the SDK sends creates."""
-    boundary = f"afd-{uuid.uuid4().hex}"
-    out = bytearray()
-    for name, value in fields.items():
-        quoted = str(name).replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")  # RFC 7578 §2 / HTML forms
-        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted}"\r\n\r\n').encode()
-        out += str(value).encode() + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={boundary}"
-
-
 def _usage(body: Mapping[str, Any]) -> dict[str, Any]:
     """What the job bills by: `seconds` of video (a string, "4") and its `size`; unreadable values are left out."""
     out: dict[str, Any] = {}
@@ -121,11 +105,7 @@ def _usage(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class OpenAIVideosClient(HttpAdapter):
-    """TeacherClient for the OpenAI Videos API (the local teacher server by default).
-
-    Attributes:
-        unknown_statuses: how often each status outside the API's four was seen (each also logged).
-    """
+    """TeacherClient for the OpenAI Videos API (the local teacher server by default)."""
 
     provider = "openai"
 
@@ -136,7 +116,6 @@ class OpenAIVideosClient(HttpAdapter):
         self._api_key = api_key
         self.model = model
         self.send_seed = send_seed
-        self.unknown_statuses: collections.Counter[str] = collections.Counter()
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -158,9 +137,8 @@ class OpenAIVideosClient(HttpAdapter):
         return fields
 
     async def submit(self, request: JobRequest) -> JobHandle:
-        body, ctype = multipart_form(self._fields(request))
-        resp = await self._send("POST", "/v1/videos", content=body, submit=True,
-                                headers={"Content-Type": ctype, "Idempotency-Key": request_key(request)})
+        resp = await self._send("POST", "/v1/videos", form=self._fields(request), submit=True,
+                                headers={"Idempotency-Key": request_key(request)})
         video = resp.json()
         return JobHandle(provider=self.provider, job_id=str(video["id"]), model=request.model or self.model)
 
@@ -168,12 +146,7 @@ class OpenAIVideosClient(HttpAdapter):
         """The API's status, exhaustively; anything else is a TRANSIENT error naming it (logged, counted)."""
         state = STATES.get(value) if isinstance(value, str) else None
         if state is None:
-            shown = self.redact(repr(value)[:60])
-            self.unknown_statuses[shown] += 1
-            log.warning("openai: job %s has status %s, not one of the API's %s; polling again",
-                        handle.job_id, shown, sorted(STATES))
-            raise TeacherError(ErrorClass.TRANSIENT, f"{self.provider}: job {handle.job_id} has unknown status "
-                               f"{shown} (the API's: {', '.join(STATES)})", provider_code="unknown_status")
+            raise self._unknown_status(handle, "status", value, STATES)
         return state
 
     def _status(self, handle: JobHandle, body: Mapping[str, Any]) -> JobStatus:
