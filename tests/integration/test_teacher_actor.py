@@ -263,7 +263,7 @@ def test_file_source_counts_logs_and_dead_letters_every_bad_line(redis_server, r
     good = ["a ball is thrown up and falls down", "a red cube slides to the left"]
     labels = CountingLabels()
     with caplog.at_level("WARNING", logger="afd_async.teacher.actor"):
-        report = run_actor_until(cfg, lambda: have_clips(redis_client, cfg, good) == 2, 60, metrics=labels)
+        report = run_actor_until(cfg, lambda: have_clips(redis_client, cfg, good) == 2, 120, metrics=labels)
     assert report.done == 2 and report.bad_records == 3 and report.halted is None
     assert have_clips(redis_client, cfg, good) == 2
     problems = [f"{path}:3: 'a glorp ball bounces': unknown word 'glorp'", f"{path}:5: duplicate id 'x' (first on line 4)",
