@@ -24,7 +24,8 @@ ground", "a red cube slides to the left and slows down because of friction",
 
 from __future__ import annotations
 
-from afd_async.physics.grammar import GRAMMAR, PromptError, parse_prompt
+from afd_async.physics.grammar import GRAMMAR, parse_prompt
+from afd_async.physics.prompt_error import PromptError
 from afd_async.physics.raster import frame_times, render, render_prompt
 from afd_async.physics.scene import PALETTE, ObjectSpec, Scene
 from afd_async.physics.dynamics import simulate

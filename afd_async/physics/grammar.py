@@ -28,6 +28,8 @@ import difflib
 import re
 from typing import Optional, Sequence
 
+from afd_async.physics.prompt_error import DEFAULT_EXAMPLE, PromptError
+from afd_async.physics.reading import Reading
 from afd_async.physics.scene import PALETTE, Scene
 from afd_async.physics.vocabulary import (
     EXAMPLES,
@@ -68,30 +70,6 @@ Examples: "a blue ball drops from the top right and bounces twice on the ground"
 the left and slows down because of friction", "two balls collide head-on", "a blue ball is hit by a red
 ball", "a pendulum on a long rope swings widely", "a ball is thrown up and falls down"
 """
-HELP = "all words: python -m afd_async.physics --words"
-DEFAULT_EXAMPLE = EXAMPLES["fall"]
-
-
-class PromptError(ValueError):
-    """A prompt outside the grammar.
-
-    The message (one line) names the first word or phrase that cannot be
-    placed, the nearest known words when the word is unknown, and a prompt that
-    parses. Attributes keep the parts: `problem`, `prompt`, `word`,
-    `suggestions`, `example`.
-    """
-
-    def __init__(self, problem: str, prompt: str, *, word: Optional[str] = None,
-                 suggestions: Sequence[str] = (), example: str = DEFAULT_EXAMPLE) -> None:
-        self.problem, self.prompt, self.word = problem, prompt, word
-        self.suggestions, self.example = tuple(suggestions), example
-        near = ""
-        if word is not None:
-            near = ("; nearest known words: " + ", ".join(repr(s) for s in self.suggestions)
-                    if self.suggestions else "; no known word is close")
-        super().__init__(f"{prompt!r}: {problem}{near}; a prompt that parses: {example!r} ({HELP})")
-
-
 def tokenize(text: str) -> list[str]:
     """Lower-case words and numbers; "doesn't" is "does not", other punctuation and hyphens separate words."""
     text = re.sub(r"n['\u2019]t\b", " not", text.lower())
@@ -136,8 +114,6 @@ def parse_prompt(text: str) -> Scene:
             number of objects, a word that does not apply to the motion, or
             contradictory words; the message names the word.
     """
-    from afd_async.physics.reading import Reading
-
     tokens = _lex(tokenize(text))
     motions = {str(w.value) for _, w in tokens if w is not None and w.slot == "motion"}
     example = EXAMPLES.get(next(iter(sorted(motions - {"bounce", "release"})), "fall"), DEFAULT_EXAMPLE)

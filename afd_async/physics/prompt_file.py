@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from afd_async.physics.grammar import PromptError, parse_prompt
+from afd_async.physics.grammar import parse_prompt
+from afd_async.physics.prompt_error import PromptError
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # far above any real suite (the shipped train split is ~12 kB)
 MAX_LINE_CHARS = 1000  # a prompt of the grammar is a sentence; a longer line is a broken file

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from afd_async.physics.grammar import PromptError
+from afd_async.physics.prompt_error import PromptError
 from afd_async.physics.scene import PALETTE, ObjectSpec, Scene
 from afd_async.physics.vocabulary import Word
 
