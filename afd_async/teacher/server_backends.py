@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from afd_async.physics import render_prompt
 from afd_async.video.clip import Clip
 
 __all__ = ["diffusers_backend", "frames_to_clip", "physics_backend"]
@@ -41,8 +42,6 @@ def physics_backend(height: int = 96, width: int = 96, fps: float = 24.0, second
     """
 
     def render(prompt: str, seed: int, params: dict) -> Clip:
-        from afd_async.physics import render_prompt  # lazy: keeps the server importable on its own
-
         clip, _truth = render_prompt(
             prompt,
             seed=seed,
