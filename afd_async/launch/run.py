@@ -126,8 +126,8 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     """Run every role until the student learner is done; returns the run summary (plus `restarts`, `wall_s`).
 
     Before anything starts, the output folder is checked against the config (`run_record`: raises
-    `RunFolderRefused` or `NothingToDo`). While the run goes, `train.stall_timeout_s` without progress raises
-    `RunStalled` (the diagnosis). On any exception (`Interrupted` by SIGTERM/SIGINT, a failed role, a stall)
+    `RunFolderRefused` or `NothingToDo`). While the run goes, `train.stall_timeout_s` without progress, or a role
+    that exits 0 before the run is done, raises `RunStalled` (the diagnosis). On any exception (`Interrupted` by SIGTERM/SIGINT, a failed role, a stall)
     every role is stopped at once within `train.stop_grace_s` (`Supervisor.terminate_all`; `hurry` set cuts
     the grace short) before it propagates.
     """
@@ -174,10 +174,12 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
 
             def check_progress(status: dict[str, str]) -> None:
                 watch.observe(status)
-                if watch.stalled():
-                    stall = diagnose(status, steps=cfg.train.steps, needs_d=cfg.algo.name != "sft",
-                                     gone=sup.finished_early(), teacher=_teacher_view(r, keys, cfg),
-                                     teacher_url=teacher_url)
+                gone = sup.finished_early()
+                if gone and r.hget(keys.status, "done") == b"1":
+                    return  # the student learner finished the run and exited since `status` was read
+                if gone or watch.stalled():
+                    stall = diagnose(status, steps=cfg.train.steps, needs_d=cfg.algo.name != "sft", gone=gone,
+                                     teacher=_teacher_view(r, keys, cfg), teacher_url=teacher_url)
                     raise RunStalled(describe_stall(stall, idle_s=watch.idle_s, timeout_s=watch.timeout_s,
                                                     status=status, steps=cfg.train.steps, log_dir=sup.log_dir,
                                                     tail=lambda name: sup.tail(sup.role(name), LOG_LINES)))
@@ -203,7 +205,8 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     summary["restarts"] = restarts
     summary["wall_s"] = round(time.monotonic() - t_start, 1)
     summary["resumed"] = prepared.resumed
-    if "steps" in summary:
+    if "steps" in summary:  # the learner wrote this invocation's summary: add the launcher's part, mark the run done
+        summary_path.write_text(json.dumps(summary, indent=2))
         record_finished(cfg, summary["steps"])
     return summary
 
@@ -307,8 +310,8 @@ def describe_result(cfg: RootConfig, summary: dict) -> str:
     rate = summary.get("pairs_per_s")
     figures = (f"{this} step{'s' * (this != 1)} in {summary.get('seconds')}s, "
                f"{'no' if rate is None else rate} pairs/s ({summary.get('wall_s')}s wall)")
-    if summary.get("resumed_at"):
-        figures = (f"resumed {cfg.train.output_dir} at step {summary['resumed_at']}: {figures}; "
+    if summary.get("resumed"):
+        figures = (f"resumed {cfg.train.output_dir} at step {summary.get('resumed_at', 0)}: {figures}; "
                    f"{summary.get('steps')}/{cfg.train.steps} steps in all")
     return (f"afd run ({summary.get('algo')}, k={summary.get('staleness')}): {figures} | final D accuracy "
             f"{summary.get('final_d_acc')} | {describe_change(summary.get('start', {}), summary.get('final', {}))} | "

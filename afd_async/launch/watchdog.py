@@ -7,16 +7,17 @@ never paired, a role gone while the others wait on it) printed
     watch = ProgressWatch(stall_timeout_s)               # the clock starts once every role is started
     every pass of the launcher's loop:
         watch.observe(status)                            # a counter or the learner's phase moved: clock restarts
-        if watch.stalled():
-            raise RunStalled(describe_stall(diagnose(status, ...), ...))
+        if a role exited 0 (supervisor.finished_early()) or watch.stalled():
+            raise RunStalled(describe_stall(diagnose(status, gone=..., ...), ...))
 
 Progress is any change of the run's status counters (pairs written or dropped,
 D version, student steps) or of the student learner's phase (`evaluating`,
 `training`, `writing outputs`). `diagnose` walks the pipeline in data order
 (teacher requests → teacher clips → pairs → D steps → student steps) and names
 the first role whose output is missing, what that role waits for, and the logs
-to read. A role that exited 0 while the run is not done comes first: the others
-wait on it.
+to read. A role that exits 0 while the run is not done stops the run at once
+(no role finishes its work before the run does; a crash, non-zero, is the
+supervisor's to restart): the others would wait on it forever.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ LOG_LINES = 12  # lines of the waiting role's log shown with a diagnosis
 
 
 class RunStalled(RuntimeError):
-    """The run made no progress for `train.stall_timeout_s`; the message is the diagnosis."""
+    """The run made no progress for `train.stall_timeout_s`, or a role it needs exited; the message is the diagnosis."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Stall:
     role: str
     what: str
     logs: tuple[str, ...]
+    gone: bool = False  # the role exited (code 0) while the run needs it: the run stops at once, not after the timeout
 
 
 class ProgressWatch:
@@ -88,7 +90,7 @@ def diagnose(status: Mapping[str, str], *, steps: int, needs_d: bool, gone: Mapp
     if gone:
         role, code = next(iter(gone.items()))
         return Stall(role, f"the {role} exited (code {code}) while the run still needs it: the other roles wait on it",
-                     (role,))
+                     (role,), gone=True)
     if pairs == 0:
         if teacher.groups_requested == 0:
             return Stall("student-actor", "the student-actor waits for its first group: it has queued no teacher "
@@ -129,8 +131,8 @@ def describe_stall(stall: Stall, *, idle_s: float, timeout_s: float, status: Map
                 f"student steps {_int(status, 'student_steps')}/{steps}")
     lines = tail(shown).splitlines()[-LOG_LINES:]
     more = ", ".join(str(log_dir / f"{r}.log") for r in stall.logs[1:])
-    return (f"no progress for {idle_s:.0f}s (train.stall_timeout_s={timeout_s:g}): {stall.what}\n"
-            f"  progress: {counters}\n"
+    head = stall.what if stall.gone else f"no progress for {idle_s:.0f}s (train.stall_timeout_s={timeout_s:g}): {stall.what}"
+    return (f"{head}\n  progress: {counters}\n"
             f"  last lines of {log_dir / f'{shown}.log'}:\n" + "\n".join(f"    {line}" for line in lines)
             + (f"\n  see also: {more}" if more else ""))
 

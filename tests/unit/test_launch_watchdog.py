@@ -119,3 +119,19 @@ def test_the_first_signal_interrupts_the_launcher_and_a_second_one_hurries_it(si
         os.kill(os.getpid(), sig)  # while the roles are being stopped: no second raise, the grace is cut short
         wait_for(signals.hurry.is_set, timeout_s=5.0)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_the_message_names_the_stall_or_the_gone_role_then_the_counters_and_the_log(tmp_path):
+    from afd_async.launch.watchdog import describe_stall
+
+    status = {"pairs_written": "8", "d_version": "3", "student_steps": "1"}
+    tail = lambda name: "\n".join(f"{name} line {i}" for i in range(20))  # noqa: E731
+    text = describe_stall(stall(status), idle_s=300.4, timeout_s=300.0, status=status, steps=4, log_dir=tmp_path, tail=tail)
+    lines = text.splitlines()
+    assert lines[0].startswith("no progress for 300s (train.stall_timeout_s=300): the student-learner waits for ")
+    assert lines[1:3] == ["  progress: pairs 8 | D v3 | student steps 1/4", f"  last lines of {tmp_path}/student-learner.log:"]
+    assert lines[3:15] == [f"    student-learner line {i}" for i in range(8, 20)]
+    assert lines[15] == f"  see also: {tmp_path}/feeder.log, {tmp_path}/d-learner.log, {tmp_path}/student-actor.log"
+    gone = describe_stall(stall(status, gone={"feeder": 0}), idle_s=2.0, timeout_s=300.0, status=status, steps=4,
+                          log_dir=tmp_path, tail=tail)
+    assert gone.splitlines()[0] == "the feeder exited (code 0) while the run still needs it: the other roles wait on it"
