@@ -127,9 +127,9 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
 
     Before anything starts, the output folder is checked against the config (`run_record`: raises
     `RunFolderRefused` or `NothingToDo`). While the run goes, `train.stall_timeout_s` without progress, or a role
-    that exits 0 before the run is done, raises `RunStalled` (the diagnosis). On any exception (`Interrupted` by SIGTERM/SIGINT, a failed role, a stall)
-    every role is stopped at once within `train.stop_grace_s` (`Supervisor.terminate_all`; `hurry` set cuts
-    the grace short) before it propagates.
+    that exits 0 before the run is done, raises `RunStalled` (the diagnosis). On any exception (`Interrupted` by
+    SIGTERM/SIGINT, a failed role, a stall) every role is stopped at once within `train.stop_grace_s`
+    (`Supervisor.terminate_all`; `hurry` set cuts the grace short) before it propagates.
     """
     t_start = time.monotonic()
     prepared = prepare_run_folder(cfg, user_overrides)
