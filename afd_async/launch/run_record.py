@@ -16,7 +16,8 @@ often they log, evaluate and checkpoint, the launcher's own timeouts, and
 `train.steps`. Extending a run is a resume: group n of the plan is a pure
 function of (seed, n), not of the total (`train/plan.py`), so a run raised from
 200 to 300 steps trains steps 201..300 exactly as a 300-step run would. The
-learner ranks do count (checkpoint folders are per rank).
+learner ranks do count (checkpoint folders are per rank). Prompt files count by
+their content (`prompts.sha256`), not their path.
 """
 
 from __future__ import annotations
@@ -76,9 +77,29 @@ def _counts(key: str) -> bool:
     return not any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE)
 
 
+PROMPT_FILES = ("prompts", "eval_prompts")  # files whose content counts, not where they lie
+
+
+def _file_digest(path: Optional[str]) -> Optional[str]:
+    if path is None:
+        return None
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return f"unreadable: {path}"
+
+
 def config_that_matters(cfg: RootConfig) -> dict[str, Any]:
-    """`{dotted key: value}` of every key the fingerprint covers (see the module docstring)."""
-    return {k: v for k, v in sorted(_flatten(to_dict(cfg)).items()) if _counts(k)}
+    """`{dotted key: value}` of every key the fingerprint covers (see the module docstring).
+
+    A prompt file (`prompts=`, `eval_prompts=`) counts by its content, as `<key>.sha256`: the same prompts moved
+    elsewhere are the same run, an edited file is not.
+    """
+    values = {k: v for k, v in _flatten(to_dict(cfg)).items() if _counts(k) and k not in PROMPT_FILES}
+    for key in PROMPT_FILES:
+        if hasattr(cfg, key):
+            values[f"{key}.sha256"] = _file_digest(getattr(cfg, key))
+    return dict(sorted(values.items()))
 
 
 def fingerprint(values: dict[str, Any]) -> str:

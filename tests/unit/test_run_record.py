@@ -118,3 +118,17 @@ def test_checkpointed_steps_reads_the_newest_complete_checkpoint(tmp_path):
     leave_state(out)
     (out / "checkpoints" / "student-learner" / "ckpt-00000005.tmp-1").mkdir()  # a half-written one
     assert checkpointed_steps(cfg_for(out)) == 3
+
+
+def test_a_prompt_file_counts_by_its_content_not_its_place(tmp_path):
+    first, moved = tmp_path / "a.txt", tmp_path / "b.txt"
+    for f in (first, moved):
+        f.write_text("a red ball falls\na blue ball bounces\na green ball rolls to the left\n")
+    out = tmp_path / "run"
+    prepare_run_folder(cfg_for(out, f"prompts={first}"), SMOKE)
+    leave_state(out)
+    assert prepare_run_folder(cfg_for(out, f"prompts={moved}"), SMOKE).resumed
+    moved.write_text("a red ball falls\na blue ball bounces\na yellow ball rolls to the right\n")
+    with pytest.raises(RunFolderRefused, match=r"1 key differs .*\n  prompts.sha256: \"sha256:[0-9a-f]{16}\" -> "
+                                                r"\"sha256:[0-9a-f]{16}\"\n"):
+        prepare_run_folder(cfg_for(out, f"prompts={moved}"), SMOKE)
