@@ -296,7 +296,7 @@ def describe_interrupt(cfg: RootConfig, e: Interrupted) -> str:
     """What `afd run` says after SIGTERM/SIGINT: how the roles ended and what the folder holds to resume from."""
     name = signal.Signals(e.signum).name
     if e.codes is None:
-        return f"afd run: {name} before any role started: nothing to stop"
+        return f"afd run: {name}: no role was running"
     killed = sorted(role for role, code in e.codes.items() if code == -signal.SIGKILL)
     how = f"; killed after the {cfg.train.stop_grace_s:g}s grace: {', '.join(killed)}" if killed else ""
     return (f"afd run: {name}: stopped all {len(e.codes)} roles in {e.stop_s:.1f}s{how}. {cfg.train.output_dir} holds "

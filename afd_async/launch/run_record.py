@@ -42,7 +42,7 @@ RESUMABLE: tuple[str, ...] = (
 )
 MATTERS: tuple[str, ...] = ("cluster.d_learner_ranks", "cluster.student_learner_ranks")
 _SHOWN = 12  # differing keys listed in a refusal
-_STATE_FILES = ("metrics.jsonl", "summary.json", RECORD_NAME)
+_STATE_FILES = ("metrics.jsonl", "summary.json")  # with the Redis data and learner checkpoints: a run to resume
 
 
 class RunFolderRefused(ValueError):
@@ -134,7 +134,8 @@ def _has_files(path: Path) -> bool:
 
 
 def has_run_state(cfg: RootConfig, out: Path) -> bool:
-    """Whether `out` holds (part of) a run: Redis data, learner checkpoints, metrics, a summary or a record."""
+    """Whether `out` holds (part of) a run: Redis data, learner checkpoints, metrics or a summary (a record alone,
+    left by a launch stopped before its Redis started, is nothing to resume)."""
     return (_has_files(out / "redis") or any(_has_files(p) for p in _learner_dirs(cfg, out))
             or any((out / name).is_file() for name in _STATE_FILES))
 
@@ -144,7 +145,7 @@ def _start_over(cfg: RootConfig, out: Path) -> None:
     shutil.rmtree(out / "redis", ignore_errors=True)
     for path in _learner_dirs(cfg, out):
         shutil.rmtree(path, ignore_errors=True)
-    for name in _STATE_FILES:
+    for name in (*_STATE_FILES, RECORD_NAME):
         (out / name).unlink(missing_ok=True)
 
 
@@ -184,7 +185,7 @@ def prepare_run_folder(cfg: RootConfig, overrides: Sequence[str], *, now: Option
     entry: dict[str, Any] = {"at": stamp, "overrides": list(overrides)}
     started_over, resumed, changed = False, False, ()
     if not out.is_dir() or not has_run_state(cfg, out):
-        pass  # fresh
+        record = None  # fresh
     elif not cfg.train.resume:
         _start_over(cfg, out)
         started_over, record = True, None

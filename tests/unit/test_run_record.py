@@ -90,6 +90,14 @@ def test_resume_false_starts_the_folder_over(tmp_path):
     assert [h["action"] for h in read_record(out)["history"]] == ["start over"]
 
 
+def test_a_record_alone_is_nothing_to_resume(tmp_path):
+    out = tmp_path / "run"
+    prepare_run_folder(cfg_for(out), SMOKE)  # then stopped before its Redis started
+    prepared = prepare_run_folder(cfg_for(out, "train.batch_size=4"), SMOKE)
+    assert not prepared.resumed and read_record(out)["config"]["train.batch_size"] == 4
+    assert [h["action"] for h in read_record(out)["history"]] == ["start"]
+
+
 def test_a_folder_without_a_record_is_refused(tmp_path):
     out = tmp_path / "run"
     leave_state(out)
