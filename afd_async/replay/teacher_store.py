@@ -3,13 +3,15 @@
 A `Pair` carries only `teacher_ref`; the clip itself lives once in the teacher
 cache (it is paid for, and every re-roll of the student side reuses it).
 `TeacherClipStore` is the one method a learner needs; the teacher cache
-satisfies it through `afd_async.teacher.clips.CacheClipStore`.
+satisfies it through `afd_async.teacher.clips.CacheClipStore`, the one reader
+of teacher clips (the feeder's, the test cluster's and the tests'), and
+`TeacherClipMissing` is the one error for a clip that is not there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import torch
 
@@ -25,10 +27,13 @@ class TeacherClip:
     Attributes:
         frames: `(T, H, W, 3)` uint8 RGB.
         fps: frames per second.
+        meta: the teacher's record (provider, model, job_id, latency_s, video_seconds, usage,
+            possible_duplicate, source = the provider's own fps/size/frames, prompt, seed); may be empty.
     """
 
     frames: torch.Tensor
     fps: float
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         f = self.frames

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -32,7 +33,6 @@ from afd_async.runtime.d_history import DHistory
 from afd_async.runtime.learner_state import Checkpointer, feeder_max_unacked, open_store
 from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_copy
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
-from afd_async.runtime.teacher_clips import load_teacher_frames, teacher_clip_ref
 from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.report import MetricLog
 from afd_async.train.oracle_reward import make_oracle_reward
@@ -42,6 +42,7 @@ from afd_async.security.curve import cluster_client_keys as curve_client
 from afd_async.security.curve import cluster_server_keys as curve_server
 from afd_async.store.connect import redis_client
 from afd_async.store.keys import RunKeys
+from afd_async.teacher.clips import CacheClipStore
 from afd_async.train.outputs import RunOutputs
 from afd_async.transport import FeedClient, FeedServer, WeightPublisher, WeightSubscriber
 
@@ -151,7 +152,7 @@ def run_student_actor(cfg: RootConfig) -> int:
         actor = StudentActor(
             policy=policy, encode_text=text.encode, planner=planner, claims=make_claims(cfg, r, keys, planner),
             requests=TeacherRequests(r, keys, planner, cfg.teacher.source.queue_key), writer=writer, subscriber=sub,
-            teacher_clip=lambda prompt, seed: teacher_clip_ref(r, cfg.teacher, prompt, seed),
+            teacher_clip=partial(CacheClipStore(r).cached_ref, cfg.teacher),
             run_seed=cfg.train.seed, timesteps=cfg.student.timesteps, shift=cfg.student.shift,
             num_frames=cfg.student.num_frames, staleness=cfg.replay.staleness, lookahead=cfg.replay.teacher_lookahead,
             teacher_wait_s=cfg.replay.teacher_wait_s, latent_dtype=cfg.replay.latent_dtype, metrics=on_group,
@@ -178,9 +179,10 @@ def run_feeder(cfg: RootConfig) -> int:
     keys = RunKeys()
     planner = make_planner(cfg)
     claims = make_claims(cfg, r, keys, planner)
+    clips = CacheClipStore(r)
 
     def teacher(ref: str) -> torch.Tensor:
-        return torch.from_numpy(load_teacher_frames(r, ref))
+        return clips.get(ref).frames
 
     def dropped(group: int, n: int) -> None:
         labels(M.REPLAY_DROPPED, reason="stale").inc(n)

@@ -1,27 +1,27 @@
-"""How the student side finds a teacher clip the teacher actor cached.
+"""How the student side finds a teacher clip the teacher actor cached: the one reader.
 
 The teacher actor writes each clip under the digest of its request
 (provider, model, prompt, params, seed), already resampled to the student's
 size, fps and length. A reader that knows the prompt and seed computes the same
 digest without talking to the actor:
 
-    ref = teacher_clip_key(cfg.teacher, prompt, seed)       # str, stable across processes
-    got = load_teacher_clip(redis_client, ref)              # sync redis-py client
-    if got is not None:
-        frames, fps, meta = got                             # uint8 (F, H, W, 3), float, dict
+    clips = CacheClipStore(redis_client)                    # sync redis-py client
+    ref = clips.cached_ref(cfg.teacher, prompt, seed)       # the digest if cached, else None (one EXISTS)
+    clip = clips.get(ref)                                   # TeacherClip: uint8 (F, H, W, 3) tensor, fps, meta
 
-`CacheClipStore` is the same read behind the replay's `TeacherClipStore`
-protocol (`afd_async/replay/teacher_store.py`), so a learner resolves a pair's
-`teacher_ref` (= this digest) straight from the teacher cache. Why a separate
-synchronous reader rather than `TeacherCache` itself: the cache is async (the
-actor's event loop) while learners and the student actor call a blocking
-`get(ref)`; both read the same record format (`cache.decode_entry`).
+`CacheClipStore` is the replay's `TeacherClipStore` protocol
+(`afd_async/replay/teacher_store.py`) over the teacher cache, and the only reader
+of clip records: the feeder, the test cluster and the tests all go through it, and
+an absent clip raises the protocol's one `TeacherClipMissing`. Why a synchronous
+reader rather than `TeacherCache` itself: the cache is async (the actor's event
+loop) while the feeder and the student actor call a blocking `get(ref)`; both read
+the same record format (`cache.decode_entry`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
@@ -36,8 +36,7 @@ if TYPE_CHECKING:
     from afd_async.config.teacher import TeacherConfig
     from afd_async.replay.teacher_store import TeacherClip
 
-__all__ = ["CACHE_NAMESPACE", "CacheClipStore", "aload_teacher_clip", "clip_record_key",
-           "load_teacher_clip", "teacher_clip_key", "teacher_request"]
+__all__ = ["CACHE_NAMESPACE", "CacheClipStore", "clip_record_key", "teacher_clip_key", "teacher_request"]
 
 CACHE_NAMESPACE = "afd:teacher:cache"
 
@@ -57,36 +56,6 @@ def clip_record_key(ref: str, namespace: str = CACHE_NAMESPACE) -> str:
     return f"{namespace}:clip:{ref}"
 
 
-def _unpack(entry: CacheEntry) -> tuple[np.ndarray, float, dict[str, Any]]:
-    meta = asdict(entry.meta)
-    meta.update(prompt=entry.prompt, seed=entry.seed, key=entry.key, created_at=entry.created_at)
-    return entry.clip.frames, float(entry.clip.fps), meta
-
-
-def load_teacher_clip(redis_client: "redis.Redis", key: str, *, namespace: str = CACHE_NAMESPACE
-                      ) -> Optional[tuple[np.ndarray, float, dict[str, Any]]]:
-    """Read a cached clip with a synchronous client (`decode_responses=False`).
-
-    Returns:
-        `(frames, fps, teacher_meta)` — read-only uint8 `(F, H, W, 3)` at the student's
-        size, its fps, and the meta dict (provider, model, job_id, latency_s, video_seconds,
-        usage, possible_duplicate, source = the provider's own fps/size/frames, prompt, seed)
-        — or None when the clip is not (yet, or any longer) there.
-
-    Raises:
-        SchemaVersionError: the record was written by an unknown schema.
-    """
-    blob = redis_client.get(clip_record_key(key, namespace))
-    return None if blob is None else _unpack(decode_entry(blob))
-
-
-async def aload_teacher_clip(redis_client: Any, key: str, *, namespace: str = CACHE_NAMESPACE
-                             ) -> Optional[tuple[np.ndarray, float, dict[str, Any]]]:
-    """`load_teacher_clip` for a `redis.asyncio` client."""
-    blob = await redis_client.get(clip_record_key(key, namespace))
-    return None if blob is None else _unpack(decode_entry(blob))
-
-
 class CacheClipStore:
     """The teacher cache as a replay `TeacherClipStore`: `get(ref)` by request digest.
 
@@ -99,14 +68,18 @@ class CacheClipStore:
         self._r = client
         self.namespace = namespace
 
-    def get(self, ref: str) -> "TeacherClip":
-        """The clip under `ref`; raises `TeacherClipMissing` if absent."""
-        from afd_async.replay.teacher_store import TeacherClipMissing  # deferred: it imports torch, teacher actors never do
+    def cached_ref(self, cfg: "TeacherConfig", prompt: str, seed: int) -> Optional[str]:
+        """The clip's ref if the teacher actor has cached (prompt, seed), else None (one EXISTS, no payload read)."""
+        ref = teacher_clip_key(cfg, prompt, seed)
+        return ref if self._r.exists(clip_record_key(ref, self.namespace)) else None
 
-        got = load_teacher_clip(self._r, ref, namespace=self.namespace)
-        if got is None:
-            raise TeacherClipMissing(ref)
-        return self._to_clip(got[0], got[1])
+    def get(self, ref: str) -> "TeacherClip":
+        """The clip under `ref`; raises `TeacherClipMissing` if absent (never stored, expired or evicted).
+
+        Raises:
+            SchemaVersionError: the record was written by an unknown schema.
+        """
+        return self.get_many([ref])[0]
 
     def get_many(self, refs: Sequence[str]) -> list["TeacherClip"]:
         """Clips for `refs` in order, one round trip; raises `TeacherClipMissing` for the first absent ref."""
@@ -119,14 +92,16 @@ class CacheClipStore:
         for ref, blob in zip(refs, pipe.execute()):
             if blob is None:
                 raise TeacherClipMissing(ref)
-            entry = decode_entry(blob)
-            out.append(self._to_clip(entry.clip.frames, entry.clip.fps))
+            out.append(self._to_clip(decode_entry(blob)))
         return out
 
     @staticmethod
-    def _to_clip(frames: np.ndarray, fps: float) -> "TeacherClip":
+    def _to_clip(entry: CacheEntry) -> "TeacherClip":
         import torch  # deferred: teacher actors never import torch
 
         from afd_async.replay.teacher_store import TeacherClip  # deferred: it imports torch
 
-        return TeacherClip(frames=torch.from_numpy(np.array(frames, dtype=np.uint8, copy=True)), fps=float(fps))
+        meta = asdict(entry.meta)
+        meta.update(prompt=entry.prompt, seed=entry.seed, key=entry.key, created_at=entry.created_at)
+        frames = torch.from_numpy(np.array(entry.clip.frames, dtype=np.uint8, copy=True))  # the record's are read-only
+        return TeacherClip(frames=frames, fps=float(entry.clip.fps), meta=meta)

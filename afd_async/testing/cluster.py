@@ -18,7 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Iterable, Optional, Sequence
 
-import numpy as np
 import redis
 import torch
 
@@ -31,8 +30,8 @@ from afd_async.replay.pair import decode_meta
 from afd_async.replay.writer import F_META
 from afd_async.store.keys import RunKeys
 from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
-from afd_async.runtime.teacher_clips import load_teacher_frames, teacher_clip_ref
 from afd_async.store.redis_server import RedisServer
+from afd_async.teacher.clips import CacheClipStore
 from afd_async.train.sync_loop import SyncLoop
 
 
@@ -129,8 +128,9 @@ class LocalCluster:
     def teacher_batch(self, prompts: list[str], seeds: list[int]) -> torch.Tensor:
         """`(B, 3, F, H, W)` in [-1, 1]: the teacher clips this run cached (a `SyncLoop.teacher`)."""
         assert self.r is not None
-        refs = [teacher_clip_ref(self.r, self.role_cfg.teacher, p, s) for p, s in zip(prompts, seeds)]
-        return frames_to_video(torch.from_numpy(np.stack([load_teacher_frames(self.r, ref) for ref in refs])))
+        clips = CacheClipStore(self.r)
+        refs = [clips.cached_ref(self.role_cfg.teacher, p, s) for p, s in zip(prompts, seeds)]
+        return frames_to_video(torch.stack([c.frames for c in clips.get_many(refs)]))
 
     def sync_reference(self, steps: int) -> list[dict[str, float]]:
         """`afd sync`'s per-step metrics on this run's seeds and teacher clips (the staleness-0 oracle).

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from afd_async.codec import pack, unpack
+from afd_async.config.teacher import TeacherConfig
 from afd_async.replay import Pair, PairReader, PairWriter, TeacherClipMissing, TeacherClipStore
 from afd_async.replay.examples import make_pair, same_pair
 from afd_async.replay.pair import encode_pair
 from afd_async.replay.writer import blob_key
 from afd_async.teacher.cache import CacheEntry, TeacherMeta, encode_entry
-from afd_async.teacher.clips import CacheClipStore, clip_record_key
+from afd_async.teacher.clips import CacheClipStore, clip_record_key, teacher_clip_key
 from afd_async.video.clip import Clip
 
 S = "t:pairs"
@@ -178,8 +179,14 @@ def test_teacher_clip_store_contract(redis_client) -> None:
     redis_client.set(clip_record_key(ref), encode_entry(entry), px=60_000)
     clip = store.get(ref)
     assert torch.equal(clip.frames, frames) and clip.fps == 16.0
+    assert clip.meta["job_id"] == "j0" and clip.meta["prompt"] == "p" and clip.meta["seed"] == 0
+    clip.frames[0, 0, 0, 0] = 0  # a writable copy: the record's own frames are read-only
     assert [c.fps for c in store.get_many([ref, ref])] == [16.0, 16.0]
     with pytest.raises(TeacherClipMissing):
         store.get("clip-1")
+    cfg = TeacherConfig()
+    assert store.cached_ref(cfg, "p", 0) is None  # nothing cached for (prompt, seed): no ref, no payload read
+    redis_client.set(clip_record_key(teacher_clip_key(cfg, "p", 0)), encode_entry(entry), px=60_000)
+    assert store.cached_ref(cfg, "p", 0) == teacher_clip_key(cfg, "p", 0)
     with pytest.raises(TeacherClipMissing):
         store.get_many([ref, "clip-1"])

@@ -24,7 +24,7 @@ from afd_async.config import load_config
 from afd_async.config.root import RootConfig
 from afd_async.physics import load_prompt_suite
 from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, encode_record, make_teacher_client
-from afd_async.teacher.clips import CacheClipStore, clip_record_key, load_teacher_clip, teacher_clip_key
+from afd_async.teacher.clips import CacheClipStore, clip_record_key, teacher_clip_key
 from afd_async.teacher.server_role import start_teacher_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,15 +164,15 @@ def test_queue_to_clips_at_student_size(redis_server, redis_client, teacher):
     redis_client.lpush(QUEUE, b"\x93not-a-record")  # malformed: dead-lettered as bad_record, never blocks
     report = run_actor_until(cfg, lambda: have_clips(redis_client, cfg, texts) == len(texts), 60)
     assert report.done == 6 and report.bad_records == 1 and report.halted is None
+    clips = CacheClipStore(redis_client)  # the one reader (the replay's TeacherClipStore)
     for p in texts:
-        got = load_teacher_clip(redis_client, teacher_clip_key(cfg.teacher, p, 0))
-        assert got is not None
-        frames, fps, meta = got
-        assert frames.shape == (8, 24, 40, 3) and frames.dtype.name == "uint8" and fps == 6.0
+        ref = clips.cached_ref(cfg.teacher, p, 0)
+        assert ref == teacher_clip_key(cfg.teacher, p, 0)
+        clip = clips.get(ref)
+        meta = clip.meta
+        assert tuple(clip.frames.shape) == (8, 24, 40, 3) and str(clip.frames.dtype) == "torch.uint8" and clip.fps == 6.0
         assert meta["source"]["fps"] == 24.0 and (meta["source"]["height"], meta["source"]["width"]) == (96, 96)
         assert meta["provider"] == "openai" and meta["model"] == "physics-v1" and meta["prompt"] == p
-    clip = CacheClipStore(redis_client).get(teacher_clip_key(cfg.teacher, texts[0], 0))  # replay protocol
-    assert tuple(clip.frames.shape) == (8, 24, 40, 3)
     assert redis_client.llen(QUEUE) == 0 and not redis_client.keys("afd:teacher:processing:*")
     assert srv.stats()["creates_accepted"] == 6
     assert [d["error_class"] for d in dead_letters(redis_client)] == ["bad_record"]

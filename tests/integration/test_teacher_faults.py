@@ -35,7 +35,7 @@ from __future__ import annotations
 from test_teacher_actor import KEY, dead_letters, have_clips, make_cfg, prompts, push, teacher  # noqa: F401 (fixture)
 from test_teacher_actor import run_actor_until as _run_actor_until
 
-from afd_async.teacher.clips import load_teacher_clip, teacher_clip_key
+from afd_async.teacher.clips import CacheClipStore, teacher_clip_key
 from afd_async.teacher.server_faults import JOB_FAULTS, REQUEST_FAULTS
 
 def run_actor_until(cfg, done, timeout_s: float, metrics=None):
@@ -97,9 +97,8 @@ def test_every_fault_injected_and_no_prompt_lost(redis_server, redis_client, tea
     assert all(injected[name] > 0 for name in REQUEST_FAULTS + DRAWN), injected  # every drawn class fired
 
     for p in storm + normal:  # every non-rejected prompt became a clip at the student's size
-        got = load_teacher_clip(redis_client, teacher_clip_key(cfg.teacher, p, 0))
-        assert got is not None, f"no clip for {p!r}"
-        assert got[0].shape == (cfg.student.num_frames, cfg.student.height, cfg.student.width, 3)
+        clip = CacheClipStore(redis_client).get(teacher_clip_key(cfg.teacher, p, 0))  # TeacherClipMissing if none
+        assert tuple(clip.frames.shape) == (cfg.student.num_frames, cfg.student.height, cfg.student.width, 3)
     dead = dead_letters(redis_client)
     assert sorted(d["prompt"] for d in dead) == sorted(rejected), dead  # and only rejections were dead-lettered
     assert {d["error_class"] for d in dead} == {"content_rejected"} and all(d["reason"] for d in dead)
