@@ -2,7 +2,9 @@
 
 Invariant (admission, DESIGN.md §4 and the AReaL lesson): a training group with
 step g is handed out only while g ≤ learner_version + k, so at most k + 1 groups
-are ever rolled out ahead of the learner. Claims are leases: a group whose
+are ever rolled out ahead of the learner. L is the Redis key `RunKeys.student_version`,
+learner_version's one channel: the script reads it atomically with the group counter, which
+it could not do with a version announced over ZeroMQ. Claims are leases: a group whose
 actor died (no `done` before the lease ends) goes to the re-roll list, and the
 next claim takes re-rolls first. Teacher clips are never re-requested for a
 re-roll: they are keyed by (prompt, seed) in the teacher cache.

@@ -190,8 +190,9 @@ class DLearner:
         self.timing: dict[str, float] = {}
 
     def publish(self) -> None:
+        # D's version travels with its weights only (ZeroMQ, to the student learner); the launcher's progress
+        # figure is the status hash's `d_version`. No Redis key: no role reads D's version from Redis.
         self.publisher.publish(self.version, self.updater.d.state_dict())
-        self._r.set(self.keys.d_version, self.version)
 
     def process(self, batch: ReceivedBatch) -> dict[str, float]:
         pb = to_pair_batch(batch, self.encode_text, pixel_latent=self.pixel_latent, device=self.device)
@@ -253,6 +254,11 @@ class StudentLearner:
         self.timing: dict[str, float] = {}
 
     def publish(self) -> None:
+        # The weights go to the actors over ZeroMQ, stamped with their version (an actor's policy_version).
+        # learner_version L itself has one channel, the Redis key: the Lua admission script (runtime/groups.py,
+        # g <= L + k, atomic with the group counter) and the feeder's drop-and-count read it there, and no
+        # script can read a ZeroMQ announcement. Set after the publish: every L an actor is admitted under is
+        # already served.
         self.publisher.publish(self.updater.version, self.updater.old.state_dict())
         self._r.set(self.keys.student_version, self.updater.version)
 

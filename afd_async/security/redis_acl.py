@@ -17,7 +17,7 @@ keys only). Lua scripts run with the caller's permissions, so every
 | `afd-teacher-actor` | its own namespaces `afd:teacher:*`, `afd:quota:*` (journal, queue, cache, quota; `DEL` of its claims and liveness keys) | any run key (pairs, groups, versions), `FLUSH*`, `KEYS`, `CONFIG`, pub/sub |
 | `afd-student-actor` | read run keys and teacher clips; `XADD` the pair stream; `SET` pair blobs; claim groups; `RPUSH` the teacher queue | `DEL`, `UNLINK`, `XTRIM`, `XDEL`, `EXPIRE`, `SET` on the stream, `FLUSH*`, the journal and quota |
 | `afd-feeder` | consumer-group commands on the pair stream, `XTRIM` (acknowledged entries only, `replay.trim`); claims, status, dedupe buckets, dead letters; read teacher clips | `DEL`, `SET`, `EXPIRE` on the stream, `FLUSH*`, the journal, queue and quota |
-| `afd-d-learner`, `afd-student-learner` | read run keys; `SET` versions and stop; `HSET` status | streams, any teacher key, `DEL`, `FLUSH*` |
+| `afd-d-learner`, `afd-student-learner` | read run keys; `SET` stop and run id, the student learner also the learner version; `HSET` status | streams, any teacher key, `DEL`, `FLUSH*`; the D learner any version key |
 | `afd-health` | `PING` | everything else |
 | `afd-admin` | everything (the operator: `afd run`'s launcher) | |
 | `default` | disabled (`afd run`); in compose the operator's login, behind `requirepass` | |
@@ -107,8 +107,9 @@ def role_rules(role: str, *, run: str = "default") -> list[str]:
                 f"(+hset +expire ~{keys.pairs}:dedupe:*)",                 # pair-id dedupe buckets (replay.reader)
                 f"(+xadd ~{keys.pairs}:dead)"]                             # dead letters
     if role in ("d-learner", "student-learner"):
+        version = f" ~{keys.student_version}" if role == "student-learner" else ""  # L: only its learner moves it
         return [*base, *_READ, f"~{runk}",
-                f"(+set ~afd:{run}:version:* ~{keys.stop} ~afd:{run}:run_id)",  # run_id: SET NX, checkpoints
+                f"(+set{version} ~{keys.stop} ~afd:{run}:run_id)",  # run_id: SET NX, checkpoints
                 f"(+hset +hincrby +hincrbyfloat ~{keys.status})"]
     raise ValueError(f"unknown Redis role {role!r}; one of {', '.join(ROLES)}")
 

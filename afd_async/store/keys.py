@@ -38,11 +38,13 @@ class RunKeys:
 
     @property
     def student_version(self) -> str:
-        return self._k("version:student")
+        """learner_version L (published student updates): its one channel.
 
-    @property
-    def d_version(self) -> str:
-        return self._k("version:d")
+        The student learner SETs it after each publish; the Lua admission script (`runtime/groups.py`,
+        g ≤ L + k) and the feeder's drop-and-count read it. The weights themselves, stamped with their
+        version, go to the actors over ZeroMQ. D's version has no key: it travels with D's weights.
+        """
+        return self._k("version:student")
 
     @property
     def status(self) -> str:

@@ -163,10 +163,13 @@ def test_role_client_reads_its_user_and_password_from_env_or_file(acl_server, ad
     secret_file.write_text(passwords["d-learner"] + "\n")
     monkeypatch.setenv("AFD_REDIS_PASSWORD_FILE", str(secret_file))
     r = role_client(cluster)
-    r.set(KEYS.d_version, 5)
-    assert admin.get(KEYS.d_version) == b"5"
+    r.set(KEYS.stop, 5)
+    assert admin.get(KEYS.stop) == b"5"
     with pytest.raises(redis.exceptions.NoPermissionError):
-        r.delete(KEYS.d_version)
+        r.delete(KEYS.stop)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        r.set(KEYS.student_version, 5)  # learner_version L: only the student learner moves it
+    admin.delete(KEYS.stop)
     secret_file.write_text("wrong")
     wrong = role_client(cluster)
     wrong.connection_pool.connection_kwargs["retry"] = Retry(NoBackoff(), 0)
