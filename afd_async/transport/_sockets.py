@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Optional
 
 import zmq
 import zmq.auth.thread
 
-__all__ = ["CurveServerKeys", "CurveClientKeys", "Waker", "bind", "make_socket", "start_authenticator", "MB_FRAME_HWM"]
+__all__ = ["CurveServerKeys", "CurveClientKeys", "Waker", "bind", "make_socket", "recv_ready", "serve_loop",
+           "start_authenticator", "MB_FRAME_HWM"]
 
 MB_FRAME_HWM = 8  # messages; the credit/window protocols never need more in flight per peer
 _SOCKBUF = 4 << 20  # kernel socket buffers for MB frames on loopback
@@ -139,3 +140,30 @@ class Waker:
         with self._lock:
             self._sender.close(0)
         self.receiver.close(0)
+
+
+def serve_loop(sock: zmq.Socket, waker: Waker, stop: threading.Event, tick: Callable[[bool], None], *,
+               poll_ms: int = 50) -> None:
+    """The I/O thread of a server socket (feed server, weight publisher), until `stop` is set.
+
+    Each turn waits up to `poll_ms` for a message on `sock` or a nudge from `waker` (drained),
+    then calls `tick(readable)`: `readable` says messages wait on `sock` (`recv_ready` takes them).
+    The thread owns `sock`; other threads reach it through `waker` only.
+    """
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(waker.receiver, zmq.POLLIN)
+    while not stop.is_set():
+        events = dict(poller.poll(poll_ms))
+        if waker.receiver in events:
+            waker.drain()
+        tick(sock in events)
+
+
+def recv_ready(sock: zmq.Socket, limit: int) -> Iterator[list[bytes]]:
+    """Up to `limit` multipart messages already queued on `sock`, without blocking (a bounded turn)."""
+    for _ in range(limit):
+        try:
+            yield sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return

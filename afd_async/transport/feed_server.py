@@ -31,7 +31,8 @@ from typing import Any, Optional
 import zmq
 
 from afd_async.codec.msg import MessageError
-from afd_async.transport._sockets import CurveServerKeys, Waker, bind, make_socket, start_authenticator
+from afd_async.transport._sockets import (CurveServerKeys, Waker, bind, make_socket, recv_ready, serve_loop,
+                                          start_authenticator)
 from afd_async.transport.feed_wire import Batch, control, decode_control, encode_batch
 
 __all__ = ["FeedServer", "FeedServerStats"]
@@ -238,18 +239,14 @@ class FeedServer:
     # --- I/O thread -----------------------------------------------------------------------------------
 
     def _io_loop(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._waker.receiver, zmq.POLLIN)
-        while not self._stop.is_set():
-            events = dict(poller.poll(50))
-            if self._waker.receiver in events:
-                self._waker.drain()
-            if self._sock in events:
-                self._receive()
-            self._send_ready()
-            self._expire()
-            self._run_callbacks()
+        serve_loop(self._sock, self._waker, self._stop, self._turn)
+
+    def _turn(self, readable: bool) -> None:
+        if readable:
+            self._receive()
+        self._send_ready()
+        self._expire()
+        self._run_callbacks()
 
     def _reply(self, ident: bytes, data: bytes) -> None:
         try:
@@ -258,11 +255,7 @@ class FeedServer:
             pass
 
     def _receive(self) -> None:
-        for _ in range(1024):
-            try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in recv_ready(self._sock, 1024):
             ident = frames[0]
             try:
                 if len(frames) != 2:

@@ -27,7 +27,8 @@ import torch
 import zmq
 
 from afd_async.codec.msg import DTYPES, MessageError
-from afd_async.transport._sockets import CurveServerKeys, Waker, bind, make_socket, start_authenticator
+from afd_async.transport._sockets import (CurveServerKeys, Waker, bind, make_socket, recv_ready, serve_loop,
+                                          start_authenticator)
 from afd_async.transport.weights_layout import ALIGN, Manifest, Scope, check_finite, decode_wmsg, plan_layout, wmsg
 
 __all__ = ["WeightPublisher", "WeightPublisherStats"]
@@ -125,6 +126,7 @@ class WeightPublisher:
         self._spare_arenas: list[torch.Tensor] = []  # evicted one publish ago: safe to reuse now
         self._evicted: list[torch.Tensor] = []
         self._to_announce: list[Manifest] = []
+        self._last_announce = 0.0  # the I/O thread's: when it last announced (re-announce after reannounce_s)
         self.version = -1
         self.stats = WeightPublisherStats()
         self._stop = threading.Event()
@@ -230,28 +232,20 @@ class WeightPublisher:
     # --- I/O thread -----------------------------------------------------------------------------------
 
     def _io_loop(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(self._waker.receiver, zmq.POLLIN)
-        last_announce = time.monotonic()
-        while not self._stop.is_set():
-            events = dict(poller.poll(50))
-            if self._waker.receiver in events:
-                self._waker.drain()
-            with self._lock:
-                announce, self._to_announce = self._to_announce, []
-                if not announce and self._versions and time.monotonic() - last_announce >= self._reannounce_s:
-                    announce = [self._versions[next(reversed(self._versions))].manifest]  # the newest, again
-            for m in announce:
-                self._pub.send(wmsg("announce", version=m.version, sha256=m.sha256, total=m.total, scope=m.scope))
-                last_announce = time.monotonic()
-            if self._router in events:
-                for _ in range(256):
-                    try:
-                        frames = self._router.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._serve(frames)
+        self._last_announce = time.monotonic()
+        serve_loop(self._router, self._waker, self._stop, self._turn)
+
+    def _turn(self, readable: bool) -> None:
+        with self._lock:
+            announce, self._to_announce = self._to_announce, []
+            if not announce and self._versions and time.monotonic() - self._last_announce >= self._reannounce_s:
+                announce = [self._versions[next(reversed(self._versions))].manifest]  # the newest, again
+        for m in announce:
+            self._pub.send(wmsg("announce", version=m.version, sha256=m.sha256, total=m.total, scope=m.scope))
+            self._last_announce = time.monotonic()
+        if readable:
+            for frames in recv_ready(self._router, 256):
+                self._serve(frames)
 
     def _send(self, frames: list[Any]) -> bool:
         try:
