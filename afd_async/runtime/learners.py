@@ -206,7 +206,7 @@ class DLearner:
             self.version += 1  # counts step calls, also at lr 0 (frozen_d) or skipped (d_max_accuracy): version arithmetic holds
             if self.probes is not None:
                 tp = time.monotonic()
-                self.probes.after_step(self.updater)
+                self.probes.after_step(self.updater, pb)
                 probe_s += time.monotonic() - tp
         self.warmup_done += int(warm)
         t1 = time.monotonic()

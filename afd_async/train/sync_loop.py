@@ -118,8 +118,9 @@ class SyncLoop:
         """D alone on (teacher, initial student) pairs."""
         metrics: dict[str, float] = {}
         for i in range(self.cfg.algo.d_warmup_steps):
-            metrics = self.d_upd.step(self.make_batch(i, "warmup"))
-            self._probe()
+            batch = self.make_batch(i, "warmup")
+            metrics = self.d_upd.step(batch)
+            self._probe(batch)
             if progress:
                 progress(i, metrics)
         self.d_upd.set_lr(self.cfg.algo.lr_d_after_warmup)
@@ -130,7 +131,7 @@ class SyncLoop:
         metrics: dict[str, float] = {}
         for _ in range(self.cfg.algo.d_steps_per_student_step):
             metrics.update(self.d_upd.step(batch))
-            self._probe()
+            self._probe(batch)
         scores = self.rewards(batch)
         g = step_generator(self.cfg.train.seed, step, "train")
         metrics.update(self.s_upd.step(batch, scores=scores, d=self.d, generator=g))
@@ -145,10 +146,11 @@ class SyncLoop:
             return self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts)
         return None
 
-    def _probe(self) -> None:
-        """After a D step call: the D probes when due (their own RNG; D's weights untouched)."""
+    def _probe(self, batch: PairBatch) -> None:
+        """After a D step call on `batch`: the D probes when due (their own RNG; D's weights untouched), with
+        ρ(D, −true error) on the student clips since the last probe (embedded renderer teacher only)."""
         if self.probes is not None:
-            self.probes.after_step(self.d_upd)
+            self.probes.after_step(self.d_upd, batch)
 
     def step(self) -> dict[str, float]:
         batch = self.make_batch(self.step_index)
