@@ -130,6 +130,9 @@ D_PROBE = _g("afd_d_learner_probe_ratio", "D probes on held-out teacher clips (D
              "ranks above the clip shuffled in time, reversed, with frames dropped, or scored for another prompt "
              "(0.5 = chance; train.d_probe_every).", "D learner", [DL], labels=("probe",),
              values={"probe": ("shuffled", "reversed", "frame_drop", "prompt_swap")})
+D_PROBE_RHO = _g("afd_d_learner_probe_rho_physics", "Spearman ρ(D score, −true physics error) of the student clips D "
+                 "scored since the last probe (issue 15.2; +1 = D ranks them as the ground truth does, goal ≥ 0.3); "
+                 "only with the embedded renderer teacher (train.d_probe_every).", "D learner", [DL])
 
 # --- student learner -------------------------------------------------------------------------------------
 S_STEPS = _c("afd_student_learner_steps_total", "Student optimizer steps.", "student learner", [SL])

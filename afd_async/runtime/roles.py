@@ -254,6 +254,10 @@ def run_d_learner(cfg: RootConfig) -> int:
         probe_log.write(record)
         for name, value in result.as_dict("").items():
             labels(M.D_PROBE, probe=name).set(value)
+        if record.get("d_probe_rho_physics") is not None:  # absent without ground truth, None when undefined
+            labels(M.D_PROBE_RHO).set(record["d_probe_rho_physics"])
+
+    labels(M.D_PROBE_RHO).set(float("nan"))  # not measured (yet, on this rank, or no ground truth), not ρ = 0
 
     # rank 0 probes (D's replicas are equal); built under fork_rng: the RNG the training uses is untouched
     probes = make_probe_monitor(cfg, text.encode, device, sink=probed) if probe_log is not None else None
