@@ -103,7 +103,7 @@ def write_results(*, args: argparse.Namespace, plan: Plan, cfg: RootConfig, scor
     for h, res in lengths.items():
         md += [f"## Rollouts {h} the trained length", "", format_rows(res["rows"], markdown=True), "",
                format_paired(res["paired"], markdown=True), ""]
-    md += ["## D probes at the end of AFD training (mean over seeds)", "",
+    md += ["## D probes at the end of AFD training (mean over seeds; `rho_physics_start` at the first probe)", "",
            ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} –" for k, v in probes.items() if k != "per_seed"),
            "", "## Goals", "", *[f"- {g}" for g in goals], ""]
     if result["errors"]:

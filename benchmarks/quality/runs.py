@@ -22,7 +22,8 @@ from plan import Plan, Row
 
 Policy = Literal["ema", "old"]
 CHECKPOINTS: dict[str, str] = {"ema": "student_ema.safetensors", "old": "student_final.safetensors"}
-PROBE_KEYS = ("shuffled", "reversed", "frame_drop", "prompt_swap")  # `d_probe_<key>` in metrics.jsonl
+# `d_probe_<key>` in metrics.jsonl; `rho_physics_start` is the first logged ρ(D, −true error) (issue 15.2)
+PROBE_KEYS = ("shuffled", "reversed", "frame_drop", "prompt_swap", "rho_physics_start", "rho_physics")
 
 
 @dataclass
@@ -32,7 +33,8 @@ class RunResult:
     Attributes:
         curve: `(student step, value)` of the run's own evaluator (`eval_physics_score` when the run logs it,
             else `eval_position_error`), for the learning-curve plot.
-        probes: the last logged `d_probe_<key>` of the run (absent keys are missing).
+        probes: the last logged `d_probe_<key>` of the run (absent keys are missing), and `rho_physics_start`,
+            the first logged `d_probe_rho_physics` (start → end of ρ(D, −true error)).
     """
 
     row: Row
@@ -121,4 +123,7 @@ def load_run(plan: Plan, row: Row, seed: int, root: Path) -> RunResult:
         for k in PROBE_KEYS:
             if f"d_probe_{k}" in r and r[f"d_probe_{k}"] is not None:
                 res.probes[k] = float(r[f"d_probe_{k}"])
+    rhos = [float(r["d_probe_rho_physics"]) for r in records if r.get("d_probe_rho_physics") is not None]
+    if rhos:
+        res.probes["rho_physics_start"] = rhos[0]
     return res
