@@ -16,6 +16,7 @@ scores became the student's advantages (so D has trained on them: this is the re
 held-out test). Pooling the batches since the last probe (at most `RHO_MAX_CLIPS`, the latest) gives ρ more
 clips than one batch has. Logged only when the teacher is the embedded renderer (teacher.kind=local,
 teacher.server.backend=physics): only it has the ground truth; with any other teacher the key is absent.
+In a data-parallel D learner only rank 0 probes, so its ρ ranks rank 0's shard of each batch.
 """
 
 from __future__ import annotations

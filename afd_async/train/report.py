@@ -18,6 +18,7 @@ from afd_async.video.clip import Clip
 PLOT_KEYS = (
     "d_acc", "d_loss", "d_sigma_student", "student_loss", "nft_loss", "adv_std",
     "w_mean", "eval_physics_score", "eval_position_error", "eval_motion_magnitude",
+    "d_probe_rho_physics",  # ρ(D, −true error) next to the learning curves (issue 15.2)
 )
 
 
@@ -55,7 +56,7 @@ def plot_metrics(records: Sequence[Mapping[str, Any]], keys: Iterable[str], path
     rows = max(1, math.ceil(len(keys) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        pts = [(r[x], r[key]) for r in records if key in r and x in r]
+        pts = [(r[x], r[key]) for r in records if key in r and x in r and r[key] is not None]
         if pts:
             xs, ys = zip(*pts)
             ax.plot(xs, ys, marker="." if len(xs) < 30 else None)

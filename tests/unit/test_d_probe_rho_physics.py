@@ -131,3 +131,12 @@ def test_afd_sync_smoke_logs_a_finite_rho(tmp_path) -> None:
         assert r["d_probe_rho_physics_clips"] == 3 * cfg.train.batch_size * cfg.algo.rollouts_per_prompt
         rho = r["d_probe_rho_physics"]
         assert rho is not None and math.isfinite(rho) and -1.0 <= rho <= 1.0
+
+
+def test_metrics_png_plots_rho_and_skips_undefined_values(tmp_path) -> None:
+    from afd_async.train.report import PLOT_KEYS, plot_metrics
+
+    assert "d_probe_rho_physics" in PLOT_KEYS  # with the learning curves
+    records = [{"step": 0, "d_loss": 0.7}, {"step": 0, "phase": "d_probe", "d_probe_rho_physics": None},
+               {"step": 5, "phase": "d_probe", "d_probe_rho_physics": 0.4}]
+    assert plot_metrics(records, PLOT_KEYS, tmp_path / "metrics.png").stat().st_size > 0
