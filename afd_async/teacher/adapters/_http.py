@@ -399,14 +399,22 @@ class HttpAdapter:
             raise err
         return resp
 
-    async def _get_json(self, url: str, *, params: Optional[Mapping[str, Any]] = None) -> Any:
-        """GET with tenacity retries on TRANSIENT errors (idempotent, so safe)."""
-        async for attempt in AsyncRetrying(
+    def _retrying(self) -> AsyncRetrying:
+        """The one retry policy of idempotent reads (`_get_json`, `download`).
+
+        TRANSIENT errors only, `get_attempts` tries, jittered exponential waits from `retry_wait_s`
+        up to 5 s; the last error is re-raised.
+        """
+        return AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(self.get_attempts),
             wait=wait_exponential_jitter(multiplier=self.retry_wait_s, max=5.0, jitter=self.retry_wait_s),
             reraise=True,
-        ):
+        )
+
+    async def _get_json(self, url: str, *, params: Optional[Mapping[str, Any]] = None) -> Any:
+        """GET with tenacity retries on TRANSIENT errors (idempotent, so safe)."""
+        async for attempt in self._retrying():
             with attempt:
                 resp = await self._send("GET", url, params=params)
                 body = json_or_none(resp)
@@ -430,12 +438,7 @@ class HttpAdapter:
             return status.result_bytes
         if not status.result_url:
             raise TeacherError(ErrorClass.CORRUPT_RESULT, f"{self.provider}: job {status.handle.job_id} has no result URL (state {status.state.value})")
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_is_transient),
-            stop=stop_after_attempt(self.get_attempts),
-            wait=wait_exponential_jitter(multiplier=self.retry_wait_s, max=5.0, jitter=self.retry_wait_s),
-            reraise=True,
-        ):
+        async for attempt in self._retrying():
             with attempt:
                 return await self._download_once(status.result_url)
         raise AssertionError("unreachable")  # pragma: no cover
