@@ -50,6 +50,7 @@ from afd_async.teacher.clips import teacher_request
 from afd_async.teacher.contract import ErrorClass, JobRequest, TeacherClient, TeacherError
 from afd_async.teacher.gateway import TeacherGateway
 from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered, JobDeferred, JobFailed
+from afd_async.teacher.gateway_run import RunReport
 from afd_async.teacher.journal import SubmitJournal
 from afd_async.teacher.quota import SharedQuota
 from afd_async.video.clip import Clip
@@ -253,19 +254,6 @@ def build_gateway(cfg: "RootConfig", redis: aioredis.Redis, client: TeacherClien
         call_timeout_s=g.call_timeout_s, corrupt_result="new_job", exhausted="dead_letter", metrics=metrics)
 
 
-@dataclass
-class ActorReport:
-    """What one actor run did."""
-
-    done: int = 0
-    dead: int = 0
-    deferred: int = 0
-    handed_back: int = 0
-    bad_records: int = 0
-    errors: int = 0
-    halted: Optional[str] = None
-
-
 class TeacherActor:
     """Runs `concurrency` workers over a prompt source until it ends or `stop()` (see the module docstring)."""
 
@@ -276,7 +264,7 @@ class TeacherActor:
         src = cfg.teacher.source
         self.queue = RedisPromptQueue(redis, queue_key=src.queue_key, owner=self.owner, actor_ttl_s=src.actor_ttl_s) \
             if src.kind == "redis" else None
-        self.report = ActorReport()
+        self.report = RunReport()
         self._stop = asyncio.Event()
         self._file: Optional[AsyncIterator[JobRequest]] = None
 
@@ -411,7 +399,7 @@ class TeacherActor:
                     await self.queue.hand_back(raw, front=front)
                     self.report.handed_back += 1
 
-    async def run(self) -> ActorReport:
+    async def run(self) -> RunReport:
         """Work until the source ends, `stop()`, or an account-level halt; returns the report.
 
         Raises:

@@ -29,13 +29,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunReport:
-    """Outcome counts of `run_many` (`TeacherGateway.run`)."""
+    """Outcome counts of a pool of teacher-job workers: `run_many` and the teacher actor (`TeacherActor.run`)."""
 
     done: int = 0
     dead: int = 0
     deferred: int = 0
-    failed: int = 0
+    failed: int = 0  # run_many only: the actor runs with exhausted="dead_letter" (and hands a failed prompt back)
     handed_back: int = 0
+    bad_records: int = 0  # the actor only: queue records or prompt-file lines that did not decode (dead-lettered)
     errors: int = 0  # unexpected (e.g. Redis unreachable); the journal keeps such jobs resumable
     halted: Optional[str] = None
 
