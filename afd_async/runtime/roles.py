@@ -9,7 +9,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -233,17 +233,38 @@ def _feed_client(cfg: RootConfig, offset: int, rank: int = 0) -> FeedClient:
     return FeedClient(tcp(cfg.cluster.feeder_host, cfg.cluster.feeder_port + offset), rank=rank, window=2, curve=curve)
 
 
-def run_d_learner(cfg: RootConfig) -> int:
+class _LearnerStart(NamedTuple):
+    labels: Any  # the role's metric labels (`_metrics`)
+    ctx: DistContext
+    device: torch.device
+    stop: threading.Event
+    r: Any  # redis.Redis
+    keys: RunKeys
+    planner: Planner
+    text: Any  # the text encoder
+
+
+def _start_learner(cfg: RootConfig, role: str, ranks: int) -> _LearnerStart:
+    """The start both learners share, in this order.
+
+    Device check, metrics endpoint, torch threads, learner world, signal handling, Redis, plan, text
+    encoder; torch is seeded with `train.seed` last, so the models built next draw the global RNG as
+    the synchronous loop does.
+    """
     resolve_device(cfg.train.device)  # a clear error naming the key, before the metrics port is taken
-    labels = _metrics(cfg, "d-learner", ranks=cfg.cluster.d_learner_ranks)
+    labels = _metrics(cfg, role, ranks=ranks)
     _torch_threads(cfg)
-    ctx, device = _learner_world(cfg, cfg.cluster.d_learner_ranks)
+    ctx, device = _learner_world(cfg, ranks)
     stop = stop_on_signals()
     r = redis_client(cfg.cluster)
-    keys = RunKeys()
     planner = make_planner(cfg)
     text = make_text_encoder(cfg.text, cfg.student, device=str(device))
     torch.manual_seed(cfg.train.seed)
+    return _LearnerStart(labels, ctx, device, stop, r, RunKeys(), planner, text)
+
+
+def run_d_learner(cfg: RootConfig) -> int:
+    labels, ctx, device, stop, r, keys, planner, text = _start_learner(cfg, "d-learner", cfg.cluster.d_learner_ranks)
     make_student(cfg.student, text.dim, device)  # same global RNG draws as the sync loop before D is built
     d = make_discriminator(cfg.discriminator, text.dim, device)
     upd = make_discriminator_updater(cfg, d, dist=ctx)
@@ -310,16 +331,8 @@ def run_d_learner(cfg: RootConfig) -> int:
 
 
 def run_student_learner(cfg: RootConfig) -> int:
-    resolve_device(cfg.train.device)  # a clear error naming the key, before the metrics port is taken
-    labels = _metrics(cfg, "student-learner", ranks=cfg.cluster.student_learner_ranks)
-    _torch_threads(cfg)
-    ctx, device = _learner_world(cfg, cfg.cluster.student_learner_ranks)
-    stop = stop_on_signals()
-    r = redis_client(cfg.cluster)
-    keys = RunKeys()
-    planner = make_planner(cfg)
-    text = make_text_encoder(cfg.text, cfg.student, device=str(device))
-    torch.manual_seed(cfg.train.seed)
+    labels, ctx, device, stop, r, keys, planner, text = _start_learner(cfg, "student-learner",
+                                                                       cfg.cluster.student_learner_ranks)
     student = make_student(cfg.student, text.dim, device)
     d = d_copy(make_discriminator(cfg.discriminator, text.dim, device))
     upd = make_student_updater(cfg, student, dist=ctx)
