@@ -133,12 +133,15 @@ def cli_overrides(redis_url: str, port: int, *extra: str) -> list[str]:
 
 
 def run_actor_until(cfg: RootConfig, done: Callable[[], bool], timeout_s: float, metrics: Any = None) -> Any:
-    """Run a `TeacherActor` in this process until `done()` holds, then stop it; returns its report."""
+    """Run a `TeacherActor` in this process until `done()` holds, then stop it; returns its report.
+
+    `metrics` (the role's labels) go to the gateway and the actor, as `actors/teacher_actor.py` wires them.
+    """
 
     async def main() -> Any:
         r = connect_redis(cfg.cluster.redis_url)
         client = make_teacher_client(cfg, {"api_key": KEY})
-        actor = TeacherActor(cfg, build_gateway(cfg, r, client), r, metrics=metrics)
+        actor = TeacherActor(cfg, build_gateway(cfg, r, client, metrics=metrics), r, metrics=metrics)
         task = asyncio.create_task(actor.run())
         deadline = time.monotonic() + timeout_s
         while not await asyncio.to_thread(done):

@@ -32,37 +32,12 @@ Fault class → where it is handled → tests (this file unless named):
 
 from __future__ import annotations
 
-from test_teacher_actor import KEY, dead_letters, have_clips, make_cfg, prompts, push, teacher  # noqa: F401 (fixture)
-from test_teacher_actor import run_actor_until as _run_actor_until
+from test_teacher_actor import (  # noqa: F401 (teacher: a fixture)
+    dead_letters, have_clips, make_cfg, prompts, push, run_actor_until, teacher,
+)
 
 from afd_async.teacher.clips import CacheClipStore, teacher_clip_key
 from afd_async.teacher.server_faults import JOB_FAULTS, REQUEST_FAULTS
-
-def run_actor_until(cfg, done, timeout_s: float, metrics=None):
-    """`test_teacher_actor.run_actor_until`, optionally with the actor's metric labels."""
-    if metrics is None:
-        return _run_actor_until(cfg, done, timeout_s)
-    import asyncio
-    import time
-
-    from afd_async.teacher.actor import TeacherActor, build_gateway, connect_redis, make_teacher_client
-
-    async def main():
-        r = connect_redis(cfg.cluster.redis_url)
-        client = make_teacher_client(cfg, {"api_key": KEY})
-        actor = TeacherActor(cfg, build_gateway(cfg, r, client, metrics=metrics), r, metrics=metrics)
-        task = asyncio.create_task(actor.run())
-        deadline = time.monotonic() + timeout_s
-        while not await asyncio.to_thread(done) and time.monotonic() < deadline and not task.done():
-            await asyncio.sleep(0.05)
-        actor.stop()
-        report = await asyncio.wait_for(task, 30)
-        await client.aclose()
-        await r.aclose()
-        return report
-
-    return asyncio.run(main())
-
 
 DRAWN = ("content_policy", "truncated_mp4", "corrupt_mp4", "expired_url", "wrong_size", "wrong_fps", "wrong_length")
 assert set(DRAWN) | {"decode_bomb", "oversized"} == set(JOB_FAULTS)  # those two: by marker, in the next test
