@@ -48,3 +48,5 @@ def test_regularised_probed_d_keeps_the_staleness_zero_oracle(tmp_path) -> None:
     async_probes, sync_probes = _probes(out / "metrics.jsonl"), _probes(out / "sync" / "metrics.jsonl")
     assert [r["d_step"] for r in async_probes] == [2, 4, 6]  # every 2 D step calls; the last one is the final D
     assert async_probes == sync_probes
+    # ρ(D, −true error) of the student clips (issue 15.2): the D learner logs it as the sync loop does
+    assert all(r["d_probe_rho_physics_clips"] == 2 * 2 for r in async_probes), async_probes  # 2 calls x 2 clips
