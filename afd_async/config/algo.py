@@ -12,7 +12,8 @@ DNegativeKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap"]  # 
 class AlgoConfig:
     """Hyper-parameters of AFD and the baselines that run through the same system.
 
-    `name` picks the student objective:
+    `name` picks the student objective, one registered in `afd_async/train/objectives.py` (checked when the
+    loop or a learner is built: this layer does not import the registry). The built-in ones:
       - `afd`: DiffusionNFT on the student's own noised rollout, weighted by D's advantage.
       - `sft`: off-policy flow matching on teacher clips (no D needed for the student).
       - `gan`: terminal adversarial reward without forward-process credit assignment.
@@ -21,7 +22,7 @@ class AlgoConfig:
         ceiling: what the student and optimiser reach with a perfect reward; embedded renderer teacher only).
     """
 
-    name: Literal["afd", "sft", "gan", "frozen_d", "oracle"] = "afd"
+    name: str = "afd"  # a registered objective (train/objectives.py): afd, sft, gan, frozen_d, oracle, or one added
     beta: float = 0.1  # DiffusionNFT implicit-policy mixing β
     lam_ref: float = 1e-4  # λ, weight of ‖v_θ − v_ref‖²
     adv_clip: float = 5.0  # a: advantage clip; w = clip(0.5 + 0.5·clip(A,−a,a)/a, 0, 1)
@@ -85,8 +86,3 @@ class AlgoConfig:
     def d_negatives(self) -> tuple[DNegativeKind, ...]:
         """The corruptions D's BT step adds as losers (empty when d_temporal_negatives is off)."""
         return tuple(self.d_negative_kinds) if self.d_temporal_negatives else ()
-
-    @property
-    def lr_d_after_warmup(self) -> float:
-        """frozen_d trains D during warm-up only."""
-        return 0.0 if self.name == "frozen_d" else self.lr_d

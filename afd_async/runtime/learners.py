@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from types import SimpleNamespace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import redis
 import torch
@@ -31,8 +31,9 @@ from afd_async.runtime.learner_state import Checkpointer
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_probe_monitor import DProbeMonitor
 from afd_async.train.d_update import DiscriminatorUpdater
+from afd_async.train.objectives import Rewards
 from afd_async.train.seeding import step_generator
-from afd_async.train.student_update import NFT_OBJECTIVES, StudentUpdater
+from afd_async.train.student_update import StudentUpdater
 from afd_async.transport import (FeedClient, FeedEnded, ReceivedBatch, TransportTimeout, WeightPublisher, WeightsRejected,
                                  WeightSubscriber)
 
@@ -231,18 +232,19 @@ class StudentLearner:
     """Student learner state: the updater (θ, θ_old, θ_ref, EMA), a local D copy fed by D weights.
 
     `history` (optional) keeps the D versions used since the last checkpoint, so a resumed
-    learner redoes those steps with the same D (`d_history.py`).
+    learner redoes those steps with the same D (`d_history.py`). `rewards` forms the per-clip rewards
+    as the objective says (`Objective.make_rewards`: D's scores of the local D copy, the oracle's, none);
+    `needs_d` is `Objective.student_waits_for_d`.
     """
 
     def __init__(self, *, updater: StudentUpdater, d: torch.nn.Module, d_subscriber: Optional[WeightSubscriber],
                  publisher: WeightPublisher, client: redis.Redis, keys: RunKeys,
                  encode_text: Callable[[list[str]], torch.Tensor], run_seed: int, warmup_groups: int,
-                 d_steps_per_batch: int, d_staleness: int, needs_d: bool, pixel_latent: bool,
+                 d_steps_per_batch: int, d_staleness: int, needs_d: bool, pixel_latent: bool, rewards: Rewards,
                  d_timeout_s: float = 600.0, history: Optional[DHistory] = None,
-                 device: torch.device | str = "cpu",
-                 reward: Optional[Callable[[torch.Tensor, Sequence[str]], torch.Tensor]] = None) -> None:
+                 device: torch.device | str = "cpu") -> None:
         self.updater, self.d, self.d_sub, self.publisher = updater, d, d_subscriber, publisher
-        self.reward = reward  # per-clip rewards instead of D's scores (algo=oracle: the true physics score)
+        self.rewards = rewards
         self.device = torch.device(device)  # where θ and the D copy compute (`train.device`); batches are moved here
         self._r, self.keys, self.encode_text, self.run_seed = client, keys, encode_text, run_seed
         self.warmup_groups, self.ratio, self.k_d = warmup_groups, d_steps_per_batch, d_staleness
@@ -307,13 +309,7 @@ class StudentLearner:
         if not self._sync_d(stop):
             return None
         t1 = time.monotonic()
-        scores = None
-        if self.reward is not None:
-            scores = self.reward(pb.student_rgb, pb.prompts)
-        elif self.updater.objective in NFT_OBJECTIVES:
-            self.d.eval()
-            with torch.no_grad():
-                scores = self.d.score(pb.student_rgb, prompts=pb.prompts, text=pb.text).float()
+        scores = self.rewards(pb, lambda: self._d_score(pb))
         step = self.updater.steps
         metrics = self.updater.step(pb, scores=scores, d=self.d, generator=step_generator(self.run_seed, step, "train"))
         metrics["policy_version"] = float(self.updater.publish())
@@ -326,6 +322,12 @@ class StudentLearner:
         self.timing = {"d_wait": t1 - t0, "step": t2 - t1, "publish": time.monotonic() - t2}
         self.last = metrics
         return metrics
+
+    def _d_score(self, pb: PairBatch) -> torch.Tensor:
+        """`(B,)` scores of the local D copy on the student clips (no grad)."""
+        self.d.eval()
+        with torch.no_grad():
+            return self.d.score(pb.student_rgb, prompts=pb.prompts, text=pb.text).float()
 
     def state_dict(self) -> dict[str, Any]:
         """θ, θ_old, θ_ref, EMA, optimizer, steps and version (the updater's), the D copy and its version, RNG."""

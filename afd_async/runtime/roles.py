@@ -35,7 +35,7 @@ from afd_async.runtime.learners import DLearner, FeedLoop, StudentLearner, d_cop
 from afd_async.runtime.student_actor import StudentActor, TeacherRequests
 from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.report import MetricLog
-from afd_async.train.oracle_reward import make_oracle_reward
+from afd_async.train.objectives import get_objective
 from afd_async.train.plan import Planner
 from afd_async.train.sync_loop import make_discriminator_updater, make_student_updater
 from afd_async.security.curve import cluster_client_keys as curve_client
@@ -289,7 +289,8 @@ def run_d_learner(cfg: RootConfig) -> int:
     with publisher as pub, _feed_client(cfg, 0, ctx.rank) as feed:
         learner = DLearner(updater=upd, publisher=pub, client=r, keys=keys, encode_text=text.encode,
                            warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
-                           lr_after_warmup=cfg.algo.lr_d_after_warmup, pixel_latent=cfg.student.kind == "tiny",
+                           lr_after_warmup=get_objective(cfg.algo.name).d_lr_after_warmup(cfg.algo.lr_d),
+                           pixel_latent=cfg.student.kind == "tiny",
                            device=device, probes=probes)
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack, durable=lambda: barrier(ctx))
         ckpt.restore()
@@ -337,7 +338,7 @@ def run_student_learner(cfg: RootConfig) -> int:
     d = d_copy(make_discriminator(cfg.discriminator, text.dim, device))
     upd = make_student_updater(cfg, student, dist=ctx)
     outputs = RunOutputs(cfg, text) if ctx.is_main else None  # rank 0 evaluates and writes the run's outputs
-    needs_d = cfg.algo.name != "sft"
+    objective = get_objective(cfg.algo.name)
     notify, fetch = _ports(cfg.cluster.host, cfg.cluster.student_learner_port)
     d_notify, d_fetch = _ports(cfg.cluster.d_learner_host, cfg.cluster.d_learner_port)
     store = open_store(cfg, rank_role("student-learner", ctx), r, keys)
@@ -351,9 +352,9 @@ def run_student_learner(cfg: RootConfig) -> int:
         learner = StudentLearner(updater=upd, d=d, d_subscriber=d_sub, publisher=pub, client=r, keys=keys,
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,
-                                 d_staleness=cfg.replay.d_staleness, needs_d=needs_d,
+                                 d_staleness=cfg.replay.d_staleness, needs_d=objective.student_waits_for_d,
                                  pixel_latent=cfg.student.kind == "tiny", history=history, device=device,
-                                 reward=make_oracle_reward(cfg) if cfg.algo.name == "oracle" else None)
+                                 rewards=objective.make_rewards(cfg))
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
                             on_saved=history.prune if history is not None else None, durable=lambda: barrier(ctx))
         resumed = ckpt.restore()

@@ -1,4 +1,4 @@
-"""The student's update for each objective (§2.3–2.5): afd / frozen_d (NFT), sft, gan.
+"""The student's update (§2.3–2.5): the losses an objective (`train/objectives.py`) picks from — NFT, flow matching, terminal GAN.
 
 One `StudentUpdater` owns θ's optimizer and the policies derived from θ —
 θ_old (sampling policy, soft-updated after each publish), θ_ref (frozen initial
@@ -37,11 +37,8 @@ from afd_async.models.policies import CopyPolicies, StudentPolicies
 from afd_async.models.schedule import rollout_sigmas, sample_t
 from afd_async.parallel.dist import DistContext, all_gather_list, all_gather_rows, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch, prompt_group_ids
+from afd_async.train.objectives import Objective, get_objective
 from afd_async.train.seeding import randn_on
-
-Objective = Literal["afd", "sft", "gan", "frozen_d", "oracle"]
-# objectives trained by the DiffusionNFT update on a per-clip reward: D's score, or the true physics (oracle)
-NFT_OBJECTIVES: tuple[str, ...] = ("afd", "frozen_d", "oracle")
 
 
 class StudentUpdater:
@@ -53,6 +50,7 @@ class StudentUpdater:
     Args:
         student: θ, the module the loss calls.
         policies: how θ_old / θ_ref / the EMA are held (None: deep copies, `CopyPolicies`).
+        objective: the registered objective (or its name) whose loss `step` takes.
         dist: this rank's place in a data-parallel learner (None: one process). With several
             ranks each `step` gets this rank's equal block of the global batch; θ runs under DDP,
             noise is drawn for the global batch and sliced, and advantages are normalised over
@@ -64,7 +62,7 @@ class StudentUpdater:
         student: nn.Module,
         *,
         policies: Optional[StudentPolicies] = None,
-        objective: Objective,
+        objective: Objective | str,
         lr: float,
         beta: float = 0.1,
         lam_ref: float = 1e-4,
@@ -85,7 +83,7 @@ class StudentUpdater:
         self.student = student
         self.dist = dist if dist is not None else DistContext()
         self.theta = wrap_ddp(student, self.dist)  # what the loss calls: θ itself, or θ under DDP
-        self.objective = objective
+        self.objective = get_objective(objective) if isinstance(objective, str) else objective
         self.beta, self.lam_ref, self.adv_clip, self.adv_eps, self.adv_norm = beta, lam_ref, adv_clip, adv_eps, adv_norm
         self.grad_clip = grad_clip
         self.timesteps, self.shift, self.t_sampling = list(timesteps), shift, t_sampling
@@ -110,21 +108,11 @@ class StudentUpdater:
         d: Optional[nn.Module] = None,
         generator: Optional[torch.Generator] = None,
     ) -> dict[str, float]:
-        """One optimizer step on θ. `scores` (B,) are D's scores of the student clips (afd, frozen_d);
-        `d` is the differentiable discriminator (gan)."""
+        """One optimizer step on θ with the objective's loss. `scores` (B,) are the objective's per-clip
+        rewards of the student clips (D's scores, or the oracle's; None where its loss takes none);
+        `d` is the differentiable discriminator (the terminal GAN loss)."""
         self.student.train()
-        if self.objective in NFT_OBJECTIVES:
-            if scores is None:
-                raise ValueError(f"objective {self.objective} needs per-clip rewards (D's scores, or the oracle's)")
-            loss, metrics = self._nft(batch, scores, generator)
-        elif self.objective == "sft":
-            loss, metrics = self._sft(batch, generator)
-        elif self.objective == "gan":
-            if d is None:
-                raise ValueError("objective gan needs the discriminator module")
-            loss, metrics = self._gan(batch, d, generator)
-        else:  # pragma: no cover - guarded by the config schema
-            raise ValueError(f"unknown objective {self.objective!r}")
+        loss, metrics = self.objective.student_loss(self, batch, scores=scores, d=d, generator=generator)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"student loss is {loss.item()} at step {self.steps}; refusing to step")
         self.opt.zero_grad(set_to_none=True)
@@ -142,7 +130,7 @@ class StudentUpdater:
         self.version += 1
         return self.version
 
-    # ------------------------------------------------------------ objectives
+    # ------------------------------------------------- losses (`objectives.StudentLosses`)
 
     def _noised(self, x0: torch.Tensor, generator: Optional[torch.Generator]):
         """Per-chunk t and ε drawn for the *global* batch, then this rank's rows (all rows with one rank)."""
@@ -169,7 +157,8 @@ class StudentUpdater:
                          norm=self.adv_norm)
         return adv[self.dist.shard(len(all_ids))]
 
-    def _nft(self, batch: PairBatch, scores: torch.Tensor, generator: Optional[torch.Generator]):
+    def nft(self, batch: PairBatch, scores: torch.Tensor, generator: Optional[torch.Generator]):
+        """DiffusionNFT on the noised own rollout, weighted by the advantage of `scores` `(B,)` (§2.3–2.4)."""
         x0 = batch.student.detach()
         adv = self._advantages(batch, scores)
         w = advantage_weight(adv, self.adv_clip)
@@ -194,18 +183,19 @@ class StudentUpdater:
 
     def _pixel_space(self, batch: PairBatch) -> None:
         if batch.teacher.shape[1:] != batch.student.shape[1:]:
-            raise ValueError(f"objective {self.objective} needs a pixel-space student (latent = video): teacher "
+            raise ValueError(f"objective {self.objective.name} needs a pixel-space student (latent = video): teacher "
                              f"{tuple(batch.teacher.shape[1:])} vs student latent {tuple(batch.student.shape[1:])}; "
                              "use afd or frozen_d with a latent (Wan) student")
 
-    def _sft(self, batch: PairBatch, generator: Optional[torch.Generator]):
+    def flow_matching(self, batch: PairBatch, generator: Optional[torch.Generator]):
+        """Off-policy flow matching on the teacher clips (pixel-space student only)."""
         self._pixel_space(batch)
         x0 = batch.teacher.detach()
         t, eps, x_t = self._noised(x0, generator)
         loss = flow_matching_loss(self.theta(x_t, t, batch.text, x0), x0, eps)
         return loss, {"fm_loss": loss.item()}
 
-    def _gan(self, batch: PairBatch, d: nn.Module, generator: Optional[torch.Generator]):
+    def terminal_gan(self, batch: PairBatch, d: nn.Module, generator: Optional[torch.Generator]):
         """Terminal adversarial reward: one denoising step at the last schedule level, D's gradient on its x0."""
         self._pixel_space(batch)
         x0 = batch.student.detach()

@@ -6,8 +6,8 @@
         student  = θ_old.rollout(prompts)                         # on-policy clips
         D        ← BT step(s) on (teacher, student)               # §2.2 (lr 0 after warm-up for frozen_d)
                    (+ probes on held-out teacher clips every train.d_probe_every D steps, and at the end)
-        s        = D(student);  w = weight(advantage(s))           # §2.3
-        θ        ← NFT step on the noised rollout with w           # §2.4 (or sft / gan)
+        s        = D(student);  w = weight(advantage(s))           # §2.3 (the objective's reward: D, oracle, none)
+        θ        ← NFT step on the noised rollout with w           # §2.4 (the objective's loss: or sft / gan)
         θ_old    ← η·θ_old + (1 − η)·θ;  version += 1              # §2.5
 
 The async system must reproduce this loop's losses at staleness 0.
@@ -31,11 +31,11 @@ from afd_async.train.batch import PairBatch
 from afd_async.train.d_probe_monitor import make_probe_monitor
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.evaluate import EvalResult
+from afd_async.train.objectives import get_objective
 from afd_async.train.outputs import RunOutputs
 from afd_async.train.plan import sample_prompts
 from afd_async.train.seeding import step_generator
-from afd_async.train.oracle_reward import make_oracle_reward
-from afd_async.train.student_update import NFT_OBJECTIVES, StudentUpdater
+from afd_async.train.student_update import StudentUpdater
 
 
 
@@ -53,7 +53,7 @@ def make_student_updater(cfg: RootConfig, student: torch.nn.Module, *, dist: Opt
     """The configured updater; `dist` places it in a data-parallel learner (None: one process)."""
     a, s = cfg.algo, cfg.student
     return StudentUpdater(
-        student, policies=make_student_policies(s, student, eval_ema=a.eval_ema), objective=a.name, lr=a.lr_student, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip,
+        student, policies=make_student_policies(s, student, eval_ema=a.eval_ema), objective=get_objective(a.name), lr=a.lr_student, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip,
         adv_eps=a.adv_eps, adv_norm=a.adv_norm, grad_clip=a.grad_clip, weight_decay=a.weight_decay, timesteps=s.timesteps,
         shift=s.shift, t_sampling=a.t_sampling, eta_rate=a.eta_rate, eta_max=a.eta_max, eval_ema=a.eval_ema,
         chunk_frames=s.chunk_frames, dist=dist,
@@ -73,6 +73,7 @@ class SyncLoop:
 
     def __init__(self, cfg: RootConfig) -> None:
         self.cfg = cfg
+        self.objective = get_objective(cfg.algo.name)  # an unknown algo.name fails here, before anything is built
         self.device = resolve_device(cfg.train.device)  # a clear error naming the key, before anything is built
         torch.manual_seed(cfg.train.seed)
         if cfg.train.torch_threads:
@@ -84,7 +85,7 @@ class SyncLoop:
         self.s_upd = make_student_updater(cfg, self.student)
         self.d_upd = make_discriminator_updater(cfg, self.d)
         self.outputs = RunOutputs(cfg, self.text)  # after the models: the eval set-up must not shift their init
-        self.oracle = make_oracle_reward(cfg) if cfg.algo.name == "oracle" else None
+        self.reward_fn = self.objective.make_rewards(cfg)  # here, as before: the oracle's set-up after the models
         self.teacher, self.evaluator = self.outputs.teacher, self.outputs.evaluator
         self.probes = make_probe_monitor(cfg, self.text.encode, self.device,
                                          sink=lambda record, _result: self.outputs.log.write(record))
@@ -123,7 +124,7 @@ class SyncLoop:
             self._probe(batch)
             if progress:
                 progress(i, metrics)
-        self.d_upd.set_lr(self.cfg.algo.lr_d_after_warmup)
+        self.d_upd.set_lr(self.objective.d_lr_after_warmup(self.cfg.algo.lr_d))
         return metrics
 
     def train_step(self, batch: PairBatch, step: int) -> dict[str, float]:
@@ -139,12 +140,8 @@ class SyncLoop:
         return metrics
 
     def rewards(self, batch: PairBatch) -> Optional[torch.Tensor]:
-        """`(B,)` per-clip rewards of the NFT objectives: D's scores, or the true physics score (oracle)."""
-        if self.oracle is not None:
-            return self.oracle(batch.student_rgb, batch.prompts)
-        if self.cfg.algo.name in NFT_OBJECTIVES:
-            return self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts)
-        return None
+        """`(B,)` per-clip rewards as the objective forms them: D's scores, the true physics score (oracle), or None."""
+        return self.reward_fn(batch, lambda: self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts))
 
     def _probe(self, batch: PairBatch) -> None:
         """After a D step call on `batch`: the D probes when due (their own RNG; D's weights untouched), with

@@ -9,6 +9,7 @@ import pytest
 from afd_async.config import load_config
 from afd_async.config.convert import ConfigError, from_dict, to_dict
 from afd_async.config.root import RootConfig
+from afd_async.train.objectives import get_objective
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GROUPS = ["student", "discriminator", "teacher", "algo", "replay", "cluster"]
@@ -32,7 +33,8 @@ def test_every_experiment_composes(experiment):
 
 def test_algo_options_select_the_objective():
     assert {load_config([f"algo={o}"]).algo.name for o in _options("algo")} == {"afd", "sft", "gan", "frozen_d", "oracle"}
-    assert load_config(["algo=frozen_d"]).algo.lr_d_after_warmup == 0.0
+    frozen = get_objective(load_config(["algo=frozen_d"]).algo.name)
+    assert frozen.d_lr_after_warmup(5e-5) == 0.0 and get_objective("afd").d_lr_after_warmup(5e-5) == 5e-5
 
 
 def test_typo_in_override_names_key_and_suggests():

@@ -42,12 +42,12 @@ def test_the_oracle_row_trains_on_true_physics_and_afd_on_d(tmp_path) -> None:
     from afd_async.train.sync_loop import SyncLoop
 
     base = ["experiment=smoke", "text.kind=hash", "train.eval_prompts=2"]
-    oracle_loop = SyncLoop(load_config([*base, "algo=oracle", f"train.output_dir={tmp_path / 'o'}"]))
+    oracle_cfg = load_config([*base, "algo=oracle", f"train.output_dir={tmp_path / 'o'}"])
+    oracle_loop = SyncLoop(oracle_cfg)
     batch = oracle_loop.make_batch(0)
-    expected = -oracle_loop.oracle.errors(batch.student_rgb, batch.prompts)
+    expected = -make_oracle_reward(oracle_cfg).errors(batch.student_rgb, batch.prompts)
     np.testing.assert_allclose(oracle_loop.rewards(batch).numpy(), expected, rtol=1e-6)
     afd_loop = SyncLoop(load_config([*base, "algo=afd", f"train.output_dir={tmp_path / 'a'}"]))
-    assert afd_loop.oracle is None
     d_scores = afd_loop.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts)
     assert torch.equal(afd_loop.rewards(batch), d_scores)
     assert SyncLoop(load_config([*base, "algo=sft", f"train.output_dir={tmp_path / 's'}"])).rewards(batch) is None
