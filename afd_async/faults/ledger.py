@@ -38,6 +38,7 @@ import redis
 from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
 from afd_async.runtime.roles import make_planner
 from afd_async.store.keys import RunKeys
+from afd_async.train.objectives import get_objective
 from afd_async.train.plan import Planner
 LEARNERS = {"discriminator": "d-learner", "student": "student-learner"}  # learner -> role (checkpoint folder)
 _DEAD = ("failed", "cancelled")
@@ -154,8 +155,9 @@ class FaultLedgerHook:
         cfg = run.cfg
         ratio = max(1, cfg.algo.d_steps_per_student_step)
         planner = make_planner(cfg)
-        # sft: the student never waits for D, so D owes no group by the end
-        lag = -(-cfg.replay.d_staleness // ratio) if cfg.algo.name != "sft" else planner.total_groups
+        # a student that never waits for D (sft): D owes no group by the end
+        waits = get_objective(cfg.algo.name).student_waits_for_d
+        lag = -(-cfg.replay.d_staleness // ratio) if waits else planner.total_groups
         jobs = fetch_teacher_jobs(run.teacher_url, run.teacher_key.reveal())
         lineages = {learner: learner_lineage(cfg, role) for learner, role in LEARNERS.items()}
         self.counts = count_faults(run.redis, run.keys, planner, lineages, teacher_jobs=jobs, d_lag_groups=lag)

@@ -51,6 +51,7 @@ from afd_async.security.local import local_security, run_teacher_key
 from afd_async.store.redis_server import RedisServer
 from afd_async.teacher.clips import clip_record_key
 from afd_async.train.evaluate import describe_change
+from afd_async.train.objectives import get_objective
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
                 if gone and r.hget(keys.status, "done") == b"1":
                     return  # the student learner finished the run and exited since `status` was read
                 if gone or watch.stalled():
-                    stall = diagnose(status, steps=cfg.train.steps, needs_d=cfg.algo.name != "sft", gone=gone,
+                    needs_d = get_objective(cfg.algo.name).student_waits_for_d
+                    stall = diagnose(status, steps=cfg.train.steps, needs_d=needs_d, gone=gone,
                                      teacher=_teacher_view(r, keys, cfg), teacher_url=teacher_url)
                     raise RunStalled(describe_stall(stall, idle_s=watch.idle_s, timeout_s=watch.timeout_s,
                                                     status=status, steps=cfg.train.steps, log_dir=sup.log_dir,
@@ -328,6 +330,11 @@ def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
 
     if (problem := run_source_problem(cfg)) is not None:  # a teacher file source never pairs in afd run (issue 17.3)
         print(f"afd run: {problem}", file=sys.stderr)
+        return 2
+    try:
+        get_objective(cfg.algo.name)  # an unknown objective is refused here, not by every learner it starts
+    except ValueError as e:
+        print(f"afd run: {e}", file=sys.stderr)
         return 2
     try:
         with StopSignals() as signals:  # no overall time limit: the stall watch ends a run that stopped moving
