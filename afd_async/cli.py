@@ -30,7 +30,16 @@ log = logging.getLogger("afd")
 
 
 def _load(overrides: Sequence[str]):
-    return load_config(overrides)
+    """The validated config; `algo.name` is checked against the objective registry here, the layer above
+    both (the config layer cannot import the registry), so a typo is a configuration error in every command."""
+    cfg = load_config(overrides)
+    from afd_async.train.objectives import get_objective  # defers torch (the registry's updaters) to here
+
+    try:
+        get_objective(cfg.algo.name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return cfg
 
 
 def cmd_config(overrides: Sequence[str]) -> int:

@@ -82,6 +82,13 @@ def test_an_unknown_or_twice_registered_objective_is_refused() -> None:
         SyncLoop(load_config(["algo.name=ppo"]))
 
 
+@pytest.mark.parametrize("command", ["config", "sync"])
+def test_an_unknown_objective_is_a_configuration_error_of_every_command(command, capsys) -> None:
+    assert afd([command, "algo.name=ppo"]) == 2
+    assert capsys.readouterr().err.strip() == ("afd: configuration error: unknown objective algo.name='ppo'; "
+                                               "registered: afd, frozen_d, gan, oracle, sft")
+
+
 def test_the_nft_loss_refuses_an_objective_without_rewards() -> None:
     with pytest.raises(ValueError, match="objective afd needs per-clip rewards"):
         get_objective("afd").student_loss(None, None, scores=None, d=None, generator=None)  # type: ignore[arg-type]
