@@ -3,7 +3,8 @@
 Each SDK is pointed at its emulator on a free loopback port through its base-URL option and
 drives create → poll → result → download, and the file decodes with PyAV; then our adapter
 runs the same scenario against the same emulator instance. The Stainless-generated clients
-(lumaai, runwayml) run with `_strict_response_validation=True`, so every reply is validated
+(lumaai, runwayml) run with `_strict_response_validation=True`, and Seedance's `volcenginesdkarkruntime.Ark`
+parses every reply into its pydantic task types; so every reply is validated
 against the SDK's response types, not just read leniently; replicate-python validates its
 `Prediction` with pydantic anyway, and fal-client parses the status by hand (`KeyError` on a
 missing field, `ValueError` on an unknown status). Statuses come from the SDKs' own types in
@@ -28,12 +29,13 @@ import numpy as np
 import pytest
 import replicate
 import runwayml
+import volcenginesdkarkruntime
 from emulators import fal as fal_emu
 from emulators import luma as luma_emu
 from emulators import replicate as replicate_emu
 from emulators import runway as runway_emu
 from emulators.base import Emulator
-from emulators.providers import FAL_KEY, LUMA_KEY, PROVIDERS, REPLICATE_KEY, RUNWAY_KEY, Provider
+from emulators.providers import ARK_KEY, FAL_KEY, LUMA_KEY, PROVIDERS, REPLICATE_KEY, RUNWAY_KEY, Provider
 from lumaai.types import Generation
 from runwayml.types import TaskRetrieveResponse
 
@@ -68,7 +70,7 @@ def download(url: str) -> bytes:
     return resp.content
 
 
-@pytest.fixture(scope="module", params=["luma", "replicate", "fal", "runway"])
+@pytest.fixture(scope="module", params=["luma", "replicate", "fal", "runway", "volcengine"])
 def provider(request: pytest.FixtureRequest) -> Provider:
     return PROVIDERS[request.param]
 
@@ -143,8 +145,24 @@ def runway_sdk(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> bytes:
     return download(task.output[0])
 
 
+def seedance_sdk(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    client = volcenginesdkarkruntime.Ark(base_url=emu.base_url, api_key=ARK_KEY, max_retries=0)
+    tasks = client.content_generation.tasks
+    created = tasks.create(model="seedance-1-0-pro-250528", content=[{"type": "text", "text": f"{PROMPT} --seed 7"}])
+    assert emu.requests[-1][:2] == ("POST", "/api/v3/contents/generations/tasks")
+    seen: list[Any] = []
+    for _ in range(MAX_POLLS):
+        seen.append(tasks.get(task_id=created.id))
+        if seen[-1].status in ("succeeded", "failed", "cancelled", "expired"):
+            break
+    task = seen[-1]
+    assert task.status == "succeeded" and task.content.video_url and task.usage.total_tokens > 0, task
+    assert any(t.id == created.id for t in tasks.list(page_size=10).items)
+    return download(task.content.video_url)
+
+
 SDKS = {"luma": (luma_sdk, lumaai), "replicate": (replicate_sdk, replicate), "fal": (fal_sdk, fal_client),
-        "runway": (runway_sdk, runwayml)}
+        "runway": (runway_sdk, runwayml), "volcengine": (seedance_sdk, volcenginesdkarkruntime)}
 
 
 def test_official_sdk_drives_the_emulator(provider: Provider, emu: Emulator, monkeypatch: pytest.MonkeyPatch):
