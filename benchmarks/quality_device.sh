@@ -13,6 +13,10 @@
 #
 # The device has no network and no Hydra/PyAV/tenacity: their wheels travel in .whl/ (device README),
 # and the MiniLM embeddings of every prompt in outputs/quality_text_cache (no sentence-encoder download).
+# The device copies the working tree as it is; when others edit it, run from a committed snapshot instead:
+#   git archive HEAD -- . ':!benchmarks/results' > outputs/snap.tar     # here; carry it with .whl and the cache
+#   mkdir /tmp/s && tar xf outputs/snap.tar -C /tmp/s && cp -r .whl /tmp/s/ && mkdir -p /tmp/s/outputs \
+#     && cp -r outputs/quality_text_cache /tmp/s/outputs/ && cd /tmp/s && bash benchmarks/quality_device.sh 0 1
 set -uo pipefail
 seeds=("$@")
 tag=$(IFS=_; echo "${seeds[*]}")
