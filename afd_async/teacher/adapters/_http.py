@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobStatus, TeacherError
+from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherError
 
 log = logging.getLogger("afd_async.teacher.adapters")
 
@@ -422,6 +422,16 @@ class HttpAdapter:
                     raise TeacherError(ErrorClass.TRANSIENT, f"{self.provider} GET {urlsplit(url).path}: body is not JSON", http_status=resp.status_code)
                 return body
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_job_json(self, handle: JobHandle, url: str, *, gone: str) -> Any:
+        """The job's status body, or a CANCELLED `JobStatus` saying `gone` when the provider answers 404
+        (a deleted job: nothing is left to poll); other errors propagate."""
+        try:
+            return await self._get_json(url)
+        except TeacherError as e:
+            if e.http_status == 404:
+                return JobStatus(handle=handle, state=JobState.CANCELLED, error_message=gone)
+            raise
 
     def _same_origin(self, url: str) -> bool:
         a, b = urlsplit(url), urlsplit(self.base_url)

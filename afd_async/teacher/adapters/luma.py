@@ -73,12 +73,9 @@ class LumaClient(HttpAdapter):
         return JobHandle(provider=self.provider, job_id=str(resp.json()["id"]), model=body["model"])
 
     async def poll(self, handle: JobHandle) -> JobStatus:
-        try:
-            body = await self._get_json(f"/generations/{handle.job_id}")
-        except TeacherError as e:
-            if e.http_status == 404:
-                return JobStatus(handle=handle, state=JobState.CANCELLED, error_message="generation not found (deleted)")
-            raise
+        body = await self._get_job_json(handle, f"/generations/{handle.job_id}", gone="generation not found (deleted)")
+        if isinstance(body, JobStatus):
+            return body
         raw = body.get("state")
         state = STATES.get(raw) if isinstance(raw, str) else None
         if state is None:

@@ -164,13 +164,8 @@ class OpenAIVideosClient(HttpAdapter):
         )
 
     async def poll(self, handle: JobHandle) -> JobStatus:
-        try:
-            body = await self._get_json(f"/v1/videos/{handle.job_id}")
-        except TeacherError as e:
-            if e.http_status == 404:
-                return JobStatus(handle=handle, state=JobState.CANCELLED, error_message="video not found (deleted)")
-            raise
-        return self._status(handle, body)
+        body = await self._get_job_json(handle, f"/v1/videos/{handle.job_id}", gone="video not found (deleted)")
+        return body if isinstance(body, JobStatus) else self._status(handle, body)
 
     async def cancel(self, handle: JobHandle) -> None:
         """`DELETE /v1/videos/{id}`; a 404 (already deleted) is not an error: nothing is left to stop."""
