@@ -7,7 +7,7 @@ from emulators import harness as h
 from emulators.providers import OPENAI_KEY as KEY
 from emulators.providers import anyio_backend, emu, make, provider_fixture  # noqa: F401
 
-from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest
+from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState
 
 pytestmark = pytest.mark.anyio
 provider = provider_fixture("openai")
@@ -57,3 +57,15 @@ async def test_create_is_multipart_like_the_sdk(make, emu):
     seeded, unseeded = list(emu.jobs.values())
     assert seeded.body == {"prompt": "a ball", "model": "local-physics", "seed": "4", "seconds": "8", "size": "1280x720"}
     assert "seed" not in unseeded.body  # the hosted API takes no seed
+
+
+async def test_a_deleted_video_polls_as_cancelled_not_as_an_error(make, emu):
+    """`DELETE` removes a video; the next poll's 404 means nothing is left to wait for (HttpAdapter._get_job_json)."""
+    async with make() as client:
+        handle = await client.submit(h.REQUEST)
+        emu.inject("poll", 404, {"error": {"code": "not_found", "message": "Video not found", "type": "invalid_request_error"}})
+        status = await client.poll(handle)
+        assert status.state is JobState.CANCELLED and status.error_message == "video not found (deleted)", status
+        emu.inject("poll", 500, {"error": {"code": "server_error", "message": "boom"}})
+        status = await client.poll(handle)  # any other error is not "deleted": retried, and the job is still there
+        assert status.state is not JobState.CANCELLED, status
