@@ -51,5 +51,7 @@ timeout "${SCORE_DEADLINE_S:-90}" python3 benchmarks/quality.py "${common[@]}" "
   --score-only --rows AFD --tag physd --results outputs/qg_results > "$out/score_physd_$tag.log" 2>&1
 echo "scoring the variant: $(($(date +%s) - t1)) s"
 tar czf "$out/physd_$tag.tgz" --exclude='*.safetensors' --exclude='*.mp4' --exclude='*.gif' outputs/qg_physd outputs/qg_results
-ls -la "$out"
 tail -3 "$out"/*.log
+# At most 8 files come back from a call: the logs travel as one archive beside the run parts.
+tar czf "$out/logs_$tag.tgz" -C "$out" $(cd "$out" && ls *.log gpu.txt) && (cd "$out" && rm -f *.log gpu.txt)
+ls -la "$out"
