@@ -6,6 +6,6 @@ from afd_async.config.root import RootConfig
 
 
 def main(cfg: RootConfig) -> int:
-    from afd_async.runtime.roles import run_student_actor
+    from afd_async.launch.roles.student_actor import run_student_actor  # defers torch (models) to the role
 
     return run_student_actor(cfg)

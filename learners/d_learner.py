@@ -6,6 +6,6 @@ from afd_async.config.root import RootConfig
 
 
 def main(cfg: RootConfig) -> int:
-    from afd_async.runtime.roles import run_d_learner
+    from afd_async.launch.roles.d_learner import run_d_learner  # defers torch to the role
 
     return run_d_learner(cfg)

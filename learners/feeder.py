@@ -6,6 +6,6 @@ from afd_async.config.root import RootConfig
 
 
 def main(cfg: RootConfig) -> int:
-    from afd_async.runtime.roles import run_feeder
+    from afd_async.launch.roles.feeder import run_feeder  # defers torch to the role
 
     return run_feeder(cfg)

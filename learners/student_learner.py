@@ -6,6 +6,6 @@ from afd_async.config.root import RootConfig
 
 
 def main(cfg: RootConfig) -> int:
-    from afd_async.runtime.roles import run_student_learner
+    from afd_async.launch.roles.student_learner import run_student_learner  # defers torch to the role
 
     return run_student_learner(cfg)

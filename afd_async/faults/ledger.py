@@ -36,7 +36,7 @@ import httpx
 import redis
 
 from afd_async.runtime.learner_state import learner_checkpoint_dir, read_ledger
-from afd_async.runtime.roles import make_planner
+from afd_async.runtime.context import make_planner
 from afd_async.store.keys import RunKeys
 from afd_async.train.objectives import get_objective
 from afd_async.train.plan import Planner

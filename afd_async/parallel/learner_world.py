@@ -1,6 +1,6 @@
 """A learner role as N torchrun ranks: who binds, who writes, and how checkpoints stay consistent.
 
-Roles (`runtime/roles.py`) call these so the one-rank path is unchanged:
+Learner wiring (`launch/roles/`) calls these so the one-rank path is unchanged:
 
     ctx = join_learner_world(ranks=cfg.cluster.student_learner_ranks, ...)   # world of one without torchrun
     store = open_store(cfg, rank_role(role, ctx), ...)                        # one checkpoint folder per rank

@@ -1,4 +1,6 @@
-"""The asynchronous system's roles as library code (entry points in `actors/`, `learners/`).
+"""The asynchronous system's roles as library code: each role's loop (`*_role.py`) over its state
+classes, all sharing one `RoleContext` (`context.py`); the wiring is in `launch/roles/`, the entry points
+in `actors/`, `learners/`.
 
     teacher actors ──► teacher cache (Redis) ◄── student actors ──► pair stream (Redis)
                                                        ▲                  │

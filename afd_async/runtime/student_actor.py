@@ -19,43 +19,19 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
-import msgpack
-import redis
 import torch
 
 from afd_async.models.tiny_discriminator import video_to_frames
 from afd_async.replay.pair import Pair
-from afd_async.replay.writer import PairWriter
 from afd_async.runtime.groups import EXHAUSTED, GroupClaims
-from afd_async.store.keys import RunKeys
+from afd_async.runtime.teacher_requests import TeacherRequests
+from afd_async.seams import PairSink, WeightSource
 from afd_async.train.plan import Group, Planner
-from afd_async.transport import TransportTimeout, WeightSubscriber, WeightsRejected
+from afd_async.transport import TransportTimeout, WeightsRejected
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class TeacherRequests:
-    """Queues the teacher requests of planned groups, once per group (idempotent across actors)."""
-
-    def __init__(self, client: redis.Redis, keys: RunKeys, planner: Planner, queue_key: str) -> None:
-        self._r, self.keys, self.planner, self.queue_key = client, keys, planner, queue_key
-
-    def ensure(self, first: int, count: int) -> int:
-        """Queue requests for groups `first … first+count−1` not queued before; returns groups queued now."""
-        queued = 0
-        for n in range(first, min(first + count, self.planner.total_groups)):
-            if not self._r.sadd(self.keys.requested, n):
-                continue
-            group = self.planner.group(n)
-            rows = {(p.prompt, p.teacher_seed): p for p in group.pairs}
-            records = [msgpack.packb({"schema": 1, "prompt_id": p.prompt_id, "prompt": p.prompt, "seed": p.teacher_seed})
-                       for p in rows.values()]
-            if records:
-                self._r.rpush(self.queue_key, *records)
-            queued += 1
-        return queued
 
 
 class StudentActor:
@@ -71,7 +47,7 @@ class StudentActor:
 
     def __init__(
         self, *, policy: torch.nn.Module, encode_text: Callable[[list[str]], torch.Tensor], planner: Planner,
-        claims: GroupClaims, requests: TeacherRequests, writer: PairWriter, subscriber: Optional[WeightSubscriber],
+        claims: GroupClaims, requests: TeacherRequests, writer: PairSink, subscriber: Optional[WeightSource],
         teacher_clip: Callable[[str, int], Optional[str]], run_seed: int, timesteps: list[int], shift: float,
         num_frames: int, staleness: int, lookahead: int, teacher_wait_s: float, latent_dtype: str = "float32",
         actor_id: Optional[str] = None, metrics: Any = None, weight_timeout_s: float = 600.0,

@@ -35,7 +35,7 @@ def test_the_files_replace_the_shipped_splits(tmp_path: Path) -> None:
 
 
 def test_the_plan_both_actors_build_draws_only_from_the_file(tmp_path: Path) -> None:
-    from afd_async.runtime.roles import make_planner
+    from afd_async.runtime.context import make_planner
 
     mine = _file(tmp_path, b"a ball is thrown up\na red cube slides to the left\na pendulum swings\n")
     cfg = load_config([*SMOKE, f"prompts={mine}", "train.steps=20"])

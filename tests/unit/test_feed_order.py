@@ -1,6 +1,6 @@
-"""The ordered feed's choice of the next group (`runtime.learners.pick_group`)."""
+"""The ordered feed's choice of the next group (`runtime.feed_loop.pick_group`)."""
 
-from afd_async.runtime.learners import pick_group
+from afd_async.runtime.feed_loop import pick_group
 
 
 def pick(held, expected, *, max_hold=4, idle_s=0.0, hold_timeout_s=10.0):

@@ -8,6 +8,8 @@ the `gpu` marker and skip without a GPU.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -53,14 +55,14 @@ def test_cuda_without_cuda_names_the_key():
 
 
 @no_cuda
-@pytest.mark.parametrize("role", ["run_student_actor", "run_d_learner", "run_student_learner"])
+@pytest.mark.parametrize("role", ["student_actor", "d_learner", "student_learner"])
 def test_roles_refuse_cuda_at_start(role):
     """Before any port, Redis connection or model: the error is the config's, not torch's."""
-    from afd_async.runtime import roles
+    wiring = importlib.import_module(f"afd_async.launch.roles.{role}")
 
     cfg = _smoke("train.device=cuda", "cluster.redis_url=redis://127.0.0.1:1/0")
     with pytest.raises(ConfigError, match=r"train\.device='cuda' but CUDA is not available"):
-        getattr(roles, role)(cfg)
+        getattr(wiring, f"run_{role}")(cfg)
 
 
 @no_cuda
