@@ -88,15 +88,14 @@ class RoleContext:
 
     @classmethod
     def build(cls, cfg: RootConfig, role: str, *, metrics: Optional[RoleLabels] = None) -> RoleContext:
-        """Metrics endpoint and torch threads, then signal handling and Redis, in that order.
+        """Metrics endpoint, then signal handling and Redis, in that order.
 
-        A learner passes the `metrics` it started (with `start_metrics` and `torch_threads`) before
-        joining its learner world, so its port is bound before the rendezvous and a SIGTERM during
-        the rendezvous still ends the process.
+        A learner passes the `metrics` it started before joining its learner world, so its port is bound
+        before the rendezvous and a SIGTERM during the rendezvous still ends the process. Torch's thread
+        count is the wiring's (`torch_threads`): the feeder leaves torch's default.
         """
         if metrics is None:
             metrics = start_metrics(cfg, role)
-            torch_threads(cfg)
         stop = stop_on_signals()
         return cls(cfg=cfg, role=role, redis=redis_client(cfg.cluster), keys=RunKeys(), metrics=metrics, stop=stop,
                    log=logging.getLogger(f"afd.{role}"))

@@ -8,7 +8,7 @@ from afd_async.config.root import RootConfig
 from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_rollout_policy, make_text_encoder
 from afd_async.replay.writer import PairWriter
-from afd_async.runtime.context import RoleContext, make_claims, make_planner, weight_endpoints
+from afd_async.runtime.context import RoleContext, make_claims, make_planner, torch_threads, weight_endpoints
 from afd_async.runtime.student_actor import StudentActor
 from afd_async.runtime.student_actor_role import act, group_metrics
 from afd_async.runtime.teacher_requests import TeacherRequests
@@ -20,6 +20,7 @@ from afd_async.transport import WeightSubscriber
 def run_student_actor(cfg: RootConfig) -> int:
     device = resolve_device(cfg.train.device)  # a clear error naming the key, before anything is built
     rc = RoleContext.build(cfg, "student-actor")
+    torch_threads(cfg)
     r, keys = rc.redis, rc.keys
     planner = make_planner(cfg)
     text = make_text_encoder(cfg.text, cfg.student, device=str(device))  # embeddings come back on CPU
