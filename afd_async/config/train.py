@@ -48,8 +48,11 @@ class TrainConfig:
     resume_with_changes: bool = False  # afd run: resume a folder whose recorded config differs in keys that matter
     # (the differences are printed and kept in run.json); off: such a folder is refused, naming the differing keys
     stall_timeout_s: float = 300.0  # afd run: stop with a diagnosis (the role, what it waits for, its log) when no pair
-    # is written, no D or student step made and no learner phase changes for this long, from the roles' start (0: never).
-    # Raise it for big models whose start-up or evaluation takes longer
+    # is written, no D or student step made and no learner phase changes for this long once every role has started
+    # (0: never). Raise it for big models whose evaluation takes longer
+    start_timeout_s: float = 600.0  # afd run: stop with a diagnosis when a role has not finished starting (imports,
+    # model build, binding its sockets) this long after the last role that did (0: never). Start-up under load or at
+    # real scale is slow and says nothing about a stalled pipeline, so it has its own, longer clock
     stop_grace_s: float = 10.0  # afd run, on SIGTERM/SIGINT or a failure: every role gets SIGTERM at once and this
     # long to stop (a learner finishes its step and checkpoints), then SIGKILL
     checkpoint_d_history: bool = True  # the student learner keeps each D version it used since its last checkpoint,
@@ -67,9 +70,9 @@ class TrainConfig:
         if self.d_probe_every and self.d_probe_clips < 2:
             raise ValueError(f"d_probe_clips must be >= 2 (the prompt-swap probe needs another prompt), "
                              f"got {self.d_probe_clips}")
-        if self.stall_timeout_s < 0 or not self.stop_grace_s > 0:
-            raise ValueError(f"need stall_timeout_s >= 0 (0: never) and stop_grace_s > 0, got {self.stall_timeout_s} "
-                             f"and {self.stop_grace_s}")
+        if self.stall_timeout_s < 0 or self.start_timeout_s < 0 or not self.stop_grace_s > 0:
+            raise ValueError(f"need stall_timeout_s >= 0 and start_timeout_s >= 0 (0: never) and stop_grace_s > 0, got "
+                             f"{self.stall_timeout_s}, {self.start_timeout_s} and {self.stop_grace_s}")
         if self.checkpoint_every < 1 or self.checkpoint_keep < 1:
             raise ValueError("checkpoint_every and checkpoint_keep must be >= 1 (acks wait for checkpoints)")
 

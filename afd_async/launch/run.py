@@ -56,6 +56,10 @@ from afd_async.train.objectives import get_objective
 log = logging.getLogger(__name__)
 
 ROLE_ORDER = ("teacher-server", "teacher-actor", "d-learner", "student-learner", "feeder", "student-actor")
+# The roles that mark themselves ready in the run's status (RoleContext.announce_ready): the heavy starters (torch,
+# models, sockets). The teacher server holds no Redis client and the teacher actor may not write run keys (its ACL
+# user is kept to the teacher namespaces); both start in about a second and are diagnosed by what they fail to make.
+READY_ROLES = ("d-learner", "student-learner", "feeder", "student-actor")
 
 
 def _prefill_text_cache(cfg: RootConfig, cache_dir: Path) -> None:
@@ -149,7 +153,7 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
         keys = RunKeys()
         # a resumed run (or one extended to more steps): the end of the last invocation is not this one's
         r.delete(keys.stop)
-        r.hdel(keys.status, "done")
+        r.hdel(keys.status, "done", *map(keys.ready_field, READY_ROLES))  # this invocation's roles mark anew
         guard = RedisGuard(redis_srv, policy)
         taken: set[int] = set()
         # the folder was checked above: a role the supervisor restarts resumes this run's checkpoints
@@ -171,7 +175,8 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
                 for h in hooks:
                     h.tick(run)
 
-            watch = ProgressWatch(cfg.train.stall_timeout_s)  # from here: every role is started
+            # from here: every role is started; the stall clock applies once each has marked itself ready
+            watch = ProgressWatch(cfg.train.stall_timeout_s, cfg.train.start_timeout_s, READY_ROLES)
 
             def check_progress(status: dict[str, str]) -> None:
                 watch.observe(status)
@@ -181,8 +186,10 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
                 if gone or watch.stalled():
                     needs_d = get_objective(cfg.algo.name).student_waits_for_d
                     stall = diagnose(status, steps=cfg.train.steps, needs_d=needs_d, gone=gone,
-                                     teacher=_teacher_view(r, keys, cfg), teacher_url=teacher_url)
+                                     teacher=_teacher_view(r, keys, cfg), teacher_url=teacher_url,
+                                     not_ready=watch.not_ready())
                     raise RunStalled(describe_stall(stall, idle_s=watch.idle_s, timeout_s=watch.timeout_s,
+                                                    timeout_key=watch.timeout_key,
                                                     status=status, steps=cfg.train.steps, log_dir=sup.log_dir,
                                                     tail=lambda name: sup.tail(sup.role(name), LOG_LINES)))
 

@@ -37,6 +37,7 @@ RECORD_NAME = "run.json"
 RESUMABLE: tuple[str, ...] = (
     "cluster.", "experiment", "text.cache_dir",
     "train.output_dir", "train.steps", "train.resume", "train.resume_with_changes", "train.stall_timeout_s",
+    "train.start_timeout_s",
     "train.stop_grace_s", "train.log_every", "train.eval_every", "train.d_probe_every", "train.checkpoint_every",
     "train.checkpoint_keep", "train.torch_threads",
 )

@@ -4,11 +4,18 @@ Why: a run whose pipeline is stuck (a teacher that never answers, clips that are
 never paired, a role gone while the others wait on it) printed
 `student steps 0/4 | pairs 0` until someone killed it (issue 17.4).
 
-    watch = ProgressWatch(stall_timeout_s)               # the clock starts once every role is started
+    watch = ProgressWatch(stall_timeout_s, start_timeout_s, roles)
     every pass of the launcher's loop:
-        watch.observe(status)                            # a counter or the learner's phase moved: clock restarts
+        watch.observe(status)                            # a counter, a learner phase or a role's ready mark moved:
+                                                         # the clock restarts
         if a role exited 0 (supervisor.finished_early()) or watch.stalled():
-            raise RunStalled(describe_stall(diagnose(status, gone=..., ...), ...))
+            raise RunStalled(describe_stall(diagnose(status, gone=..., not_ready=watch.not_ready(), ...), ...))
+
+Start-up is not a stall: each role marks itself ready in the status hash (`ready:<role>`,
+`RoleContext.announce_ready`) once its loop begins, and until every role has, the clock runs
+against `train.start_timeout_s` (long: imports and model builds under load or at real scale) and a
+stall names the roles still starting. Only then does `train.stall_timeout_s` apply, so a short stall
+timeout cannot fire on a machine that is merely slow to start the roles.
 
 Progress is any change of the run's status counters (pairs written or dropped,
 D version, student steps) or of the student learner's phase (`evaluating`,
@@ -25,7 +32,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
+
+from afd_async.store.keys import RunKeys
 
 PROGRESS_KEYS = ("pairs_written", "pairs_dropped_stale", "d_version", "student_steps", "student_phase")
 LOG_LINES = 12  # lines of the waiting role's log shown with a diagnosis
@@ -53,20 +62,41 @@ class Stall:
     what: str
     logs: tuple[str, ...]
     gone: bool = False  # the role exited (code 0) while the run needs it: the run stops at once, not after the timeout
+    starting: bool = False  # the role has not finished starting (the start-up clock ran out, not the stall clock)
 
 
 class ProgressWatch:
-    """The time since the run's status last moved (see the module docstring); `stall_timeout_s=0` never stalls."""
+    """The time since the run's status last moved (see the module docstring); a timeout of 0 never stalls.
 
-    def __init__(self, stall_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout_s, self.clock = stall_timeout_s, clock
+    `roles` are the roles that mark themselves ready; until all have, `start_timeout_s` applies.
+    """
+
+    def __init__(self, stall_timeout_s: float, start_timeout_s: float = 0.0, roles: Sequence[str] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stall_timeout_s, self.start_timeout_s, self.roles, self.clock = stall_timeout_s, start_timeout_s, \
+            tuple(roles), clock
         self.last: Optional[tuple[str, ...]] = None
+        self.ready: frozenset[str] = frozenset()
         self.since = clock()
 
     def observe(self, status: Mapping[str, str]) -> None:
-        now = tuple(str(status.get(k, "")) for k in PROGRESS_KEYS)
+        marks = tuple(str(status.get(RunKeys.ready_field(r), "")) for r in self.roles)
+        now = tuple(str(status.get(k, "")) for k in PROGRESS_KEYS) + marks
         if now != self.last:
             self.last, self.since = now, self.clock()
+        self.ready = frozenset(r for r, mark in zip(self.roles, marks) if mark)
+
+    def not_ready(self) -> tuple[str, ...]:
+        """The roles that have not marked themselves ready yet, in start order."""
+        return tuple(r for r in self.roles if r not in self.ready)
+
+    @property
+    def timeout_s(self) -> float:
+        return self.start_timeout_s if self.not_ready() else self.stall_timeout_s
+
+    @property
+    def timeout_key(self) -> str:
+        return "train.start_timeout_s" if self.not_ready() else "train.stall_timeout_s"
 
     @property
     def idle_s(self) -> float:
@@ -84,13 +114,17 @@ def _int(status: Mapping[str, str], key: str) -> int:
 
 
 def diagnose(status: Mapping[str, str], *, steps: int, needs_d: bool, gone: Mapping[str, int],
-             teacher: TeacherView, teacher_url: str) -> Stall:
+             teacher: TeacherView, teacher_url: str, not_ready: Sequence[str] = ()) -> Stall:
     """The first missing link of the pipeline, in data order (see the module docstring)."""
     pairs, d_version, s_steps = _int(status, "pairs_written"), _int(status, "d_version"), _int(status, "student_steps")
     if gone:
         role, code = next(iter(gone.items()))
         return Stall(role, f"the {role} exited (code {code}) while the run still needs it: the other roles wait on it",
                      (role,), gone=True)
+    if not_ready:
+        waiting = ", ".join(not_ready)
+        return Stall(not_ready[0], f"the {waiting} {'has' if len(not_ready) == 1 else 'have'} not finished starting "
+                                   f"(no ready mark in the run's status)", tuple(not_ready), starting=True)
     if pairs == 0:
         if teacher.groups_requested == 0:
             return Stall("student-actor", "the student-actor waits for its first group: it has queued no teacher "
@@ -124,14 +158,14 @@ def diagnose(status: Mapping[str, str], *, steps: int, needs_d: bool, gone: Mapp
 
 
 def describe_stall(stall: Stall, *, idle_s: float, timeout_s: float, status: Mapping[str, str], steps: int,
-                   log_dir: Path, tail: Callable[[str], str]) -> str:
+                   log_dir: Path, tail: Callable[[str], str], timeout_key: str = "train.stall_timeout_s") -> str:
     """The message `afd run` ends with: the diagnosis, the counters, the waiting role's last log lines."""
     shown = stall.logs[0]
     counters = (f"pairs {_int(status, 'pairs_written')} | D v{_int(status, 'd_version')} | "
                 f"student steps {_int(status, 'student_steps')}/{steps}")
     lines = tail(shown).splitlines()[-LOG_LINES:]
     more = ", ".join(str(log_dir / f"{r}.log") for r in stall.logs[1:])
-    head = stall.what if stall.gone else f"no progress for {idle_s:.0f}s (train.stall_timeout_s={timeout_s:g}): {stall.what}"
+    head = stall.what if stall.gone else f"no progress for {idle_s:.0f}s ({timeout_key}={timeout_s:g}): {stall.what}"
     return (f"{head}\n  progress: {counters}\n"
             f"  last lines of {log_dir / f'{shown}.log'}:\n" + "\n".join(f"    {line}" for line in lines)
             + (f"\n  see also: {more}" if more else ""))

@@ -8,8 +8,10 @@ and none of them opens its own connection or installs its own signal handlers.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -115,6 +117,11 @@ class RoleContext:
         thread = threading.Thread(target=watch, name=f"{self.role}-stop-key", daemon=True)
         thread.start()
         return thread
+
+    def announce_ready(self) -> None:
+        """Mark this role started in the run's status (its loop begins): the launcher's stall clock waits for it.
+        The value (pid and time) changes with every start, so a restarted role's mark is progress too."""
+        self.redis.hset(self.keys.status, self.keys.ready_field(self.role), f"{os.getpid()}@{time.time():.3f}")
 
     def set_status(self, **fields: object) -> None:
         """Fields of the run's status hash (the launcher's progress and stall watch read them)."""

@@ -44,6 +44,7 @@ def train_d(rc: RoleContext, learner: DLearner, feed: BatchSource, ckpt: Checkpo
     rc.metrics(M.D_PROBE_RHO).set(float("nan"))  # not measured (yet, on this rank, or no ground truth), not ρ = 0
     ckpt.restore()
     learner.publish()
+    rc.announce_ready()
     # staleness 0: D trains groups in plan order (0, 1, …), as the synchronous loop does
     loop = FeedLoop(feed, rc.stop, checkpointer=ckpt, timing=lambda: learner.timing,
                     expected=(lambda: len(ckpt.ledger.trained)) if rc.cfg.replay.staleness == 0 else None)

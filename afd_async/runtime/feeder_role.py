@@ -52,6 +52,7 @@ def counted(rc: RoleContext, feed: GroupFeed | ShardedFeed) -> Callable[[int], O
 def serve(rc: RoleContext, d_srv: FeedServer, s_srv: FeedServer) -> int:
     """Keep the stream short while the servers feed the learners; returns the exit code."""
     rc.log.info("feeder: D feed %s, student feed %s", d_srv.endpoint, s_srv.endpoint)
+    rc.announce_ready()
     servers = (d_srv, s_srv)
     while not rc.stopped():
         trim_acked(rc.redis, rc.keys.pairs)

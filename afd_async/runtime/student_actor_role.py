@@ -36,6 +36,7 @@ def group_metrics(rc: RoleContext) -> GroupMetrics:
 def act(rc: RoleContext, actor: StudentActor) -> int:
     """Run the actor until the run stops; returns the exit code."""
     rc.watch_stop_key()
+    rc.announce_ready()
     written = actor.run(rc.stop)
     # The plan is handed out, but a lease may still lapse (an actor died) or the feeder may re-roll a stale
     # group: stay until the run's stop key, or a re-rolled group would wait for an actor forever.

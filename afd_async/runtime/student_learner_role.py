@@ -36,6 +36,7 @@ def train_student(rc: RoleContext, learner: StudentLearner, feed: BatchSource, c
     cfg, upd = rc.cfg, learner.updater
     resumed = ckpt.restore()
     learner.publish()
+    rc.announce_ready()
     rc.set_status(student_steps=upd.steps)
     # a resumed learner's "start" evaluation is of θ_ref, the initial policy (θ_old has moved on)
     if outputs is not None:

@@ -51,6 +51,12 @@ class RunKeys:
         """Hash of progress numbers the launcher shows (pairs, steps, D accuracy, ...)."""
         return self._k("status")
 
+    @staticmethod
+    def ready_field(role: str) -> str:
+        """Field of the status hash a role sets once it has started (its loop begins): the launcher's stall watch
+        counts start-up against its own clock until every role has set it."""
+        return f"ready:{role}"
+
     @property
     def run_id(self) -> str:
         """A random id set once per run (SET NX): learner checkpoints of another run are never resumed."""

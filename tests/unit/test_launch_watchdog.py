@@ -43,6 +43,37 @@ def test_the_watch_restarts_its_clock_on_any_progress():
     assert not ProgressWatch(0.0, clock=clock).stalled()  # 0: never
 
 
+def test_start_up_runs_on_its_own_clock_until_every_role_is_ready():
+    """A slow start (imports, model builds, a loaded machine) is not a stalled pipeline: until every role has marked
+    itself ready, the long start timeout applies; each mark restarts the clock; then the short stall timeout."""
+    clock = Clock()
+    roles = ("d-learner", "student-learner")
+    watch = ProgressWatch(5.0, 60.0, roles, clock=clock)
+    watch.observe({})
+    clock.t = 59.0
+    assert not watch.stalled() and watch.not_ready() == roles and watch.timeout_key == "train.start_timeout_s"
+    watch.observe({"ready:d-learner": "11@1.0"})  # a mark is progress
+    assert watch.not_ready() == ("student-learner",)
+    clock.t = 118.9
+    assert not watch.stalled()
+    clock.t = 119.0
+    assert watch.stalled()  # the student learner never finished starting
+    assert stall({}, not_ready=watch.not_ready()).what == ("the student-learner has not finished starting (no ready "
+                                                           "mark in the run's status)")
+    watch.observe({"ready:d-learner": "11@1.0", "ready:student-learner": "12@2.0"})
+    assert watch.not_ready() == () and watch.timeout_s == 5.0 and watch.timeout_key == "train.stall_timeout_s"
+    clock.t = 123.9
+    assert not watch.stalled()
+    clock.t = 124.0
+    assert watch.stalled()
+    watch.observe({"ready:d-learner": "13@9.0", "ready:student-learner": "12@2.0"})  # a restarted role marks anew
+    assert not watch.stalled()
+    never = ProgressWatch(5.0, 0.0, roles, clock=clock)  # start_timeout_s=0: start-up never stalls
+    never.observe({})
+    clock.t = 10_000.0
+    assert not never.stalled()
+
+
 def stall(status, **kw):
     args = dict(steps=4, needs_d=True, gone={}, teacher=NO_TEACHER, teacher_url="http://t")
     return diagnose(status, **{**args, **kw})
