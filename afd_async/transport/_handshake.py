@@ -7,10 +7,13 @@ client stays cut off after the impostor leaves and the real server is back.
 `ClientSocket` watches the socket's monitor for handshake failures and, after a
 bounded, doubling backoff, closes the socket and connects a fresh one; the
 owner then redoes what a fresh connection needs (say hello, resend requests).
+The monitor is attached before the socket connects: on loopback a handshake can
+fail within microseconds of `connect`, and a failure the monitor missed would
+leave that socket cut off for good (seen as a flaky test under load).
 
 Same thread rule as every socket here: the owner thread alone calls it.
 
-    conn = ClientSocket(make, what="feed rank 0", watch=curve is not None)
+    conn = ClientSocket(make, endpoint, what="feed rank 0", watch=curve is not None)
     owner:  poller.register(conn.sock, zmq.POLLIN); conn.register(poller)
             events = dict(poller.poll(conn.timeout_ms(50)))
             if conn.service(poller):   # True: conn.sock is a new, connected socket
@@ -47,27 +50,32 @@ class ClientSocket:
     """One connecting socket, recreated after a failed handshake (see the module docstring).
 
     Args:
-        make: returns a new socket, options set and connected (called now and on each recreation).
+        make: returns a new socket with its options set, not yet connected (called now and on each recreation).
+        endpoint: what the socket connects to, once its monitor is attached.
         what: names the socket in logs (an endpoint or role; never key material).
         watch: monitor handshakes (CURVE sockets); False keeps a plain socket as it is.
         backoff_s: wait after the first failure before recreating; doubles per failure in a row.
         max_backoff_s: the longest wait; a successful handshake resets it to `backoff_s`.
     """
 
-    def __init__(self, make: Callable[[], zmq.Socket], *, what: str, watch: bool = True,
+    def __init__(self, make: Callable[[], zmq.Socket], endpoint: str, *, what: str, watch: bool = True,
                  backoff_s: float = 0.1, max_backoff_s: float = 2.0) -> None:
         if not 0 < backoff_s <= max_backoff_s:
             raise ValueError("need 0 < backoff_s <= max_backoff_s")
-        self._make, self._what, self._watch = make, what, watch
+        self._make, self._endpoint, self._what, self._watch = make, endpoint, what, watch
         self._base, self._max, self._delay = backoff_s, max_backoff_s, backoff_s
         self._due: Optional[float] = None
         self.recreated = 0  # sockets made anew after a failed handshake
-        self.sock = make()
-        self.monitor: Optional[zmq.Socket] = self._monitor() if watch else None
+        self.sock, self.monitor = self._open()
 
-    def _monitor(self) -> zmq.Socket:
+    def _open(self) -> tuple[zmq.Socket, Optional[zmq.Socket]]:
+        """A new socket, its monitor attached before it connects (see the module docstring)."""
+        sock = self._make()
         # our own inproc name: pyzmq's default uses the fd, which a recreated socket may reuse
-        return self.sock.get_monitor_socket(_EVENTS, addr=f"inproc://afd-handshake-{id(self)}-{next(_ids)}")
+        monitor = sock.get_monitor_socket(_EVENTS, addr=f"inproc://afd-handshake-{id(self)}-{next(_ids)}") \
+            if self._watch else None
+        sock.connect(self._endpoint)
+        return sock, monitor
 
     def register(self, poller: zmq.Poller) -> None:
         """Add the monitor to `poller` so a handshake failure wakes the owner (the data socket is the owner's)."""
@@ -105,18 +113,27 @@ class ClientSocket:
                 self._delay = min(2 * self._delay, self._max)
         if self._due is None or time.monotonic() < self._due:
             return False
+        self.renew(poller)
+        return True
+
+    def renew(self, poller: Optional[zmq.Poller] = None) -> None:
+        """Close the socket and connect a new one (re-registered in `poller`); the owner redoes its start.
+
+        Called by `service` after a failed handshake, and by an owner whose peer has been silent too long
+        on a connection libzmq still counts as up (heartbeats unanswered: the Paranoid Pirate rule).
+        """
         if poller is not None:
             poller.unregister(self.sock)
-            poller.unregister(self.monitor)
+            if self.monitor is not None:
+                poller.unregister(self.monitor)
         self._close(0)
         self._due = None
-        self.sock = self._make()
-        self.monitor = self._monitor()
+        self.sock, self.monitor = self._open()
         self.recreated += 1
         if poller is not None:
             poller.register(self.sock, zmq.POLLIN)
-            poller.register(self.monitor, zmq.POLLIN)
-        return True
+            if self.monitor is not None:
+                poller.register(self.monitor, zmq.POLLIN)
 
     def _close(self, linger: int) -> None:
         if self.monitor is not None:

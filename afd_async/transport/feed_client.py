@@ -42,7 +42,7 @@ class FeedClientStats:
     waits: int = 0
     wait_seconds: float = 0.0
     timeouts: int = 0
-    reconnects: int = 0  # sockets made anew after a failed CURVE handshake (e.g. a plain-TCP impostor)
+    reconnects: int = 0  # sockets made anew: a failed CURVE handshake (e.g. a plain-TCP impostor) or a silent feeder
 
 
 class FeedClient:
@@ -67,21 +67,30 @@ class FeedClient:
         curve: CURVE client keys; None for plain TCP. A CURVE socket whose handshake
             fails (libzmq then gives up on it) is made anew after a bounded backoff and
             says hello again, as a new connection of this rank (`_handshake.ClientSocket`).
+        silence_s: the feeder answers every ping; when it has said nothing for this long
+            (and this socket is at least that old) the socket is made anew and says hello
+            again, so a connection that libzmq keeps but that carries nothing (a handshake
+            stuck with a peer that went away, a peer that lost us) cannot cut the learner
+            off for good. The feeder then hands this rank's unacked batches back in order.
+            Default: 5 heartbeats; 0 turns it off.
     """
 
     def __init__(self, endpoint: str, *, rank: int, window: int = 2, heartbeat_s: float = 1.0,
-                 auto_ack: bool = False, curve: Optional[CurveClientKeys] = None) -> None:
+                 auto_ack: bool = False, curve: Optional[CurveClientKeys] = None,
+                 silence_s: Optional[float] = None) -> None:
         if rank < 0 or window < 0 or heartbeat_s <= 0:
             raise ValueError("rank and window must be >= 0 and heartbeat_s > 0")
+        silence_s = 5 * heartbeat_s if silence_s is None else silence_s
+        if silence_s and silence_s < 2 * heartbeat_s:
+            raise ValueError(f"silence_s must be 0 (off) or at least 2 heartbeats, got {silence_s}")
         self.rank, self.window, self._hb, self._auto_ack = rank, window, heartbeat_s, auto_ack
+        self._silence_s = silence_s
         self._ctx = zmq.Context(io_threads=1)
 
         def make() -> zmq.Socket:
-            sock = make_socket(self._ctx, zmq.DEALER, hwm=max(window, 1) + 16, client_curve=curve)
-            sock.connect(endpoint)
-            return sock
+            return make_socket(self._ctx, zmq.DEALER, hwm=max(window, 1) + 16, client_curve=curve)
 
-        self._conn = ClientSocket(make, what=f"feed rank {rank} ({endpoint})", watch=curve is not None)
+        self._conn = ClientSocket(make, endpoint, what=f"feed rank {rank} ({endpoint})", watch=curve is not None)
         self._endpoint = endpoint
         self._waker = Waker(self._ctx)
         self._queue: queue.Queue = queue.Queue()  # holds <= outstanding credits
@@ -209,6 +218,7 @@ class FeedClient:
         self._conn.register(poller)
         self._hello()
         next_ping = time.monotonic() + self._hb
+        socket_since = time.monotonic()
         try:
             while True:
                 self._flush()
@@ -221,6 +231,13 @@ class FeedClient:
                     self._receive()
                 if self._conn.service(poller):
                     self._reconnected()
+                    socket_since = time.monotonic()
+                elif self._silent_since(socket_since):
+                    log.warning("feed rank %d: feeder %s silent for %.1fs; new socket", self.rank, self._endpoint,
+                                min(self.seconds_since_heard(), time.monotonic() - socket_since))
+                    self._conn.renew(poller)
+                    self._reconnected()
+                    socket_since = time.monotonic()
                 if time.monotonic() >= next_ping:
                     try:
                         self._conn.sock.send(control("ping"), zmq.NOBLOCK)
@@ -229,6 +246,11 @@ class FeedClient:
                     next_ping = time.monotonic() + self._hb
         finally:
             self._conn.close(linger=200)  # the owner closes; linger lets the bye reach the feeder
+
+    def _silent_since(self, socket_since: float) -> bool:
+        """The feeder has answered nothing, not even a ping, for `silence_s` on a socket at least that old."""
+        now = time.monotonic()
+        return bool(self._silence_s) and now - max(self._last_heard, socket_since) >= self._silence_s
 
     def _reconnected(self) -> None:
         """Start over on a new socket as a new connection would: hello, then the credits not yet used.

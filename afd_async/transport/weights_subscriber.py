@@ -104,17 +104,15 @@ class WeightSubscriber:
         def make_sub() -> zmq.Socket:
             sock = make_socket(self._ctx, zmq.SUB, hwm=64, client_curve=curve)
             sock.setsockopt(zmq.SUBSCRIBE, b"")
-            sock.connect(notify_endpoint)
             return sock
 
         def make_dealer() -> zmq.Socket:
-            sock = make_socket(self._ctx, zmq.DEALER, hwm=window + 16, client_curve=curve)
-            sock.connect(fetch_endpoint)
-            return sock
+            return make_socket(self._ctx, zmq.DEALER, hwm=window + 16, client_curve=curve)
 
         watch = curve is not None
-        self._conns = (ClientSocket(make_sub, what=f"weights announcements ({notify_endpoint})", watch=watch),
-                       ClientSocket(make_dealer, what=f"weights fetch ({fetch_endpoint})", watch=watch))
+        self._conns = (ClientSocket(make_sub, notify_endpoint, what=f"weights announcements ({notify_endpoint})",
+                                    watch=watch),
+                       ClientSocket(make_dealer, fetch_endpoint, what=f"weights fetch ({fetch_endpoint})", watch=watch))
         self._generation = 0  # bumps when the DEALER is made anew: requests in flight are lost
         self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="weights-verify")
         self._rids = itertools.count(1)
