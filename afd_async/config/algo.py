@@ -48,6 +48,10 @@ class AlgoConfig:
     # Skip D's optimizer step (metrics still computed, the version still counts) when its accuracy on the
     # batch before the step is strictly above this; 1.0 = never skip (accuracy cannot exceed 1).
     d_max_accuracy: float = 1.0
+    # R1 gradient penalty (Mescheder et al. 2018; off by default): L_D += d_r1_gamma / 2 · E‖∇_x D(x_teacher)‖² on
+    # the teacher clips of D's BT step, so D cannot fit the pairs with a steep score surface around them (a saturated
+    # D's advantages carry no signal). Single-process D only (DDP has no double backward).
+    d_r1_gamma: float = 0.0
     # Temporal negatives (DESIGN.md §2.2, afd_async/algo/negatives.py; off by default): the batch's (noised) teacher
     # clips corrupted by each of d_negative_kinds are extra losers vs the real teacher clip in D's BT step,
     # L_D = L_BT(teacher, student) + d_negative_weight · mean_kind L_BT(teacher, corrupted teacher). Against a D
@@ -73,6 +77,8 @@ class AlgoConfig:
             raise ValueError("rollouts_per_prompt must be >= 1")
         if not self.d_instance_noise >= 0:  # also refuses NaN
             raise ValueError(f"d_instance_noise is a std and must be >= 0, got {self.d_instance_noise}")
+        if not self.d_r1_gamma >= 0:  # also refuses NaN
+            raise ValueError(f"d_r1_gamma is a penalty weight and must be >= 0, got {self.d_r1_gamma}")
         if not 0 <= self.d_max_accuracy <= 1:
             raise ValueError(f"d_max_accuracy is an accuracy threshold in [0, 1] (1 = never skip), got {self.d_max_accuracy}")
         if not 0 <= self.d_negative_weight < float("inf"):  # also refuses NaN

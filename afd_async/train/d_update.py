@@ -54,13 +54,22 @@ class DiscriminatorUpdater:
     L_D = L_BT(teacher, student) + negative_weight · mean_kind L_BT(teacher, corrupted), each kind's draws from
     `step_generator(noise_seed, calls, "d_negatives:<kind>:<rank>")`, so the sync loop and the D learner agree.
     `d_acc` and the `max_accuracy` gate stay about (teacher, student) pairs.
+
+    R1 (opt-in, `r1_gamma` > 0): L_D += r1_gamma / 2 · mean_b ‖∇_x D(x_teacher,b)‖², the gradient taken at the
+    (noised) teacher clips the BT loss scores, as in Mescheder et al. 2018 for the real samples. Needs a double
+    backward, which DDP lacks, so it is refused for data-parallel D learners.
     """
 
     def __init__(self, d: nn.Module, *, lr: float, grad_clip: float, weight_decay: float = 0.0,
                  dist: Optional[DistContext] = None, instance_noise: float = 0.0, max_accuracy: float = 1.0,
-                 noise_seed: int = 0, negatives: Sequence[NegativeKind] = (), negative_weight: float = 1.0) -> None:
+                 noise_seed: int = 0, negatives: Sequence[NegativeKind] = (), negative_weight: float = 1.0,
+                 r1_gamma: float = 0.0) -> None:
         self.d = d
         self.dist = dist if dist is not None else DistContext()
+        if r1_gamma > 0 and self.dist.distributed:
+            raise ValueError("algo.d_r1_gamma needs a double backward, which DDP does not support: use one D "
+                             "learner rank (cluster.d_learner_ranks=1) or d_r1_gamma=0")
+        self.r1_gamma = r1_gamma
         self._ddp = wrap_ddp(_Scorer(d), self.dist) if self.dist.distributed else None
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW(d.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
@@ -110,6 +119,9 @@ class DiscriminatorUpdater:
         teacher, student = self._noised(batch.teacher.contiguous(), batch.student_rgb.detach().contiguous())
         negs = self._negatives(teacher, batch)
         self.calls += 1
+        r1 = self.r1_gamma > 0 and self.lr > 0
+        if r1:
+            teacher = teacher.detach().requires_grad_(True)
         if self._ddp is None or self.lr == 0:  # lr 0 (frozen_d) never steps: no DDP forward without a backward
             s_t = self.d.score(teacher, prompts=batch.prompts, text=batch.text)
             s_s = self.d.score(student, prompts=batch.prompts, text=batch.text)
@@ -128,8 +140,13 @@ class DiscriminatorUpdater:
             loss = pair_loss + self.negative_weight * neg_loss
             extra = {"d_pair_loss": pair_loss.item(), "d_neg_loss": neg_loss.item(),
                      **{f"d_neg_acc_{n.kind}": _valid_accuracy(s_t, s, n.valid) for n, s in zip(negs, s_n)}}
+        if r1:
+            (grad,) = torch.autograd.grad(s_t.sum(), teacher, create_graph=True)
+            penalty = grad.pow(2).flatten(1).sum(1).mean()
+            loss = loss + 0.5 * self.r1_gamma * penalty
+            extra["d_r1"] = penalty.item()  # E‖∇_x D(x_teacher)‖², before the weight
         metrics = {
-            "d_loss": loss.item(),  # L_D, the pair BT loss plus the weighted negatives' when they are on
+            "d_loss": loss.item(),  # L_D, the pair BT loss plus the weighted negatives' and R1 when they are on
             "d_acc": bt_accuracy(s_t.detach(), s_s.detach()),
             "d_sigma_student": torch.sigmoid(s_s.detach()).mean().item(),
             "d_p_student_wins": torch.sigmoid(s_s.detach() - s_t.detach()).mean().item(),

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 # max accuracy 0.5 on 2-pair batches: every batch D ranks fully right (acc 1.0) is skipped
 SMOKE = ["experiment=smoke", "replay.staleness=0", "train.sync_teacher_codec=true", "train.eval_prompts=2",
-         "algo.d_instance_noise=0.1", "algo.d_max_accuracy=0.5",
+         "algo.d_instance_noise=0.1", "algo.d_max_accuracy=0.5", "algo.d_r1_gamma=1.0",
          "train.d_probe_every=2", "train.d_probe_clips=4", "algo.d_temporal_negatives=true",
          "algo.d_negative_kinds=[shuffled,reversed,frame_drop,prompt_swap]"]
 

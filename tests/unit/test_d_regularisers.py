@@ -132,3 +132,49 @@ def test_config_defaults_are_off_and_bad_values_are_refused() -> None:
                 dict(d_max_accuracy=-0.1)):
         with pytest.raises(ValueError, match="d_instance_noise|d_max_accuracy"):
             AlgoConfig(**bad)
+
+
+class _LinearD(torch.nn.Module):
+    """score = <w, x>: ∇_x score = w for every clip, so the R1 term is ‖w‖² by hand."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(-1, 1, n) / n)
+
+    def score(self, video: torch.Tensor, prompts=None, text=None) -> torch.Tensor:
+        return video.flatten(1) @ self.w
+
+
+def test_r1_adds_half_gamma_times_the_squared_teacher_gradient() -> None:
+    batch = _batch()
+    d = _LinearD(batch.teacher[0].numel())
+    with torch.no_grad():
+        bt = bt_loss(d.score(batch.teacher), d.score(batch.student)).item()
+        w2 = d.w.pow(2).sum().item()
+    m = DiscriminatorUpdater(d, lr=1e-3, grad_clip=1e9, r1_gamma=4.0).step(batch)
+    assert m["d_r1"] == pytest.approx(w2, rel=1e-5)
+    assert m["d_loss"] == pytest.approx(bt + 0.5 * 4.0 * w2, rel=1e-5)
+    assert "d_r1" not in DiscriminatorUpdater(_LinearD(batch.teacher[0].numel()), lr=1e-3, grad_clip=1e9).step(batch)
+
+
+def test_r1_keeps_the_score_surface_flat_at_the_teacher_clips() -> None:
+    """Same D, same batch, 40 steps: with R1 the score's gradient at the teacher clips stays smaller."""
+    batch = _batch()
+
+    def grad_norm(gamma: float) -> float:
+        d = _d()
+        upd = DiscriminatorUpdater(d, lr=3e-3, grad_clip=10.0, r1_gamma=gamma)
+        for _ in range(40):
+            upd.step(batch)
+        x = batch.teacher.clone().requires_grad_(True)
+        d.train()
+        (g,) = torch.autograd.grad(d.score(x, prompts=batch.prompts, text=batch.text).sum(), x)
+        return g.pow(2).flatten(1).sum(1).mean().item()
+
+    assert grad_norm(10.0) < 0.5 * grad_norm(0.0)
+
+
+def test_a_negative_r1_gamma_is_refused() -> None:
+    with pytest.raises(ValueError, match="d_r1_gamma"):
+        AlgoConfig(d_r1_gamma=-1.0)
+    assert load_config(["algo.d_r1_gamma=10"]).algo.d_r1_gamma == 10.0
