@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +14,7 @@ import torch
 from afd_async.seams import BatchSource
 from afd_async.transport import Batch, FeedClient, FeedEnded, FeedServer, TransportTimeout
 from afd_async.transport.local import LocalFeed
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        threading.Event().wait(0.005)
+from afd_async.testing.waiting import wait_until
 
 
 @dataclass

@@ -3,9 +3,7 @@ and `LocalWeights`. A learner publishes by version; an actor gets a version at l
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -14,16 +12,9 @@ import torch
 from afd_async.seams import WeightSink, WeightSource
 from afd_async.transport import TransportTimeout, WeightPublisher, WeightSubscriber
 from afd_async.transport.local import LocalWeights
+from afd_async.testing.waiting import wait_until
 
 LOCAL = "tcp://127.0.0.1:0"
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        threading.Event().wait(0.005)
 
 
 @dataclass

@@ -10,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,18 +19,10 @@ import zmq
 
 from afd_async.codec.msg import pack
 from afd_async.transport import Batch, FeedClient, FeedEnded, FeedServer, TransportTimeout
+from afd_async.testing.waiting import wait_until
 from afd_async.transport.feed_wire import control, encode_batch
 
 FAST = {"peer_timeout_s": 1.0}
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll `cond` until true or fail at the deadline (no sleeps as synchronisation)."""
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        threading.Event().wait(0.005)
 
 
 class Source:

@@ -12,8 +12,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -27,17 +25,10 @@ from afd_async.security.curve import (CHANNEL_CLIENTS, CurveKeyError, client_key
 from afd_async.store.redis_server import free_port
 from afd_async.transport import (Batch, FeedClient, FeedServer, TransportTimeout, WeightPublisher, WeightsRejected,
                                  WeightSubscriber)
+from afd_async.testing.waiting import wait_until
 from afd_async.transport.weights_layout import Manifest, plan_layout, wmsg
 
 LOCAL = "tcp://127.0.0.1:0"
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        threading.Event().wait(0.01)
 
 
 def model(seed: int) -> dict[str, torch.Tensor]:

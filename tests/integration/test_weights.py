@@ -6,9 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,17 +15,10 @@ import zmq
 
 from afd_async.codec.msg import pack
 from afd_async.transport import TransportTimeout, WeightPublisher, WeightsRejected, WeightSubscriber
+from afd_async.testing.waiting import wait_until
 from afd_async.transport.weights_layout import wmsg
 
 LOCAL = "tcp://127.0.0.1:0"
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        threading.Event().wait(0.005)
 
 
 def model(seed: int) -> dict[str, torch.Tensor]:

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
-from collections.abc import Callable
 
 import torch
 import zmq
 
 from afd_async.codec.msg import pack
 from afd_async.transport import Batch, FeedClient, FeedServer, WeightPublisher, WeightSubscriber
+from afd_async.testing.waiting import wait_until
 
 LOCAL = "tcp://127.0.0.1:0"
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        threading.Event().wait(0.005)
 
 
 def _rogue(kind: int, endpoint: str) -> zmq.Socket:
