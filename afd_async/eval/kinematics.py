@@ -164,14 +164,6 @@ def velocity_at(t: np.ndarray, x: np.ndarray, lo: float, hi: float, at: float) -
     return float(np.polyfit(tt, x[m], 2)[1])
 
 
-def closest_approach(t: np.ndarray, a: np.ndarray, b: np.ndarray) -> float | None:
-    """Time at which two `(T, 2)` tracks are closest (None if never both present)."""
-    d = np.linalg.norm(np.asarray(a) - np.asarray(b), axis=-1)
-    if not np.isfinite(d).any():
-        return None
-    return float(np.asarray(t)[int(np.nanargmin(d))])
-
-
 def oscillation_period(t: np.ndarray, x: np.ndarray, *, min_period: float = 0.4, max_period: float = 8.0,
                        min_amplitude: float = 0.02, num: int = 400) -> float:
     """Period of the best-fitting sinusoid `x = A cos(w t) + B sin(w t) + c` (grid search over w).

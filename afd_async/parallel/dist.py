@@ -162,11 +162,6 @@ def wrap_ddp(module: nn.Module, ctx: DistContext) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module under a DDP wrapper (state dicts without the `module.` prefix)."""
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
 def all_gather_rows(local: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """Concatenate equal-sized per-rank tensors along dim 0 in rank order (identity for one rank).
 
@@ -209,12 +204,3 @@ def reduce_metrics(metrics: dict[str, float], ctx: DistContext) -> dict[str, flo
         scale = ctx.world_size if op == dist.ReduceOp.SUM else 1
         out.update({k: float(v) / scale for k, v in zip(chosen, t.tolist())})
     return out
-
-
-def broadcast_object(obj: object, ctx: DistContext) -> object:
-    """Rank 0's `obj` on every rank (small control values: versions, stop flags)."""
-    if not ctx.distributed:
-        return obj
-    box = [obj if ctx.is_main else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -38,10 +38,6 @@ def parse_id(sid: str | bytes) -> StreamId:
     return int(ms), int(seq or 0)
 
 
-def format_id(sid: StreamId) -> str:
-    return f"{sid[0]}-{sid[1]}"
-
-
 def successor(sid: StreamId) -> StreamId:
     """The smallest stream id greater than `sid`."""
     ms, seq = sid

@@ -441,9 +441,8 @@ def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> Teach
     """
     t, c = cfg.teacher, cfg.cluster
     base_url = t.base_url or (f"http://{c.teacher_server_host}:{c.teacher_server_port}" if t.provider == "local" else None)
-    client = make_client(t.provider, base_url=base_url, credentials=credentials, timeout_s=t.gateway.call_timeout_s,
-                         model=t.model, max_bytes=t.decode.max_bytes)
-    return client
+    return make_client(t.provider, base_url=base_url, credentials=credentials, timeout_s=t.gateway.call_timeout_s,
+                       model=t.model, max_bytes=t.decode.max_bytes)
 
 
 def connect_redis(url: Optional[str], cluster: Optional[ClusterConfig] = None) -> aioredis.Redis:
