@@ -19,6 +19,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["experiment=smoke", "train.eval_prompts=2", "train.d_probe_every=0", "text.kind=hash", "algo.d_warmup_steps=1"]
 GRACE_S = 10.0  # train.stop_grace_s (default)
+# The SIGTERM test asks whether every role stops on its own, not how fast a loaded machine lets it: it gives the
+# roles a grace no loaded machine runs out of, and the run still ends as soon as the last role is gone.
+SIGTERM_GRACE_S = 60.0
 
 
 def afd(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -101,7 +104,7 @@ def sigterm_then_resume(tmp_path_factory):
     """SIGTERM once a step is trained; then the same command three times: it resumes, then has nothing to do;
     then a command of another config is refused."""
     out = tmp_path_factory.mktemp("afd_run") / "run"
-    run = [*RESUMABLE, f"train.output_dir={out}"]
+    run = [*RESUMABLE, f"train.output_dir={out}", f"train.stop_grace_s={SIGTERM_GRACE_S:g}"]
     proc = start_afd_run(*run)
     res: dict = {"out": out}
     try:
@@ -129,13 +132,13 @@ def test_sigterm_ends_every_role_and_says_where_the_run_resumes(sigterm_then_res
     assert {"teacher-server", "teacher-actor", "student-actor", "feeder", "d-learner",
             "student-learner"} <= set(res["started"]), res["started"]
     assert res["code"] == 128 + signal.SIGTERM
-    assert res["stop_s"] < GRACE_S + 20  # every role within its grace, then the launcher exits
+    assert res["stop_s"] < SIGTERM_GRACE_S + 20  # every role within its grace, then the launcher exits
     assert res["alive after"] == {}  # no role, no redis-server left behind
     last = res["stopped"][1].strip().splitlines()[-1]
     m = re.fullmatch(rf"afd run: SIGTERM: stopped all 6 roles in (\d+\.\d)s\. {re.escape(str(res['out']))} holds "
                      rf"(\d+)/{STEPS} student steps in its checkpoints; the same command resumes the run", last)
     assert m, last
-    assert float(m.group(1)) < GRACE_S  # every role stopped on its own (none killed after the grace)
+    assert float(m.group(1)) < SIGTERM_GRACE_S  # every role stopped on its own (none killed after the grace)
     res["checkpointed"] = int(m.group(2))
     assert 1 <= res["checkpointed"] < STEPS
 
