@@ -2,8 +2,9 @@
 
     for batch: BT step(s) (+ D probes when due) → publish D (version = step calls made)
 
-It reuses the synchronous loop's updater (`train/d_update.py`), so it computes what `afd sync` computes
-on the same batch; its loop is `d_learner_role.py`.
+Its step is the synchronous loop's (`train/d_step.py: d_steps`), so it computes what `afd sync` computes
+on the same batch; what is its own is decoding the fed batch, publishing D and the status hash. Its loop is
+`d_learner_role.py`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from afd_async.runtime.feed_loop import to_pair_batch
 from afd_async.seams import WeightSink
 from afd_async.store.keys import RunKeys
 from afd_async.train.d_probe_monitor import DProbeMonitor
+from afd_async.train.d_step import d_steps
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.transport import ReceivedBatch
 
@@ -54,20 +56,16 @@ class DLearner:
         if not warm and self.warmup_done >= self.warmup_groups and self.updater.lr != self.lr_after_warmup:
             self.updater.set_lr(self.lr_after_warmup)
         t0 = time.monotonic()
-        probe_s = 0.0
-        for _ in range(1 if warm else self.ratio):
-            self.last = self.updater.step(pb)
-            self.version += 1  # counts step calls, also at lr 0 (frozen_d) or skipped (d_max_accuracy): version arithmetic holds
-            if self.probes is not None:
-                tp = time.monotonic()
-                self.probes.after_step(self.updater, pb)
-                probe_s += time.monotonic() - tp
+        calls = 1 if warm else self.ratio
+        done = d_steps(self.updater, pb, calls=calls, probes=self.probes)
+        self.last = done.last
+        self.version += calls  # counts step calls, also at lr 0 (frozen_d) or skipped (d_max_accuracy)
         self.warmup_done += int(warm)
         t1 = time.monotonic()
         self.publish()
         self._r.hset(self.keys.status, mapping={"d_version": self.version, "d_acc": self.last.get("d_acc", 0.0),
                                                "d_loss": self.last.get("d_loss", 0.0)})
-        self.timing = {"step": t1 - t0 - probe_s, "publish": time.monotonic() - t1}
+        self.timing = {"step": t1 - t0 - done.probe_s, "publish": time.monotonic() - t1}
         return self.last
 
     def state_dict(self) -> dict[str, Any]:

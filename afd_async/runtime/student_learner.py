@@ -2,8 +2,9 @@
 
     for batch: wait for D ≥ W + (s+1)·ratio − k_D → score → NFT step → θ_old soft update → publish θ_old (s+1)
 
-It reuses the synchronous loop's updater (`train/student_update.py`), so it computes what `afd sync`
-computes on the same batch; its loop is `student_learner_role.py`.
+Its step is the synchronous loop's (`train/student_step.py: student_step`), so it computes what `afd sync`
+computes on the same batch; what is its own is decoding the fed batch, waiting for D, sending θ_old to the
+actors and the status hash. Its loop is `student_learner_role.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from afd_async.seams import WeightSink, WeightSource
 from afd_async.store.keys import RunKeys
 from afd_async.train.batch import PairBatch
 from afd_async.train.objectives import Rewards
-from afd_async.train.seeding import step_generator
+from afd_async.train.student_step import student_step
 from afd_async.train.student_update import StudentUpdater
 from afd_async.transport import ReceivedBatch, TransportTimeout, WeightsRejected
 
@@ -112,10 +113,9 @@ class StudentLearner:
         if not self._sync_d(stop):
             return None
         t1 = time.monotonic()
-        scores = self.rewards(pb, lambda: self._d_score(pb))
         step = self.updater.steps
-        metrics = self.updater.step(pb, scores=scores, d=self.d, generator=step_generator(self.run_seed, step, "train"))
-        metrics["policy_version"] = float(self.updater.publish())
+        metrics = student_step(self.updater, pb, rewards=self.rewards, d_score=lambda: self._d_score(pb), d=self.d,
+                               run_seed=self.run_seed, step=step)
         t2 = time.monotonic()
         metrics["d_version_used"] = float(self.d_version)
         metrics["staleness_max"] = float(step - int(pb.policy_version.min()))

@@ -29,12 +29,14 @@ from afd_async.models.factory import make_discriminator, make_student, make_stud
 from afd_async.parallel.dist import DistContext
 from afd_async.train.batch import PairBatch
 from afd_async.train.d_probe_monitor import make_probe_monitor
+from afd_async.train.d_step import d_steps
 from afd_async.train.d_update import DiscriminatorUpdater
 from afd_async.train.evaluate import EvalResult
 from afd_async.train.objectives import get_objective
 from afd_async.train.outputs import RunOutputs
 from afd_async.train.plan import sample_prompts
 from afd_async.train.seeding import step_generator
+from afd_async.train.student_step import student_step
 from afd_async.train.student_update import StudentUpdater
 
 
@@ -119,35 +121,27 @@ class SyncLoop:
         """D alone on (teacher, initial student) pairs."""
         metrics: dict[str, float] = {}
         for i in range(self.cfg.algo.d_warmup_steps):
-            batch = self.make_batch(i, "warmup")
-            metrics = self.d_upd.step(batch)
-            self._probe(batch)
+            metrics = d_steps(self.d_upd, self.make_batch(i, "warmup"), calls=1, probes=self.probes).merged
             if progress:
                 progress(i, metrics)
         self.d_upd.set_lr(self.objective.d_lr_after_warmup(self.cfg.algo.lr_d))
         return metrics
 
     def train_step(self, batch: PairBatch, step: int) -> dict[str, float]:
-        """One learner step on a batch: D step(s), advantage, student step, publish."""
-        metrics: dict[str, float] = {}
-        for _ in range(self.cfg.algo.d_steps_per_student_step):
-            metrics.update(self.d_upd.step(batch))
-            self._probe(batch)
-        scores = self.rewards(batch)
-        g = step_generator(self.cfg.train.seed, step, "train")
-        metrics.update(self.s_upd.step(batch, scores=scores, d=self.d, generator=g))
-        metrics["policy_version"] = float(self.s_upd.publish())
+        """One learner step on a batch: D step(s), rewards, student step, θ_old update — the cores the async
+        learners run too (`d_step.py`, `student_step.py`)."""
+        metrics = d_steps(self.d_upd, batch, calls=self.cfg.algo.d_steps_per_student_step, probes=self.probes).merged
+        metrics.update(student_step(self.s_upd, batch, rewards=self.reward_fn, d_score=lambda: self._d_score(batch),
+                                    d=self.d, run_seed=self.cfg.train.seed, step=step))
         return metrics
 
     def rewards(self, batch: PairBatch) -> Optional[torch.Tensor]:
         """`(B,)` per-clip rewards as the objective forms them: D's scores, the true physics score (oracle), or None."""
-        return self.reward_fn(batch, lambda: self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts))
+        return self.reward_fn(batch, lambda: self._d_score(batch))
 
-    def _probe(self, batch: PairBatch) -> None:
-        """After a D step call on `batch`: the D probes when due (their own RNG; D's weights untouched), with
-        ρ(D, −true error) on the student clips since the last probe (embedded renderer teacher only)."""
-        if self.probes is not None:
-            self.probes.after_step(self.d_upd, batch)
+    def _d_score(self, batch: PairBatch) -> torch.Tensor:
+        """`(B,)` scores of D on the student clips (no grad)."""
+        return self.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts)
 
     def step(self) -> dict[str, float]:
         batch = self.make_batch(self.step_index)
