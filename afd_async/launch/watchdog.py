@@ -62,7 +62,6 @@ class Stall:
     what: str
     logs: tuple[str, ...]
     gone: bool = False  # the role exited (code 0) while the run needs it: the run stops at once, not after the timeout
-    starting: bool = False  # the role has not finished starting (the start-up clock ran out, not the stall clock)
 
 
 class ProgressWatch:
@@ -73,8 +72,8 @@ class ProgressWatch:
 
     def __init__(self, stall_timeout_s: float, start_timeout_s: float = 0.0, roles: Sequence[str] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.stall_timeout_s, self.start_timeout_s, self.roles, self.clock = stall_timeout_s, start_timeout_s, \
-            tuple(roles), clock
+        self.stall_timeout_s, self.start_timeout_s = stall_timeout_s, start_timeout_s
+        self.roles, self.clock = tuple(roles), clock
         self.last: Optional[tuple[str, ...]] = None
         self.ready: frozenset[str] = frozenset()
         self.since = clock()
@@ -124,7 +123,7 @@ def diagnose(status: Mapping[str, str], *, steps: int, needs_d: bool, gone: Mapp
     if not_ready:
         waiting = ", ".join(not_ready)
         return Stall(not_ready[0], f"the {waiting} {'has' if len(not_ready) == 1 else 'have'} not finished starting "
-                                   f"(no ready mark in the run's status)", tuple(not_ready), starting=True)
+                                   f"(no ready mark in the run's status)", tuple(not_ready))
     if pairs == 0:
         if teacher.groups_requested == 0:
             return Stall("student-actor", "the student-actor waits for its first group: it has queued no teacher "
