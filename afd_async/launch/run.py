@@ -204,8 +204,11 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
             t_stop = time.monotonic()
             codes = sup.terminate_all(cfg.train.stop_grace_s, last=("teacher-server",), hurry=hurry)
             log.info("role exit codes after %s: %s", type(e).__name__, codes)
-            if isinstance(e, Interrupted):
-                e.codes, e.stop_s = codes, time.monotonic() - t_stop
+            interrupt = interrupt_in(e)
+            if interrupt is not None:
+                interrupt.codes, interrupt.stop_s = codes, time.monotonic() - t_stop
+                if interrupt is not e:
+                    raise interrupt from e
             raise
         log.info("role exit codes: %s", codes)
         restarts = run.restarts()
@@ -268,6 +271,22 @@ class Interrupted(BaseException):
         self.signum = signum
         self.codes: Optional[dict[str, Optional[int]]] = None
         self.stop_s = 0.0
+
+
+def interrupt_in(e: BaseException) -> Optional[Interrupted]:
+    """The `Interrupted` behind `e`: `e` itself, or one a library caught and re-raised as another error.
+
+    The signal handler raises wherever the launcher is; inside Hydra's config composition (`load_config`),
+    Hydra turns it into a composition error, which would end `afd run` as a failure (exit 1), not a stop.
+    """
+    seen: set[int] = set()
+    cur: Optional[BaseException] = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, Interrupted):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class StopSignals:

@@ -195,7 +195,7 @@ def test_sigint_during_start_up_ends_every_role(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 128 + signal.SIGINT
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
     assert re.fullmatch(rf"afd run: SIGINT: stopped all 6 roles in \d+\.\ds(; killed after the 10s grace: [a-z, -]+)?\. "
                         rf"{re.escape(str(out))} holds 0/4 student steps in its checkpoints; the same command resumes "
                         rf"the run", err.strip().splitlines()[-1]), err[-2000:]

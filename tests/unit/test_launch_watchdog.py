@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from afd_async.launch.run import Interrupted, StopSignals
+from afd_async.launch.run import Interrupted, StopSignals, interrupt_in
 from afd_async.launch.supervisor import Role, Supervisor
 from afd_async.launch.watchdog import ProgressWatch, TeacherView, diagnose
 
@@ -168,3 +168,25 @@ def test_the_message_names_the_stall_or_the_gone_role_then_the_counters_and_the_
     gone = describe_stall(stall(status, gone={"feeder": 0}), idle_s=2.0, timeout_s=300.0, status=status, steps=4,
                           log_dir=tmp_path, tail=tail)
     assert gone.splitlines()[0] == "the feeder exited (code 0) while the run still needs it: the other roles wait on it"
+
+
+def test_an_interrupt_a_library_wrapped_is_still_the_interrupt():
+    """A SIGINT during Hydra's config composition comes back as a composition error whose context is the
+    Interrupted the handler raised: the launcher must stop as interrupted (exit 130), not as failed (exit 1)."""
+    interrupt = Interrupted(signal.SIGINT)
+    try:
+        try:
+            raise interrupt
+        except BaseException as inner:
+            raise ValueError("config composition failed") from inner
+    except ValueError as wrapped:
+        assert interrupt_in(wrapped) is interrupt
+    try:
+        try:
+            raise interrupt
+        finally:
+            raise AttributeError("cleanup after the interrupt failed")  # context, not cause
+    except AttributeError as wrapped:
+        assert interrupt_in(wrapped) is interrupt
+    assert interrupt_in(interrupt) is interrupt
+    assert interrupt_in(RuntimeError("a real failure")) is None
