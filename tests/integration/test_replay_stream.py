@@ -99,7 +99,8 @@ def test_restarted_consumer_rereads_its_pending_entries(redis_client) -> None:
 
 def test_corrupt_and_foreign_entries_are_dead_lettered(redis_client) -> None:
     good = make_pair(0)
-    meta, tensors = encode_pair(good)
+    meta, parts = encode_pair(good)
+    tensors = b"".join(parts)
     other_meta, _ = encode_pair(make_pair(9))
     v2 = {**unpack(meta, expect_kind="pair"), "schema": 2}  # a record from a newer writer
     redis_client.xadd(S, {b"m": b"\xc1garbage", b"t": tensors})
