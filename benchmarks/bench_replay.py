@@ -13,7 +13,9 @@ and a pair takes the time of one SET plus one GET, so the bound in pairs/s is
 feeder trims on a timer) so memory stays bounded. It includes msgpack encode /
 decode of the tensors and the `Pair` checks. A third loop (`raw_py`: XADD +
 XREADGROUP + XACK of pre-built bytes through the same pipeline, no codec) shows
-what a Python client gets without our code. The loops alternate `--repeats`
+what a Python client gets without our code, and a fourth runs redis-benchmark
+on the stream commands themselves (XADD -P 16, XRANGE COUNT 16) to show what
+streams cost the server over plain strings. The loops alternate `--repeats`
 times so machine load hits all alike; medians are reported.
 
     python benchmarks/bench_replay.py [--seconds 30]
@@ -94,23 +96,41 @@ def redis_benchmark_cmd(port: int, n: int) -> list[str]:
             "-n", str(n), "-t", "set,get", "--csv"]
 
 
+def _rps(cmd: list[str], stdin: bytes | None = None) -> dict[str, float]:
+    out = subprocess.run(cmd, check=True, capture_output=True, input=stdin, timeout=120).stdout.decode()
+    return {row["test"].split()[0]: float(row["rps"]) for row in csv.DictReader(io.StringIO(out))}
+
+
 def run_redis_benchmark(port: int, n: int) -> dict[str, float]:
     """Requests/s of SET and GET from `redis-benchmark` (keys: "SET", "GET")."""
-    out = subprocess.run(redis_benchmark_cmd(port, n), check=True, capture_output=True, text=True, timeout=120).stdout
-    return {row["test"]: float(row["rps"]) for row in csv.DictReader(io.StringIO(out))}
+    return _rps(redis_benchmark_cmd(port, n))
+
+
+def run_redis_benchmark_streams(port: int, n: int) -> dict[str, float]:
+    """The same C client on the stream commands we use, to show what streams cost the server:
+    XADD of a PAYLOAD-byte field (CHUNK-deep pipeline) and XRANGE of CHUNK such entries per request.
+    Keys: "XADD" (entries/s), "XRANGE" (entries/s)."""
+    base = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "1", "--csv"]
+    key = f"bench:rb:{time.monotonic_ns()}"
+    xadd = _rps([*base, "-P", str(CHUNK), "-n", str(n), "-x", "XADD", key, "MAXLEN", "~", "256", "*", "t"],
+                stdin=b"a" * PAYLOAD)  # a C string: no NUL bytes
+    xrange = _rps([*base, "-n", str(max(1, n // CHUNK)), "XRANGE", key, "-", "+", "COUNT", str(CHUNK)])
+    return {"XADD": xadd["XADD"], "XRANGE": xrange["XRANGE"] * CHUNK}
 
 
 def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
-    """Ours vs `redis-benchmark` on one private redis-server, each loop ~seconds/(3·repeats) per repeat.
+    """Ours vs `redis-benchmark` on one private redis-server, each of 4 loops ~seconds/(4·repeats) per repeat.
 
     Returns:
         replay_ratio (pairs_per_s / baseline_pairs_per_s), pairs_per_s, baseline_pairs_per_s,
-        set_rps, get_rps, raw_py_pairs_per_s, payload_bytes, chunk, baseline_command, repeats.
+        set_rps, get_rps, raw_py_pairs_per_s, xadd_rps, xrange_entries_per_s, stream_c_pairs_per_s
+        (the C client on XADD + XRANGE: what streams cost the server), payload_bytes, chunk,
+        baseline_command, repeats.
     """
     if shutil.which("redis-benchmark") is None:
         raise RuntimeError("redis-benchmark not found on PATH (it ships beside redis-server)")
-    share = seconds / (3 * repeats)
-    ours, raw_py, sets, gets = [], [], [], []
+    share = seconds / (4 * repeats)
+    ours, raw_py, sets, gets, xadds, xranges = [], [], [], [], [], []
     with RedisServer() as server:
         r = redis.Redis(**server.client_kwargs(), socket_timeout=30, socket_read_size=READ_BUFFER_BYTES)
         run_ours(r, min(0.5, share))  # warm-up: imports, scripts, allocator
@@ -121,14 +141,20 @@ def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
             rb = run_redis_benchmark(server.port, n)
             sets.append(rb["SET"])
             gets.append(rb["GET"])
+            rs = run_redis_benchmark_streams(server.port, n)
+            xadds.append(rs["XADD"])
+            xranges.append(rs["XRANGE"])
             raw_py.append(run_raw_py(r, share))
         r.close()
     pairs = statistics.median(ours)
     set_rps, get_rps = statistics.median(sets), statistics.median(gets)
     baseline = 1.0 / (1.0 / set_rps + 1.0 / get_rps)
+    xadd_rps, xrange_rps = statistics.median(xadds), statistics.median(xranges)
     return {
         "replay_ratio": pairs / baseline, "pairs_per_s": pairs, "baseline_pairs_per_s": baseline,
         "set_rps": set_rps, "get_rps": get_rps, "raw_py_pairs_per_s": statistics.median(raw_py),
+        "xadd_rps": xadd_rps, "xrange_entries_per_s": xrange_rps,
+        "stream_c_pairs_per_s": 1.0 / (1.0 / xadd_rps + 1.0 / xrange_rps),
         "payload_bytes": PAYLOAD, "chunk": CHUNK, "repeats": repeats,
         "baseline_command": " ".join(redis_benchmark_cmd(0, n)).replace("-p 0", "-p PORT"),
     }
@@ -141,12 +167,14 @@ def main() -> None:
     args = ap.parse_args()
     m = measure(args.seconds, args.repeats)
     print(f"baseline: {m['baseline_command']}")
-    print(f"{'loop':>34} {'pairs/s':>9} {'GB/s':>6} {'÷ bound':>8}")
+    print(f"{'loop':>42} {'pairs/s':>9} {'GB/s':>6} {'÷ bound':>8}")
     rows = [("redis-benchmark SET", m["set_rps"]), ("redis-benchmark GET", m["get_rps"]),
             ("bound: 1 SET + 1 GET per pair", m["baseline_pairs_per_s"]),
+            ("redis-benchmark XADD", m["xadd_rps"]), ("redis-benchmark XRANGE (entries)", m["xrange_entries_per_s"]),
+            ("C client on streams: 1 XADD + 1/16 XRANGE", m["stream_c_pairs_per_s"]),
             ("raw_py: XADD/XREADGROUP/XACK", m["raw_py_pairs_per_s"]), ("ours: write_many/read/ack", m["pairs_per_s"])]
     for name, rate in rows:
-        print(f"{name:>34} {rate:>9.0f} {rate * m['payload_bytes'] / 1e9:>6.2f} {rate / m['baseline_pairs_per_s']:>8.2f}")
+        print(f"{name:>42} {rate:>9.0f} {rate * m['payload_bytes'] / 1e9:>6.2f} {rate / m['baseline_pairs_per_s']:>8.2f}")
     print(f"replay_ratio = {m['replay_ratio']:.2f} (goal >= 0.8)")
 
 
