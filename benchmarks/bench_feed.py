@@ -8,7 +8,10 @@ sender serves one pre-collated batch again and again:
   (DEALER, I/O thread, window 4, `next` + `ack` per batch), tensors sent and
   received as zero-copy frames;
 - raw (the bound): a bare PUSH → PULL of the same frames (`[header, *tensor views]`,
-  `copy=False` both ends, HWM 4), no credits, no acks, no threads but the sender's.
+  `copy=False` both ends, HWM 4), no credits, no acks, no threads but the sender's;
+- server → bare DEALER (diagnostic): the same FeedServer read by a DEALER loop on
+  the receiving thread (credits and acks by hand, no FeedClient I/O thread), which
+  splits the feed's cost between its server and its client.
 
 The two alternate `repeats` times (medians reported). Goal: feed ≥ 2 GB/s and
 close to raw.
@@ -29,7 +32,7 @@ import torch
 import zmq
 
 from afd_async.transport import Batch, FeedClient, FeedServer
-from afd_async.transport.feed_wire import encode_batch
+from afd_async.transport.feed_wire import control, decode_batch, decode_control, encode_batch
 
 HEADLINE_MB = 16  # the batch size `measure` reports as feed_gb_per_s (about four Wan 1.3B latent rows)
 SIZES_MB = (2, 16, 64)
@@ -116,6 +119,36 @@ def recv_feed(endpoint: str, seconds: float) -> float:
         return total / (time.perf_counter() - t0) / 1e9
 
 
+def recv_dealer(endpoint: str, seconds: float) -> float:
+    """GB/s from the FeedServer to a bare DEALER loop on this thread (hello, credit and ack by hand, no
+    FeedClient I/O thread): with `recv_feed`, it splits the feed's cost between server and client."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    sock.send(control("hello", rank=0))
+    sock.send(control("credit", n=4))
+    try:
+        total, t0 = 0, None
+        while t0 is None or time.perf_counter() - t0 < seconds:
+            frames = sock.recv_multipart(copy=False)
+            msg = decode_control(frames[0].buffer, inbound=False)
+            if msg["op"] != "batch":
+                continue
+            batch = decode_batch(msg, frames[1:])
+            if t0 is None:  # the first batch is the warm-up
+                t0 = time.perf_counter()
+            else:
+                total += batch.nbytes
+            sock.send(control("ack", seqs=[batch.seq]))
+            sock.send(control("credit", n=1))
+        sock.send(control("bye"))
+        return total / (time.perf_counter() - t0) / 1e9
+    finally:
+        sock.close()
+        ctx.term()
+
+
 def recv_raw(endpoint: str, seconds: float) -> float:
     """GB/s of tensor frames received through a bare PULL over `seconds` (after one warm-up message)."""
     ctx = zmq.Context()
@@ -137,30 +170,33 @@ def recv_raw(endpoint: str, seconds: float) -> float:
 
 def measure(seconds: float = 40.0, repeats: int = 3, sizes_mb: tuple[int, ...] = SIZES_MB,
             transports: tuple[str, ...] = ("tcp",)) -> dict[str, Any]:
-    """Feed vs raw PUSH/PULL GB/s per batch size and transport; each cell ~seconds/(2·cells·repeats).
+    """Feed vs raw PUSH/PULL GB/s per batch size and transport, within about `seconds` of loops.
 
     Process start-up (spawn, torch import) is not counted in `seconds`.
 
     Returns:
         feed_ratio, feed_gb_per_s, raw_gb_per_s (tcp at HEADLINE_MB, or the first size measured),
-        and `rows`: [{batch_mb, transport, feed_gb_per_s, raw_gb_per_s, feed_ratio}, ...].
+        and `rows`: [{batch_mb, transport, feed_gb_per_s, raw_gb_per_s, feed_ratio,
+        server_to_bare_dealer_gb_per_s}, ...].
     """
-    share = seconds / (2 * len(sizes_mb) * len(transports) * repeats)
+    share = seconds / (2.5 * len(sizes_mb) * len(transports) * repeats)
     tmp = tempfile.mkdtemp(prefix="afd-bench-feed-")
     rows = []
     sender = Sender()
     try:
         for mb in sizes_mb:
             for transport in transports:
-                feed, raw = [], []
+                feed, raw, dealer = [], [], []
                 for i in range(repeats):
                     endpoint = "tcp://127.0.0.1:0" if transport == "tcp" else f"ipc://{tmp}/{mb}-{i}"
                     raw.append(sender.serve("raw", endpoint + ("" if transport == "tcp" else "-raw"), mb << 20,
                                             lambda ep: recv_raw(ep, share)))
                     feed.append(sender.serve("feed", endpoint, mb << 20, lambda ep: recv_feed(ep, share)))
+                    dealer.append(sender.serve("feed", endpoint + ("" if transport == "tcp" else "-d"), mb << 20,
+                                               lambda ep: recv_dealer(ep, share / 2)))
                 f, r = statistics.median(feed), statistics.median(raw)
                 rows.append({"batch_mb": mb, "transport": transport, "feed_gb_per_s": f, "raw_gb_per_s": r,
-                             "feed_ratio": f / r})
+                             "feed_ratio": f / r, "server_to_bare_dealer_gb_per_s": statistics.median(dealer)})
     finally:
         sender.close()
     head = next((x for x in rows if x["batch_mb"] == HEADLINE_MB and x["transport"] == "tcp"), rows[0])
@@ -177,10 +213,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     m = measure(args.seconds, args.repeats, transports=("tcp", "ipc") if args.ipc else ("tcp",))
-    print(f"{'batch':>8} {'transport':>9} {'feed GB/s':>10} {'raw GB/s':>9} {'feed/raw':>9}")
+    print(f"{'batch':>8} {'transport':>9} {'feed GB/s':>10} {'raw GB/s':>9} {'feed/raw':>9} {'server→DEALER GB/s':>19}")
     for row in m["rows"]:
         print(f"{row['batch_mb']:>6}MB {row['transport']:>9} {row['feed_gb_per_s']:>10.2f} {row['raw_gb_per_s']:>9.2f} "
-              f"{row['feed_ratio']:>9.2f}")
+              f"{row['feed_ratio']:>9.2f} {row['server_to_bare_dealer_gb_per_s']:>19.2f}")
     print(f"feed_ratio = {m['feed_ratio']:.2f} at {m['headline_batch_mb']} MB over tcp; "
           f"feed {m['feed_gb_per_s']:.2f} GB/s (goal >= 2)")
 
