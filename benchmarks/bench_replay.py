@@ -30,13 +30,16 @@ import shutil
 import statistics
 import subprocess
 import time
+import timeit
+from collections import Counter
 from dataclasses import replace
-from typing import Any
+from typing import Any, Optional
 
 import redis
 
 from afd_async.replay import PairReader, PairWriter, trim_acked
 from afd_async.replay.examples import make_pair
+from afd_async.replay.pair import decode_meta, decode_pair, encode_pair
 from afd_async.store.connect import READ_BUFFER_BYTES
 from afd_async.store.pipeline import execute
 from afd_async.store.redis_server import RedisServer
@@ -46,27 +49,48 @@ CHUNK = 16  # pairs per round trip (redis-benchmark -P)
 TRIM_EVERY = 8  # rounds
 
 
-def run_ours(r: redis.Redis, seconds: float) -> float:
-    """Pairs/s through PairWriter.write_many → PairReader.read → ack, for about `seconds`."""
+def run_ours(r: redis.Redis, seconds: float, stages: Optional[Counter[str]] = None) -> float:
+    """Pairs/s through PairWriter.write_many → PairReader.read → ack, for about `seconds`;
+    adds each stage's seconds to `stages` (write, read, ack, trim)."""
     pairs = [make_pair(i, payload_bytes=PAYLOAD) for i in range(CHUNK)]
     stream = f"bench:ours:{time.monotonic_ns()}"
     w = PairWriter(r, stream=stream, blob_ttl_s=60)
     rd = PairReader(r, stream=stream, group="g", consumer="c")
+    clock: Counter[str] = Counter() if stages is None else stages
     done = rounds = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
+        t = time.perf_counter()
         w.write_many([replace(p, pair_id=f"p{done + i}") for i, p in enumerate(pairs)])  # fresh ids: no dedupe
         got: list[Any] = []
+        t, clock["write"] = time.perf_counter(), clock["write"] + time.perf_counter() - t
         while len(got) < CHUNK:
             got += rd.read(count=CHUNK - len(got), block_ms=1000)
+        t, clock["read"] = time.perf_counter(), clock["read"] + time.perf_counter() - t
         rd.ack([sid for sid, _ in got])
+        clock["ack"] += time.perf_counter() - t
         done += CHUNK
         rounds += 1
         if rounds % TRIM_EVERY == 0:
+            t = time.perf_counter()
             trim_acked(r, stream)
+            clock["trim"] += time.perf_counter() - t
     dt = time.perf_counter() - t0
+    clock["pairs"] += done
     r.delete(stream)
     return done / dt
+
+
+def codec_us() -> dict[str, float]:
+    """Client CPU per pair of the codec alone (no Redis): encode, decode of meta and tensors, in µs."""
+    pair = make_pair(0, payload_bytes=PAYLOAD)
+    meta, parts = encode_pair(pair)
+    tensors = b"".join(parts)  # what the reader gets from hiredis
+    n = 500
+    out = {}
+    for name, fn in (("encode", lambda: encode_pair(pair)), ("decode", lambda: decode_pair(decode_meta(meta), tensors))):
+        out[name] = min(timeit.repeat(fn, number=n, repeat=3)) / n * 1e6
+    return out
 
 
 def run_raw_py(r: redis.Redis, seconds: float) -> float:
@@ -124,20 +148,22 @@ def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
     Returns:
         replay_ratio (pairs_per_s / baseline_pairs_per_s), pairs_per_s, baseline_pairs_per_s,
         set_rps, get_rps, raw_py_pairs_per_s, xadd_rps, xrange_entries_per_s, stream_c_pairs_per_s
-        (the C client on XADD + XRANGE: what streams cost the server), payload_bytes, chunk,
+        (the C client on XADD + XRANGE: what streams cost the server), ours_us_per_pair (wall µs per
+        pair in write, read, ack, trim), codec_us_per_pair (client CPU of encode and decode alone), payload_bytes, chunk,
         baseline_command, repeats.
     """
     if shutil.which("redis-benchmark") is None:
         raise RuntimeError("redis-benchmark not found on PATH (it ships beside redis-server)")
     share = seconds / (4 * repeats)
     ours, raw_py, sets, gets, xadds, xranges = [], [], [], [], [], []
+    stages: Counter[str] = Counter()
     with RedisServer() as server:
         r = redis.Redis(**server.client_kwargs(), socket_timeout=30, socket_read_size=READ_BUFFER_BYTES)
         run_ours(r, min(0.5, share))  # warm-up: imports, scripts, allocator
         first = run_redis_benchmark(server.port, 2000)
         n = max(1000, int(share / (1 / first["SET"] + 1 / first["GET"])))  # SET + GET of n values take ~share
         for _ in range(repeats):
-            ours.append(run_ours(r, share))
+            ours.append(run_ours(r, share, stages))
             rb = run_redis_benchmark(server.port, n)
             sets.append(rb["SET"])
             gets.append(rb["GET"])
@@ -155,6 +181,8 @@ def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
         "set_rps": set_rps, "get_rps": get_rps, "raw_py_pairs_per_s": statistics.median(raw_py),
         "xadd_rps": xadd_rps, "xrange_entries_per_s": xrange_rps,
         "stream_c_pairs_per_s": 1.0 / (1.0 / xadd_rps + 1.0 / xrange_rps),
+        "ours_us_per_pair": {k: v / stages["pairs"] * 1e6 for k, v in stages.items() if k != "pairs"},
+        "codec_us_per_pair": codec_us(),
         "payload_bytes": PAYLOAD, "chunk": CHUNK, "repeats": repeats,
         "baseline_command": " ".join(redis_benchmark_cmd(0, n)).replace("-p 0", "-p PORT"),
     }
@@ -175,6 +203,9 @@ def main() -> None:
             ("raw_py: XADD/XREADGROUP/XACK", m["raw_py_pairs_per_s"]), ("ours: write_many/read/ack", m["pairs_per_s"])]
     for name, rate in rows:
         print(f"{name:>42} {rate:>9.0f} {rate * m['payload_bytes'] / 1e9:>6.2f} {rate / m['baseline_pairs_per_s']:>8.2f}")
+    print("ours, wall µs per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in m["ours_us_per_pair"].items())
+          + f" (total {1e6 / m['pairs_per_s']:.1f}); codec alone: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in m["codec_us_per_pair"].items()))
     print(f"replay_ratio = {m['replay_ratio']:.2f} (goal >= 0.8)")
 
 
