@@ -22,7 +22,7 @@ def _no_setinfo() -> dict[str, None]:
 
 
 _NO_SETINFO = _no_setinfo()
-# redis-py reads replies in chunks of `socket_read_size` (default 64 KB) and feeds each to hiredis: a
+# redis-py reads replies in chunks of `socket_read_size` (default 32 KB) and feeds each to hiredis: a
 # 100 KB pair then costs several recv calls and parser feeds. One MiB per connection lets a batch of
 # pairs arrive in a few reads (2.5x the pipelined SET/GET rate of 100 KB values, `bench_replay.py`).
 READ_BUFFER_BYTES = 1 << 20
