@@ -13,11 +13,12 @@ whose blob was not written (it may see one whose blob has since expired: the
 reader dead-letters it with that reason). The tensors go from their own memory
 to the socket (`codec.msg.pack_parts` through `store.pipeline`): each payload
 byte is copied by the kernel only, and written to Redis once (inline or blob,
-never both). The TTL
-bounds blob memory even when a consumer group stops reading and the stream
-cannot be trimmed below its unread entries (see `trim.trim_acked`); it must
-exceed the longest time a pair may wait unread (a few learner steps under the
-staleness bound).
+never both).
+
+The TTL bounds blob memory even when a consumer group stops reading and the
+stream cannot be trimmed below its unread entries (see `trim.trim_acked`); it
+must exceed the longest time a pair may wait unread (a few learner steps under
+the staleness bound).
 
 The writer never trims the stream (Redis 7.0 has no "trim only acknowledged"
 option; `MAXLEN` would delete unread pairs).

@@ -82,26 +82,25 @@ def execute(client: redis.Redis, commands: Sequence[Sequence[Arg]], *, transacti
         transaction: wrap them in MULTI/EXEC, so they run all together or not at all
             (a connection lost before EXEC runs none of them).
 
+    A connection error or timeout is retried as the client's own commands are (its
+    `retry` policy, on a new connection): the commands may then run twice, so callers
+    must tolerate that (the pair writer is at-least-once; readers dedupe by pair id).
+
     Raises:
         redis.ResponseError: the first command that failed (after every reply was read,
             so the connection stays usable); with `transaction`, a command the server
             refused to queue aborts them all (EXECABORT).
-        redis.ConnectionError, redis.TimeoutError: the connection is closed and the
-            pool opens a new one next time; whether the commands ran is unknown.
+        redis.ConnectionError, redis.TimeoutError: retries exhausted; whether the commands
+            ran is unknown.
     """
     if not commands:
         return []
-    wire = [["MULTI"], *commands, ["EXEC"]] if transaction else list(commands)
+    wire = frame([["MULTI"], *commands, ["EXEC"]] if transaction else commands)
+    n = len(commands) + 2 if transaction else len(commands)
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        conn.send_packed_command(frame(wire))
-        replies: list[Any] = []
-        for _ in wire:
-            try:
-                replies.append(conn.read_response(disable_decoding=True))
-            except redis.ResponseError as e:  # keep reading: the remaining replies are on the socket
-                replies.append(e)
+        replies = conn.retry.call_with_retry(lambda: _exchange(conn, wire, n), lambda _error: conn.disconnect())
     except BaseException:
         conn.disconnect()
         raise
@@ -112,4 +111,16 @@ def execute(client: redis.Redis, commands: Sequence[Sequence[Arg]], *, transacti
     for reply in replies:  # with an aborted transaction, the refused command's error comes first
         if isinstance(reply, Exception):
             raise reply
+    return replies
+
+
+def _exchange(conn: Any, wire: list[Buffer], n: int) -> list[Any]:
+    """Send the framed commands and read all `n` replies; error replies come back as exceptions."""
+    conn.send_packed_command(wire)
+    replies: list[Any] = []
+    for _ in range(n):
+        try:
+            replies.append(conn.read_response(disable_decoding=True))
+        except redis.ResponseError as e:  # keep reading: the remaining replies are on the socket
+            replies.append(e)
     return replies

@@ -51,3 +51,12 @@ def test_role_clients_parse_with_hiredis_and_a_large_read_buffer(redis_server) -
     finally:
         r.connection_pool.release(conn)
         r.close()
+
+
+def test_a_connection_the_server_closed_is_reopened_and_the_batch_retried(redis_client, redis_server) -> None:
+    (conn_id,) = execute(redis_client, [["CLIENT", "ID"]])
+    with redis.Redis(**redis_server.client_kwargs()) as other:
+        assert other.client_kill_filter(_id=conn_id) == 1
+    assert execute(redis_client, [["SET", "k", "v"], ["GET", "k"]], transaction=True) == [b"OK", b"v"]
+    (new_id,) = execute(redis_client, [["CLIENT", "ID"]])
+    assert new_id != conn_id
