@@ -11,8 +11,8 @@ MULTI/EXEC transaction: the group's entries appear together or not at all, and
 a blob is written before its stream entry, so a reader never sees an entry
 whose blob was not written (it may see one whose blob has since expired: the
 reader dead-letters it with that reason). The tensors go from their own memory
-to the socket (`codec.msg.pack_parts` through `store.pipeline`): each payload
-byte is copied by the kernel only, and written to Redis once (inline or blob,
+to the socket (`codec.msg.pack_parts` through `store.pipeline`): their bytes
+are copied by the kernel only, and written to Redis once (inline or blob,
 never both).
 
 The TTL bounds blob memory even when a consumer group stops reading and the
