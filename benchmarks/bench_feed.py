@@ -13,7 +13,7 @@ sender serves one pre-collated batch again and again:
   the receiving thread (credits and acks by hand, no FeedClient I/O thread), which
   splits the feed's cost between its server and its client.
 
-The two alternate `repeats` times (medians reported). Goal: feed ≥ 2 GB/s and
+The three alternate `repeats` times (medians reported). Goal: feed ≥ 2 GB/s and
 close to raw.
 
     python benchmarks/bench_feed.py [--seconds 40]
@@ -26,7 +26,7 @@ import multiprocessing as mp
 import statistics
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import zmq
@@ -77,7 +77,9 @@ def _sender(conn: Any) -> None:
     batches: dict[int, Batch] = {}
     while (req := conn.recv()) is not None:
         kind, endpoint, nbytes = req
-        batch = batches.setdefault(nbytes, make_batch(nbytes))
+        if nbytes not in batches:
+            batches[nbytes] = make_batch(nbytes)
+        batch = batches[nbytes]
         (_serve_feed if kind == "feed" else _serve_raw)(endpoint, batch, conn)
 
 
@@ -90,7 +92,7 @@ class Sender:
         self._proc = ctx.Process(target=_sender, args=(child,), daemon=True)
         self._proc.start()
 
-    def serve(self, kind: str, endpoint: str, nbytes: int, receive: Any) -> float:
+    def serve(self, kind: str, endpoint: str, nbytes: int, receive: Callable[[str], float]) -> float:
         """Have the sender serve `kind` ("feed" or "raw") on `endpoint`; `receive(endpoint)` here; its result."""
         self._conn.send((kind, endpoint, nbytes))
         if not self._conn.poll(120):
@@ -101,6 +103,7 @@ class Sender:
             self._conn.send("stop")
 
     def close(self) -> None:
+        """Stop the sender process (killed if it does not end within 10 s)."""
         self._conn.send(None)
         self._proc.join(10)
         if self._proc.is_alive():
