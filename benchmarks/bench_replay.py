@@ -60,21 +60,23 @@ def run_ours(r: redis.Redis, seconds: float, stages: Optional[Counter[str]] = No
     done = rounds = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        t = time.perf_counter()
+        t1 = time.perf_counter()
         w.write_many([replace(p, pair_id=f"p{done + i}") for i, p in enumerate(pairs)])  # fresh ids: no dedupe
+        t2 = time.perf_counter()
         got: list[Any] = []
-        t, clock["write"] = time.perf_counter(), clock["write"] + time.perf_counter() - t
         while len(got) < CHUNK:
             got += rd.read(count=CHUNK - len(got), block_ms=1000)
-        t, clock["read"] = time.perf_counter(), clock["read"] + time.perf_counter() - t
+        t3 = time.perf_counter()
         rd.ack([sid for sid, _ in got])
-        clock["ack"] += time.perf_counter() - t
+        t4 = time.perf_counter()
+        clock["write"] += t2 - t1
+        clock["read"] += t3 - t2
+        clock["ack"] += t4 - t3
         done += CHUNK
         rounds += 1
         if rounds % TRIM_EVERY == 0:
-            t = time.perf_counter()
             trim_acked(r, stream)
-            clock["trim"] += time.perf_counter() - t
+            clock["trim"] += time.perf_counter() - t4
     dt = time.perf_counter() - t0
     clock["pairs"] += done
     r.delete(stream)
@@ -149,8 +151,8 @@ def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
         replay_ratio (pairs_per_s / baseline_pairs_per_s), pairs_per_s, baseline_pairs_per_s,
         set_rps, get_rps, raw_py_pairs_per_s, xadd_rps, xrange_entries_per_s, stream_c_pairs_per_s
         (the C client on XADD + XRANGE: what streams cost the server), ours_us_per_pair (wall µs per
-        pair in write, read, ack, trim), codec_us_per_pair (client CPU of encode and decode alone), payload_bytes, chunk,
-        baseline_command, repeats.
+        pair in write, read, ack, trim), codec_us_per_pair (client CPU of encode and decode alone),
+        payload_bytes, chunk, baseline_command, repeats.
     """
     if shutil.which("redis-benchmark") is None:
         raise RuntimeError("redis-benchmark not found on PATH (it ships beside redis-server)")
