@@ -10,7 +10,7 @@ a learner and an actor in one process. Roles are typed against these, not agains
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -71,7 +71,11 @@ class PairSink(Protocol):
     """The replay writer: where an actor puts its pairs.
 
     Contract: `write(pair)` returns an id distinct from every earlier one of this sink; readers of the
-    sink see the written pairs, equal to what was written, in write order.
+    sink see the written pairs, equal to what was written, in write order. `write_many(pairs)` is
+    `write` of each in order, done at once (one round trip for a remote sink): a reader sees all
+    of them or none.
     """
 
     def write(self, pair: Pair) -> str: ...
+
+    def write_many(self, pairs: Sequence[Pair]) -> list[str]: ...

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from afd_async.codec.msg import DTYPES, MessageError, frame_to_tensor, pack, tensor_to_frame, unpack
+from afd_async.codec.msg import DTYPES, MessageError, frame_to_tensor, pack, pack_parts, tensor_to_frame, unpack
 
-__all__ = ["DTYPES", "MessageError", "frame_to_tensor", "pack", "tensor_to_frame", "unpack"]
+__all__ = ["DTYPES", "MessageError", "frame_to_tensor", "pack", "pack_parts", "tensor_to_frame", "unpack"]

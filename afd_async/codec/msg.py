@@ -38,6 +38,7 @@ import torch
 __all__ = [
     "MessageError",
     "pack",
+    "pack_parts",
     "unpack",
     "tensor_to_frame",
     "frame_to_tensor",
@@ -149,12 +150,27 @@ def _check_envelope(record: Mapping[str, Any]) -> tuple[str, int]:
 
 
 def pack(record: Mapping[str, Any]) -> bytes:
-    """Encode one message.
+    """Encode one message as one `bytes` (`pack_parts` joined: tensor bytes copied once).
 
-    Layout: `b"AFDM"`, a format byte, the u32 length of a msgpack map, the map,
-    then the tensors' raw bytes back to back; each tensor in the map is a msgpack
-    extension holding `[dtype, shape, offset, nbytes]` into that tail. Tensor
-    bytes are copied once, into the returned buffer.
+    Raises:
+        MessageError: missing envelope fields or a value that cannot be packed.
+    """
+    return b"".join(pack_parts(record))
+
+
+def pack_parts(record: Mapping[str, Any]) -> list[bytes | memoryview]:
+    """Encode one message as buffers to send back to back, without copying tensor bytes.
+
+    Why: a 100 KB payload is copied once by `b"".join`; a sender that writes the
+    parts itself (a socket's scatter write, one RESP bulk string of several
+    parts) sends them with the kernel's copy only.
+
+    Layout of the concatenation: `b"AFDM"`, a format byte, the u32 length of a
+    msgpack map, the map, then the tensors' raw bytes back to back; each tensor
+    in the map is a msgpack extension holding `[dtype, shape, offset, nbytes]`
+    into that tail. The first part is the prefix and map; each further part is a
+    view of one tensor's memory (or of its contiguous CPU copy): keep the
+    tensors alive and unchanged until the parts are sent.
 
     Args:
         record: a map with str keys, a `kind` (str) and a `schema` (int >= 1); values
@@ -188,7 +204,7 @@ def pack(record: Mapping[str, Any]) -> bytes:
         raise
     except (TypeError, ValueError, OverflowError) as e:
         raise MessageError(f"cannot pack {record.get('kind')!r} message: {e}") from e
-    return b"".join((_PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)), body, *buffers))
+    return [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body, *buffers]
 
 
 def unpack(data: bytes | bytearray | memoryview, *, expect_kind: str, schemas: Collection[int] = (1,)) -> dict[str, Any]:

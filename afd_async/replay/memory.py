@@ -4,6 +4,7 @@ for an actor and a learner in one process."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from afd_async.replay.pair import Pair
 from afd_async.replay.teacher_store import TeacherClip, TeacherClipMissing
@@ -17,9 +18,13 @@ class MemoryPairLog:
         self._lock = threading.Lock()
 
     def write(self, pair: Pair) -> str:
+        return self.write_many([pair])[0]
+
+    def write_many(self, pairs: Sequence[Pair]) -> list[str]:
         with self._lock:
-            self.pairs.append(pair)
-            return f"{len(self.pairs) - 1}-0"
+            first = len(self.pairs)
+            self.pairs.extend(pairs)
+            return [f"{i}-0" for i in range(first, len(self.pairs))]
 
     def __enter__(self) -> MemoryPairLog:
         return self

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from afd_async.codec.msg import MessageError, pack, unpack
+from afd_async.codec.msg import MessageError, pack, pack_parts, unpack
 
 PAIR_SCHEMA = 1
 PAIR_KIND = "pair"
@@ -118,8 +118,10 @@ _OPTIONAL_FIELDS = ("d_version", "teacher_meta", "group", "group_row", "group_si
 _META_FIELDS = tuple(f.name for f in fields(Pair) if f.name not in ("student_latent", "student_rgb"))
 
 
-def encode_pair(pair: Pair) -> tuple[bytes, bytes]:
-    """`(meta, tensors)` message bytes of `pair`."""
+def encode_pair(pair: Pair) -> tuple[bytes, list[bytes | memoryview]]:
+    """`(meta, tensors)` messages of `pair`: `meta` as bytes, `tensors` as the parts of
+    `codec.msg.pack_parts` (views of the pair's tensors: the writer sends them uncopied;
+    `b"".join(tensors)` is the message as bytes)."""
     meta: dict[str, Any] = {"kind": PAIR_KIND, "schema": PAIR_SCHEMA}
     for name in _META_FIELDS:
         meta[name] = getattr(pair, name)
@@ -131,7 +133,7 @@ def encode_pair(pair: Pair) -> tuple[bytes, bytes]:
         "student_latent": pair.student_latent,
         "student_rgb": pair.student_rgb,
     }
-    return pack(meta), pack(tensors)
+    return pack(meta), pack_parts(tensors)
 
 
 def decode_meta(data: bytes) -> dict[str, Any]:

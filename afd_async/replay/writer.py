@@ -6,13 +6,19 @@ Stream entry layout (fields):
 - `t`: the `pair_tensors` message, when it is at most `inline_max_bytes`; else
 - `b`: the key of a blob holding the `pair_tensors` message, with a TTL.
 
-A blob is written before its stream entry in one MULTI/EXEC transaction, so a
-reader never sees an entry whose blob was not written (it may see one whose
-blob has since expired: the reader dead-letters it with that reason). The TTL
-bounds blob memory even when a consumer group stops reading and the stream
-cannot be trimmed below its unread entries (see `trim.trim_acked`); it must
-exceed the longest time a pair may wait unread (a few learner steps under the
-staleness bound).
+`write_many` appends a batch (a rollout group) in one round trip and one
+MULTI/EXEC transaction: the group's entries appear together or not at all, and
+a blob is written before its stream entry, so a reader never sees an entry
+whose blob was not written (it may see one whose blob has since expired: the
+reader dead-letters it with that reason). The tensors go from their own memory
+to the socket (`codec.msg.pack_parts` through `store.pipeline`): their bytes
+are copied by the kernel only, and written to Redis once (inline or blob,
+never both).
+
+The TTL bounds blob memory even when a consumer group stops reading and the
+stream cannot be trimmed below its unread entries (see `trim.trim_acked`); it
+must exceed the longest time a pair may wait unread (a few learner steps under
+the staleness bound).
 
 The writer never trims the stream (Redis 7.0 has no "trim only acknowledged"
 option; `MAXLEN` would delete unread pairs).
@@ -20,9 +26,12 @@ option; `MAXLEN` would delete unread pairs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 
 from afd_async.replay.pair import Pair, encode_pair
+from afd_async.store.pipeline import Arg, execute
 
 DEFAULT_STREAM = "afd:pairs"
 F_META, F_TENSORS, F_BLOB = b"m", b"t", b"b"
@@ -48,7 +57,7 @@ class PairWriter:
 
     Example:
         with PairWriter(r, stream="afd:pairs") as w:
-            stream_id = w.write(pair)
+            stream_ids = w.write_many(group_pairs)  # one round trip
     """
 
     def __init__(
@@ -73,23 +82,36 @@ class PairWriter:
         self._closed = False
 
     def write(self, pair: Pair) -> str:
-        """Append `pair`; returns its stream id. At-least-once: a retry after a
-        connection error may append a duplicate, which readers drop by `pair_id`."""
+        """Append `pair`; returns its stream id (`write_many` of one)."""
+        return self.write_many([pair])[0]
+
+    def write_many(self, pairs: Sequence[Pair]) -> list[str]:
+        """Append `pairs` in order, atomically, in one round trip; returns their stream ids.
+
+        At-least-once: a retry after a connection error may append duplicates,
+        which readers drop by `pair_id` (a retried blob overwrites the same key).
+        """
         if self._closed:
             raise RuntimeError("PairWriter is closed")
-        meta, tensors = encode_pair(pair)
-        if len(tensors) <= self.inline_max_bytes:
-            sid = self._r.xadd(self.stream, {F_META: meta, F_TENSORS: tensors})
-        else:
-            key = blob_key(self.stream, pair.pair_id)
-            pipe = self._r.pipeline(transaction=True)
-            pipe.set(key, tensors, px=self.blob_ttl_ms)
-            pipe.xadd(self.stream, {F_META: meta, F_BLOB: key})
-            _, sid = pipe.execute()
-            self.blobs += 1
-        self.written += 1
-        self.written_bytes += len(meta) + len(tensors)
-        return sid.decode() if isinstance(sid, bytes) else str(sid)
+        commands: list[list[Arg]] = []
+        nbytes = blobs = 0
+        for pair in pairs:
+            meta, tensors = encode_pair(pair)
+            size = sum(memoryview(p).nbytes for p in tensors)
+            if size <= self.inline_max_bytes:
+                commands.append(["XADD", self.stream, "*", F_META, meta, F_TENSORS, tensors])
+            else:
+                key = blob_key(self.stream, pair.pair_id)
+                commands.append(["SET", key, tensors, "PX", self.blob_ttl_ms])
+                commands.append(["XADD", self.stream, "*", F_META, meta, F_BLOB, key])
+                blobs += 1
+            nbytes += len(meta) + size
+        replies = execute(self._r, commands, transaction=True)
+        ids = [r.decode() for cmd, r in zip(commands, replies) if cmd[0] == "XADD"]
+        self.written += len(ids)
+        self.written_bytes += nbytes
+        self.blobs += blobs
+        return ids
 
     def state_dict(self) -> dict[str, object]:
         """Counters and settings (the stream itself is the durable state)."""

@@ -126,13 +126,12 @@ class StudentActor:
         rgb = video_to_frames(self.policy.decode(video).cpu())  # D's video: the Wan student's latents decoded here, once
         video = video.cpu()  # pairs go to Redis from CPU tensors
         now = time.time()
-        for i, (row, ref) in enumerate(zip(group.pairs, refs)):
-            self.writer.write(Pair(
-                pair_id=f"g{group.index}-r{i}-v{self.version}", prompt_id=row.prompt_id, prompt=row.prompt,
-                teacher_ref=ref, student_latent=video[i].to(self.latent_dtype).contiguous(), student_rgb=rgb[i],
-                policy_version=self.version, actor_id=self.actor_id, seed=group.step, created_at=now,
-                teacher_requested_at=requested_at, group=group.index, group_row=i, group_size=len(group.pairs),
-            ))
+        self.writer.write_many([Pair(  # the group in one round trip: its rows appear together
+            pair_id=f"g{group.index}-r{i}-v{self.version}", prompt_id=row.prompt_id, prompt=row.prompt,
+            teacher_ref=ref, student_latent=video[i].to(self.latent_dtype).contiguous(), student_rgb=rgb[i],
+            policy_version=self.version, actor_id=self.actor_id, seed=group.step, created_at=now,
+            teacher_requested_at=requested_at, group=group.index, group_row=i, group_size=len(group.pairs),
+        ) for i, (row, ref) in enumerate(zip(group.pairs, refs))])
 
     # ------------------------------------------------------------------ loop
 

@@ -60,6 +60,16 @@ def test_written_pairs_read_back_equal_in_order_with_distinct_ids(sink: Sink) ->
     assert len(got) == len(pairs) and all(same_pair(a, b) for a, b in zip(pairs, got))
 
 
+def test_write_many_is_write_of_each_in_order(sink: Sink) -> None:
+    pairs = [make_pair(i, payload_bytes=4096 if i % 2 else 512) for i in range(6)]  # blobs and inline
+    first = sink.sink.write(pairs[0])
+    ids = sink.sink.write_many(pairs[1:])  # one call
+    assert len(ids) == len(pairs) - 1 and len({first, *ids}) == len(pairs)
+    assert sink.sink.write_many([]) == []
+    got = sink.read_back()
+    assert len(got) == len(pairs) and all(same_pair(a, b) for a, b in zip(pairs, got))
+
+
 # ----------------------------------------------------------------------------------------------- TeacherClipStore
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 import torch
 
 from afd_async.codec import pack, unpack
@@ -36,6 +37,31 @@ def test_round_trip_inline_and_blob(redis_client, inline_max_bytes: int, dtype: 
     if inline_max_bytes == 0:
         ttl = redis_client.pttl(blob_key(S, "pair-0"))
         assert 0 < ttl <= 60_000
+
+
+def test_write_many_is_one_transaction_read_back_identically(redis_client) -> None:
+    pairs = [make_pair(i, payload_bytes=100 << 10 if i % 2 else 4096) for i in range(6)]
+    redis_client.config_resetstat()
+    with PairWriter(redis_client, stream=S, inline_max_bytes=64 << 10, blob_ttl_s=60) as w, _reader(redis_client) as rd:
+        ids = w.write_many(pairs)
+        stats = redis_client.info("commandstats")
+        assert stats["cmdstat_multi"]["calls"] == 1 and stats["cmdstat_exec"]["calls"] == 1
+        assert stats["cmdstat_xadd"]["calls"] == 6 and stats["cmdstat_set"]["calls"] == 3  # the 100 KB ones as blobs
+        got = rd.read(count=10, block_ms=100)
+    assert [sid for sid, _ in got] == ids and all(same_pair(a, b) for a, (_, b) in zip(pairs, got))
+    assert w.state_dict() | {"stream": S} == {"stream": S, "written": 6, "blobs": 3,
+                                              "written_bytes": w.written_bytes}
+
+
+def test_write_many_refused_by_redis_writes_nothing(redis_client) -> None:
+    redis_client.set(blob_key(S, "pair-1"), b"x")
+    redis_client.config_set("maxmemory", "1")  # every write is refused while queued: the transaction aborts
+    try:
+        with PairWriter(redis_client, stream=S, inline_max_bytes=0) as w, pytest.raises(redis.ResponseError, match="maxmemory"):
+            w.write_many([make_pair(0), make_pair(1)])
+    finally:
+        redis_client.config_set("maxmemory", "0")
+    assert redis_client.exists(S) == 0 and redis_client.get(blob_key(S, "pair-1")) == b"x" and w.written == 0
 
 
 def test_consumers_split_a_group_and_groups_each_see_all(redis_client) -> None:
@@ -99,7 +125,8 @@ def test_restarted_consumer_rereads_its_pending_entries(redis_client) -> None:
 
 def test_corrupt_and_foreign_entries_are_dead_lettered(redis_client) -> None:
     good = make_pair(0)
-    meta, tensors = encode_pair(good)
+    meta, parts = encode_pair(good)
+    tensors = b"".join(parts)
     other_meta, _ = encode_pair(make_pair(9))
     v2 = {**unpack(meta, expect_kind="pair"), "schema": 2}  # a record from a newer writer
     redis_client.xadd(S, {b"m": b"\xc1garbage", b"t": tensors})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from afd_async.codec import DTYPES, MessageError, frame_to_tensor, pack, tensor_to_frame, unpack
+from afd_async.codec import DTYPES, MessageError, frame_to_tensor, pack, pack_parts, tensor_to_frame, unpack
 
 
 def _sample(name: str, lib: str, shape=(2, 3, 4)):
@@ -52,6 +52,15 @@ def test_non_contiguous_big_endian_and_nested_values() -> None:
     rec = {"kind": "k", "schema": 3, "t": t, "be": be, "nested": {"l": [1, 2.5, "s", b"b", None, True]}}
     out = unpack(pack(rec), expect_kind="k", schemas=(2, 3))
     assert torch.equal(out["t"], t) and np.array_equal(out["be"], be) and out["nested"] == rec["nested"]
+
+
+def test_pack_parts_are_pack_without_copying_tensors() -> None:
+    t, a = torch.arange(1000, dtype=torch.int32), np.arange(10, dtype=np.float64)
+    rec = {"kind": "k", "schema": 1, "t": t, "a": a, "n": 3}
+    parts = pack_parts(rec)
+    assert b"".join(parts) == pack(rec) and len(parts) == 3
+    t[0] = 7  # the tensor parts alias the tensors' memory: nothing was copied
+    assert bytes(parts[1][:4]) == (7).to_bytes(4, "little")
 
 
 @pytest.mark.parametrize("name", TORCH_CASES)
