@@ -10,7 +10,8 @@ One job (`TeacherGateway.run_job`), every step bounded by a timeout:
         else: quota.acquire (rate token + lease) → journal "submitting" → client.submit
               (tenacity retries RATE_LIMITED / CONCURRENCY_FULL / TRANSIENT; throttles feed the
               quota's AIMD and pause) → journal "submitted" (job id) → quota.on_success
-        poll with backoff (lease and claim heartbeats run meanwhile) → release lease at terminal
+        poll with backoff, or with callbacks wait on the job's mailbox and poll only as the
+              fallback (lease and claim heartbeats run meanwhile) → release lease at terminal
         SUCCEEDED → download at once → decode/verify (re-download on CORRUPT_RESULT)
                   → cache.put → journal "done"; downloads still failing TRANSIENT → JobDeferred,
                   the record stays "submitted" (the paid result is fetched on resume, not re-bought)
@@ -42,6 +43,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from afd_async import metrics as M
 from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
 from afd_async.teacher.adapters._http import CURRENT_ATTEMPT
+from afd_async.teacher.callbacks import TIMEOUT, CallbackReceiver, Mailbox
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
 from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered, JobDeferred, JobFailed, _AttemptFailed
 from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
@@ -83,6 +85,11 @@ class TeacherGateway:
             the request (once, `error_class` "attempts_exhausted") and raise `JobDeadLettered`.
         metrics: the teacher actor's `RoleLabels`; job events, errors, latencies and bytes
             go to the declared `afd_teacher_actor_*` series. None: counters only.
+        callbacks: the actor's `CallbackReceiver` (the client sends its URL with each create): a
+            job then waits for its completion callback, which releases the lease the moment the
+            provider reports the end, instead of at the next poll. None: polling only.
+        callback_poll_s: with callbacks, the fallback poll period (a callback that never comes
+            costs at most this much idle quota per job; the provider's Retry-After still wins).
     """
 
     def __init__(
@@ -107,6 +114,8 @@ class TeacherGateway:
         corrupt_result: Literal["dead_letter", "new_job"] = "dead_letter",
         exhausted: Literal["raise", "dead_letter"] = "raise",
         metrics: Optional["RoleLabels"] = None,
+        callbacks: Optional[CallbackReceiver] = None,
+        callback_poll_s: float = 30.0,
     ) -> None:
         if min(submit_attempts, download_attempts, max_attempts) < 1:
             raise ValueError("submit_attempts, download_attempts and max_attempts must be >= 1")
@@ -121,6 +130,9 @@ class TeacherGateway:
             raise ValueError(f"bad corrupt_result={corrupt_result!r} or exhausted={exhausted!r}")
         self.corrupt_result, self.exhausted = corrupt_result, exhausted
         self.metrics = metrics
+        if callback_poll_s <= 0:
+            raise ValueError(f"callback_poll_s must be > 0 (it bounds the wait for a lost callback), got {callback_poll_s}")
+        self.callbacks, self.callback_poll_s = callbacks, callback_poll_s
         self.halted: Optional[TeacherError] = None
         self.counters: dict[str, int] = {}
         self._stop = asyncio.Event()
@@ -235,6 +247,8 @@ class TeacherGateway:
                 await lease.release()  # the provider slot is free at the terminal state
         finally:
             self._in_flight(-1)
+            if self.callbacks is not None:
+                self.callbacks.forget(handle.job_id)
         self._observe("poll", time.monotonic() - t_poll)
         return await self._finish(key, request, handle, status, started, possible_dup)
 
@@ -283,6 +297,8 @@ class TeacherGateway:
                 t_submit = time.monotonic()
                 try:
                     handle = await self._call(self.client.submit(request))
+                    if self.callbacks is not None:  # at once: the callback may beat the journal write
+                        self.callbacks.expect(handle)
                 except TeacherError as e:
                     self._error(e)
                     await self._after_failed_create(key, request, token, e, state, stale)
@@ -352,12 +368,31 @@ class TeacherGateway:
             raise JobDeferred(f"create still refused after {self.submit_attempts} tries: {e}") from None
         raise _AttemptFailed(str(e)) from None
 
+    async def _await_callback(self, box: Mailbox, wait_s: float) -> Optional[JobStatus]:
+        """Wait for the job's callback up to `wait_s`: its terminal status, or None (then poll)."""
+        got = await box.wait(wait_s)
+        if got == TIMEOUT:
+            self._count("fallback_polls")
+            return None
+        if got is not None and got.state.terminal:
+            self._count("callback_completions")
+            return got
+        self._count("callback_wakes")
+        return None
+
     async def _poll(self, handle: JobHandle) -> JobStatus:
         deadline = time.monotonic() + self.job_timeout_s
         polling_since = time.monotonic()  # for a resumed job this is late: the ETA errs early (an extra poll), never late
         interval, errors = self.poll_interval_s, 0
+        box = self.callbacks.expect(handle) if self.callbacks is not None else None
+        wait = self.callback_poll_s
         while True:
+            if box is not None:  # the callback, or the fallback poll after `wait`
+                done = await self._await_callback(box, min(wait, max(0.0, deadline - time.monotonic())))
+                if done is not None:
+                    return done
             try:
+                self._count("polls")
                 status = await self._call(self.client.poll(handle))
                 errors = 0
             except TeacherError as e:
@@ -376,7 +411,9 @@ class TeacherGateway:
                 wait = status.retry_after_s or interval
                 interval = min(interval * 1.5, self.poll_max_interval_s)
                 p = status.progress
-                if not status.retry_after_s and p is not None and 0.05 <= p < 1.0:
+                if box is not None:
+                    wait = status.retry_after_s or self.callback_poll_s
+                elif not status.retry_after_s and p is not None and 0.05 <= p < 1.0:
                     # The provider reports progress: poll at the predicted finish (capped by the max interval)
                     # instead of up to one backoff interval after it: that idle tail is quota paid for, unused.
                     eta = (time.monotonic() - polling_since) * (1.0 - p) / p
@@ -388,7 +425,8 @@ class TeacherGateway:
                 except TeacherError:
                     pass
                 raise _AttemptFailed(f"job {handle.job_id} not terminal after {self.job_timeout_s}s; cancelled")
-            await asyncio.sleep(min(wait, remaining))
+            if box is None:  # with callbacks, the mailbox wait at the top is the pause
+                await asyncio.sleep(min(wait, remaining))
 
     async def _finish(self, key: str, request: JobRequest, handle: JobHandle, status: JobStatus,
                       started: float, possible_dup: bool) -> CacheEntry:
