@@ -1,0 +1,168 @@
+"""Completion callbacks end to end: the local server's signed webhooks → the actor's receiver → the gateway.
+
+Real redis-server, the real local teacher server and the real receiver on 127.0.0.1; no mocks. The
+server is started with a webhook secret, so a create carrying `webhook` gets a signed event at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import time
+import uuid
+from typing import Any, Optional
+
+import httpx
+import pytest
+
+from afd_async.config.credentials import Secret
+from afd_async.teacher.actor import build_gateway, connect_redis, make_teacher_client
+from afd_async.teacher.callbacks import CallbackReceiver
+from afd_async.teacher.contract import JobRequest
+from afd_async.teacher.gateway import TeacherGateway
+from afd_async.teacher.webhooks import StandardWebhookVerifier, sign_standard_webhook
+from afd_async.testing.waiting import wait_until
+from test_teacher_actor import KEY, make_cfg
+
+SECRET = "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
+REQ = JobRequest(prompt="a red ball falls and bounces twice", seed=0, model="physics-v1")
+
+
+@pytest.fixture()
+def server(monkeypatch):
+    """The local teacher server (as the role builds it) signing webhooks with SECRET."""
+    from afd_async.config import load_config
+    from afd_async.teacher.server_role import start_teacher_server
+
+    monkeypatch.setenv("AFD_TEACHER_API_KEY", KEY)
+    monkeypatch.setenv("AFD_TEACHER_WEBHOOK_SECRET", SECRET)
+    handle, stop = start_teacher_server(load_config(["teacher.server.render_latency_s=0.05"]), port=0)
+    yield handle
+    stop.set()
+    handle.stop()
+
+
+def free_port() -> int:
+    """A port with nothing listening (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def gateway_with(redis_url: str, port: int, receiver: CallbackReceiver, *, fallback_poll_s: float,
+                       callback_url: Optional[str] = None) -> TeacherGateway:
+    """A gateway whose client sends `callback_url` (default: the receiver's) and waits on `receiver`."""
+    cfg = make_cfg(redis_url, port, f"teacher.callback.fallback_poll_s={fallback_poll_s}", "teacher.callback.enabled=true")
+    client = make_teacher_client(cfg, {"api_key": KEY}, callback_url=callback_url or receiver.url)
+    await receiver.start(client)  # type: ignore[arg-type]
+    return build_gateway(cfg, connect_redis(redis_url), client, callbacks=receiver)
+
+
+async def close(gw: TeacherGateway, receiver: CallbackReceiver) -> None:
+    await receiver.stop()
+    await gw.client.aclose()
+    await gw.quota.redis.aclose()
+
+
+def signed_post(url: str, body: dict[str, Any], *, msg_id: Optional[str] = None, secret: str = SECRET,
+                ts: Optional[int] = None) -> httpx.Response:
+    raw = json.dumps(body).encode()
+    msg_id = msg_id or f"evt_{uuid.uuid4().hex}"
+    ts = int(time.time()) if ts is None else ts
+    headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
+               "webhook-signature": sign_standard_webhook(secret, msg_id, ts, raw)}
+    return httpx.post(url, content=raw, headers=headers, timeout=10)
+
+
+def test_callback_completes_the_job_without_any_poll(redis_server, redis_client, server):
+    async def main() -> None:
+        receiver = CallbackReceiver(verifier=StandardWebhookVerifier(Secret(SECRET)))
+        gw = await gateway_with(redis_server.url, server.port, receiver, fallback_poll_s=120)  # a poll would hang it
+        t0 = time.monotonic()
+        entry = await asyncio.wait_for(gw.run_job(REQ), 60)
+        assert time.monotonic() - t0 < 60
+        assert gw.counters.get("polls", 0) == 0 and gw.counters["callback_completions"] == 1
+        assert entry.meta.job_id and entry.clip.num_frames > 0
+        assert (await gw.quota.snapshot())["in_flight"] == 0  # the lease went back at the callback
+        assert receiver.counters["delivered"] == 1 and receiver.counters["rejected"] == 0
+        await close(gw, receiver)
+
+    asyncio.run(main())
+
+
+def test_lost_callback_falls_back_to_polling(redis_server, redis_client, server):
+    async def main() -> None:
+        receiver = CallbackReceiver(verifier=StandardWebhookVerifier(Secret(SECRET)))
+        dead = f"http://127.0.0.1:{free_port()}/teacher-callback/nobody-listens"  # the callback never arrives
+        gw = await gateway_with(redis_server.url, server.port, receiver, fallback_poll_s=0.3, callback_url=dead)
+        entry = await asyncio.wait_for(gw.run_job(REQ), 60)
+        assert entry.meta.job_id
+        assert gw.counters["fallback_polls"] >= 1 and gw.counters["polls"] >= 1
+        assert gw.counters.get("callback_completions", 0) == 0 and receiver.counters["received"] == 0
+        await close(gw, receiver)
+
+    asyncio.run(main())
+    sender = server._server.config.app.state.webhooks  # the server's WebhookSender: it retried, then gave up
+    wait_until(lambda: sender.counters["dropped"] == 1 and sender.counters["retried"] >= 1, 30,
+               what="the server gave the lost webhook up")
+
+
+def test_duplicate_and_replayed_callbacks_are_idempotent(redis_server, redis_client, server):
+    async def main() -> None:
+        receiver = CallbackReceiver(verifier=StandardWebhookVerifier(Secret(SECRET)))
+        gw = await gateway_with(redis_server.url, server.port, receiver, fallback_poll_s=120)
+        entry = await asyncio.wait_for(gw.run_job(REQ), 60)
+        event = {"type": "video.completed", "data": {"id": entry.meta.job_id, "status": "completed"}}
+        again = await asyncio.to_thread(signed_post, receiver.url, event)  # a second, distinct delivery
+        assert again.status_code == 200 and again.json() == {"duplicate": True}
+        same = await asyncio.to_thread(signed_post, receiver.url, event, msg_id="evt_fixed")
+        replay = await asyncio.to_thread(signed_post, receiver.url, event, msg_id="evt_fixed")  # a replay of one id
+        assert same.status_code == 200 and replay.status_code == 200 and replay.json()["duplicate"] is True
+        assert "already delivered" in replay.json()["reason"]
+        assert receiver.counters["delivered"] == 1 and receiver.counters["duplicates"] == 2
+        assert receiver.counters["replayed"] == 1
+        assert gw.counters["callback_completions"] == 1 and gw.counters.get("done") == 1
+        await close(gw, receiver)
+
+    asyncio.run(main())
+
+
+def test_unknown_jobs_forged_stale_and_bad_tokens_are_refused(redis_server, redis_client, server):
+    async def main() -> None:
+        receiver = CallbackReceiver(verifier=StandardWebhookVerifier(Secret(SECRET)))
+        gw = await gateway_with(redis_server.url, server.port, receiver, fallback_poll_s=120)
+        event = {"type": "video.completed", "data": {"id": "video_not_ours", "status": "completed"}}
+        unknown = await asyncio.to_thread(signed_post, receiver.url, event)
+        assert unknown.status_code == 404 and "unknown job" in unknown.json()["error"]
+        other = "whsec_" + base64.b64encode(b"x" * 32).decode()
+        forged = await asyncio.to_thread(signed_post, receiver.url, event, secret=other)
+        assert forged.status_code == 401 and "no webhook signature matches" in forged.json()["error"]
+        stale = await asyncio.to_thread(signed_post, receiver.url, event, ts=int(time.time()) - 3600)
+        assert stale.status_code == 401 and "tolerance" in stale.json()["error"]
+        wrong_path = receiver.url.rsplit("/", 1)[0] + "/guessed-token"
+        token = await asyncio.to_thread(signed_post, wrong_path, event)
+        assert token.status_code == 404
+        assert receiver.counters == {**receiver.counters, "unknown_job": 1, "rejected": 2, "bad_token": 1,
+                                     "delivered": 0}
+        for resp in (unknown, forged, stale, token):
+            assert SECRET[6:] not in resp.text and receiver.url not in resp.text
+        await close(gw, receiver)
+
+    asyncio.run(main())
+
+
+def test_unsigned_callback_only_wakes_a_poll(redis_server, redis_client, server):
+    """Luma/Kling-style (no signature scheme): the body is not trusted; the callback wakes one poll."""
+
+    async def main() -> None:
+        receiver = CallbackReceiver(verifier=None)
+        gw = await gateway_with(redis_server.url, server.port, receiver, fallback_poll_s=120)
+        entry = await asyncio.wait_for(gw.run_job(REQ), 60)
+        assert entry.meta.job_id
+        assert gw.counters["callback_wakes"] == 1 and gw.counters["polls"] == 1
+        assert gw.counters.get("callback_completions", 0) == 0 and gw.counters.get("fallback_polls", 0) == 0
+        await close(gw, receiver)
+
+    asyncio.run(main())
