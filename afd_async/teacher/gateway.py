@@ -467,7 +467,9 @@ class TeacherGateway:
             if self.metrics is not None:
                 self.metrics(M.TEACHER_ACTOR_CLIP_BYTES).inc(len(data))
             try:
-                return self.decode(data)
+                # Off the event loop: a decode that blocks the loop would delay every other job's
+                # completion callback, lease release and next create (idle quota, issue 19.1).
+                return await asyncio.to_thread(self.decode, data)
             except Exception as e:  # noqa: BLE001 - any decoder failure means a bad result
                 self._count("corrupt_results")
                 last = e if isinstance(e, TeacherError) else TeacherError(ErrorClass.CORRUPT_RESULT, repr(e)[:300])
