@@ -214,3 +214,33 @@ def test_password_never_in_errors_or_logs(tmp_path, caplog):
         with caplog.at_level("DEBUG"):
             text = run(main())
     assert secret not in text and secret not in caplog.text
+
+
+def test_a_release_wakes_a_waiter_of_the_same_process_and_only_one_task_listens_on_redis(clients, redis_client):
+    """Issue 19.1: the next create follows a release by one script round trip, not a hop through Redis
+    to whichever process's waiter is first in line; and N waiting tasks hold one blocking connection."""
+    from afd_async.testing.waiting import wait_until
+
+    def blocked_on_wake() -> int:
+        return sum(1 for c in redis_client.client_list() if c.get("cmd") == "blpop")
+
+    async def main() -> None:
+        q = quota(clients(), max_in_flight=1, max_block_s=30.0)  # a missed wake-up would cost 30 s
+        held = await q.acquire(1)
+        waiters = [asyncio.create_task(q.acquire(60)) for _ in range(3)]
+        await asyncio.to_thread(wait_until, lambda: blocked_on_wake() == 1 and len(q._local_waiters) == 2, 10,
+                                what="one listener on the wake list, two local waiters")
+        await held.release()
+        assert len(q._local_waiters) == 1  # the release itself woke one local waiter, before any Redis wake-up
+        done, _ = await asyncio.wait(waiters, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1
+        await next(iter(done)).result().release()  # the next one in this process gets it the same way
+        done2, pending = await asyncio.wait([w for w in waiters if not w.done()], timeout=5,
+                                            return_when=asyncio.FIRST_COMPLETED)
+        assert len(done2) == 1
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await q.redis.aclose()
+
+    run(main())
