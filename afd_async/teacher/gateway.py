@@ -144,6 +144,9 @@ class TeacherGateway:
         event = _EVENTS.get(name)
         if event is not None:
             self.metrics(M.TEACHER_ACTOR_JOBS, state=event).inc(n)
+        callback = _CALLBACKS.get(name)
+        if callback is not None:
+            self.metrics(M.TEACHER_ACTOR_CALLBACKS, outcome=callback).inc(n)
         if name == "done":
             self.metrics(M.TEACHER_ACTOR_CLIPS).inc(n)
         elif name == "throttled":
@@ -235,6 +238,7 @@ class TeacherGateway:
         elif rec.state in ("submitting", "ambiguous"):
             handle, possible_dup = await self._resolve_ambiguous(claim, request, stale)
             started = rec.submitting_since or started
+        resumed = handle is not None  # a job created earlier (by this attempt's previous owner, or found by lookup)
         if handle is None:
             handle, lease, possible_dup = await self._submit(key, request, possible_dup, stale)
         else:
@@ -243,7 +247,7 @@ class TeacherGateway:
         t_poll = time.monotonic()
         try:
             async with lease:
-                status = await self._poll(handle)
+                status = await self._poll(handle, resumed=resumed)
                 await lease.release()  # the provider slot is free at the terminal state
         finally:
             self._in_flight(-1)
@@ -380,12 +384,14 @@ class TeacherGateway:
         self._count("callback_wakes")
         return None
 
-    async def _poll(self, handle: JobHandle) -> JobStatus:
+    async def _poll(self, handle: JobHandle, *, resumed: bool = False) -> JobStatus:
+        """Until the job is terminal. With callbacks, a resumed job is polled at once: its callback
+        went to the URL of the process that created it, which may be gone."""
         deadline = time.monotonic() + self.job_timeout_s
         polling_since = time.monotonic()  # for a resumed job this is late: the ETA errs early (an extra poll), never late
         interval, errors = self.poll_interval_s, 0
         box = self.callbacks.expect(handle) if self.callbacks is not None else None
-        wait = self.callback_poll_s
+        wait = 0.0 if resumed else self.callback_poll_s
         while True:
             if box is not None:  # the callback, or the fallback poll after `wait`
                 done = await self._await_callback(box, min(wait, max(0.0, deadline - time.monotonic())))
@@ -497,6 +503,8 @@ class TeacherGateway:
 _EVENTS: dict[str, str] = {"created": "submitted", "done": "succeeded", "attempts_failed": "failed",
                            "results_expired": "expired", "retried": "retried", "ambiguous": "ambiguous",
                            "dead": "dead_lettered", "cache_hits": "cache_hit"}
+# gateway counter name → `afd_teacher_actor_callbacks_total{outcome}`
+_CALLBACKS: dict[str, str] = {"callback_completions": "completed", "callback_wakes": "woke", "fallback_polls": "missed"}
 
 
 class _Resolved(Exception):
