@@ -166,3 +166,68 @@ def test_unsigned_callback_only_wakes_a_poll(redis_server, redis_client, server)
         await close(gw, receiver)
 
     asyncio.run(main())
+
+
+def test_actor_from_config_ends_every_job_on_its_callback(redis_server, redis_client, server):
+    """`teacher.callback.enabled=true` as `afd teacher-actor` wires it: every clip cached, not one poll."""
+    from afd_async.teacher.actor import TeacherActor, make_callback_receiver
+    from test_teacher_actor import have_clips, prompts, push
+
+    cfg = make_cfg(redis_server.url, server.port, "teacher.callback.enabled=true", "teacher.callback.fallback_poll_s=120")
+    texts = prompts(4)
+    push(redis_client, texts)
+
+    async def main() -> TeacherActor:
+        receiver = make_callback_receiver(cfg, Secret(SECRET))
+        assert receiver is not None
+        client = make_teacher_client(cfg, {"api_key": KEY}, callback_url=receiver.url)
+        await receiver.start(client)  # type: ignore[arg-type]
+        r = connect_redis(cfg.cluster.redis_url)
+        actor = TeacherActor(cfg, build_gateway(cfg, r, client, callbacks=receiver), r)
+        task = asyncio.create_task(actor.run())
+        await asyncio.to_thread(wait_until, lambda: have_clips(redis_client, cfg, texts) == len(texts), 60,
+                                what="every clip cached")
+        actor.stop()
+        await asyncio.wait_for(task, 30)
+        await close(actor.gateway, receiver)
+        return actor
+
+    actor = asyncio.run(main())
+    assert actor.report.done == 4 and actor.gateway.counters["callback_completions"] == 4
+    assert actor.gateway.counters.get("polls", 0) == 0
+
+
+def test_receiver_per_provider_signature_scheme(tmp_path, monkeypatch):
+    """Which verifier each provider gets (docs/SECURITY.md's table), and what is refused up front."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from afd_async.config import load_config
+    from afd_async.config.credentials import CredentialError
+    from afd_async.teacher.actor import make_callback_receiver
+    from afd_async.teacher.webhooks import FalVerifier
+
+    def receiver(*overrides: str, secret: Optional[Secret] = Secret(SECRET)) -> Optional[CallbackReceiver]:
+        return make_callback_receiver(load_config(["teacher.callback.enabled=true", *overrides]), secret)
+
+    assert make_callback_receiver(load_config([]), Secret(SECRET)) is None  # off by default
+    with pytest.raises(CredentialError, match="AFD_TEACHER_WEBHOOK_SECRET"):
+        receiver(secret=None)  # local/openai callbacks are signed: no secret, no receiver
+    local = receiver()
+    assert isinstance(local.verifier, StandardWebhookVerifier) and "teacher-callback/" in local.url
+    assert "teacher-callback" not in repr(local)  # the path token never prints
+    remote = ("teacher.kind=remote", "teacher.model=m")
+    assert receiver(*remote, "teacher.provider=runway") is None  # no callbacks: polling only
+    luma = receiver(*remote, "teacher.provider=luma")
+    assert luma is not None and luma.verifier is None  # unsigned: the callback only wakes a poll
+    fal_unsigned = receiver(*remote, "teacher.provider=fal")
+    assert fal_unsigned is not None and fal_unsigned.verifier is None  # no JWKS file given: unsigned
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.Raw,
+                                                                 serialization.PublicFormat.Raw)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519",
+                                          "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}]}))
+    fal = receiver(*remote, "teacher.provider=fal", f"teacher.callback.fal_jwks_path={jwks}")
+    assert isinstance(fal.verifier, FalVerifier)
+    for r in (local, luma, fal_unsigned, fal):
+        asyncio.run(r.stop())
