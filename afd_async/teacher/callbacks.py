@@ -12,7 +12,7 @@ comes.
     client = make_client(..., callback_url=receiver.url)
     await receiver.start(client)                    # uvicorn on this event loop
     box = receiver.expect(handle)                   # right after the create returns the job id
-    status = await box.wait(timeout_s)              # a terminal status, None (poll now), or TIMEOUT
+    outcome, status = await box.next(timeout_s)     # ("completed", status) | ("woke", None) | ("missed", None)
     receiver.forget(handle.job_id)
     await receiver.stop()
 
@@ -36,7 +36,7 @@ import logging
 import secrets
 import socket
 from collections import OrderedDict
-from typing import Any, Generator, Literal, Mapping, Optional, Protocol, Union
+from typing import Any, Generator, Literal, Mapping, Optional, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -47,12 +47,12 @@ from starlette.routing import Route
 from afd_async.teacher.contract import JobHandle, JobStatus
 from afd_async.teacher.webhooks import WebhookRejected, WebhookReplayed
 
-__all__ = ["TIMEOUT", "CallbackClient", "CallbackReceiver", "Mailbox", "Verifier", "supports_callbacks"]
+__all__ = ["CallbackClient", "Outcome", "CallbackReceiver", "Mailbox", "Verifier", "supports_callbacks"]
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
 _ENDED_REMEMBERED = 10_000  # job ids of ended jobs kept to answer late duplicates 200, not 404
-TIMEOUT: Literal["timeout"] = "timeout"
+Outcome = Literal["completed", "woke", "missed"]  # what waiting on a job's mailbox ended in (`Mailbox.next`)
 
 
 class Verifier(Protocol):
@@ -95,15 +95,19 @@ class Mailbox:
         self._event.set()
         return True
 
-    async def wait(self, timeout_s: float) -> Union[JobStatus, None, Literal["timeout"]]:
-        """The delivered status, None (woken without one: poll now) or `TIMEOUT` (no callback: poll anyway)."""
+    async def next(self, timeout_s: float) -> tuple[Outcome, Optional[JobStatus]]:
+        """Wait up to `timeout_s` for a callback: `("completed", status)` when it carried a terminal
+        status; `("woke", None)` when it came without one (poll now); `("missed", None)` when none came
+        (the fallback poll)."""
         try:
             await asyncio.wait_for(self._event.wait(), timeout_s)
         except asyncio.TimeoutError:
-            return TIMEOUT
+            return "missed", None
         self._event.clear()
         status, self._status = self._status, None
-        return status
+        if status is not None and status.state.terminal:
+            return "completed", status
+        return "woke", None
 
 
 class _InLoopServer(uvicorn.Server):

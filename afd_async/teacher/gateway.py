@@ -43,9 +43,10 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from afd_async import metrics as M
 from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
 from afd_async.teacher.adapters._http import CURRENT_ATTEMPT
-from afd_async.teacher.callbacks import TIMEOUT, CallbackReceiver, Mailbox
+from afd_async.teacher.callbacks import CallbackReceiver
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
-from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered, JobDeferred, JobFailed, _AttemptFailed
+from afd_async.teacher.gateway_errors import (GatewayHalted, JobDeadLettered, JobDeferred, JobFailed, _AttemptFailed,
+                                              _Resolved)
 from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
 from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
 from afd_async.video.clip import Clip
@@ -85,11 +86,9 @@ class TeacherGateway:
             the request (once, `error_class` "attempts_exhausted") and raise `JobDeadLettered`.
         metrics: the teacher actor's `RoleLabels`; job events, errors, latencies and bytes
             go to the declared `afd_teacher_actor_*` series. None: counters only.
-        callbacks: the actor's `CallbackReceiver` (the client sends its URL with each create): a
-            job then waits for its completion callback, which releases the lease the moment the
-            provider reports the end, instead of at the next poll. None: polling only.
-        callback_poll_s: with callbacks, the fallback poll period (a callback that never comes
-            costs at most this much idle quota per job; the provider's Retry-After still wins).
+        callbacks: the actor's `CallbackReceiver`: a job waits for its completion callback, which frees
+            the lease the moment the provider reports the end, not at the next poll. None: polling only.
+        callback_poll_s: with callbacks, the fallback poll period (what a lost callback costs at most).
     """
 
     def __init__(
@@ -372,18 +371,6 @@ class TeacherGateway:
             raise JobDeferred(f"create still refused after {self.submit_attempts} tries: {e}") from None
         raise _AttemptFailed(str(e)) from None
 
-    async def _await_callback(self, box: Mailbox, wait_s: float) -> Optional[JobStatus]:
-        """Wait for the job's callback up to `wait_s`: its terminal status, or None (then poll)."""
-        got = await box.wait(wait_s)
-        if got == TIMEOUT:
-            self._count("fallback_polls")
-            return None
-        if got is not None and got.state.terminal:
-            self._count("callback_completions")
-            return got
-        self._count("callback_wakes")
-        return None
-
     async def _poll(self, handle: JobHandle, *, resumed: bool = False) -> JobStatus:
         """Until the job is terminal. With callbacks, a resumed job is polled at once: its callback
         went to the URL of the process that created it, which may be gone."""
@@ -394,7 +381,8 @@ class TeacherGateway:
         wait = 0.0 if resumed else self.callback_poll_s
         while True:
             if box is not None:  # the callback, or the fallback poll after `wait`
-                done = await self._await_callback(box, min(wait, max(0.0, deadline - time.monotonic())))
+                outcome, done = await box.next(min(wait, max(0.0, deadline - time.monotonic())))
+                self._count(f"callbacks_{outcome}")
                 if done is not None:
                     return done
             try:
@@ -473,8 +461,7 @@ class TeacherGateway:
             if self.metrics is not None:
                 self.metrics(M.TEACHER_ACTOR_CLIP_BYTES).inc(len(data))
             try:
-                # Off the event loop: a decode that blocks the loop would delay every other job's
-                # completion callback, lease release and next create (idle quota, issue 19.1).
+                # Off the event loop, where it would delay other jobs' callbacks, lease releases and creates.
                 return await asyncio.to_thread(self.decode, data)
             except Exception as e:  # noqa: BLE001 - any decoder failure means a bad result
                 self._count("corrupt_results")
@@ -504,12 +491,4 @@ _EVENTS: dict[str, str] = {"created": "submitted", "done": "succeeded", "attempt
                            "results_expired": "expired", "retried": "retried", "ambiguous": "ambiguous",
                            "dead": "dead_lettered", "cache_hits": "cache_hit"}
 # gateway counter name → `afd_teacher_actor_callbacks_total{outcome}`
-_CALLBACKS: dict[str, str] = {"callback_completions": "completed", "callback_wakes": "woke", "fallback_polls": "missed"}
-
-
-class _Resolved(Exception):
-    """A failed create turned out to exist at the provider (found by lookup)."""
-
-    def __init__(self, handle: JobHandle) -> None:
-        super().__init__(handle.job_id)
-        self.handle = handle
+_CALLBACKS: dict[str, str] = {f"callbacks_{o}": o for o in ("completed", "woke", "missed")}

@@ -83,7 +83,7 @@ def test_callback_completes_the_job_without_any_poll(redis_server, redis_client,
         t0 = time.monotonic()
         entry = await asyncio.wait_for(gw.run_job(REQ), 60)
         assert time.monotonic() - t0 < 60
-        assert gw.counters.get("polls", 0) == 0 and gw.counters["callback_completions"] == 1
+        assert gw.counters.get("polls", 0) == 0 and gw.counters["callbacks_completed"] == 1
         assert entry.meta.job_id and entry.clip.num_frames > 0
         assert (await gw.quota.snapshot())["in_flight"] == 0  # the lease went back at the callback
         assert receiver.counters["delivered"] == 1 and receiver.counters["rejected"] == 0
@@ -99,8 +99,8 @@ def test_lost_callback_falls_back_to_polling(redis_server, redis_client, server)
         gw = await gateway_with(redis_server.url, server.port, receiver, fallback_poll_s=0.3, callback_url=dead)
         entry = await asyncio.wait_for(gw.run_job(REQ), 60)
         assert entry.meta.job_id
-        assert gw.counters["fallback_polls"] >= 1 and gw.counters["polls"] >= 1
-        assert gw.counters.get("callback_completions", 0) == 0 and receiver.counters["received"] == 0
+        assert gw.counters["callbacks_missed"] >= 1 and gw.counters["polls"] >= 1
+        assert gw.counters.get("callbacks_completed", 0) == 0 and receiver.counters["received"] == 0
         await close(gw, receiver)
 
     asyncio.run(main())
@@ -123,7 +123,7 @@ def test_duplicate_and_replayed_callbacks_are_idempotent(redis_server, redis_cli
         assert "already delivered" in replay.json()["reason"]
         assert receiver.counters["delivered"] == 1 and receiver.counters["duplicates"] == 2
         assert receiver.counters["replayed"] == 1
-        assert gw.counters["callback_completions"] == 1 and gw.counters.get("done") == 1
+        assert gw.counters["callbacks_completed"] == 1 and gw.counters.get("done") == 1
         await close(gw, receiver)
 
     asyncio.run(main())
@@ -161,8 +161,8 @@ def test_unsigned_callback_only_wakes_a_poll(redis_server, redis_client, server)
         gw = await gateway_with(redis_server.url, server.port, receiver, fallback_poll_s=120)
         entry = await asyncio.wait_for(gw.run_job(REQ), 60)
         assert entry.meta.job_id
-        assert gw.counters["callback_wakes"] == 1 and gw.counters["polls"] == 1
-        assert gw.counters.get("callback_completions", 0) == 0 and gw.counters.get("fallback_polls", 0) == 0
+        assert gw.counters["callbacks_woke"] == 1 and gw.counters["polls"] == 1
+        assert gw.counters.get("callbacks_completed", 0) == 0 and gw.counters.get("callbacks_missed", 0) == 0
         await close(gw, receiver)
 
     asyncio.run(main())
@@ -193,7 +193,7 @@ def test_actor_from_config_ends_every_job_on_its_callback(redis_server, redis_cl
         return actor
 
     actor = asyncio.run(main())
-    assert actor.report.done == 4 and actor.gateway.counters["callback_completions"] == 4
+    assert actor.report.done == 4 and actor.gateway.counters["callbacks_completed"] == 4
     assert actor.gateway.counters.get("polls", 0) == 0
 
 
