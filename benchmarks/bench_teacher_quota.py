@@ -1,7 +1,7 @@
 """Shared teacher quota vs a naive per-process limiter, with and without completion callbacks.
 
 Run: `python benchmarks/bench_teacher_quota.py [--seconds 20] [--procs 1 4 16] [--callbacks on off]
-[--modes shared naive]` (default: the shared quota with callbacks on, N = 1, 4, 16: about 3 minutes on 2 cores).
+[--modes shared naive]` (default: the shared quota with callbacks on, N = 1, 4, 16, 20 s windows: about 2 minutes on 2 cores).
 `measure_quota(actors, seconds, callbacks)` runs one cell (shared quota) for `benchmarks/plumbing.py`.
 
 Setup per cell: a private redis-server, the local teacher server (this
