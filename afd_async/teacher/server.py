@@ -137,8 +137,6 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         queue.close()
-        if sender is not None:
-            sender.close()
 
     routes = [
         Route("/v1/videos", handlers.create, methods=["POST"]),

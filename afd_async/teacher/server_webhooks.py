@@ -14,19 +14,21 @@ state change, so the slot is free at the server before the event leaves:
 
 A delivery answered with anything but 2xx (or not answered) is retried with the
 same `webhook-id`, `attempts` times in all, as real senders do; a receiver
-treats the repeat as a duplicate.
+treats the repeat as a duplicate. Sent with `http.client` (one keep-alive
+connection per render thread and receiver), not httpx, whose request log would
+write the URL, and with it the receiver's secret path token, to this server's log.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Callable
-
-import httpx
+from urllib.parse import urlsplit
 
 from afd_async.config.credentials import Secret
 from afd_async.teacher.server_wire import video_object
@@ -56,8 +58,8 @@ class WebhookSender:
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
         self._secret, self.attempts, self.retry_wait_s = secret, attempts, retry_wait_s
-        self._http = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=64,
-                                                                          max_keepalive_connections=64))
+        self.timeout_s = timeout_s
+        self._conns = threading.local()  # render thread → {(scheme, netloc): connection}
         self._lock = threading.Lock()
         self.counters = {"sent": 0, "retried": 0, "dropped": 0}
 
@@ -74,6 +76,23 @@ class WebhookSender:
         body = {"id": msg_id, "object": "event", "type": kind, "created_at": int(time.time()), "data": video}
         return msg_id, json.dumps(body, separators=(",", ":")).encode()
 
+    def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST on this thread's keep-alive connection to the URL's origin; returns the status."""
+        parts = urlsplit(url)
+        conns = self._conns.__dict__.setdefault("by_origin", {})
+        conn = conns.get((parts.scheme, parts.netloc))
+        if conn is None:
+            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            conn = conns[(parts.scheme, parts.netloc)] = kind(parts.netloc, timeout=self.timeout_s)
+        try:
+            conn.request("POST", parts.path + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        except BaseException:
+            conn.close()  # reconnects on the next delivery
+            raise
+
     def deliver(self, url: str, msg_id: str, body: bytes) -> bool:
         """POST one event, retrying non-2xx answers; True once a receiver took it."""
         pause = threading.Event()
@@ -83,10 +102,10 @@ class WebhookSender:
             headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
                        "webhook-signature": sign_standard_webhook(self._secret, msg_id, ts, body)}
             try:
-                if 200 <= self._http.post(url, content=body, headers=headers).status_code < 300:
+                if 200 <= self._post(url, body, headers) < 300:
                     self._bump("sent")
                     return True
-            except httpx.HTTPError as e:
+            except (OSError, http.client.HTTPException) as e:
                 log.info("webhook delivery %s failed: %s", msg_id, type(e).__name__)
             if attempt + 1 < self.attempts:
                 self._bump("retried")
@@ -104,6 +123,3 @@ class WebhookSender:
                 self.deliver(job.webhook, msg_id, body)
 
         return on_end
-
-    def close(self) -> None:
-        self._http.close()
