@@ -17,6 +17,10 @@ provider's customary name):
   (seedance / Volcengine Ark and BytePlus ModelArk).
 - Kling: `AFD_TEACHER_ACCESS_KEY` + `AFD_TEACHER_SECRET_KEY`, then
   KLING_ACCESS_KEY + KLING_SECRET_KEY.
+
+`load_webhook_secret()` reads `AFD_TEACHER_WEBHOOK_SECRET` (a `whsec_...` value):
+the key that signs completion callbacks (Replicate's endpoint secret, OpenAI's
+webhook secret; the local teacher server signs with it and the actor verifies).
 """
 
 from __future__ import annotations
@@ -150,3 +154,11 @@ def load_teacher_credentials(provider: str, *, env: Optional[Mapping[str, str]] 
             return {}
         raise CredentialError(f"{provider} needs one of {', '.join(names)} (or *_FILE)")
     return {"api_key": key}
+
+
+WEBHOOK_SECRET_VAR = "AFD_TEACHER_WEBHOOK_SECRET"
+
+
+def load_webhook_secret(*, env: Optional[Mapping[str, str]] = None, required: bool = False) -> Optional[Secret]:
+    """The webhook signing secret from `AFD_TEACHER_WEBHOOK_SECRET` (or `_FILE`); None when unset and optional."""
+    return load_secret(WEBHOOK_SECRET_VAR, env=env, required=required)

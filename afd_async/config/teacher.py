@@ -3,7 +3,8 @@
 Two roles read this block. `afd teacher-server` (the embedded local teacher)
 reads `renderer` and `server`; `afd teacher-actor` reads everything else:
 which provider to call (`provider`, `base_url`, `model`, `params`), the
-account's shared quota (`quota`), gateway timeouts (`gateway`), where prompts
+account's shared quota (`quota`), gateway timeouts (`gateway`), completion
+callbacks (`callback`), where prompts
 come from (`source`), how untrusted videos are decoded (`decode`) and how often
 a clip may be reused (`reuse_count`). Secrets never live here: keys come from
 `AFD_TEACHER_API_KEY(_FILE)` and friends (`afd_async.config.credentials`).
@@ -97,6 +98,36 @@ class GatewayConfig:
             raise ValueError("gateway.submit_attempts, download_attempts and max_attempts must be >= 1")
         if self.claim_wait_s < 0 or self.ambiguity_timeout_s < 0 or self.drain_timeout_s < 0:
             raise ValueError("gateway.claim_wait_s, ambiguity_timeout_s and drain_timeout_s must be >= 0")
+
+
+@dataclass
+class CallbackConfig:
+    """Provider completion callbacks: the quota slot freed the moment a job ends, not at the next poll.
+
+    With `enabled`, each teacher actor listens on `host:port` (`teacher.callbacks.CallbackReceiver`)
+    and sends its URL (plus an unguessable per-run path token) with every create, for providers that
+    call back: replicate and openai/local (Standard Webhooks signature, secret from
+    `AFD_TEACHER_WEBHOOK_SECRET`), fal (ED25519, verified against `fal_jwks_path` when given, else
+    accepted unsigned), luma and kling (unsigned: only ids this actor created, and only as a wake-up
+    for a poll). Polling stays as the fallback every `fallback_poll_s`, and is all that runway and
+    seedance get.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # listen address of the receiver
+    port: int = 0  # listen port (0: any free port; set one when a tunnel or ingress forwards to it)
+    public_url: Optional[str] = None  # base URL the provider reaches (None: http://host:port)
+    fallback_poll_s: float = 30.0  # poll a job this often while its callback has not come
+    tolerance_s: float = 300.0  # signed callbacks: largest accepted clock distance (older ones are replays)
+    fal_jwks_path: Optional[str] = None  # fal: a saved copy of fal's JWKS (no fetch at run time)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"teacher.callback.port must be in [0, 65535], got {self.port}")
+        if not self.fallback_poll_s > 0 or not self.tolerance_s > 0:
+            raise ValueError("teacher.callback.fallback_poll_s and tolerance_s must be > 0 (each bounds a wait)")
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"teacher.callback.public_url must be an http(s) URL, got {self.public_url!r}")
 
 
 @dataclass
@@ -240,6 +271,7 @@ class TeacherConfig:
     cache_ttl_s: Optional[float] = None  # teacher clip lifetime in Redis (None: kept)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    callback: CallbackConfig = field(default_factory=CallbackConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     server: ServerConfig = field(default_factory=ServerConfig)

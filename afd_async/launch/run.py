@@ -47,7 +47,7 @@ from afd_async.launch.supervisor import RestartPolicy, RoleFailed, Supervisor
 from afd_async.launch.watchdog import LOG_LINES, ProgressWatch, RunStalled, TeacherView, describe_stall, diagnose
 from afd_async.models.text_encoder import CachedTextEncoder
 from afd_async.store.keys import RunKeys
-from afd_async.security.local import local_security, run_teacher_key
+from afd_async.security.local import local_security, run_teacher_key, run_webhook_secret_env
 from afd_async.store.redis_server import RedisServer
 from afd_async.teacher.clips import clip_record_key
 from afd_async.train.evaluate import describe_change
@@ -144,7 +144,7 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     _prefill_text_cache(cfg, text_cache)
     api_key = run_teacher_key()  # for the local teacher server only (the caller's, or fresh); lives in the children's env
     sec = local_security(cfg, out / "redis")  # per-role Redis ACL users when cluster.redis_acl (afd_async.security)
-    env = {**os.environ, "AFD_TEACHER_API_KEY": api_key, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "AFD_TEACHER_API_KEY": api_key, **run_webhook_secret_env(), "HF_HUB_OFFLINE": "1"}
     policy = restart_policy(cfg)
     with RedisServer(data_dir=str(out / "redis"), appendonly=True, appendfsync=cfg.cluster.redis_appendfsync,
                      **sec.server_kwargs()) as redis_srv, \

@@ -62,6 +62,10 @@ TEACHER_ACTOR_IN_FLIGHT = _g("afd_teacher_actor_jobs_in_flight", "Jobs this acto
 TEACHER_ACTOR_LATENCY = _h("afd_teacher_actor_latency_seconds", "Teacher latency by phase (end_to_end: submit to clip "
                            "cached).", "teacher actor", [TA], labels=("phase",),
                            values={"phase": ("submit", "poll", "download", "end_to_end")}, buckets=TEACHER_SECONDS)
+TEACHER_ACTOR_CALLBACKS = _c("afd_teacher_actor_callbacks_total", "Completion callbacks (teacher.callback): completed = a "
+                            "signed callback ended the job, woke = a callback woke a poll, missed = none came within "
+                            "fallback_poll_s, so the gateway polled.", "teacher actor", [TA], labels=("outcome",),
+                            values={"outcome": ("completed", "woke", "missed")})
 TEACHER_ACTOR_CLIPS = _c("afd_teacher_actor_clips_total", "Teacher clips verified, resampled and cached.",
                          "teacher actor", [TA])
 TEACHER_ACTOR_CLIP_BYTES = _c("afd_teacher_actor_download_bytes_total", "Bytes downloaded from the teacher.",

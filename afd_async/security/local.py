@@ -17,6 +17,7 @@ every feed and weight socket of the run uses them.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -76,3 +77,12 @@ def run_teacher_key() -> str:
     that key, and to find it nowhere in the run's logs and outputs.
     """
     return os.environ.get("AFD_TEACHER_API_KEY") or secrets.token_urlsafe(24)
+
+
+def run_webhook_secret_env() -> dict[str, str]:
+    """`AFD_TEACHER_WEBHOOK_SECRET` for a run's children: nothing when the caller set it (or its `_FILE`),
+    else a fresh `whsec_` secret, so the local teacher server signs completion callbacks and teacher
+    actors with `teacher.callback.enabled` verify them, with no setup."""
+    if os.environ.get("AFD_TEACHER_WEBHOOK_SECRET") or os.environ.get("AFD_TEACHER_WEBHOOK_SECRET_FILE"):
+        return {}
+    return {"AFD_TEACHER_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()}

@@ -41,11 +41,13 @@ import redis.asyncio as aioredis
 
 from afd_async import metrics as M
 from afd_async.config.cluster import ClusterConfig
+from afd_async.config.credentials import WEBHOOK_SECRET_VAR, CredentialError, Secret
 from afd_async.config.providers import canonical_provider
 from afd_async.physics import PromptFileError, PromptFileReport, read_prompt_file
 from afd_async.store.connect import async_redis_client
 from afd_async.teacher.adapters import make_client
 from afd_async.teacher.cache import TeacherCache, prompt_id
+from afd_async.teacher.callbacks import CallbackReceiver, Verifier
 from afd_async.teacher.clips import teacher_request
 from afd_async.teacher.contract import ErrorClass, JobRequest, TeacherClient, TeacherError
 from afd_async.teacher.gateway import TeacherGateway
@@ -53,6 +55,7 @@ from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered, Job
 from afd_async.teacher.gateway_run import RunReport
 from afd_async.teacher.journal import SubmitJournal
 from afd_async.teacher.quota import SharedQuota
+from afd_async.teacher.webhooks import FalVerifier, StandardWebhookVerifier, load_jwks
 from afd_async.video.clip import Clip
 from afd_async.video.resample import ClipTooShortError, resample_with_report
 
@@ -238,8 +241,10 @@ def make_decoder(cfg: "RootConfig") -> Callable[[bytes], Clip]:
 
 
 def build_gateway(cfg: "RootConfig", redis: aioredis.Redis, client: TeacherClient, *,
-                  metrics: Optional["RoleLabels"] = None, owner: Optional[str] = None) -> TeacherGateway:
-    """The gateway of one actor: shared quota, journal and cache on `redis`, decoder to the student's size."""
+                  metrics: Optional["RoleLabels"] = None, owner: Optional[str] = None,
+                  callbacks: Optional[CallbackReceiver] = None) -> TeacherGateway:
+    """The gateway of one actor: shared quota, journal and cache on `redis`, decoder to the student's size;
+    with `callbacks` (`make_callback_receiver`) jobs end on the provider's callback, polling as the fallback."""
     t, q, g = cfg.teacher, cfg.teacher.quota, cfg.teacher.gateway
     quota = SharedQuota(redis, t.account, create_rate_per_min=q.create_rate_per_min, burst=q.burst,
                         max_in_flight=q.max_in_flight, lease_ttl_s=q.lease_ttl_s, aimd_decrease=q.aimd_decrease,
@@ -251,7 +256,8 @@ def build_gateway(cfg: "RootConfig", redis: aioredis.Redis, client: TeacherClien
         claim_wait_s=g.claim_wait_s, submit_attempts=g.submit_attempts, retry_initial_s=g.retry_initial_s,
         retry_max_s=g.retry_max_s, poll_interval_s=g.poll_interval_s, poll_max_interval_s=g.poll_max_interval_s,
         job_timeout_s=g.job_timeout_s, download_attempts=g.download_attempts, max_attempts=g.max_attempts,
-        call_timeout_s=g.call_timeout_s, corrupt_result="new_job", exhausted="dead_letter", metrics=metrics)
+        call_timeout_s=g.call_timeout_s, corrupt_result="new_job", exhausted="dead_letter", metrics=metrics,
+        callbacks=callbacks, callback_poll_s=t.callback.fallback_poll_s)
 
 
 class TeacherActor:
@@ -432,7 +438,8 @@ class TeacherActor:
         return self.report
 
 
-def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> TeacherClient:
+def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any], *,
+                        callback_url: Optional[str] = None) -> TeacherClient:
     """The provider adapter for `cfg.teacher` (local: our server at cluster.teacher_server_host/port).
 
     Every adapter's idempotency key carries the gateway's attempt number
@@ -441,8 +448,39 @@ def make_teacher_client(cfg: "RootConfig", credentials: dict[str, Any]) -> Teach
     """
     t, c = cfg.teacher, cfg.cluster
     base_url = t.base_url or (f"http://{c.teacher_server_host}:{c.teacher_server_port}" if t.provider == "local" else None)
+    extra = {"callback_url": callback_url} if callback_url else {}
     return make_client(t.provider, base_url=base_url, credentials=credentials, timeout_s=t.gateway.call_timeout_s,
-                       model=t.model, max_bytes=t.decode.max_bytes)
+                       model=t.model, max_bytes=t.decode.max_bytes, **extra)
+
+
+# provider (canonical) → its callback signature scheme; providers not listed have no callbacks (polling only)
+_CALLBACK_SCHEMES: dict[str, Optional[str]] = {"openai": "standard", "replicate": "standard", "fal": "fal",
+                                                "luma": None, "kling": None}
+
+
+def make_callback_receiver(cfg: "RootConfig", webhook_secret: Optional[Secret] = None) -> Optional[CallbackReceiver]:
+    """The actor's callback receiver per `teacher.callback` (bound, not started), or None (off, or the
+    provider cannot call back: then polling alone, logged once).
+
+    Raises:
+        CredentialError: a Standard-Webhooks provider (replicate, openai/local) without
+            `AFD_TEACHER_WEBHOOK_SECRET`: its callbacks could not be verified.
+    """
+    cb, provider = cfg.teacher.callback, provider_name(cfg)
+    if not cb.enabled:
+        return None
+    if provider not in _CALLBACK_SCHEMES:
+        log.info("teacher.callback: %s has no completion callbacks; polling only", provider)
+        return None
+    verifier: Optional[Verifier] = None
+    if _CALLBACK_SCHEMES[provider] == "standard":
+        if webhook_secret is None:
+            raise CredentialError(f"teacher.callback with {provider} needs the webhook signing secret: set "
+                                  f"{WEBHOOK_SECRET_VAR} (or _FILE)")
+        verifier = StandardWebhookVerifier(webhook_secret, tolerance_s=cb.tolerance_s)
+    elif _CALLBACK_SCHEMES[provider] == "fal" and cb.fal_jwks_path:
+        verifier = FalVerifier(load_jwks(cb.fal_jwks_path), tolerance_s=cb.tolerance_s)
+    return CallbackReceiver(host=cb.host, port=cb.port, public_url=cb.public_url, verifier=verifier)
 
 
 def connect_redis(url: Optional[str], cluster: Optional[ClusterConfig] = None) -> aioredis.Redis:

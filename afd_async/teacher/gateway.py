@@ -10,7 +10,8 @@ One job (`TeacherGateway.run_job`), every step bounded by a timeout:
         else: quota.acquire (rate token + lease) → journal "submitting" → client.submit
               (tenacity retries RATE_LIMITED / CONCURRENCY_FULL / TRANSIENT; throttles feed the
               quota's AIMD and pause) → journal "submitted" (job id) → quota.on_success
-        poll with backoff (lease and claim heartbeats run meanwhile) → release lease at terminal
+        poll with backoff, or with callbacks wait on the job's mailbox and poll only as the
+              fallback (lease and claim heartbeats run meanwhile) → release lease at terminal
         SUCCEEDED → download at once → decode/verify (re-download on CORRUPT_RESULT)
                   → cache.put → journal "done"; downloads still failing TRANSIENT → JobDeferred,
                   the record stays "submitted" (the paid result is fetched on resume, not re-bought)
@@ -42,8 +43,10 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from afd_async import metrics as M
 from afd_async.teacher.cache import CacheEntry, TeacherCache, TeacherMeta
 from afd_async.teacher.adapters._http import CURRENT_ATTEMPT
+from afd_async.teacher.callbacks import CallbackReceiver
 from afd_async.teacher.contract import ErrorClass, JobHandle, JobRequest, JobState, JobStatus, TeacherClient, TeacherError
-from afd_async.teacher.gateway_errors import GatewayHalted, JobDeadLettered, JobDeferred, JobFailed, _AttemptFailed
+from afd_async.teacher.gateway_errors import (GatewayHalted, JobDeadLettered, JobDeferred, JobFailed, _AttemptFailed,
+                                              _Resolved)
 from afd_async.teacher.journal import Claim, ClaimBusy, ClaimLost, SubmitJournal
 from afd_async.teacher.quota import Lease, QuotaTimeout, SharedQuota
 from afd_async.video.clip import Clip
@@ -83,6 +86,9 @@ class TeacherGateway:
             the request (once, `error_class` "attempts_exhausted") and raise `JobDeadLettered`.
         metrics: the teacher actor's `RoleLabels`; job events, errors, latencies and bytes
             go to the declared `afd_teacher_actor_*` series. None: counters only.
+        callbacks: the actor's `CallbackReceiver`: a job waits for its completion callback, which frees
+            the lease the moment the provider reports the end, not at the next poll. None: polling only.
+        callback_poll_s: with callbacks, the fallback poll period (what a lost callback costs at most).
     """
 
     def __init__(
@@ -107,6 +113,8 @@ class TeacherGateway:
         corrupt_result: Literal["dead_letter", "new_job"] = "dead_letter",
         exhausted: Literal["raise", "dead_letter"] = "raise",
         metrics: Optional["RoleLabels"] = None,
+        callbacks: Optional[CallbackReceiver] = None,
+        callback_poll_s: float = 30.0,
     ) -> None:
         if min(submit_attempts, download_attempts, max_attempts) < 1:
             raise ValueError("submit_attempts, download_attempts and max_attempts must be >= 1")
@@ -121,6 +129,9 @@ class TeacherGateway:
             raise ValueError(f"bad corrupt_result={corrupt_result!r} or exhausted={exhausted!r}")
         self.corrupt_result, self.exhausted = corrupt_result, exhausted
         self.metrics = metrics
+        if callback_poll_s <= 0:
+            raise ValueError(f"callback_poll_s must be > 0 (it bounds the wait for a lost callback), got {callback_poll_s}")
+        self.callbacks, self.callback_poll_s = callbacks, callback_poll_s
         self.halted: Optional[TeacherError] = None
         self.counters: dict[str, int] = {}
         self._stop = asyncio.Event()
@@ -132,6 +143,9 @@ class TeacherGateway:
         event = _EVENTS.get(name)
         if event is not None:
             self.metrics(M.TEACHER_ACTOR_JOBS, state=event).inc(n)
+        callback = _CALLBACKS.get(name)
+        if callback is not None:
+            self.metrics(M.TEACHER_ACTOR_CALLBACKS, outcome=callback).inc(n)
         if name == "done":
             self.metrics(M.TEACHER_ACTOR_CLIPS).inc(n)
         elif name == "throttled":
@@ -223,6 +237,7 @@ class TeacherGateway:
         elif rec.state in ("submitting", "ambiguous"):
             handle, possible_dup = await self._resolve_ambiguous(claim, request, stale)
             started = rec.submitting_since or started
+        resumed = handle is not None  # a job created earlier (by this attempt's previous owner, or found by lookup)
         if handle is None:
             handle, lease, possible_dup = await self._submit(key, request, possible_dup, stale)
         else:
@@ -231,10 +246,12 @@ class TeacherGateway:
         t_poll = time.monotonic()
         try:
             async with lease:
-                status = await self._poll(handle)
+                status = await self._poll(handle, resumed=resumed)
                 await lease.release()  # the provider slot is free at the terminal state
         finally:
             self._in_flight(-1)
+            if self.callbacks is not None:
+                self.callbacks.forget(handle.job_id)
         self._observe("poll", time.monotonic() - t_poll)
         return await self._finish(key, request, handle, status, started, possible_dup)
 
@@ -283,6 +300,8 @@ class TeacherGateway:
                 t_submit = time.monotonic()
                 try:
                     handle = await self._call(self.client.submit(request))
+                    if self.callbacks is not None:  # at once: the callback may beat the journal write
+                        self.callbacks.expect(handle)
                 except TeacherError as e:
                     self._error(e)
                     await self._after_failed_create(key, request, token, e, state, stale)
@@ -352,12 +371,22 @@ class TeacherGateway:
             raise JobDeferred(f"create still refused after {self.submit_attempts} tries: {e}") from None
         raise _AttemptFailed(str(e)) from None
 
-    async def _poll(self, handle: JobHandle) -> JobStatus:
+    async def _poll(self, handle: JobHandle, *, resumed: bool = False) -> JobStatus:
+        """Until the job is terminal. With callbacks, a resumed job is polled at once: its callback
+        went to the URL of the process that created it, which may be gone."""
         deadline = time.monotonic() + self.job_timeout_s
         polling_since = time.monotonic()  # for a resumed job this is late: the ETA errs early (an extra poll), never late
         interval, errors = self.poll_interval_s, 0
+        box = self.callbacks.expect(handle) if self.callbacks is not None else None
+        wait = 0.0 if resumed else self.callback_poll_s
         while True:
+            if box is not None:  # the callback, or the fallback poll after `wait`
+                outcome, done = await box.next(min(wait, max(0.0, deadline - time.monotonic())))
+                self._count(f"callbacks_{outcome}")
+                if done is not None:
+                    return done
             try:
+                self._count("polls")
                 status = await self._call(self.client.poll(handle))
                 errors = 0
             except TeacherError as e:
@@ -376,7 +405,9 @@ class TeacherGateway:
                 wait = status.retry_after_s or interval
                 interval = min(interval * 1.5, self.poll_max_interval_s)
                 p = status.progress
-                if not status.retry_after_s and p is not None and 0.05 <= p < 1.0:
+                if box is not None:
+                    wait = status.retry_after_s or self.callback_poll_s
+                elif not status.retry_after_s and p is not None and 0.05 <= p < 1.0:
                     # The provider reports progress: poll at the predicted finish (capped by the max interval)
                     # instead of up to one backoff interval after it: that idle tail is quota paid for, unused.
                     eta = (time.monotonic() - polling_since) * (1.0 - p) / p
@@ -388,7 +419,8 @@ class TeacherGateway:
                 except TeacherError:
                     pass
                 raise _AttemptFailed(f"job {handle.job_id} not terminal after {self.job_timeout_s}s; cancelled")
-            await asyncio.sleep(min(wait, remaining))
+            if box is None:  # with callbacks, the mailbox wait at the top is the pause
+                await asyncio.sleep(min(wait, remaining))
 
     async def _finish(self, key: str, request: JobRequest, handle: JobHandle, status: JobStatus,
                       started: float, possible_dup: bool) -> CacheEntry:
@@ -429,7 +461,8 @@ class TeacherGateway:
             if self.metrics is not None:
                 self.metrics(M.TEACHER_ACTOR_CLIP_BYTES).inc(len(data))
             try:
-                return self.decode(data)
+                # Off the event loop, where it would delay other jobs' callbacks, lease releases and creates.
+                return await asyncio.to_thread(self.decode, data)
             except Exception as e:  # noqa: BLE001 - any decoder failure means a bad result
                 self._count("corrupt_results")
                 last = e if isinstance(e, TeacherError) else TeacherError(ErrorClass.CORRUPT_RESULT, repr(e)[:300])
@@ -457,11 +490,5 @@ class TeacherGateway:
 _EVENTS: dict[str, str] = {"created": "submitted", "done": "succeeded", "attempts_failed": "failed",
                            "results_expired": "expired", "retried": "retried", "ambiguous": "ambiguous",
                            "dead": "dead_lettered", "cache_hits": "cache_hit"}
-
-
-class _Resolved(Exception):
-    """A failed create turned out to exist at the provider (found by lookup)."""
-
-    def __init__(self, handle: JobHandle) -> None:
-        super().__init__(handle.job_id)
-        self.handle = handle
+# gateway counter name → `afd_teacher_actor_callbacks_total{outcome}`
+_CALLBACKS: dict[str, str] = {f"callbacks_{o}": o for o in ("completed", "woke", "missed")}

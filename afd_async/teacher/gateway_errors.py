@@ -8,6 +8,11 @@ failed), halted (an account-level failure: stop taking prompts).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from afd_async.teacher.contract import JobHandle
+
 __all__ = ["GatewayHalted", "JobDeadLettered", "JobDeferred", "JobFailed"]
 
 
@@ -33,3 +38,11 @@ class GatewayHalted(RuntimeError):
 
 class _AttemptFailed(Exception):
     """This attempt is over (journal "failed"); the next attempt is a fresh job."""
+
+
+class _Resolved(Exception):
+    """A failed create turned out to exist at the provider (found by lookup)."""
+
+    def __init__(self, handle: "JobHandle") -> None:
+        super().__init__(handle.job_id)
+        self.handle = handle

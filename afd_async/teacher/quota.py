@@ -26,7 +26,10 @@ Invariants (hold for any number of actors and processes on the account):
 
 Waiting never busy-polls: a rate or pause wait sleeps exactly the time the
 script returns; a full-slots wait blocks on a wake-up list that `release`
-pushes to, bounded by the earliest lease expiry and by `max_block_s`.
+pushes to, bounded by the earliest lease expiry and by `max_block_s`. Within
+one process only one task blocks on that list; the others wait for a release
+made in this process, which wakes one of them without the hop through Redis
+(the next create follows a completion callback by one script round trip).
 
 Keys (`{account}` is a literal Redis-Cluster hash tag, so one script touches one
 slot): `afd:quota:{account}:tat|leases|limit|pause|cool|wake`.
@@ -35,6 +38,7 @@ slot): `afd:quota:{account}:tat|leases|limit|pause|cool|wake`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -297,6 +301,8 @@ class SharedQuota:
         self._aimd = redis.register_script(_QUOTA_AIMD)
         self._pause = redis.register_script(_QUOTA_PAUSE)
         self._snap = redis.register_script(_QUOTA_SNAPSHOT)
+        self._listening = False  # a task of this process is blocked on the Redis wake list
+        self._local_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     @property
     def interval_ms(self) -> float:
@@ -345,10 +351,41 @@ class SharedQuota:
             if remaining <= 0:
                 raise QuotaTimeout(self.account, reason, time.monotonic() - start)
             if reason == "full":
-                block = max(0.01, min(wait_s, remaining, self.max_block_s))
-                await asyncio.wait_for(self.redis.blpop([self.keys["wake"]], timeout=block), block + self.op_timeout_s)
+                await self._wait_for_slot(max(0.01, min(wait_s, remaining, self.max_block_s)))
             else:
                 await asyncio.sleep(min(wait_s, remaining) + 0.0005)
+
+    async def _wait_for_slot(self, block_s: float) -> None:
+        """Wait up to `block_s` for a slot to free: one task of this process listens on the Redis wake
+        list (a release anywhere), the others on this process's own releases, which wake one of them
+        at once (`_wake_local`) instead of after a hop through Redis to whichever process's waiter
+        is first in line. Every wait is bounded, so a missed wake-up costs at most `block_s`.
+        """
+        if self._listening:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._local_waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, block_s)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                if fut in self._local_waiters:
+                    self._local_waiters.remove(fut)
+            return
+        self._listening = True
+        try:
+            await asyncio.wait_for(self.redis.blpop([self.keys["wake"]], timeout=block_s), block_s + self.op_timeout_s)
+        finally:
+            self._listening = False
+            self._wake_local()  # one local waiter tries too, and listens next if the slot went elsewhere
+
+    def _wake_local(self) -> None:
+        """Wake one task of this process waiting for a slot (a slot was freed here, or the listener left)."""
+        while self._local_waiters:
+            fut = self._local_waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
 
     def _metric_grant(self, consume_rate: bool, waited_s: float) -> None:
         if self.metrics is None:
@@ -386,6 +423,8 @@ class SharedQuota:
 
     async def _release(self, lease_id: str) -> bool:
         r = await self._op(self._free(keys=self._k("leases", "wake"), args=[lease_id, self.max_in_flight]))
+        if int(r) == 1:
+            self._wake_local()
         return int(r) == 1
 
     async def _adjust(self, decrease: bool) -> float:

@@ -21,6 +21,10 @@ Errors are `{"error": {"code", "type", "message", "param"}}`.
 - `GET /v1/videos/{id}/content?variant=video|thumbnail|spritesheet` -> MP4, WebP
   or JPEG; 410 `expired` once `expires_at` (completion + `result_ttl_s`) has
   passed (the video stays `completed`); unknown variant 400.
+- Webhooks (an extension, like Replicate's `webhook` create field): with
+  `create_app(webhook_secret=...)` a create may carry `webhook=<url>`; when the job
+  completes or fails the server POSTs a Standard-Webhooks signed `video.completed` /
+  `video.failed` event with the Video object (`server_webhooks`).
 - `DELETE /v1/videos/{id}` -> `{id, object: "video.deleted", deleted: true}`; the
   video is gone (404). A queued or rendering one is cancelled, then deleted
   (the API documents delete for finished videos only). There is no cancel route.
@@ -49,10 +53,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from afd_async.config.credentials import Secret
 from afd_async.teacher.server_app import Handlers, auth_digests
 from afd_async.teacher.server_backends import diffusers_backend, frames_to_clip, physics_backend
 from afd_async.teacher.server_faults import FaultConfig, FaultInjector
 from afd_async.teacher.server_jobs import JobQueue, TokenBucket
+from afd_async.teacher.server_webhooks import WebhookSender
 from afd_async.teacher.server_wire import VideoDefaults
 from afd_async.video.clip import Clip
 
@@ -82,6 +88,7 @@ def create_app(
     default_model: str = "sora-2",
     default_seconds: float = 4.0,
     default_size: str = "720x1280",
+    webhook_secret: "Optional[str | Secret]" = None,
 ) -> Starlette:
     """Build the ASGI app (no sockets yet; `serve` runs it).
 
@@ -112,6 +119,9 @@ def create_app(
     burst = create_burst if create_burst is not None else max(1.0, create_rate_per_min / 60.0)
     queue = JobQueue(backend=backend, injector=FaultInjector(faults), render_workers=render_workers,
                      render_latency_s=render_latency_s, result_ttl_s=result_ttl_s)
+    sender = WebhookSender(webhook_secret) if webhook_secret else None
+    if sender is not None:
+        queue.on_end = sender.hook(queue)
     handlers = Handlers(
         queue=queue,
         keys=auth_digests(api_keys),
@@ -120,6 +130,7 @@ def create_app(
         max_in_flight=max_in_flight,
         max_queued=max_queued,
         defaults=VideoDefaults(model=default_model, seconds=float(default_seconds), size=default_size),
+        webhooks=sender is not None,
     )
 
     @contextlib.asynccontextmanager
@@ -139,6 +150,7 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.jobs = queue
+    app.state.webhooks = sender
     return app
 
 

@@ -50,6 +50,7 @@ class Handlers:
     max_in_flight: int
     max_queued: int
     defaults: VideoDefaults = field(default_factory=VideoDefaults)
+    webhooks: bool = False  # the server has a signing secret, so a create may carry `webhook`
     counters: dict[str, Any] = field(default_factory=lambda: {
         "creates_total": 0, "creates_accepted": 0, "idempotent_replays": 0, "auth_failures": 0,
         "throttled": {"rate_limit": 0, "concurrency_limit": 0, "queue_full": 0},
@@ -126,6 +127,9 @@ class Handlers:
             return _error(400, "invalid_request", str(exc), param="prompt")
         except WireError as exc:
             return _error(400, "invalid_request", f"invalid request: {exc}", param=exc.param)
+        if wanted.webhook and not self.webhooks:
+            return _error(400, "invalid_request", "webhook: this server has no webhook signing secret "
+                          "(start it with AFD_TEACHER_WEBHOOK_SECRET set)", param="webhook")
         faulted = await self._request_fault(create=True, prompt=prompt, markers=markers)
         if faulted is not None:
             return faulted
@@ -152,7 +156,7 @@ class Handlers:
         self.queue.sweep()
         job = self.queue.new_job(owner=owner, prompt=prompt, render_prompt=render_prompt, model=wanted.model,
                                  seed=wanted.seed, params=wanted.render_params(), markers=markers,
-                                 idempotency_key=idem)
+                                 idempotency_key=idem, webhook=wanted.webhook)
         self.counters["creates_accepted"] += 1
         with self.queue.lock:
             video = self._video(job)

@@ -103,6 +103,7 @@ class Job:
     expired: bool = False  # the result and previews were freed at `expires_at`
     deleted: bool = False  # DELETE /v1/videos/{id}: gone from the API, kept for the admin ledger
     idempotency_key: Optional[str] = None
+    webhook: Optional[str] = None  # URL that gets the signed completion event (`server_webhooks`)
     downloads: int = 0  # content fetches of this job (the fault ledger's "orphaned": created, never fetched)
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
@@ -121,6 +122,9 @@ class JobQueue:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend, self.injector = backend, injector
+        # Runs in the render thread after a job with a webhook completes or fails (outside the lock), so
+        # the event leaves the moment the slot frees; set by `create_app` (`WebhookSender.hook`).
+        self.on_end: Optional[Callable[[Job], None]] = None
         self.render_latency_s, self.result_ttl_s, self.clock = render_latency_s, result_ttl_s, clock
         self.lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
@@ -131,7 +135,8 @@ class JobQueue:
         self._pool = ThreadPoolExecutor(max_workers=render_workers, thread_name_prefix="teacher-render")
 
     def new_job(self, *, owner: int, prompt: str, render_prompt: str, model: str, seed: int,
-                params: dict[str, Any], markers: dict[str, Optional[int]], idempotency_key: Optional[str]) -> Job:
+                params: dict[str, Any], markers: dict[str, Optional[int]], idempotency_key: Optional[str],
+                webhook: Optional[str] = None) -> Job:
         """Create and store a queued job (the caller checked the limits); `start` enqueues it."""
         with self.lock:
             self._seq += 1
@@ -139,7 +144,7 @@ class JobQueue:
         fault = self.injector.job_fault(seq, markers)
         job = Job(id=f"video_{uuid.uuid4().hex}", seq=seq, owner=owner, prompt=prompt, render_prompt=render_prompt,
                   model=model, seed=seed, params=params, fault=fault, created_at=self.clock(),
-                  idempotency_key=idempotency_key)
+                  idempotency_key=idempotency_key, webhook=webhook)
         with self.lock:
             self.jobs[job.id] = job
             if idempotency_key:
@@ -216,6 +221,8 @@ class JobQueue:
             if status == "completed":
                 job.expires_at = now + self.result_ttl_s
             self.counts[status] += 1
+        if self.on_end is not None and job.webhook:
+            self.on_end(job)
 
     def _run(self, job: Job) -> None:
         """Render one job in a pool thread."""

@@ -23,7 +23,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from afd_async import metrics as M
-from afd_async.config.credentials import CredentialError, Secret, load_secret
+from afd_async.config.credentials import CredentialError, Secret, load_secret, load_webhook_secret
 
 if TYPE_CHECKING:
     from afd_async.config.root import RootConfig
@@ -160,7 +160,8 @@ def start_teacher_server(cfg: "RootConfig", *, metrics: Optional["RoleLabels"] =
                      max_queued=s.max_queued, render_latency_s=s.render_latency_s,
                      faults=FaultConfig(**s.faults.as_kwargs()), result_ttl_s=s.result_ttl_s,
                      create_burst=s.create_burst, render_workers=s.render_workers,
-                     default_seconds=r.seconds, default_size=f"{r.width}x{r.height}")
+                     default_seconds=r.seconds, default_size=f"{r.width}x{r.height}",
+                     webhook_secret=load_webhook_secret())
     stop = threading.Event()
     served: Any = app
     if metrics is not None:

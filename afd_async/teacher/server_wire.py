@@ -9,7 +9,8 @@ SDK's types (`openai/types/...`, openai 3.x), which is what clients parse.
   (default `sora-2`), `seconds` (default "4"), `size` "WxH" (default
   `720x1280`), `input_reference` (an image to start from: this server renders
   from text only and refuses it with 400). A JSON body with the same fields is
-  read too. Extensions of this server: `seed` (int) and `fps`. The defaults of a
+  read too. Extensions of this server: `seed` (int), `fps` and `webhook` (a URL
+  that gets a signed `video.completed`/`video.failed` event, `server_webhooks`). The defaults of a
   server are its `VideoDefaults` (`afd teacher-server`: the renderer's size and
   length), and the job is rendered with exactly the values its object shows.
 - **Video object** (`video.py`): `id`, `object: "video"`, `model`, `status` in
@@ -120,6 +121,7 @@ class CreateRequest:
     width: int
     height: int
     fps: Optional[float] = None
+    webhook: Optional[str] = None  # where to POST the signed completion event (`server_webhooks`)
 
     def render_params(self) -> dict[str, Any]:
         """The backend's `params` (see `server_backends`)."""
@@ -195,7 +197,11 @@ def parse_create(body: Mapping[str, Any], defaults: VideoDefaults) -> CreateRequ
     width, height = parse_size(body.get("size") or defaults.size)
     if seconds * (fps or 0.0) > _MAX_FRAMES:
         raise WireError(f"seconds x fps must be at most {_MAX_FRAMES} frames", "seconds")
-    return CreateRequest(prompt=prompt, model=model, seed=seed, seconds=seconds, width=width, height=height, fps=fps)
+    webhook = body.get("webhook") or None
+    if webhook is not None and (not isinstance(webhook, str) or not re.match(r"^https?://[^\s]{1,2000}$", webhook)):
+        raise WireError("webhook must be an http(s) URL", "webhook")
+    return CreateRequest(prompt=prompt, model=model, seed=seed, seconds=seconds, width=width, height=height, fps=fps,
+                         webhook=webhook)
 
 
 def parse_list_query(query: Mapping[str, str]) -> tuple[Optional[str], int, Literal["asc", "desc"]]:

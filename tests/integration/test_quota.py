@@ -214,3 +214,37 @@ def test_password_never_in_errors_or_logs(tmp_path, caplog):
         with caplog.at_level("DEBUG"):
             text = run(main())
     assert secret not in text and secret not in caplog.text
+
+
+def test_a_release_wakes_a_waiter_of_the_same_process_and_only_one_task_listens_on_redis(redis_server, redis_client):
+    """Issue 19.1: the next create follows a release by one script round trip, not a hop through Redis
+    to whichever process's waiter is first in line; and N waiting tasks hold one blocking connection."""
+    import uuid
+
+    from afd_async.testing.waiting import wait_until
+
+    def listening(name: str) -> int:
+        return sum(1 for c in redis_client.client_list() if c.get("cmd") == "blpop" and c.get("name") == name)
+
+    async def main() -> None:
+        names = [f"p0-{uuid.uuid4().hex[:8]}", f"p1-{uuid.uuid4().hex[:8]}"]
+        other, q = (quota(aioredis.Redis(**redis_server.client_kwargs(), socket_timeout=60, client_name=n),
+                          max_in_flight=1, max_block_s=30.0) for n in names)  # a missed wake-up would cost 30 s
+        held = await q.acquire(1)
+        first = asyncio.create_task(other.acquire(60))  # another process, first in line on the wake list
+        await asyncio.to_thread(wait_until, lambda: listening(names[0]) == 1, 10, what="the other process listens")
+        waiters = [asyncio.create_task(q.acquire(60)) for _ in range(3)]
+        await asyncio.to_thread(wait_until, lambda: listening(names[1]) == 1 and len(q._local_waiters) == 2, 10,
+                                what="one listener on the wake list in this process, two local waiters")
+        local = list(q._local_waiters)
+        await held.release()  # Redis hands its wake-up to the other process (first in line)...
+        assert sum(f.done() for f in local) == 1  # ...and the release itself woke one waiter here
+        done, _ = await asyncio.wait([first, *waiters], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1
+        for t in [first, *waiters]:
+            t.cancel()
+        await asyncio.gather(first, *waiters, return_exceptions=True)
+        for quota_ in (other, q):
+            await quota_.redis.aclose()
+
+    run(main())

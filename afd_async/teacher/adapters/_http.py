@@ -286,7 +286,11 @@ class HttpAdapter:
         get_attempts: int = 3,
         retry_wait_s: float = 0.2,
         headers: Optional[Mapping[str, str]] = None,
+        callback_url: Optional[str] = None,
     ) -> None:
+        """`callback_url`: where the provider should POST the job's completion (`teacher.callbacks`);
+        adapters with a callback scheme send it with each create. It holds an unguessable path
+        token, so it is redacted like a secret."""
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0 (got {timeout_s}): a call without a deadline can hang an actor")
         if max_bytes <= 0:
@@ -296,7 +300,8 @@ class HttpAdapter:
         self.max_bytes = max_bytes
         self.get_attempts = max(1, get_attempts)
         self.retry_wait_s = retry_wait_s
-        self.redact = Redactor(secrets)
+        self.callback_url = callback_url
+        self.redact = Redactor([*secrets, *([callback_url] if callback_url else [])])
         # How often each status outside the provider's documented set was seen (`_unknown_status`).
         self.unknown_statuses: collections.Counter[str] = collections.Counter()
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))

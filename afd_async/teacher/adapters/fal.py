@@ -23,6 +23,9 @@ Auth: `Authorization: Key <FAL_KEY>`. The app id is the model, e.g.
   or a request error `{"detail": "...", "error_type": "..."}`).
 - `PUT {cancel_url}` → 202 `CANCELLATION_REQUESTED` (400 `ALREADY_COMPLETED`).
 - No request listing: no `find_job`.
+- Webhooks: with a `callback_url` the create carries `?fal_webhook=<url>`; fal
+  POSTs `{request_id, status, payload}` signed with ED25519 (`teacher.webhooks.FalVerifier`,
+  keys from a saved JWKS file); the callback only wakes a poll.
 
 The key goes only to the queue host: a status/response URL on another origin
 is refused (INVALID). Errors: 401/403 → AUTH (QUOTA_EXHAUSTED when the message
@@ -99,10 +102,19 @@ class FalClient(HttpAdapter):
     async def submit(self, request: JobRequest) -> JobHandle:
         app = request.model or self.model
         body = {"prompt": request.prompt, "seed": request.seed, **request.params}
-        resp = await self._send("POST", f"/{app}", json=body, submit=True)
+        hook = {"fal_webhook": self.callback_url} if self.callback_url else None
+        resp = await self._send("POST", f"/{app}", json=body, params=hook, submit=True)
         data = resp.json()
         extra = {k: str(data[k]) for k in ("status_url", "response_url", "cancel_url") if data.get(k)}
         return JobHandle(provider=self.provider, job_id=str(data["request_id"]), model=app, extra=extra)
+
+    def callback_job_id(self, body: Any) -> Optional[str]:
+        """The request id of a webhook body `{request_id, gateway_request_id, status: OK|ERROR, payload}`."""
+        return str(body["request_id"]) if isinstance(body, dict) and body.get("request_id") else None
+
+    def callback_status(self, handle: JobHandle, body: Any) -> Optional[JobStatus]:
+        """None: the callback wakes one poll, which reads the status and the result as the queue API reports them."""
+        return None
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_json(self._url(handle, "status_url", "/status"))

@@ -30,6 +30,9 @@ resource → INVALID · 1300 platform policy, 1301 content security → CONTENT_
 CONCURRENCY_FULL · 1304 IP allow-list → AUTH · 5000–5002 (and 5xxx) → TRANSIENT.
 Failed tasks are classified from `task_status_msg` (risk control → CONTENT_REJECTED,
 else TRANSIENT). Result URLs are CDN links that Kling clears after about 30 days.
+Callbacks: with a `callback_url` the create carries `callback_url`; Kling POSTs
+`{task_id, task_status, ...}` there, unsigned: the receiver accepts only ids this
+actor created, on an unguessable path, and the callback only wakes a poll.
 """
 
 from __future__ import annotations
@@ -128,9 +131,19 @@ class KlingClient(HttpAdapter):
             "external_task_id": request_key(request),
             **params,
         }
+        if self.callback_url:
+            body["callback_url"] = self.callback_url
         resp = await self._send("POST", "/v1/videos/text2video", json=body, submit=True)
         data = self._data(resp, resp.json())["data"]
         return JobHandle(provider=self.provider, job_id=str(data["task_id"]), model=body["model_name"], extra={"external_task_id": body["external_task_id"]})
+
+    def callback_job_id(self, body: Any) -> Optional[str]:
+        """The task id of a callback body `{task_id, task_status, task_result, ...}`."""
+        return str(body["task_id"]) if isinstance(body, dict) and body.get("task_id") else None
+
+    def callback_status(self, handle: JobHandle, body: Any) -> Optional[JobStatus]:
+        """None: Kling's callbacks are unsigned, so one only wakes a poll (its body is not trusted)."""
+        return None
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_json(f"/v1/videos/text2video/{handle.job_id}")

@@ -13,6 +13,9 @@ Endpoints (Bearer auth):
   cancelled state, so a 404 on a later poll reads as CANCELLED).
 - `GET /generations?limit&offset` → `{generations: [...], has_more}`; each item
   echoes its `request` (prompt, model), which `find_job` matches.
+- Callbacks: with a `callback_url` the create carries `callback_url`; Luma POSTs the
+  generation object there on each state change, unsigned: the receiver accepts only
+  ids this actor created, on an unguessable path, and the callback only wakes a poll.
 
 Errors carry only a message (`{"detail": "..."}`), so classes come from the
 status plus the message: 400/422 → INVALID, or CONTENT_REJECTED for moderation
@@ -69,8 +72,18 @@ class LumaClient(HttpAdapter):
 
     async def submit(self, request: JobRequest) -> JobHandle:
         body = {"prompt": request.prompt, "model": request.model or self.model, **request.params}
+        if self.callback_url:
+            body["callback_url"] = self.callback_url
         resp = await self._send("POST", "/generations/video", json=body, submit=True)
         return JobHandle(provider=self.provider, job_id=str(resp.json()["id"]), model=body["model"])
+
+    def callback_job_id(self, body: Any) -> Optional[str]:
+        """The generation id of a callback body (the generation object)."""
+        return str(body["id"]) if isinstance(body, dict) and body.get("id") else None
+
+    def callback_status(self, handle: JobHandle, body: Any) -> Optional[JobStatus]:
+        """None: Luma's callbacks are unsigned, so one only wakes a poll (its body is not trusted)."""
+        return None
 
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_job_json(handle, f"/generations/{handle.job_id}", gone="generation not found (deleted)")

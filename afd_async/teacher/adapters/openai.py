@@ -24,6 +24,12 @@ itself drives both of our servers in tests/integration/test_sdk_openai.py:
   stops a queued or rendering job, then deletes it); 404 (already gone) is not an error.
 - `GET /v1/videos?limit&order&after` → `{data, has_more, last_id}` pages
   (`pagination.py` `ConversationCursorPage`), walked by `find_job`.
+- Webhooks: with a `callback_url` the create carries `webhook` (a local-server
+  extension: the hosted API sets its webhook endpoint in the dashboard, so point
+  that at the actor's receiver and leave `callback_url` unset). Events are
+  `{id, object: "event", type: "video.completed"|"video.failed", data}`, signed by
+  the Standard Webhooks scheme; the local server puts the whole Video object in
+  `data`, the hosted API only its `id` (then the callback wakes one poll).
 - Errors: `{"error": {"code", "message", "type", "param"}}`. Codes: `rate_limit`
   (429, Retry-After) vs `concurrency_limit` (429), `content_policy`, plus OpenAI's own
   `insufficient_quota`, `moderation_blocked`, `invalid_api_key`, `server_error`, and
@@ -134,6 +140,8 @@ class OpenAIVideosClient(HttpAdapter):
         if self.send_seed:
             fields["seed"] = request.seed
         fields.update({k: v for k, v in request.params.items() if v is not None})
+        if self.callback_url:
+            fields["webhook"] = self.callback_url
         return fields
 
     async def submit(self, request: JobRequest) -> JobHandle:
@@ -166,6 +174,16 @@ class OpenAIVideosClient(HttpAdapter):
     async def poll(self, handle: JobHandle) -> JobStatus:
         body = await self._get_job_json(handle, f"/v1/videos/{handle.job_id}", gone="video not found (deleted)")
         return body if isinstance(body, JobStatus) else self._status(handle, body)
+
+    def callback_job_id(self, body: Any) -> Optional[str]:
+        """The video id of a webhook event `{type: "video.completed", data: {id, ...}}`."""
+        data = body.get("data") if isinstance(body, dict) else None
+        return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
+
+    def callback_status(self, handle: JobHandle, body: Any) -> Optional[JobStatus]:
+        """The local server's event carries the whole Video object; the hosted API's only the id (None: poll)."""
+        data = body.get("data") if isinstance(body, dict) else None
+        return self._status(handle, data) if isinstance(data, dict) and "status" in data else None
 
     async def cancel(self, handle: JobHandle) -> None:
         """`DELETE /v1/videos/{id}`; a 404 (already deleted) is not an error: nothing is left to stop."""

@@ -18,6 +18,9 @@ Auth: `Authorization: Bearer <REPLICATE_API_TOKEN>`.
   (`HttpAdapter._unknown_status`), never a guess. A create with `Prefer: wait`
   may already answer a finished prediction; `poll` reads it again either way.
 - `POST /predictions/{id}/cancel`.
+- Webhooks: with a `callback_url` the create carries `webhook` and
+  `webhook_events_filter: ["completed"]`; Replicate POSTs the prediction object,
+  signed by the Standard Webhooks scheme (`teacher.webhooks`), to that URL.
 - `GET /predictions` → `{results: [...], next}` (newest first), used by
   `find_job` to match `input.prompt` and `input.seed`; when listed items carry
   no `input`, the newest (up to 20, after `since`) are read one by one.
@@ -98,17 +101,28 @@ class ReplicateClient(HttpAdapter):
         model = request.model or self.model
         inp = {"prompt": request.prompt, "seed": request.seed, **request.params}
         headers = {"Cancel-After": self.cancel_after}
+        hook = {"webhook": self.callback_url, "webhook_events_filter": ["completed"]} if self.callback_url else {}
         if self.prefer_wait_s:
             headers["Prefer"] = f"wait={self.prefer_wait_s}"
         if ":" in model:
-            path, body = "/predictions", {"version": model.split(":", 1)[1], "input": inp}
+            path, body = "/predictions", {"version": model.split(":", 1)[1], "input": inp, **hook}
         else:
-            path, body = f"/models/{model}/predictions", {"input": inp}
+            path, body = f"/models/{model}/predictions", {"input": inp, **hook}
         resp = await self._send("POST", path, json=body, headers=headers, submit=True)
         return JobHandle(provider=self.provider, job_id=str(resp.json()["id"]), model=model)
 
     async def poll(self, handle: JobHandle) -> JobStatus:
-        body = await self._get_json(f"/predictions/{handle.job_id}")
+        return self._status(handle, await self._get_json(f"/predictions/{handle.job_id}"))
+
+    def callback_job_id(self, body: Any) -> Optional[str]:
+        """The prediction id of a webhook body (the prediction object, as `GET /predictions/{id}` returns it)."""
+        return str(body["id"]) if isinstance(body, dict) and body.get("id") else None
+
+    def callback_status(self, handle: JobHandle, body: Any) -> Optional[JobStatus]:
+        """A signed webhook carries the whole prediction: its status, read like a poll's."""
+        return self._status(handle, body)
+
+    def _status(self, handle: JobHandle, body: Any) -> JobStatus:
         raw = body.get("status")
         state = STATES.get(raw) if isinstance(raw, str) else None
         if state is None:
