@@ -43,6 +43,10 @@ class StudentActor:
         subscriber: the student learner's weight announcements (None: never updates, for tests).
         teacher_clip: `(prompt, seed) -> teacher_ref or None` (None while the clip is not cached yet).
         device: where `policy` lives and rolls out (`train.device`); written pairs are CPU tensors.
+        metrics: called per written group with (group, rows, seconds of rollout + decode + write, the teacher
+            wait excluded, policy version).
+        on_weights: called with the seconds of each weight sync polled between groups (fetch, hash check and
+            load into the policy), the actor's side of publishing θ_old.
     """
 
     def __init__(
@@ -51,7 +55,7 @@ class StudentActor:
         teacher_clip: Callable[[str, int], Optional[str]], run_seed: int, timesteps: list[int], shift: float,
         num_frames: int, staleness: int, lookahead: int, teacher_wait_s: float, latent_dtype: str = "float32",
         actor_id: Optional[str] = None, metrics: Any = None, weight_timeout_s: float = 600.0,
-        device: torch.device | str = "cpu",
+        device: torch.device | str = "cpu", on_weights: Optional[Callable[[float], None]] = None,
     ) -> None:
         self.policy, self.encode_text, self.planner, self.claims = policy, encode_text, planner, claims
         self.requests, self.writer, self.subscriber, self.teacher_clip = requests, writer, subscriber, teacher_clip
@@ -59,7 +63,7 @@ class StudentActor:
         self.k, self.lookahead, self.teacher_wait_s = staleness, lookahead, teacher_wait_s
         self.latent_dtype = _DTYPES[latent_dtype]
         self.actor_id = actor_id or f"student-actor-{uuid.uuid4().hex[:8]}"
-        self.metrics, self.weight_timeout_s = metrics, weight_timeout_s
+        self.metrics, self.weight_timeout_s, self.on_weights = metrics, weight_timeout_s, on_weights
         self.device = torch.device(device)  # where the policy rolls out (`train.device`); pairs are written from CPU
         self.version = 0
         self.rollouts = 0
@@ -75,9 +79,12 @@ class StudentActor:
         if self.subscriber is None:
             return self.version >= min_version
         try:
+            t0 = time.monotonic()
             update = self.subscriber.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
             if update is not None and update.version > self.version:
                 self._swap(update)
+                if self.on_weights is not None:
+                    self.on_weights(time.monotonic() - t0)
         except WeightsRejected as e:  # keep the last good weights
             log.warning("rejected student weights: %s", e)
         deadline = time.monotonic() + self.weight_timeout_s
@@ -154,10 +161,12 @@ class StudentActor:
                 break
             t0 = time.monotonic()
             video = self.rollout_group(group)
+            t_wait = time.monotonic()
             refs = self.wait_teacher(group, stop)
             if refs is None:
                 self.claims.reroll(claim.group)
                 continue
+            t0 += time.monotonic() - t_wait  # the teacher wait is not the actor's work
             self.write_group(group, video, refs, requested_at)
             self.claims.done(claim.group)
             written += 1
