@@ -70,8 +70,15 @@ def random_init_(module: nn.Module, *, std: float = 0.02) -> nn.Module:
 
 
 def _materialize(module: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
-    """A meta-device module's storage on `device` in `dtype`, randomly initialised."""
-    return random_init_(module.to(dtype).to_empty(device=device))
+    """A meta-device module's storage on `device` in `dtype`, randomly initialised.
+
+    `to_empty` gives tied parameters (a transformers model's embedding and LM head) storage of their own;
+    they are tied again before the draw, so the saved files agree with their configs.
+    """
+    module = module.to(dtype).to_empty(device=device)
+    if hasattr(module, "tie_weights"):
+        module.tie_weights()
+    return random_init_(module)
 
 
 def _prompt_words() -> list[str]:
@@ -135,7 +142,6 @@ def _write_qwen(folder: Path, size: Size, words: list[str], device: str) -> None
     with torch.device("meta"):
         model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**QWEN2_VL_2B))
     model = _materialize(model, device, torch.bfloat16)
-    model.tie_weights()  # to_empty gave the tied embedding and LM head separate storage
     model.save_pretrained(folder)
     tiny_tokenizer(words, QWEN_SPECIAL_REAL).save_pretrained(folder)
 
