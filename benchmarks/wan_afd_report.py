@@ -63,6 +63,8 @@ def report(run_dir: str | Path, *, batch_size: int) -> dict[str, Any]:
     gaps = [b - a for a, b in zip(walls, walls[1:])]
     s_per_step = _median(gaps)
     syncs = _num(status, "actor_weight_syncs")
+    publish = _median([r["time_publish_s"] for r in train if "time_publish_s" in r])
+    load = round(_num(status, "actor_weight_sync_s") / syncs, 4) if syncs else None
     out: dict[str, Any] = {
         "steps": max((r["step"] for r in train), default=0),
         "s_per_step": s_per_step,
@@ -72,11 +74,9 @@ def report(run_dir: str | Path, *, batch_size: int) -> dict[str, Any]:
                            (("student-learner", "student_busy_breakdown"), ("d-learner", "d_busy_breakdown"))
                            if f in status},
         "gpu_mem_gib": {role: _num(status, f"gpu_peak_gib:{role}") for role in ROLES if f"gpu_peak_gib:{role}" in status},
-        "weight_sync_s": {
-            "publish_s": _median([r["time_publish_s"] for r in train if "time_publish_s" in r]),
-            "actor_fetch_load_s": round(_num(status, "actor_weight_sync_s") / syncs, 4) if syncs else None,
-            "actor_syncs": int(syncs or 0),
-        },
+        # θ_old from the learner's snapshot to the actor's policy: publish (snapshot, hash, announce) + fetch and load
+        "weight_sync_s": round(publish + load, 4) if publish is not None and load is not None else None,
+        "weight_sync_parts_s": {"publish_s": publish, "actor_fetch_load_s": load, "actor_syncs": int(syncs or 0)},
         "profile_s": {k: _median([r[k] for r in train if k in r]) for k in PROFILE_KEYS},
         "pairs_written": int(_num(status, "pairs_written") or 0),
         "pairs_dropped_stale": int(_num(status, "pairs_dropped_stale") or 0),

@@ -16,7 +16,7 @@
 # The device has no network, no redis-server and no Hydra/PyAV/diffusers/ZeroMQ: wheels and Debian's
 # redis-server (.whl/redis-bin, a wrapper that gives the binary its libraries) travel in .whl/ (carried).
 # Knobs: STEPS (20 real, 2 tiny), COMPILE (false: eager; true compiles the student's elementwise kernels in
-# each role, minutes of start-up), TOTAL_S, WORK (default /tmp/wan_afd_run), OUT.
+# each role, minutes of start-up), TOTAL_S, WORK (default /tmp/wan_afd_run), OUT, INSTALL_WHEELS (0: skip .whl).
 set -uo pipefail
 t_start=$(date +%s)
 size=${1:-real}
@@ -25,7 +25,7 @@ work=${WORK:-/tmp/wan_afd_run}
 total=${TOTAL_S:-540}
 mkdir -p "$out" "$work"
 rm -rf "$work/run"  # a fresh run: afd run would otherwise resume the folder
-if [ -d .whl ]; then
+if [ -d .whl ] && [ "${INSTALL_WHEELS:-1}" = 1 ]; then  # INSTALL_WHEELS=0: this machine has the packages
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
   export PYTHONPATH=/tmp/site:$PWD

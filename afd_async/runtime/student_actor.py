@@ -45,8 +45,9 @@ class StudentActor:
         device: where `policy` lives and rolls out (`train.device`); written pairs are CPU tensors.
         metrics: called per written group with (group, rows, seconds of rollout + decode + write, the teacher
             wait excluded, policy version).
-        on_weights: called with the seconds of each weight sync polled between groups (fetch, hash check and
-            load into the policy), the actor's side of publishing θ_old.
+        on_weights: called with the seconds of each weight sync, the actor's side of publishing θ_old: fetch,
+            hash check and load into the policy when it polls between groups; the load alone when it waited
+            for a version (that wait holds the learner's step too).
     """
 
     def __init__(
@@ -70,9 +71,12 @@ class StudentActor:
 
     # ------------------------------------------------------------------ weights
 
-    def _swap(self, update: Any) -> None:
+    def _swap(self, update: Any, t0: float) -> None:
+        """Load `update` into the policy; the sync began at `t0` (`time.monotonic()`)."""
         self.policy.load_state_dict({k: v for k, v in update.state_dict.items()}, strict=True)
         self.version = int(update.version)
+        if self.on_weights is not None:
+            self.on_weights(time.monotonic() - t0)
 
     def refresh_weights(self, min_version: int, stop: threading.Event) -> bool:
         """Swap in the newest θ_old; wait (bounded, interruptible) until it is at least `min_version`."""
@@ -82,16 +86,14 @@ class StudentActor:
             t0 = time.monotonic()
             update = self.subscriber.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
             if update is not None and update.version > self.version:
-                self._swap(update)
-                if self.on_weights is not None:
-                    self.on_weights(time.monotonic() - t0)
+                self._swap(update, t0)
         except WeightsRejected as e:  # keep the last good weights
             log.warning("rejected student weights: %s", e)
         deadline = time.monotonic() + self.weight_timeout_s
         while self.version < min_version and not stop.is_set():
             try:
                 update = self.subscriber.wait_for_version(min_version, timeout_s=1.0)
-                self._swap(update)
+                self._swap(update, time.monotonic())
             except TransportTimeout:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no student weights >= v{min_version} after {self.weight_timeout_s:.0f}s") from None

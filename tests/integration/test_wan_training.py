@@ -10,6 +10,7 @@ for UMT5 and Qwen2-VL).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -106,3 +107,22 @@ def test_afd_run_smoke(assets, tmp_path) -> None:
     with safe_open(str(out / "discriminator_final.safetensors"), "pt") as f:  # D's trained tensors only
         keys = list(f.keys())
     assert keys and all(".lora_" in k or k.startswith("rm_head.") for k in keys)
+
+    # the figures benchmarks/wan_afd_run.sh reports at 1.3B (issue 20.4), from this run's own records
+    fig = _wan_afd_report().report(out, batch_size=2)
+    assert fig["steps"] == 2 and fig["finished"] and fig["pairs_written"] == 6 and fig["s_per_step"] > 0
+    assert set(fig["busy"]) == {"student-actor", "d-learner", "student-learner"}
+    assert fig["gpu_mem_gib"] == {}  # a CPU run has no GPU peak to report (never a zero)
+    sync = fig["weight_sync_parts_s"]
+    assert sync["publish_s"] > 0 and sync["actor_syncs"] >= 1 and sync["actor_fetch_load_s"] > 0  # k=0: the actor waits
+    assert fig["weight_sync_s"] == round(sync["publish_s"] + sync["actor_fetch_load_s"], 4)
+    assert fig["profile_s"]["time_step_s"] > 0
+
+
+def _wan_afd_report():
+    """benchmarks/wan_afd_report.py as a module (benchmarks/ is scripts, not a package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "wan_afd_report.py"
+    spec = importlib.util.spec_from_file_location("wan_afd_report", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
