@@ -34,7 +34,8 @@ def run_status(run_dir: Path) -> dict[str, str]:
         return {k: str(v) for k, v in json.loads(summary.read_text())["status"].items()}
     if not (run_dir / "redis").is_dir():
         return {}
-    with RedisServer(data_dir=str(run_dir / "redis"), appendonly=True) as srv:
+    # replaying a 1.3B run's AOF (every pair's clips: GBs) takes longer than a fresh server's start
+    with RedisServer(data_dir=str(run_dir / "redis"), appendonly=True).start(timeout_s=180) as srv:
         import redis
 
         r = redis.Redis(**srv.client_kwargs())

@@ -66,8 +66,8 @@ mapfile -t assets < "$work/assets.txt"
 t_assets=$(date +%s)
 echo "assets: $((t_assets - t_start)) s"
 
-# leave 45 s of the call for the stop, the report and the archive
-deadline=$((total - (t_assets - t_start) - 45))
+# leave 75 s of the call for a cut-off run: the stop (up to 30 s), the report (replaying the Redis AOF) and the archive
+deadline=$((total - (t_assets - t_start) - 75))
 timeout -s INT -k 30 "$deadline" python3 -m afd_async.cli run "experiment=$experiment" "${assets[@]}" "${student[@]}" \
   "${run[@]}" "train.steps=$steps" "train.output_dir=$work/run" > "$work/afd_run.log" 2>&1
 rc=$?
