@@ -63,7 +63,7 @@ def report(run_dir: str | Path, *, batch_size: int) -> dict[str, Any]:
     walls = [r["wall_s"] for r in train]
     gaps = [b - a for a, b in zip(walls, walls[1:])]
     s_per_step = _median(gaps)
-    syncs = _num(status, "actor_weight_syncs")
+    syncs, groups = _num(status, "actor_weight_syncs"), _num(status, "actor_groups")
     publish = _median([r["time_publish_s"] for r in train if "time_publish_s" in r])
     load = round(_num(status, "actor_weight_sync_s") / syncs, 4) if syncs else None
     out: dict[str, Any] = {
@@ -78,7 +78,9 @@ def report(run_dir: str | Path, *, batch_size: int) -> dict[str, Any]:
         # θ_old from the learner's snapshot to the actor's policy: publish (snapshot, hash, announce) + fetch and load
         "weight_sync_s": round(publish + load, 4) if publish is not None and load is not None else None,
         "weight_sync_parts_s": {"publish_s": publish, "actor_fetch_load_s": load, "actor_syncs": int(syncs or 0)},
-        "profile_s": {k: _median([r[k] for r in train if k in r]) for k in PROFILE_KEYS},
+        # a student step's parts (medians), and the actor's mean group: rollout + decode + pair write
+        "profile_s": {**{k: _median([r[k] for r in train if k in r]) for k in PROFILE_KEYS},
+                      "actor_group_s": round(_num(status, "actor_group_s") / groups, 4) if groups else None},
         "pairs_written": int(_num(status, "pairs_written") or 0),
         "pairs_dropped_stale": int(_num(status, "pairs_dropped_stale") or 0),
         "finished": (run_dir / "summary.json").is_file(),

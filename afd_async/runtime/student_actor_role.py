@@ -3,7 +3,7 @@
     until the run's stop key or SIGTERM:
         StudentActor.run  (claim → request teacher clips → newest θ_old → roll out → write pairs)
         each written group: rollout, frame and policy-version metrics; `pairs_written`, the actor's busy
-        fraction and GPU peak in the status hash; each weight sync: its seconds in the status hash
+        fraction, group seconds and GPU peak in the status hash; each weight sync: its seconds there too
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def group_metrics(rc: RoleContext, device: torch.device) -> GroupMetrics:
         rc.redis.hincrby(rc.keys.status, "pairs_written", n)
         busy.add(step=seconds)
         rc.set_status(actor_busy_ratio=round(busy.ratio, 4))
+        rc.redis.hincrbyfloat(rc.keys.status, "actor_group_s", seconds)  # ÷ actor_groups: a group's mean time
+        rc.redis.hincrby(rc.keys.status, "actor_groups", 1)
         record_gpu_peak(rc, device)
         rc.metrics.beat()
 

@@ -116,7 +116,7 @@ def test_afd_run_smoke(assets, tmp_path) -> None:
     sync = fig["weight_sync_parts_s"]
     assert sync["publish_s"] > 0 and sync["actor_syncs"] >= 1 and sync["actor_fetch_load_s"] > 0  # k=0: the actor waits
     assert fig["weight_sync_s"] == round(sync["publish_s"] + sync["actor_fetch_load_s"], 4)
-    assert fig["profile_s"]["time_step_s"] > 0
+    assert fig["profile_s"]["time_step_s"] > 0 and fig["profile_s"]["actor_group_s"] > 0
 
 
 def _wan_afd_report():
