@@ -32,7 +32,9 @@ def limit_gpu_memory(fractions: Mapping[str, float], role: str, device: torch.de
     frac = fractions.get(role)
     if frac is None or device.type != "cuda":
         return None
-    torch.cuda.set_per_process_memory_fraction(frac, device)
+    # torch wants an index here (`cuda` alone is refused): the current device is where `cuda` computes
+    index = torch.cuda.current_device() if device.index is None else device.index
+    torch.cuda.set_per_process_memory_fraction(frac, index)
     log.info("%s: GPU allocator capped at %.2f of %s", role, frac, device)
     return frac
 
