@@ -16,15 +16,17 @@
 # The device has no network, no redis-server and no Hydra/PyAV/diffusers/ZeroMQ: wheels and Debian's
 # redis-server (.whl/redis-bin, a wrapper that gives the binary its libraries) travel in .whl/ (carried).
 # Knobs: STEPS (20 real, 2 tiny), COMPILE (false: eager; true compiles the student's elementwise kernels in
-# each role, minutes of start-up), TOTAL_S, WORK (default /tmp/wan_afd_run), OUT, INSTALL_WHEELS (0: skip .whl).
+# each role, minutes of start-up), TOTAL_S, WORK (default /tmp/wan_afd_run_<size>), OUT, INSTALL_WHEELS (0: skip
+# .whl). A second call on the still-warm machine reuses the weight files in WORK, and with RESUME=1 continues a
+# run its deadline cut (afd run resumes the folder from the learners' last checkpoints).
 set -uo pipefail
 t_start=$(date +%s)
 size=${1:-real}
 out=${OUT:-outputs/wan_afd_run_out}
-work=${WORK:-/tmp/wan_afd_run}
+work=${WORK:-/tmp/wan_afd_run_$size}
 total=${TOTAL_S:-540}
 mkdir -p "$out" "$work"
-rm -rf "$work/run"  # a fresh run: afd run would otherwise resume the folder
+[ "${RESUME:-0}" = 1 ] || rm -rf "$work/run"  # a fresh run: afd run would otherwise resume the folder
 if [ -d .whl ] && [ "${INSTALL_WHEELS:-1}" = 1 ]; then  # INSTALL_WHEELS=0: this machine has the packages
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
@@ -41,7 +43,7 @@ case $size in
     # the procedural teacher at the student's size and rate: 81 frames at 16 fps need 5.0625 s of clip
     run=(train.device=cuda teacher.renderer.height=480 teacher.renderer.width=832 teacher.renderer.fps=16
          teacher.renderer.seconds=5.125 algo.d_warmup_steps=2 train.eval_prompts=1 train.d_probe_every=0
-         "train.checkpoint_every=$((steps + 1))" train.log_every=1)
+         "train.checkpoint_every=$((steps + 1))" train.log_every=1 train.stop_grace_s=25)  # a cut run checkpoints
     asset_device=cuda
     ;;
   tiny)
@@ -57,11 +59,14 @@ if command -v nvidia-smi > /dev/null; then
   smi=$!
 fi
 
-python3 - "$work/assets" "$size" "$asset_device" "${student[@]}" > "$work/assets.txt" <<'PY' || exit 1
+if [ ! -s "$work/assets.txt" ]; then  # written last: its presence means every file is there
+  python3 - "$work/assets" "$size" "$asset_device" "${student[@]}" > "$work/assets.tmp" <<'PY' || exit 1
 import sys
 from afd_async.testing.wan_assets import write_wan_assets
 print("\n".join(write_wan_assets(sys.argv[1], sys.argv[2], device=sys.argv[3], overrides=sys.argv[4:])))
 PY
+  mv "$work/assets.tmp" "$work/assets.txt"
+fi
 mapfile -t assets < "$work/assets.txt"
 t_assets=$(date +%s)
 echo "assets: $((t_assets - t_start)) s"
