@@ -11,6 +11,12 @@
 # 3. benchmarks/wan_afd_report.py writes $OUT/wan_1_3b_afd_run.json (steps, s/step, pairs/s, busy fractions, GPU
 #    peaks, θ_old sync time, step profile); the run's records and role logs come back as one archive.
 #
+# Where the call's time goes (estimates, to be replaced by the run's figures): wheels ~15 s, weight files ~40 s,
+# role start-up ~90 s (imports, a 1.4B student built and loaded in each of the three GPU roles), the student
+# learner's physics scoring of one 480x832 clip at start, end and for the teacher floor (~10 s each, CPU),
+# then ~10 s of GPU work per group (eager rollout + VAE decode, NFT step, D step) for 1 warm-up + STEPS groups.
+# A run the deadline cuts is reported as far as it got; a second call with RESUME=1 finishes it.
+#
 # The roles share the card as configs/experiment/wan_1_3b.yaml says: each role's allocator capped by
 # cluster.gpu_memory_fraction (afd_async/runtime/gpu_share.py), the GPU time-sliced between the processes.
 # The device has no network, no redis-server and no Hydra/PyAV/diffusers/ZeroMQ: wheels and Debian's
@@ -42,7 +48,7 @@ case $size in
     student=("student.wan.compile=${COMPILE:-false}")
     # the procedural teacher at the student's size and rate: 81 frames at 16 fps need 5.0625 s of clip
     run=(train.device=cuda teacher.renderer.height=480 teacher.renderer.width=832 teacher.renderer.fps=16
-         teacher.renderer.seconds=5.125 algo.d_warmup_steps=2 train.eval_prompts=1 train.d_probe_every=0
+         teacher.renderer.seconds=5.125 algo.d_warmup_steps=1 train.eval_prompts=1 train.d_probe_every=0
          "train.checkpoint_every=$((steps + 1))" train.log_every=1 train.stop_grace_s=25)  # a cut run checkpoints
     asset_device=cuda
     ;;
