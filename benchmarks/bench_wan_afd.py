@@ -180,12 +180,9 @@ def main() -> None:
     res: dict[str, Any] = dict(gpu=torch.cuda.get_device_name() if not smoke else "cpu", torch=torch.__version__)
     t0 = time.time()
     if smoke:
-        import sys
+        from afd_async.testing.wan_assets import QWEN_SPECIAL_TINY, QWEN_TINY
 
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-        from test_wan_training import QWEN_SPECIAL, QWEN_TINY
-
-        m = build(dev, ["experiment=wan_tiny", *args.smoke], backbone=QWEN_TINY, special=QWEN_SPECIAL)
+        m = build(dev, ["experiment=wan_tiny", *args.smoke], backbone=QWEN_TINY, special=QWEN_SPECIAL_TINY)
     else:
         m = build(dev, ["experiment=wan_1_3b"])
     res["build_s"] = time.time() - t0

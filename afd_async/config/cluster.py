@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
+
+GPU_ROLES = ("student-actor", "d-learner", "student-learner")
+"""The role processes that compute on `train.device` (the teacher server, teacher actors and feeder do not)."""
 
 
 @dataclass
@@ -38,6 +41,12 @@ class ClusterConfig:
     d_learner_ranks: int = 1  # discriminator learner processes (afd run starts them with torchrun when > 1)
     student_learner_ranks: int = 1  # student learner processes (afd run starts them with torchrun when > 1)
     learner_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl with CUDA, gloo otherwise
+    # roles sharing one GPU: role name (student-actor, d-learner, student-learner) -> the fraction of the card its
+    # PyTorch allocator may hold (torch.cuda.set_per_process_memory_fraction, afd_async/runtime/gpu_share.py); a
+    # capped allocator frees its cache and retries before it fails, so one role's cached peak cannot starve the
+    # next. Roles not named are uncapped; {} (default): every role uncapped, as on a card of its own. From the
+    # command line: ++cluster.gpu_memory_fraction={student-actor: 0.3, d-learner: 0.2} (a key given: .student-actor=0.3)
+    gpu_memory_fraction: dict[str, float] = field(default_factory=dict)
     # afd run (mode=local) supervision: a role process (or the private redis-server) that dies is restarted
     max_restarts: int = 5  # crashes of one role tolerated within restart_window_s; one more fails the run (with its log tail)
     restart_window_s: float = 300.0  # sliding window for max_restarts: a role that crashed long ago has its budget back
@@ -53,6 +62,13 @@ class ClusterConfig:
             raise ValueError("need max_restarts >= 0, restart_window_s > 0, 0 <= restart_backoff_s <= restart_backoff_max_s")
         if self.d_learner_ranks < 1 or self.student_learner_ranks < 1:
             raise ValueError("d_learner_ranks and student_learner_ranks must be >= 1")
+        for role, frac in self.gpu_memory_fraction.items():
+            if role not in GPU_ROLES or not 0 < frac <= 1:
+                raise ValueError(f"gpu_memory_fraction maps a GPU role ({', '.join(GPU_ROLES)}) to a fraction in "
+                                 f"(0, 1], got {role}: {frac}")
+        if sum(self.gpu_memory_fraction.values()) > 1 + 1e-9:
+            raise ValueError(f"gpu_memory_fraction sums to {sum(self.gpu_memory_fraction.values()):g} > 1: the roles "
+                             "share one card")
         if self.metrics_port_tries < 1:
             raise ValueError(f"metrics_port_tries must be >= 1, got {self.metrics_port_tries}")
         for name in ("teacher_server_port", "feeder_port", "student_learner_port", "d_learner_port"):

@@ -63,7 +63,13 @@ READY_ROLES = ("d-learner", "student-learner", "feeder", "student-actor")
 
 
 def _prefill_text_cache(cfg: RootConfig, cache_dir: Path) -> None:
-    """Encode every prompt once here, so no role process loads the sentence model."""
+    """Encode every prompt once here, so no role process loads the sentence model.
+
+    Not for a Wan student: its roles read UMT5 features (cached under their own key), each prompt encoded on
+    a miss where the role computes; encoding every prompt of the splits here, on the CPU, would cost minutes.
+    """
+    if cfg.student.kind == "wan":
+        return
     enc = CachedTextEncoder(cfg.text.kind, cache_dir=str(cache_dir))
     enc.encode([r.prompt for r in train_prompts(cfg) + eval_prompts(cfg)])  # prompts= / eval_prompts= or the splits
 

@@ -18,6 +18,7 @@ from afd_async.parallel.learner_world import agree_to_stop
 from afd_async.runtime.context import RoleContext
 from afd_async.runtime.d_learner import DLearner
 from afd_async.runtime.feed_loop import FeedLoop
+from afd_async.runtime.gpu_share import record_gpu_peak
 from afd_async.runtime.learner_state import Checkpointer
 from afd_async.seams import BatchSource
 from afd_async.train.d_probe_monitor import DProbeMonitor
@@ -65,6 +66,7 @@ def train_d(rc: RoleContext, learner: DLearner, feed: BatchSource, ckpt: Checkpo
         rc.metrics(M.D_BATCH_WAIT).observe(loop.wait_s)
         rc.metrics(M.D_BUSY).set(loop.busy.ratio)
         rc.set_status(d_busy_ratio=round(loop.busy.ratio, 4), d_busy_breakdown=json.dumps(loop.busy.breakdown()))
+        record_gpu_peak(rc, learner.device)
         rc.metrics.beat()
         rc.stopped()
         return False

@@ -43,6 +43,11 @@ class StudentActor:
         subscriber: the student learner's weight announcements (None: never updates, for tests).
         teacher_clip: `(prompt, seed) -> teacher_ref or None` (None while the clip is not cached yet).
         device: where `policy` lives and rolls out (`train.device`); written pairs are CPU tensors.
+        metrics: called per written group with (group, rows, seconds of rollout + decode + write, the teacher
+            wait excluded, policy version).
+        on_weights: called with the seconds of each weight sync, the actor's side of publishing θ_old: fetch,
+            hash check and load into the policy when it polls between groups; the load alone when it waited
+            for a version (that wait holds the learner's step too).
     """
 
     def __init__(
@@ -51,7 +56,7 @@ class StudentActor:
         teacher_clip: Callable[[str, int], Optional[str]], run_seed: int, timesteps: list[int], shift: float,
         num_frames: int, staleness: int, lookahead: int, teacher_wait_s: float, latent_dtype: str = "float32",
         actor_id: Optional[str] = None, metrics: Any = None, weight_timeout_s: float = 600.0,
-        device: torch.device | str = "cpu",
+        device: torch.device | str = "cpu", on_weights: Optional[Callable[[float], None]] = None,
     ) -> None:
         self.policy, self.encode_text, self.planner, self.claims = policy, encode_text, planner, claims
         self.requests, self.writer, self.subscriber, self.teacher_clip = requests, writer, subscriber, teacher_clip
@@ -59,32 +64,36 @@ class StudentActor:
         self.k, self.lookahead, self.teacher_wait_s = staleness, lookahead, teacher_wait_s
         self.latent_dtype = _DTYPES[latent_dtype]
         self.actor_id = actor_id or f"student-actor-{uuid.uuid4().hex[:8]}"
-        self.metrics, self.weight_timeout_s = metrics, weight_timeout_s
+        self.metrics, self.weight_timeout_s, self.on_weights = metrics, weight_timeout_s, on_weights
         self.device = torch.device(device)  # where the policy rolls out (`train.device`); pairs are written from CPU
         self.version = 0
         self.rollouts = 0
 
     # ------------------------------------------------------------------ weights
 
-    def _swap(self, update: Any) -> None:
+    def _swap(self, update: Any, t0: float) -> None:
+        """Load `update` into the policy; the sync began at `t0` (`time.monotonic()`)."""
         self.policy.load_state_dict({k: v for k, v in update.state_dict.items()}, strict=True)
         self.version = int(update.version)
+        if self.on_weights is not None:
+            self.on_weights(time.monotonic() - t0)
 
     def refresh_weights(self, min_version: int, stop: threading.Event) -> bool:
         """Swap in the newest θ_old; wait (bounded, interruptible) until it is at least `min_version`."""
         if self.subscriber is None:
             return self.version >= min_version
         try:
+            t0 = time.monotonic()
             update = self.subscriber.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
             if update is not None and update.version > self.version:
-                self._swap(update)
+                self._swap(update, t0)
         except WeightsRejected as e:  # keep the last good weights
             log.warning("rejected student weights: %s", e)
         deadline = time.monotonic() + self.weight_timeout_s
         while self.version < min_version and not stop.is_set():
             try:
                 update = self.subscriber.wait_for_version(min_version, timeout_s=1.0)
-                self._swap(update)
+                self._swap(update, time.monotonic())
             except TransportTimeout:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no student weights >= v{min_version} after {self.weight_timeout_s:.0f}s") from None
@@ -154,10 +163,12 @@ class StudentActor:
                 break
             t0 = time.monotonic()
             video = self.rollout_group(group)
+            t_wait = time.monotonic()
             refs = self.wait_teacher(group, stop)
             if refs is None:
                 self.claims.reroll(claim.group)
                 continue
+            t0 += time.monotonic() - t_wait  # the teacher wait is not the actor's work
             self.write_group(group, video, refs, requested_at)
             self.claims.done(claim.group)
             written += 1

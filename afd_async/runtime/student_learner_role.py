@@ -17,6 +17,7 @@ from afd_async.parallel.dist import DistContext
 from afd_async.parallel.learner_world import agree_to_stop
 from afd_async.runtime.context import RoleContext
 from afd_async.runtime.feed_loop import FeedLoop
+from afd_async.runtime.gpu_share import record_gpu_peak
 from afd_async.runtime.learner_state import Checkpointer
 from afd_async.runtime.student_learner import StudentLearner
 from afd_async.seams import BatchSource
@@ -60,6 +61,7 @@ def train_student(rc: RoleContext, learner: StudentLearner, feed: BatchSource, c
         rc.metrics(M.S_BUSY).set(loop.busy.ratio)
         rc.set_status(student_busy_ratio=round(loop.busy.ratio, 4),
                       student_busy_breakdown=json.dumps(loop.busy.breakdown()))
+        record_gpu_peak(rc, learner.device)
         rc.metrics.beat()
         if outputs is None:  # ranks > 0: train and ack; rank 0 logs, evaluates and ends the run
             return upd.steps >= cfg.train.steps

@@ -80,7 +80,11 @@ class RunOutputs:
         n = min(4, len(self.eval_prompts))
         teacher = self.teacher.batch([p.prompt for p in self.eval_prompts[:n]], [0] * n)
         assert self.base_videos is not None and self.start_result is not None
-        write_grid([teacher, self.base_videos[:n], final_videos[:n]], self.cfg.student.fps, self.out / "samples")
+        # tiny clips are blown up to be seen and written as GIF too; real-size ones (480x832) stay as they are,
+        # MP4 only (x4 would be GBs of frames, a GIF minutes of palette quantisation)
+        small = self.cfg.student.height <= 128
+        write_grid([teacher, self.base_videos[:n], final_videos[:n]], self.cfg.student.fps, self.out / "samples",
+                   upscale=max(1, 128 // self.cfg.student.height), gif=small)
         plot_metrics(records, PLOT_KEYS, self.out / "metrics.png")
         save_module(self.out / "student_final.safetensors", updater.old, meta={"version": updater.version})
         save_module(self.out / "student_ema.safetensors", updater.ema.module, meta={"version": updater.version})

@@ -3,13 +3,14 @@
 Causal Wan student with LoRA policies (θ adapter `default`, θ_old adapter `old`,
 θ_ref = base), UMT5 text features cached per prompt, Wan VAE decode before D,
 VideoReward D on prompt strings. Every weight is a tiny random file this test
-writes in the format a user would point the config at (our safetensors for the
+writes (afd_async/testing/wan_assets.py) in the format a user would point the config at (our safetensors for the
 student, diffusers-layout VAE safetensors, transformers folders with tokenizers
 for UMT5 and Qwen2-VL).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -24,57 +25,15 @@ pytest.importorskip("peft")
 
 from afd_async.algo.policy import eta_schedule  # noqa: E402
 from afd_async.config import load_config  # noqa: E402
+from afd_async.testing.wan_assets import write_wan_assets  # noqa: E402
 from afd_async.train.report import read_metrics  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-UMT5_TINY = dict(d_model=16, d_kv=4, d_ff=24, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu",
-                 relative_attention_num_buckets=8, decoder_start_token_id=0, pad_token_id=1, eos_token_id=2)
-QWEN_SPECIAL = {"<|im_start|>": 240, "<|im_end|>": 241, "<|vision_start|>": 242, "<|vision_end|>": 243,
-                "<|video_pad|>": 244, "<|image_pad|>": 245, "<|VQ_reward|>": 246, "<|MQ_reward|>": 247,
-                "<|TA_reward|>": 248}
-QWEN_TINY = dict(
-    text_config=dict(vocab_size=256, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]},
-                     bos_token_id=None, eos_token_id=None, pad_token_id=1),
-    vision_config=dict(depth=1, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14,
-                       spatial_merge_size=2, temporal_patch_size=2),
-    video_token_id=244, image_token_id=245, vision_start_token_id=242, vision_end_token_id=243,
-)
-
-
-def write_tiny_wan_assets(root: Path) -> list[str]:
-    """Write every weight file of `experiment=wan_tiny`; returns the overrides that name them."""
-    from diffusers import AutoencoderKLWan
-    from safetensors.torch import save_file
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, UMT5Config, UMT5EncoderModel
-
-    from afd_async.checkpoint import save_module
-    from afd_async.models.factory import wan_student_kwargs
-    from afd_async.models.videoreward.loaders import tiny_tokenizer
-    from afd_async.models.wan.causal_student import WanCausalStudent
-    from afd_async.models.wan.config import TINY_WAN_VAE
-    from afd_async.physics import load_prompt_suite
-
-    torch.manual_seed(0)
-    root.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(["experiment=wan_tiny"])
-    words = sorted({w for s in ("train", "eval") for p in load_prompt_suite(s) for w in p.prompt.lower().split()})[:200]
-    save_module(root / "student.safetensors", WanCausalStudent(**wan_student_kwargs(cfg.student)))
-    save_file(AutoencoderKLWan(**TINY_WAN_VAE).state_dict(), str(root / "vae.safetensors"))
-    umt5 = UMT5EncoderModel(UMT5Config(vocab_size=len(words) + 3, **UMT5_TINY))
-    umt5.save_pretrained(root / "umt5")
-    tiny_tokenizer(words, {"</s>": 2}).save_pretrained(root / "umt5")
-    qwen = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**QWEN_TINY))
-    qwen.save_pretrained(root / "qwen2vl")
-    tiny_tokenizer(words, QWEN_SPECIAL).save_pretrained(root / "qwen2vl")
-    return [f"student.checkpoint={root / 'student.safetensors'}", f"student.wan.vae_checkpoint={root / 'vae.safetensors'}",
-            f"student.wan.text_encoder={root / 'umt5'}", f"discriminator.videoreward.backbone_path={root / 'qwen2vl'}"]
-
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> list[str]:
-    return write_tiny_wan_assets(tmp_path_factory.mktemp("wan_assets"))
+    return write_wan_assets(tmp_path_factory.mktemp("wan_assets"), "tiny")
 
 
 def _adapter(pol, name: str) -> dict[str, torch.Tensor]:
@@ -148,3 +107,22 @@ def test_afd_run_smoke(assets, tmp_path) -> None:
     with safe_open(str(out / "discriminator_final.safetensors"), "pt") as f:  # D's trained tensors only
         keys = list(f.keys())
     assert keys and all(".lora_" in k or k.startswith("rm_head.") for k in keys)
+
+    # the figures benchmarks/wan_afd_run.sh reports at 1.3B (issue 20.4), from this run's own records
+    fig = _wan_afd_report().report(out, batch_size=2)
+    assert fig["steps"] == 2 and fig["finished"] and fig["pairs_written"] == 6 and fig["s_per_step"] > 0
+    assert set(fig["busy"]) == {"student-actor", "d-learner", "student-learner"}
+    assert fig["gpu_mem_gib"] == {}  # a CPU run has no GPU peak to report (never a zero)
+    sync = fig["weight_sync_parts_s"]
+    assert sync["publish_s"] > 0 and sync["actor_syncs"] >= 1 and sync["actor_fetch_load_s"] > 0  # k=0: the actor waits
+    assert fig["weight_sync_s"] == round(sync["publish_s"] + sync["actor_fetch_load_s"], 4)
+    assert fig["profile_s"]["time_step_s"] > 0 and fig["profile_s"]["actor_group_s"] > 0
+
+
+def _wan_afd_report():
+    """benchmarks/wan_afd_report.py as a module (benchmarks/ is scripts, not a package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "wan_afd_report.py"
+    spec = importlib.util.spec_from_file_location("wan_afd_report", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -13,6 +13,7 @@ from afd_async.models.factory import make_text_encoder
 from afd_async.parallel.dist import DistContext
 from afd_async.parallel.learner_world import join_learner_world
 from afd_async.runtime.context import RoleContext, make_planner, start_metrics, tcp, torch_threads
+from afd_async.runtime.gpu_share import limit_gpu_memory
 from afd_async.security.curve import cluster_client_keys
 from afd_async.train.plan import Planner
 from afd_async.transport import FeedClient
@@ -50,13 +51,14 @@ def learner_world(cfg: RootConfig, ranks: int) -> tuple[DistContext, torch.devic
 
 
 def start_learner(cfg: RootConfig, role: str, ranks: int) -> LearnerStart:
-    """In this order: device check, metrics endpoint, torch threads, learner world, `RoleContext`
+    """In this order: device check, metrics endpoint, torch threads, learner world, GPU share, `RoleContext`
     (signals, Redis), plan, text encoder; torch is seeded with `train.seed` last, so the models built
     next draw the global RNG as the synchronous loop does."""
     resolve_device(cfg.train.device)  # a clear error naming the key, before the metrics port is taken
     metrics = start_metrics(cfg, role, ranks=ranks)
     torch_threads(cfg)
     world, device = learner_world(cfg, ranks)
+    limit_gpu_memory(cfg.cluster.gpu_memory_fraction, role, device)  # before any model: the cap holds for all
     rc = RoleContext.build(cfg, role, metrics=metrics)
     planner = make_planner(cfg)
     text = make_text_encoder(cfg.text, cfg.student, device=str(device))

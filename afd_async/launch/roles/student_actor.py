@@ -9,8 +9,9 @@ from afd_async.config.train import resolve_device
 from afd_async.models.factory import make_rollout_policy, make_text_encoder
 from afd_async.replay.writer import PairWriter
 from afd_async.runtime.context import RoleContext, make_claims, make_planner, torch_threads, weight_endpoints
+from afd_async.runtime.gpu_share import limit_gpu_memory
 from afd_async.runtime.student_actor import StudentActor
-from afd_async.runtime.student_actor_role import act, group_metrics
+from afd_async.runtime.student_actor_role import act, group_metrics, weight_sync_status
 from afd_async.runtime.teacher_requests import TeacherRequests
 from afd_async.security.curve import cluster_client_keys
 from afd_async.teacher.clips import CacheClipStore
@@ -19,6 +20,7 @@ from afd_async.transport import WeightSubscriber
 
 def run_student_actor(cfg: RootConfig) -> int:
     device = resolve_device(cfg.train.device)  # a clear error naming the key, before anything is built
+    limit_gpu_memory(cfg.cluster.gpu_memory_fraction, "student-actor", device)  # before any model
     rc = RoleContext.build(cfg, "student-actor")
     torch_threads(cfg)
     r, keys = rc.redis, rc.keys
@@ -35,7 +37,8 @@ def run_student_actor(cfg: RootConfig) -> int:
             teacher_clip=partial(CacheClipStore(r).cached_ref, cfg.teacher),
             run_seed=cfg.train.seed, timesteps=cfg.student.timesteps, shift=cfg.student.shift,
             num_frames=cfg.student.num_frames, staleness=cfg.replay.staleness, lookahead=cfg.replay.teacher_lookahead,
-            teacher_wait_s=cfg.replay.teacher_wait_s, latent_dtype=cfg.replay.latent_dtype, metrics=group_metrics(rc),
+            teacher_wait_s=cfg.replay.teacher_wait_s, latent_dtype=cfg.replay.latent_dtype,
+            metrics=group_metrics(rc, device), on_weights=weight_sync_status(rc),
             device=device,
         )
         return act(rc, actor)
