@@ -11,7 +11,7 @@
 #   python benchmarks/quality.py --size gpu --work <folder> --score-only --override text.cache_dir=...
 # which scores base and the reference rows and reads the trained rows from their caches.
 #
-# The device has no network and no Hydra/PyAV/tenacity: their wheels travel in .whl/ (device README),
+# The device has no network and no Hydra/PyAV/tenacity: their wheels travel in .whl/ (bash benchmarks/device_wheels.sh),
 # and the MiniLM embeddings of every prompt in outputs/quality_text_cache (no sentence-encoder download).
 # The device copies the working tree as it is; when others edit it, run from a committed snapshot instead:
 #   git archive HEAD -- . ':!benchmarks/results' > outputs/snap.tar     # here; carry it with .whl and the cache

@@ -20,7 +20,8 @@
 # The roles share the card as configs/experiment/wan_1_3b.yaml says: each role's allocator capped by
 # cluster.gpu_memory_fraction (afd_async/runtime/gpu_share.py), the GPU time-sliced between the processes.
 # The device has no network, no redis-server and no Hydra/PyAV/diffusers/ZeroMQ: wheels and Debian's
-# redis-server (.whl/redis-bin, a wrapper that gives the binary its libraries) travel in .whl/ (carried).
+# redis-server (.whl/redis-bin, a wrapper that gives the binary its libraries) travel in .whl/ (carried; build
+# it with `bash benchmarks/device_wheels.sh`).
 # Knobs: STEPS (20 real, 2 tiny), COMPILE (false: eager; true compiles the student's elementwise kernels in
 # each role, minutes of start-up), TOTAL_S, WORK (default /tmp/wan_afd_run_<size>), OUT, INSTALL_WHEELS (0: skip
 # .whl). A second call on the still-warm machine reuses the weight files in WORK, and with RESUME=1 continues a

@@ -1,0 +1,132 @@
+"""The plumbing at its physical limits (issue 19), every figure against a bound measured in the same run.
+
+    python benchmarks/plumbing.py            # ~10 minutes on 2 cores; writes benchmarks/results/plumbing.json
+
+| figure | bound it is divided by (same run) | goal |
+| --- | --- | --- |
+| teacher quota used, N = 1 / 4 / 16 actors on one account | the account's capacity over the window | ≥ 99 %, 0 throttled |
+| replay pairs/s | `redis-benchmark` SET + GET of the same 100 KB payload, same server | ≥ 0.8 |
+| weight sync of 1 GB to 1 and 8 actors | memcpy of the same bytes (time ratio: lower is better) | ≤ 2× |
+| ZeroMQ feed GB/s | raw PUSH/PULL of the same frames | ≥ 2 GB/s |
+| student learner busy once warm, k ≥ 1 | its warm wall time | ≥ 0.95 |
+
+Each part lives in its own benchmark (`bench_teacher_quota`, `bench_replay`, `bench_weights`,
+`bench_feed`, `bench_async_vs_sync`), which says how it measures and prints its own detail; this
+script runs them one after the other (never two at once: they would share the 2 cores) and keeps
+their full records under `detail` in the JSON. A part that fails is recorded with its error and the
+others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_async_vs_sync  # noqa: E402  (sibling benchmarks: each measures one figure)
+import bench_feed  # noqa: E402
+import bench_replay  # noqa: E402
+import bench_teacher_quota  # noqa: E402
+import bench_weights  # noqa: E402
+
+RESULT = Path(__file__).resolve().parent / "results" / "plumbing.json"
+QUOTA_ACTORS = (1, 4, 16)
+GOALS = {"quota_used": 0.99, "replay_ratio": 0.8, "weights_ratio": 2.0, "feed_gb_per_s": 2.0, "learner_busy": 0.95}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_parts(quick: bool) -> dict[str, Any]:
+    """Every part in turn; returns the issue's record plus each part's own under `detail`."""
+    scale = 0.25 if quick else 1.0
+    detail: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+
+    def part(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        print(f"[plumbing] {name} ...", flush=True)
+        try:
+            detail[name] = fn()
+        except Exception:  # noqa: BLE001 - one broken part must not hide the others' figures
+            errors[name] = traceback.format_exc(limit=4)
+            print(errors[name], flush=True)
+            detail[name] = None
+        print(f"[plumbing] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        return detail[name]
+
+    quota = {str(n): part(f"quota_{n}", lambda n=n: bench_teacher_quota.measure_quota(
+        actors=n, seconds=30 * scale, callbacks=True)) for n in QUOTA_ACTORS}
+    replay = part("replay", lambda: bench_replay.measure(seconds=30 * scale))
+    weights = part("weights", lambda: bench_weights.measure(gb=1.0 if not quick else 0.25, actors=[1, 8]))
+    feed = part("feed", lambda: bench_feed.measure(seconds=40 * scale))
+    busy = part("learner_busy", lambda: bench_async_vs_sync.measure_learner_busy(quick=quick))
+
+    def total(key: str) -> int | None:
+        vals = [q.get(key) for q in quota.values() if q]
+        return None if not vals or None in vals else int(sum(vals))
+
+    return {
+        "commit": _commit(), "date": time.strftime("%Y-%m-%d"), "quick": quick,
+        "quota_used": {n: (q or {}).get("quota_used") for n, q in quota.items()},
+        "throttled": total("throttled"), "lost": total("lost"), "duplicates": total("duplicates"),
+        "replay_ratio": (replay or {}).get("replay_ratio"),
+        "weights_ratio": (weights or {}).get("weights_ratio", {"1": None, "8": None}),
+        "feed_ratio": (feed or {}).get("feed_ratio"), "feed_gb_per_s": (feed or {}).get("feed_gb_per_s"),
+        "learner_busy": busy if not isinstance(busy, dict) else busy.get("learner_busy"),
+        "goals": GOALS, "errors": errors, "detail": detail,
+    }
+
+
+def table(rec: dict[str, Any]) -> str:
+    """The issue's figures, each beside its goal and whether it is met."""
+    def fmt(v: Any, pct: bool = False) -> str:
+        return "—" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.2f}")
+
+    rows = [(f"quota used, N = {n}", fmt(v, True), "≥ 99%", v is not None and v >= GOALS["quota_used"])
+            for n, v in rec["quota_used"].items()]
+    rows.append(("throttled / lost / duplicates", f"{rec['throttled']} / {rec['lost']} / {rec['duplicates']}", "0 / 0 / 0",
+                 rec["throttled"] == 0 and rec["lost"] == 0 and rec["duplicates"] == 0))
+    rows.append(("replay ÷ redis-benchmark", fmt(rec["replay_ratio"]), "≥ 0.8",
+                 rec["replay_ratio"] is not None and rec["replay_ratio"] >= GOALS["replay_ratio"]))
+    for n, v in rec["weights_ratio"].items():
+        rows.append((f"weight sync 1 GB, {n} actor(s) ÷ memcpy", fmt(v), "≤ 2×", v is not None and v <= GOALS["weights_ratio"]))
+    rows.append(("feed GB/s (÷ raw PUSH/PULL)", f"{fmt(rec['feed_gb_per_s'])} ({fmt(rec['feed_ratio'])})", "≥ 2 GB/s",
+                 rec["feed_gb_per_s"] is not None and rec["feed_gb_per_s"] >= GOALS["feed_gb_per_s"]))
+    rows.append(("student learner busy (k ≥ 1)", fmt(rec["learner_busy"], True), "≥ 95%",
+                 rec["learner_busy"] is not None and rec["learner_busy"] >= GOALS["learner_busy"]))
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{'figure':<{w}}  {'measured':>14}  {'goal':>10}  met"]
+    lines += [f"{name:<{w}}  {val:>14}  {goal:>10}  {'yes' if ok else 'NO'}" for name, val, goal, ok in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=RESULT)
+    ap.add_argument("--quick", action="store_true", help="a quarter of each part's time (wiring check; not a result)")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    rec = run_parts(args.quick)
+    rec["wall_s"] = time.perf_counter() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rec, indent=1, default=str))
+    print(table(rec))
+    print(f"wrote {args.out} in {rec['wall_s']:.0f} s")
+    if rec["errors"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
