@@ -1,6 +1,8 @@
 """The student learner's state and step: wait for D, score, NFT step, soft-update θ_old, publish it.
 
     for batch: wait for D ≥ W + (s+1)·ratio − k_D → score → NFT step → θ_old soft update → publish θ_old (s+1)
+                                                                      (snapshot now; served on a thread while
+                                                                       the next batch is trained: background_publish)
 
 Its step is the synchronous loop's (`train/student_step.py: student_step`), so it computes what `afd sync`
 computes on the same batch; what is its own is decoding the fed batch, waiting for D, sending θ_old to the
@@ -19,6 +21,7 @@ from typing import Any, Callable, Optional
 import redis
 import torch
 
+from afd_async.runtime.background_publish import BackgroundPublisher
 from afd_async.runtime.d_history import DHistory
 from afd_async.runtime.feed_loop import to_pair_batch
 from afd_async.seams import WeightSink, WeightSource
@@ -48,6 +51,7 @@ class StudentLearner:
                  d_timeout_s: float = 600.0, history: Optional[DHistory] = None,
                  device: torch.device | str = "cpu") -> None:
         self.updater, self.d, self.d_sub, self.publisher = updater, d, d_subscriber, publisher
+        self._background = BackgroundPublisher(publisher)
         self.rewards = rewards
         self.device = torch.device(device)  # where θ and the D copy compute (`train.device`); batches are moved here
         self._r, self.keys, self.encode_text, self.run_seed = client, keys, encode_text, run_seed
@@ -60,13 +64,30 @@ class StudentLearner:
         self.timing: dict[str, float] = {}
 
     def publish(self) -> None:
+        """Publish θ_old now (start-up, resume): served and announced when this returns."""
+        self._publish_in_background({})
+        self.flush()
+
+    def flush(self) -> None:
+        """Wait for the background publish in flight (the run's end); raises `PublishFailed` if it failed."""
+        self._background.flush()
+
+    def _publish_in_background(self, status: dict[str, Any]) -> None:
         # The weights go to the actors over ZeroMQ, stamped with their version (an actor's policy_version).
         # learner_version L itself has one channel, the Redis key: the Lua admission script (runtime/groups.py,
         # g <= L + k, atomic with the group counter) and the feeder's drop-and-count read it there, and no
         # script can read a ZeroMQ announcement. Set after the publish: every L an actor is admitted under is
-        # already served.
-        self.publisher.publish(self.updater.version, self.updater.old.state_dict())
-        self._r.set(self.keys.student_version, self.updater.version)
+        # already served. The status hash rides in the same round trip.
+        version = self.updater.version
+
+        def announce() -> None:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.set(self.keys.student_version, version)
+            if status:
+                pipe.hset(self.keys.status, mapping=status)
+            pipe.execute()
+
+        self._background.submit(version, self.updater.old.state_dict(), then=announce)
 
     def _sync_d(self, stop: threading.Event) -> bool:
         """Load D weights at least as new as the sync loop would have used, minus k_D; False if stopped first."""
@@ -119,9 +140,8 @@ class StudentLearner:
         t2 = time.monotonic()
         metrics["d_version_used"] = float(self.d_version)
         metrics["staleness_max"] = float(step - int(pb.policy_version.min()))
-        self.publish()
-        self._r.hset(self.keys.status, mapping={"student_steps": self.updater.steps,
-                                               "student_loss": metrics.get("student_loss", 0.0)})
+        self._publish_in_background({"student_steps": self.updater.steps,
+                                     "student_loss": metrics.get("student_loss", 0.0)})
         self.timing = {"d_wait": t1 - t0, "step": t2 - t1, "publish": time.monotonic() - t2}
         self.last = metrics
         return metrics
