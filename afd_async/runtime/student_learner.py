@@ -59,6 +59,7 @@ class StudentLearner:
         self.needs_d, self.pixel_latent, self.d_timeout_s = needs_d, pixel_latent, d_timeout_s
         self.history = history
         self.d_version = -1
+        self._d_fetch_s = 0.0  # of the last `_sync_d`: fetching and loading a D that was already announced
         self._d_received: dict[str, torch.Tensor] = {}
         self.last: dict[str, float] = {}
         self.timing: dict[str, float] = {}
@@ -103,12 +104,14 @@ class StudentLearner:
                 return True  # the first attempt kept its D at this step
         before = self.d_version
         need = self.warmup_groups + (step + 1) * self.ratio - self.k_d
+        t0 = time.monotonic()
         try:
             update = self.d_sub.poll_update(timeout_s=30.0)  # returns at once unless a newer version was announced
             if update is not None and update.version > self.d_version:
                 self._load_d(update)
         except WeightsRejected as e:  # e.g. a restarted D learner republishing older versions
             log.info("discriminator weights not taken: %s", e)
+        self._d_fetch_s = time.monotonic() - t0
         deadline = time.monotonic() + self.d_timeout_s
         while self.d_version < need and not stop.is_set():
             try:
@@ -131,6 +134,7 @@ class StudentLearner:
         """One student step on `batch`; None when `stop` came while waiting for D (nothing changed)."""
         pb = to_pair_batch(batch, self.encode_text, pixel_latent=self.pixel_latent, device=self.device)
         t0 = time.monotonic()
+        self._d_fetch_s = 0.0
         if not self._sync_d(stop):
             return None
         t1 = time.monotonic()
@@ -142,7 +146,8 @@ class StudentLearner:
         metrics["staleness_max"] = float(step - int(pb.policy_version.min()))
         self._publish_in_background({"student_steps": self.updater.steps,
                                      "student_loss": metrics.get("student_loss", 0.0)})
-        self.timing = {"d_wait": t1 - t0, "step": t2 - t1, "publish": time.monotonic() - t2}
+        self.timing = {"d_fetch": self._d_fetch_s, "d_wait": t1 - t0 - self._d_fetch_s, "step": t2 - t1,
+                       "publish": time.monotonic() - t2}
         self.last = metrics
         return metrics
 
