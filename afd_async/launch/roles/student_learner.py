@@ -45,7 +45,8 @@ def run_student_learner(cfg: RootConfig) -> int:
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,
                                  d_staleness=cfg.replay.d_staleness, needs_d=objective.student_waits_for_d,
                                  pixel_latent=cfg.student.kind == "tiny", history=history, device=device,
-                                 rewards=objective.make_rewards(cfg))
+                                 rewards=objective.make_rewards(cfg),
+                                 d_overlap=objective.reward == "d_score" and objective.loss == "nft")
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
                             on_saved=history.prune if history is not None else None, durable=lambda: barrier(world))
         train_student(rc, learner, feed, ckpt, world, outputs, warmup_groups=planner.warmup_groups)

@@ -1,4 +1,5 @@
-"""θ_old published off the critical path: exactly the step's θ_old and version, L set after serving, errors surface."""
+"""The student learner's critical path: θ_old published in the background (exactly the step's θ_old and version,
+L set after serving, errors surface) and the wait for D overlapped with the step's forward passes (same numbers)."""
 
 from __future__ import annotations
 
@@ -30,19 +31,24 @@ def _batch(cfg, group: int) -> ReceivedBatch:
     return ReceivedBatch(seq=group, tensors={"teacher": video(), "student": student}, meta=meta, nbytes=0)
 
 
+def _learner(cfg, text, pub, client, *, d_sub=None, d_overlap: bool = False) -> StudentLearner:
+    torch.manual_seed(0)
+    upd = make_student_updater(cfg, make_student(cfg.student, text.dim))
+    return StudentLearner(updater=upd, d=d_copy(make_discriminator(cfg.discriminator, text.dim)),
+                          d_subscriber=d_sub, publisher=pub, client=client, keys=RunKeys(), encode_text=text.encode,
+                          run_seed=0, warmup_groups=0, d_steps_per_batch=1, d_staleness=0, needs_d=True,
+                          pixel_latent=True, rewards=get_objective("afd").make_rewards(cfg), d_overlap=d_overlap,
+                          d_timeout_s=30)
+
+
 def test_each_step_publishes_exactly_its_theta_old_while_the_next_step_runs(redis_client) -> None:
     cfg = load_config(["algo.name=afd"])
-    torch.manual_seed(0)
     text = make_text_encoder(cfg.text, cfg.student)
-    upd = make_student_updater(cfg, make_student(cfg.student, text.dim))
     keys = RunKeys()
     with WeightPublisher(LOCAL, LOCAL, chunk_size=4096) as pub, \
             WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
-        learner = StudentLearner(updater=upd, d=d_copy(make_discriminator(cfg.discriminator, text.dim)),
-                                 d_subscriber=None, publisher=pub, client=redis_client, keys=keys,
-                                 encode_text=text.encode, run_seed=0, warmup_groups=0, d_steps_per_batch=1,
-                                 d_staleness=0, needs_d=True, pixel_latent=True,
-                                 rewards=get_objective("afd").make_rewards(cfg))
+        learner = _learner(cfg, text, pub, redis_client)
+        upd = learner.updater
         learner.publish()
         assert int(redis_client.get(keys.student_version)) == 0 == sub.wait_for_version(0, timeout_s=10).version
         expected = {}
@@ -93,3 +99,31 @@ def test_a_failed_background_publish_is_raised_by_the_next_submit(redis_client) 
         bg.submit(3, poisoned)
         with pytest.raises(PublishFailed):
             bg.close()  # the run's end (flush) raises it too
+
+
+def test_waiting_for_d_inside_the_step_computes_what_waiting_before_it_does(redis_client) -> None:
+    """The overlapped learner waits for D after its forward passes; same D version, same θ, θ_old and metrics."""
+    cfg = load_config(["algo.name=afd"])
+    text = make_text_encoder(cfg.text, cfg.student)
+    torch.manual_seed(1)
+    d_weights = make_discriminator(cfg.discriminator, text.dim).state_dict()
+    with WeightPublisher(LOCAL, LOCAL) as d_pub, WeightPublisher(LOCAL, LOCAL) as pub_a, \
+            WeightPublisher(LOCAL, LOCAL) as pub_b, \
+            WeightSubscriber(d_pub.notify_endpoint, d_pub.fetch_endpoint, query_interval_s=0.05) as d_a, \
+            WeightSubscriber(d_pub.notify_endpoint, d_pub.fetch_endpoint, query_interval_s=0.05) as d_b:
+        eager = _learner(cfg, text, pub_a, redis_client, d_sub=d_a)
+        overlapped = _learner(cfg, text, pub_b, redis_client, d_sub=d_b, d_overlap=True)
+        stop = threading.Event()
+        stop.set()  # the run stops while the overlapped step waits for D (v1 is not published): nothing changes
+        before = copy.deepcopy(overlapped.updater.student.state_dict())
+        assert overlapped.process(_batch(cfg, 0), stop) is None
+        assert overlapped.updater.steps == 0 and overlapped.updater.version == 0
+        assert all(torch.equal(before[k], v) for k, v in overlapped.updater.student.state_dict().items())
+        d_pub.publish(1, d_weights)  # step 0 needs D >= W + (0 + 1)·1 − 0 = 1
+        m_a = eager.process(_batch(cfg, 0), threading.Event())
+        m_b = overlapped.process(_batch(cfg, 0), threading.Event())
+        eager.flush()
+        overlapped.flush()
+    assert m_a == m_b and m_b["d_version_used"] == 1.0
+    for a, b in ((eager.updater.student, overlapped.updater.student), (eager.updater.old, overlapped.updater.old)):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
