@@ -19,7 +19,12 @@ the same channel and whoever can rewrite a chunk can rewrite the manifest with i
 (authenticity is CURVE's job, or the host's for shared memory). The top digest stays sha256,
 over a few KB. Where the chunk hash is sha256 the manifest omits the field and the head is the
 one above; otherwise the head ends with it: msgpack([version, scope, total, chunk_size,
-entries, chunk_hash]).
+entries, chunk_hash]), and then with `true` where the manifest says `finite`.
+
+`finite`: the publisher checked every float of the version for NaN/Inf while it copied each chunk
+(in cache) and found none. The digests then vouch that the subscriber holds those very bytes, so it
+skips its own pass; a version without the mark (a publisher that found NaN/Inf, or did not look) is
+checked by each subscriber as before.
 
 Wire messages are `codec.msg` records of kind `"weights"`, schema `WEIGHTS_SCHEMA`:
 
@@ -31,6 +36,7 @@ Wire messages are `codec.msg` records of kind `"weights"`, schema `WEIGHTS_SCHEM
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import math
@@ -47,7 +53,7 @@ from afd_async.codec.msg import DTYPES, MessageError, pack, unpack
 from afd_async.transport.errors import WeightsRejected
 
 __all__ = ["ALIGN", "WEIGHTS_SCHEMA", "Scope", "ChunkHash", "TensorEntry", "Manifest", "plan_layout", "wmsg",
-           "decode_wmsg", "check_finite", "chunk_hasher"]
+           "decode_wmsg", "check_finite", "chunk_hasher", "chunk_nonfinite"]
 
 ALIGN = 64
 WEIGHTS_SCHEMA = 1
@@ -86,6 +92,7 @@ class Manifest:
     chunk_digests: tuple[bytes, ...]
     sha256: str
     chunk_hash: ChunkHash = "sha256"
+    finite: bool = False
 
     @property
     def n_chunks(self) -> int:
@@ -103,9 +110,11 @@ class Manifest:
 
     @staticmethod
     def top_digest(version: int, scope: str, total: int, chunk_size: int, entries: Sequence[TensorEntry],
-                   chunk_digests: Sequence[bytes], chunk_hash: ChunkHash = "sha256") -> str:
+                   chunk_digests: Sequence[bytes], chunk_hash: ChunkHash = "sha256", finite: bool = False) -> str:
         fields = [version, scope, total, chunk_size, [[e.name, e.dtype, list(e.shape), e.offset, e.nbytes] for e in entries]]
-        head = msgpack.packb(fields if chunk_hash == "sha256" else [*fields, chunk_hash])
+        if chunk_hash != "sha256" or finite:
+            fields.append(chunk_hash)
+        head = msgpack.packb([*fields, True] if finite else fields)
         h = hashlib.sha256(head)
         for d in chunk_digests:
             h.update(d)
@@ -115,7 +124,11 @@ class Manifest:
         wire = {"version": self.version, "scope": self.scope, "total": self.total, "chunk_size": self.chunk_size,
                 "entries": [[e.name, e.dtype, list(e.shape), e.offset, e.nbytes] for e in self.entries],
                 "chunk_digests": list(self.chunk_digests), "sha256": self.sha256}
-        return wire if self.chunk_hash == "sha256" else {**wire, "chunk_hash": self.chunk_hash}
+        if self.chunk_hash != "sha256":
+            wire["chunk_hash"] = self.chunk_hash
+        if self.finite:
+            wire["finite"] = True
+        return wire
 
     @classmethod
     def from_wire(cls, d: Any, *, max_bytes: int) -> Manifest:
@@ -130,7 +143,8 @@ class Manifest:
             m = cls._parse(d, max_bytes)
         except (KeyError, TypeError, ValueError) as e:
             raise WeightsRejected("layout", version if isinstance(version, int) else -1, f"bad manifest: {e}") from e
-        expect = cls.top_digest(m.version, m.scope, m.total, m.chunk_size, m.entries, m.chunk_digests, m.chunk_hash)
+        expect = cls.top_digest(m.version, m.scope, m.total, m.chunk_size, m.entries, m.chunk_digests, m.chunk_hash,
+                                m.finite)
         if expect != m.sha256:
             raise WeightsRejected("hash", m.version, f"manifest sha256 {m.sha256} != computed {expect}")
         return m
@@ -138,9 +152,9 @@ class Manifest:
     @classmethod
     def _parse(cls, d: dict[str, Any], max_bytes: int) -> Manifest:
         version, scope, total, chunk_size = d["version"], d["scope"], d["total"], d["chunk_size"]
-        chunk_hash = d.get("chunk_hash", "sha256")
-        if chunk_hash not in _DIGEST_BYTES:
-            raise ValueError(f"unknown chunk hash {chunk_hash!r}")
+        chunk_hash, finite = d.get("chunk_hash", "sha256"), d.get("finite", False)
+        if chunk_hash not in _DIGEST_BYTES or not isinstance(finite, bool):
+            raise ValueError(f"unknown chunk hash {chunk_hash!r} or a non-bool finite mark {finite!r}")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (version, total, chunk_size)):
             raise TypeError("version, total and chunk_size must be ints")
         if scope not in ("full", "lora") or version < 0 or not 0 <= total <= max_bytes or chunk_size < ALIGN \
@@ -167,7 +181,7 @@ class Manifest:
             raise ValueError(f"{len(digests)} chunk digests for {total} bytes in chunks of {chunk_size}")
         if not isinstance(d["sha256"], str):
             raise TypeError("sha256 must be a hex str")
-        return cls(version, scope, total, chunk_size, tuple(entries), digests, d["sha256"], chunk_hash)
+        return cls(version, scope, total, chunk_size, tuple(entries), digests, d["sha256"], chunk_hash, finite)
 
 
 def _is_int(v: Any) -> bool:
@@ -209,6 +223,22 @@ _EXP_MASK = {  # exponent bits of each float format; all set ⇔ NaN or ±Inf
     4: (np.uint32, 0x7F800000),
     8: (np.uint64, 0x7FF0000000000000),
 }
+
+
+def chunk_nonfinite(blob: torch.Tensor, entries: Sequence[TensorEntry], starts: Sequence[int], start: int,
+                    stop: int) -> str | None:
+    """The first tensor with NaN/Inf among those whose bytes lie in blob `[start, stop)` (`starts`: entry offsets).
+
+    Chunk bounds and entry offsets are multiples of `ALIGN`, so every piece is whole elements.
+    """
+    parts = {}
+    for e in entries[max(bisect.bisect_right(starts, start) - 1, 0):]:
+        if e.offset >= stop:
+            break
+        lo, hi = max(start, e.offset), min(stop, e.offset + e.nbytes)
+        if lo < hi:
+            parts[e.name] = blob[lo:hi].view(DTYPES[e.dtype][0])
+    return check_finite(parts)
 
 
 def check_finite(tensors: Mapping[str, torch.Tensor], block: int = 1 << 22) -> str | None:

@@ -37,7 +37,7 @@ from afd_async.codec.msg import DTYPES, MessageError
 from afd_async.transport._sockets import (CurveServerKeys, Waker, bind, make_socket, recv_ready, serve_loop,
                                           start_authenticator)
 from afd_async.transport.weights_layout import (ALIGN, ChunkHash, Manifest, Scope, TensorEntry, check_finite,
-                                                chunk_hasher, decode_wmsg, plan_layout, wmsg)
+                                                chunk_hasher, chunk_nonfinite, decode_wmsg, plan_layout, wmsg)
 from afd_async.transport.weights_shm import ShmLocation, ShmSegment, default_shm_dir, host_id
 
 __all__ = ["WeightPublisher", "WeightPublisherStats"]
@@ -149,7 +149,9 @@ class WeightPublisher:
         keep_versions: versions served at once (a fetch in progress may finish).
         copy: snapshot tensors into an arena; False only if the caller never
             mutates the tensors it published (GPU tensors are always copied).
-        check_finite: refuse to publish NaN/Inf (subscribers check regardless).
+        check_finite: refuse to publish NaN/Inf. Either way a copied version is checked while each chunk is
+            copied, and a clean one is marked `finite` in its manifest (subscribers then skip their own pass;
+            others check, and refuse NaN/Inf, themselves).
         hash_threads: threads copying and hashing chunks (torch, hashlib and xxhash release the GIL).
         chunk_hash: digest of each chunk (`weights_layout` says why xxh3-128 is enough).
         shm: put arenas in shared memory (`shm_dir`, default /dev/shm) for subscribers on this host;
@@ -233,8 +235,6 @@ class WeightPublisher:
         t0 = time.perf_counter()
         if version <= self.version:
             raise ValueError(f"weights version {version} is not above the last published {self.version}")
-        if self._check and (bad := check_finite(state_dict)) is not None:
-            raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
         entries, total = plan_layout(state_dict)
         with self._lock:  # arenas evicted one publish ago are no longer read by any send
             self._spare_arenas.extend(self._evicted)
@@ -242,29 +242,38 @@ class WeightPublisher:
         n = -(-total // self._chunk)
         spans = [(i * self._chunk, min((i + 1) * self._chunk, total)) for i in range(n)]
         arena: Optional[_Arena] = None
+        finite = False
         if self._copy or any(t.device.type != "cpu" for t in state_dict.values()):
             arena = self._arena(total)
             sources = {e.name: _byte_view(state_dict[e.name]) for e in entries if e.nbytes}
             starts = [e.offset for e in entries]
             data, view = arena.data, _blob_view(arena.data)
 
-            def fill(span: tuple[int, int]) -> bytes:
+            def fill(span: tuple[int, int]) -> tuple[bytes, Optional[str]]:
                 _fill_chunk(data, entries, starts, sources, *span)
                 h = chunk_hasher(self._hash)
-                h.update(view[span[0] : span[1]])  # just copied: still in cache
-                return h.digest()
+                h.update(view[span[0] : span[1]])  # just copied: still in cache, as for the NaN/Inf check
+                return h.digest(), chunk_nonfinite(data, entries, starts, *span)
 
             arena.begin()
-            digests = tuple(self._pool.map(fill, spans))
+            checked = list(self._pool.map(fill, spans))
+            bad = next((name for _, name in checked if name is not None), None)
+            if self._check and bad is not None:
+                with self._lock:
+                    self._spare_arenas.append(arena)  # half-written (seq odd): readers of it see a torn read
+                raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
             arena.commit(version)
+            digests, finite = tuple(d for d, _ in checked), bad is None
             segments = [(0, view[:total])]
         else:
+            if self._check and (bad := check_finite(state_dict)) is not None:
+                raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
             segments = self._segments(state_dict, entries)
         blob = _Version(Manifest(version, scope, total, self._chunk, tuple(entries), (), ""), segments, arena)
         if arena is None:
             digests = tuple(self._pool.map(lambda span: self._digest(blob, *span), spans))
-        sha = Manifest.top_digest(version, scope, total, self._chunk, entries, digests, self._hash)
-        blob.manifest = Manifest(version, scope, total, self._chunk, tuple(entries), digests, sha, self._hash)
+        sha = Manifest.top_digest(version, scope, total, self._chunk, entries, digests, self._hash, finite)
+        blob.manifest = Manifest(version, scope, total, self._chunk, tuple(entries), digests, sha, self._hash, finite)
         with self._lock:
             self._versions[version] = blob
             self.version = version

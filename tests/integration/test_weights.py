@@ -103,11 +103,11 @@ def test_corrupted_chunk_is_rejected_and_last_good_kept(chunk_hash: str) -> None
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_weights_are_refused(bad: float) -> None:
     with WeightPublisher(LOCAL, LOCAL) as pub, WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
-        pub.publish(1, model(1))
+        assert pub.publish(1, model(1)).finite  # checked while copied: subscribers skip their own pass
         sub.wait_for_version(1, timeout_s=10)
         poisoned = model(2)
         poisoned["blocks.0.attn.weight"][3, 4] = bad
-        pub.publish(2, poisoned)
+        assert not pub.publish(2, poisoned).finite  # not vouched for: each subscriber checks, and refuses
         with pytest.raises(WeightsRejected, match="NaN/Inf") as e:
             sub.fetch_latest(timeout_s=10)
         assert e.value.reason == "nonfinite" and sub.version == 1 and same(sub.current.state_dict, model(1))
