@@ -12,8 +12,8 @@ buffers (first-touch page faults: publisher arenas, the subscribers' double buff
 round 3 on is steady state. The bound is memcpy of the same bytes, `actors × size`, warm,
 with as many copying threads as there are actors or cores (whichever is fewer):
 `weights_ratio = steady sync ÷ bound`, goal ≤ 2. Where steady state would not fit in
-memory (MemAvailable less a margin for the other users of the machine), one cold round is
-measured and the row says so. `zmq_ratio` is the same with shared memory off (what actors
+memory (MemAvailable less a margin for the other users of the machine), the actors' model copies
+are left out (no load column), and failing that one cold round is measured; the row says so. `zmq_ratio` is the same with shared memory off (what actors
 on other hosts get, here over loopback).
 """
 
@@ -76,14 +76,15 @@ def memcpy_seconds(nbytes: int, copies: int) -> float:
     return best
 
 
-def sync_rounds(model: dict[str, torch.Tensor], actors: int, rounds: int, *, shm: bool) -> list[dict[str, float]]:
-    """Per round: publish seconds, sync seconds (publish call → every actor verified), slowest load seconds."""
+def sync_rounds(model: dict[str, torch.Tensor], actors: int, rounds: int, *, shm: bool, load: bool
+                ) -> list[dict[str, float]]:
+    """Per round: publish seconds, sync seconds (publish call → every actor verified), slowest load seconds
+    (0 without `load`: no model copy per actor, where memory is short)."""
     out: list[dict[str, float]] = []
     with WeightPublisher("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", chunk_size=16 << 20, keep_versions=1,
                          shm=shm) as pub:
         subs = [WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, shm=shm) for _ in range(actors)]
-        targets = [{k: torch.empty_like(v).zero_() for k, v in model.items()} for _ in range(actors)] \
-            if rounds > 1 else []
+        targets = [{k: torch.empty_like(v).zero_() for k, v in model.items()} for _ in range(actors)] if load else []
         try:
             for version in range(1, rounds + 1):
                 done = [0.0] * actors
@@ -121,10 +122,10 @@ def sync_rounds(model: dict[str, torch.Tensor], actors: int, rounds: int, *, shm
     return out
 
 
-def fits(nbytes: int, actors: int, rounds: int) -> bool:
-    """model + publisher arenas (≤ 3 with keep_versions=1) + per actor: buffers (2 from round 2) and a target."""
-    arenas, per_actor = (1, 1) if rounds == 1 else (3, 3)
-    return nbytes * (1 + arenas + per_actor * actors) * 1.05 + MARGIN < mem_available()
+def fits(nbytes: int, actors: int, rounds: int, load: bool) -> bool:
+    """model + publisher arenas (≤ 3 with keep_versions=1) + per actor: buffers (2 from round 2), a model to load."""
+    arenas, per_actor = (1, 1) if rounds == 1 else (3, 2)
+    return nbytes * (1 + arenas + (per_actor + load) * actors) * 1.05 + MARGIN < mem_available()
 
 
 def measure(gb: float, actors: list[int], rounds: int = 3, zmq: bool = True) -> dict[str, Any]:
@@ -140,16 +141,18 @@ def measure(gb: float, actors: list[int], rounds: int = 3, zmq: bool = True) -> 
                               "rows": []}
     for n in actors:
         for shm in (True, False) if zmq else (True,):
-            r = rounds if fits(nbytes, n, rounds) else 1
-            if not fits(nbytes, n, r):
+            plan = next(((r, load) for r, load in ((rounds, True), (rounds, False), (1, False))
+                         if fits(nbytes, n, r, load)), None)
+            if plan is None:
                 result["rows"].append({"actors": n, "shm": shm, "skipped": f"needs more than "
                                                                            f"{mem_available() / 2**30:.1f} GiB"})
                 continue
-            rs = sync_rounds(model, n, r, shm=shm)
+            r, load = plan
+            rs = sync_rounds(model, n, r, shm=shm, load=load)
             bound = memcpy_seconds(nbytes, n)
             ratio = rs[-1]["sync_s"] / bound
             (result["weights_ratio"] if shm else result["zmq_ratio"])[str(n)] = ratio
-            result["rows"].append({"actors": n, "shm": shm, "steady": r >= 3, "bound_s": bound, "ratio": ratio,
+            result["rows"].append({"actors": n, "shm": shm, "steady": r >= 3, "load": load, "bound_s": bound, "ratio": ratio,
                                    "load_ratio": (rs[-1]["sync_s"] + rs[-1]["load_s"]) / bound, "rounds": rs})
             if n > 1:
                 break  # ZeroMQ to many same-host actors is not the path they take; one row shows the remote path
@@ -168,7 +171,7 @@ def table(res: dict[str, Any]) -> str:
         last = row["rounds"][-1]
         lines.append(f"{row['actors']:>6} {path:>4} {'steady' if row['steady'] else 'cold':>6} {last['publish_s']:>9.3f} "
                      f"{last['sync_s']:>7.3f} {last['load_s']:>7.3f} {row['bound_s']:>8.3f} {row['ratio']:>10.2f} "
-                     f"{row['load_ratio'] if row['steady'] else float('nan'):>11.2f}")
+                     f"{row['load_ratio'] if row['load'] else float('nan'):>11.2f}")
     return "\n".join(lines)
 
 
