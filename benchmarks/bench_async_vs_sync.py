@@ -42,12 +42,14 @@ def run(cmd: str, overrides: list[str], out: Path) -> dict:
     return summary
 
 
-def learner_busy(k: int = 2, steps: int = 40, batch: int = 4, overrides: Sequence[str] = ("text.kind=hash",)
-                 ) -> dict[str, Any]:
-    """One `afd run` at staleness `k` (tiny models, no evaluation rounds): the student learner's busy fraction once
-    warm, its breakdown (`runtime/busy.py`), the D learner's and the wall time. About a minute on 2 cores."""
+def learner_busy(k: int = 2, steps: int = 40, batch: int = 4, overrides: Sequence[str] = ("text.kind=hash",),
+                 d_staleness: int = 0) -> dict[str, Any]:
+    """One `afd run` at staleness `k` and D staleness `d_staleness` (tiny models, no evaluation rounds): the student
+    learner's busy fraction once warm, its breakdown (`runtime/busy.py`), the D learner's and the wall time. About a
+    minute on 2 cores."""
     base = [f"train.steps={steps}", f"train.batch_size={batch}", "algo.d_warmup_steps=4", "train.eval_prompts=4",
-            "train.eval_every=0", "train.torch_threads=1", f"replay.staleness={k}", *overrides]
+            "train.eval_every=0", "train.torch_threads=1", f"replay.staleness={k}",
+            f"replay.d_staleness={d_staleness}", *overrides]
     with tempfile.TemporaryDirectory() as tmp:
         s = run("run", base, Path(tmp) / f"k{k}")
     st = s.get("status", {})
@@ -58,9 +60,9 @@ def learner_busy(k: int = 2, steps: int = 40, batch: int = 4, overrides: Sequenc
 
 
 def measure_learner_busy(k: int = 2, steps: int = 40, batch: int = 4,
-                         overrides: Sequence[str] = ("text.kind=hash",)) -> float:
+                         overrides: Sequence[str] = ("text.kind=hash",), d_staleness: int = 0) -> float:
     """The student learner's busy fraction once warm at staleness `k` (goal ≥ 0.95 at k ≥ 1)."""
-    return learner_busy(k, steps, batch, overrides)["student_busy"]
+    return learner_busy(k, steps, batch, overrides, d_staleness)["student_busy"]
 
 
 def main() -> None:
@@ -74,13 +76,14 @@ def main() -> None:
                     help="one sync row per torch thread count (the first is the ratio's baseline)")
     ap.add_argument("--busy-only", action="store_true",
                     help="one async row per --ks value: the student learner's busy fraction and breakdown only")
+    ap.add_argument("--d-staleness", type=int, default=0, help="replay.d_staleness (k_D) of the --busy-only rows")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every row")
     args = ap.parse_args()
     if args.busy_only:
         parts = ("step", "batch_wait", "d_fetch", "d_wait", "publish", "checkpoint", "other", "unaccounted")
         print(f"{'k':>3} {'wall s':>7} {'S busy':>7} {'D busy':>7} " + " ".join(f"{p:>11}" for p in parts))
         for k in args.ks:
-            r = learner_busy(k, args.steps, args.batch, args.overrides or ("text.kind=hash",))
+            r = learner_busy(k, args.steps, args.batch, args.overrides or ("text.kind=hash",), args.d_staleness)
             print(f"{k:>3} {r['wall_s']:7.1f} {r['student_busy']:7.3f} {r['d_busy']:7.3f} "
                   + " ".join(f"{r['breakdown'].get(p, 0.0):11.3f}" for p in parts), flush=True)
         return

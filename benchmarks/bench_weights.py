@@ -123,9 +123,10 @@ def sync_rounds(model: dict[str, torch.Tensor], actors: int, rounds: int, *, shm
 
 
 def fits(nbytes: int, actors: int, rounds: int, load: bool) -> bool:
-    """model + publisher arenas (≤ 3 with keep_versions=1) + per actor: buffers (2 from round 2), a model to load."""
+    """Publisher arenas (≤ 3 with keep_versions=1) + per actor: buffers (2 from round 2), a model to load
+    (the learner's model is allocated already: MemAvailable does not count it)."""
     arenas, per_actor = (1, 1) if rounds == 1 else (3, 2)
-    return nbytes * (1 + arenas + (per_actor + load) * actors) * 1.05 + MARGIN < mem_available()
+    return nbytes * (arenas + (per_actor + load) * actors) * 1.05 + MARGIN < mem_available()
 
 
 def measure(gb: float, actors: list[int], rounds: int = 3, zmq: bool = True) -> dict[str, Any]:
