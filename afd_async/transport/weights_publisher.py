@@ -33,7 +33,7 @@ from typing import Any, Optional, Union
 import torch
 import zmq
 
-from afd_async.codec.msg import DTYPES, MessageError
+from afd_async.codec.msg import MessageError
 from afd_async.transport._sockets import (CurveServerKeys, Waker, bind, make_socket, recv_ready, serve_loop,
                                           start_authenticator)
 from afd_async.transport.weights_layout import (ALIGN, ChunkHash, Manifest, Scope, TensorEntry, check_finite,
