@@ -131,6 +131,7 @@ class WeightSubscriber:
         self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="weights-verify")
         self._host = host_id() if shm else None
         self._readers: dict[str, ShmReader] = {}  # open segments by path (a publisher has a few, reused)
+        self._unreadable: set[str] = set()  # segments that did not open: fetched over ZeroMQ without trying again
         self._rids = itertools.count(1)
         self._current_buf: Optional[torch.Tensor] = None  # holds self.current's tensors
         self._spare_buf: Optional[torch.Tensor] = None  # the next fetch lands here
@@ -407,10 +408,13 @@ class WeightSubscriber:
         if reader is not None:
             reader.close()
             del self._readers[loc.path]
+        if loc.path in self._unreadable:
+            return None
         try:
             reader = ShmReader(loc)
-        except OSError as e:
+        except OSError as e:  # e.g. a container with its own /dev/shm: logged once per segment
             log.info("weights subscriber: shared memory not readable (%s); fetching over ZeroMQ", e)
+            self._unreadable.add(loc.path)
             return None
         if len(self._readers) >= 8:  # segments of a restarted publisher: drop the oldest
             self._readers.pop(next(iter(self._readers))).close()

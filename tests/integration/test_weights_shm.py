@@ -121,3 +121,14 @@ def test_racing_publishes_never_hand_out_a_mixed_version() -> None:
             stop.set()
             thread.join()
         assert not errors and sub.stats.shm_reads > 0
+
+
+def test_a_segment_this_subscriber_cannot_open_means_zeromq() -> None:
+    """E.g. a container on the same host with its own /dev/shm: the named file is not there."""
+    with WeightPublisher(LOCAL, LOCAL, chunk_size=1024) as pub, \
+            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
+        pub.publish(1, model(1))
+        (path,) = segments()
+        path.unlink()  # the publisher keeps its mapping; this subscriber cannot open the file
+        assert same(sub.wait_for_version(1, timeout_s=10).state_dict, model(1))
+        assert (sub.stats.shm_reads, sub.stats.torn) == (0, 0) and pub.stats.chunks_served > 0
