@@ -83,6 +83,10 @@ class StudentLearner:
         """Wait for the background publish in flight (the run's end); raises `PublishFailed` if it failed."""
         self._background.flush()
 
+    def close(self) -> None:
+        """Finish the publish in flight and stop its thread, before the publisher it uses is closed."""
+        self._background.close()
+
     def _publish_in_background(self, status: dict[str, Any]) -> None:
         # The weights go to the actors over ZeroMQ, stamped with their version (an actor's policy_version).
         # learner_version L itself has one channel, the Redis key: the Lua admission script (runtime/groups.py,

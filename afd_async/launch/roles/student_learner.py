@@ -49,6 +49,9 @@ def run_student_learner(cfg: RootConfig) -> int:
                                  d_overlap=objective.reward == "d_score" and objective.loss == "nft")
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
                             on_saved=history.prune if history is not None else None, durable=lambda: barrier(world))
-        train_student(rc, learner, feed, ckpt, world, outputs, warmup_groups=planner.warmup_groups)
+        try:
+            train_student(rc, learner, feed, ckpt, world, outputs, warmup_groups=planner.warmup_groups)
+        finally:
+            learner.close()
     shutdown_distributed(world)  # leave the process group, or a rank's exit can wait on its peers
     return 0
