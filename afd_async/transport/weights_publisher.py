@@ -38,7 +38,7 @@ from afd_async.transport._sockets import (CurveServerKeys, Waker, bind, make_soc
                                           start_authenticator)
 from afd_async.transport.weights_layout import (ALIGN, ChunkHash, Manifest, Scope, TensorEntry, check_finite,
                                                 chunk_hasher, chunk_nonfinite, decode_wmsg, plan_layout, wmsg)
-from afd_async.transport.weights_shm import ShmLocation, ShmSegment, default_shm_dir, host_id
+from afd_async.transport.weights_shm import ShmLocation, ShmSegment, default_shm_dir, host_id, sweep_dead_segments
 
 __all__ = ["WeightPublisher", "WeightPublisherStats"]
 
@@ -175,6 +175,9 @@ class WeightPublisher:
         self._chunk, self._keep, self._copy, self._check = chunk_size, keep_versions, copy, check_finite
         self._hash: ChunkHash = chunk_hash
         self._shm_dir = (shm_dir or default_shm_dir()) if shm else None
+        if self._shm_dir is not None:
+            for path in sweep_dead_segments(self._shm_dir):
+                log.info("weights publisher: removed %s, left by a publisher that died", path)
         self._host = host_id()
         self._arenas: list[_Arena] = []  # every arena made, for close()
         self._ctx = zmq.Context(io_threads=1)

@@ -34,7 +34,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-__all__ = ["HEADER", "ShmLocation", "ShmSegment", "ShmReader", "host_id", "default_shm_dir"]
+__all__ = ["HEADER", "ShmLocation", "ShmSegment", "ShmReader", "host_id", "default_shm_dir", "sweep_dead_segments"]
 
 HEADER = 64
 _MAGIC = b"AFDWSHM1"
@@ -46,6 +46,28 @@ def default_shm_dir() -> Optional[Path]:
     """`/dev/shm` where it exists (Linux), else None: shared memory is then off and ZeroMQ carries everything."""
     p = Path("/dev/shm")
     return p if p.is_dir() and os.access(p, os.W_OK) else None
+
+
+def sweep_dead_segments(directory: Path) -> list[Path]:
+    """Unlink the segments of publishers that died without closing (a SIGKILLed learner): /dev/shm is memory,
+    and a crash-looping learner would otherwise leak a model-sized arena or three per restart. A segment is
+    dead when no process has its pid (a reused pid keeps it, erring on the safe side). Returns what it removed."""
+    removed = []
+    for path in directory.glob("afd-weights-*-*"):
+        try:
+            pid = int(path.name.split("-")[2])
+            os.kill(pid, 0)
+        except ValueError:
+            continue  # not one of ours
+        except ProcessLookupError:
+            try:
+                path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                pass  # another publisher swept it first
+        except PermissionError:
+            continue  # alive, another user's
+    return removed
 
 
 def host_id() -> str:

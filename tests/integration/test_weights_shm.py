@@ -5,6 +5,8 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -132,3 +134,19 @@ def test_a_segment_this_subscriber_cannot_open_means_zeromq() -> None:
         path.unlink()  # the publisher keeps its mapping; this subscriber cannot open the file
         assert same(sub.wait_for_version(1, timeout_s=10).state_dict, model(1))
         assert (sub.stats.shm_reads, sub.stats.torn) == (0, 0) and pub.stats.chunks_served > 0
+
+
+def test_segments_of_a_dead_publisher_are_removed_by_the_next_one() -> None:
+    """A SIGKILLed learner cannot unlink its segments; /dev/shm is memory, so the next publisher sweeps them."""
+    code = ("import os, torch; from afd_async.transport import WeightPublisher\n"
+            "pub = WeightPublisher('tcp://127.0.0.1:0', 'tcp://127.0.0.1:0'); pub.publish(1, {'w': torch.ones(8)})\n"
+            "print(os.getpid(), flush=True); os._exit(0)\n")  # exits without close(), as a killed learner does
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stderr
+    shm_dir = default_shm_dir()
+    assert shm_dir is not None
+    left = list(shm_dir.glob(f"afd-weights-{int(out.stdout)}-*"))
+    assert len(left) == 1
+    with WeightPublisher(LOCAL, LOCAL):
+        assert not left[0].exists()
