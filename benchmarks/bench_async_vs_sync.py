@@ -12,6 +12,9 @@ student learner's warm wall time went (`runtime/busy.py` names the parts).
     python benchmarks/bench_async_vs_sync.py --sync-threads 1 4 text.kind=hash   # more sync rows; extra overrides
 
 The ratio column divides by the first sync row (one torch thread, like every async role).
+
+`measure_learner_busy()` (for `benchmarks/plumbing.py`, or `--busy-only`) runs one async row alone and
+returns the student learner's busy fraction once warm; `learner_busy()` adds where the rest went.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def run(cmd: str, overrides: list[str], out: Path) -> dict:
@@ -37,6 +42,29 @@ def run(cmd: str, overrides: list[str], out: Path) -> dict:
     return summary
 
 
+def learner_busy(k: int = 2, steps: int = 40, batch: int = 4, overrides: Sequence[str] = ("text.kind=hash",),
+                 d_staleness: int = 0) -> dict[str, Any]:
+    """One `afd run` at staleness `k` and D staleness `d_staleness` (tiny models, no evaluation rounds): the student
+    learner's busy fraction once warm, its breakdown (`runtime/busy.py`), the D learner's and the wall time. About a
+    minute on 2 cores."""
+    base = [f"train.steps={steps}", f"train.batch_size={batch}", "algo.d_warmup_steps=4", "train.eval_prompts=4",
+            "train.eval_every=0", "train.torch_threads=1", f"replay.staleness={k}",
+            f"replay.d_staleness={d_staleness}", *overrides]
+    with tempfile.TemporaryDirectory() as tmp:
+        s = run("run", base, Path(tmp) / f"k{k}")
+    st = s.get("status", {})
+    return {"k": k, "steps": steps, "batch": batch, "wall_s": s["wall_s"],
+            "student_busy": float(st.get("student_busy_ratio", "nan")),
+            "d_busy": float(st.get("d_busy_ratio", "nan")),
+            "breakdown": json.loads(st.get("student_busy_breakdown", "{}"))}
+
+
+def measure_learner_busy(k: int = 2, steps: int = 40, batch: int = 4,
+                         overrides: Sequence[str] = ("text.kind=hash",), d_staleness: int = 0) -> float:
+    """The student learner's busy fraction once warm at staleness `k` (goal ≥ 0.95 at k ≥ 1)."""
+    return learner_busy(k, steps, batch, overrides, d_staleness)["student_busy"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
@@ -46,8 +74,19 @@ def main() -> None:
     ap.add_argument("--ks", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sync-threads", type=int, nargs="+", default=[1],
                     help="one sync row per torch thread count (the first is the ratio's baseline)")
+    ap.add_argument("--busy-only", action="store_true",
+                    help="one async row per --ks value: the student learner's busy fraction and breakdown only")
+    ap.add_argument("--d-staleness", type=int, default=0, help="replay.d_staleness (k_D) of the --busy-only rows")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every row")
     args = ap.parse_args()
+    if args.busy_only:
+        parts = ("step", "batch_wait", "d_fetch", "d_wait", "publish", "checkpoint", "other", "unaccounted")
+        print(f"{'k':>3} {'wall s':>7} {'S busy':>7} {'D busy':>7} " + " ".join(f"{p:>11}" for p in parts))
+        for k in args.ks:
+            r = learner_busy(k, args.steps, args.batch, args.overrides or ("text.kind=hash",), args.d_staleness)
+            print(f"{k:>3} {r['wall_s']:7.1f} {r['student_busy']:7.3f} {r['d_busy']:7.3f} "
+                  + " ".join(f"{r['breakdown'].get(p, 0.0):11.3f}" for p in parts), flush=True)
+        return
     base = [f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"algo.d_warmup_steps={args.warmup}",
             f"train.eval_prompts={args.eval_prompts}", "train.eval_every=0", *args.overrides]
     rows = []
@@ -68,7 +107,7 @@ def main() -> None:
         busy = [f"{float(st[k]):7.2f}" if k in st else f"{'—':>7}" for k in ("student_busy_ratio", "d_busy_ratio")]
         print(f"{name:>11} {s['wall_s']:8.1f} {rate:8.2f} {rate / sync_rate:7.2f} {s['start']['position_error']:15.4f} "
               f"{s['final']['position_error']:13.4f} {s['final_d_acc'] or float('nan'):6.2f} {busy[0]} {busy[1]}")
-    parts = ("step", "batch_wait", "d_wait", "publish", "checkpoint", "other", "unaccounted")
+    parts = ("step", "batch_wait", "d_fetch", "d_wait", "publish", "checkpoint", "other", "unaccounted")
     print("\nstudent learner, fraction of warm wall time (async rows; D learner's busy in the table above)")
     print(f"{'mode':>11} " + " ".join(f"{p:>11}" for p in parts))
     for name, s in rows[len(args.sync_threads):]:

@@ -37,6 +37,9 @@ class ClusterConfig:
     student_learner_port: int = 5560  # student weights: announcements on port, chunk fetches on port + 1
     d_learner_host: str = "127.0.0.1"
     d_learner_port: int = 5570  # discriminator weights: announcements on port, chunk fetches on port + 1
+    # auto: an actor on the learner's host copies weights out of the learner's shared memory (/dev/shm), once, detected by
+    # the host id in the announcements and a token in the segment; other hosts fetch over ZeroMQ. zmq: ZeroMQ for all
+    weights_transport: Literal["auto", "zmq"] = "auto"
     # data-parallel learners: N torchrun ranks per learner role (DDP; NCCL on GPUs, gloo on CPUs); train.batch_size must split evenly
     d_learner_ranks: int = 1  # discriminator learner processes (afd run starts them with torchrun when > 1)
     student_learner_ranks: int = 1  # student learner processes (afd run starts them with torchrun when > 1)

@@ -7,8 +7,10 @@ fraction below the goal (≥ 0.95) says where the learner waited:
 
     step        forward/backward/optimizer (+ θ_old soft update): the busy part
     batch_wait  waiting for the feeder (rollouts or teacher clips not ready)
-    d_wait      (student learner) waiting for a new enough discriminator
-    publish     snapshot, hash and announce weights; Redis status writes
+    d_fetch     (student learner) fetching and loading a discriminator version already announced
+    d_wait      (student learner) waiting for a new enough discriminator to be announced and fetched
+    publish     weights: the student learner's snapshot of θ_old (its publish runs in the background),
+                the D learner's snapshot, hash and announce; Redis status writes
     checkpoint  writing learner checkpoints
     other       decoding the batch, text encoding, evaluation, bookkeeping
 """

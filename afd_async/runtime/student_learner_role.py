@@ -1,7 +1,7 @@
 """The student learner as a role: restore, publish θ_old, evaluate, train each fed group, write the outputs.
 
     restore the newest checkpoint → publish θ_old → rank 0: the "start" evaluation
-    for batch (plan order at staleness 0): wait for D → NFT step → publish θ_old → metrics, status, log
+    for batch (plan order at staleness 0): wait for D → NFT step → publish θ_old (in the background) → metrics, log
         rank 0, every `train.eval_every` steps: evaluate
     after `train.steps`: rank 0 writes the run's outputs, marks the run done and sets its stop key
 """
@@ -76,6 +76,7 @@ def train_student(rc: RoleContext, learner: StudentLearner, feed: BatchSource, c
         loop.run(process)
     else:
         ckpt.checkpoint()
+    learner.flush()  # the last version is served (and L set) before the run's end is marked
     if upd.steps >= cfg.train.steps and outputs is not None:
         rc.set_status(student_phase="writing outputs")
         summary, _ = outputs.finish(upd, learner.d, d_version=learner.d_version, mode="async",

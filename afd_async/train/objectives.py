@@ -37,7 +37,7 @@ roles of `afd run` import only this module's objectives).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Protocol
+from typing import Callable, Literal, Optional, Protocol, Union
 
 import torch
 from torch import nn
@@ -54,14 +54,19 @@ DScore = Callable[[], torch.Tensor]
 """D's `(B,)` scores of the batch's student clips, computed when called (objectives that don't ask pay nothing)."""
 Rewards = Callable[[PairBatch, DScore], Optional[torch.Tensor]]
 """`rewards(batch, d_score)` → `(B,)` per-clip rewards of the student clips, or None (the loss takes none)."""
+Scores = Union[Optional[torch.Tensor], Callable[[], Optional[torch.Tensor]]]
+"""The rewards a loss gets: a tensor, or a callable giving them when the loss needs them (after its forward
+passes: a learner waiting for D then overlaps that wait with them; `student_step`)."""
 LossOut = tuple[torch.Tensor, dict[str, float]]
 
 
 class StudentLosses(Protocol):
     """The student losses an objective picks from (`StudentUpdater` implements them); each is (loss, metrics)."""
 
-    def nft(self, batch: PairBatch, scores: torch.Tensor, generator: Optional[torch.Generator]) -> LossOut:
-        """DiffusionNFT on the noised own rollout, weighted by the advantage of `scores` (§2.3–2.4)."""
+    def nft(self, batch: PairBatch, scores: Callable[[], torch.Tensor], generator: Optional[torch.Generator]
+            ) -> LossOut:
+        """DiffusionNFT on the noised own rollout, weighted by the advantage of `scores()` (§2.3–2.4), which
+        it calls after its forward passes."""
         ...
 
     def flow_matching(self, batch: PairBatch, generator: Optional[torch.Generator]) -> LossOut:
@@ -93,19 +98,25 @@ _REWARDS: dict[str, Callable[[RootConfig], Rewards]] = {
 }
 
 
-def _nft(name: str, losses: StudentLosses, batch: PairBatch, scores: Optional[torch.Tensor], d: Optional[nn.Module],
+def _nft(name: str, losses: StudentLosses, batch: PairBatch, scores: Scores, d: Optional[nn.Module],
          generator: Optional[torch.Generator]) -> LossOut:
+    def rewards() -> torch.Tensor:
+        value = scores() if callable(scores) else scores
+        if value is None:
+            raise ValueError(f"objective {name} needs per-clip rewards (D's scores, or the oracle's)")
+        return value
+
     if scores is None:
-        raise ValueError(f"objective {name} needs per-clip rewards (D's scores, or the oracle's)")
-    return losses.nft(batch, scores, generator)
+        rewards()  # refused before any work
+    return losses.nft(batch, rewards, generator)
 
 
-def _flow_matching(name: str, losses: StudentLosses, batch: PairBatch, scores: Optional[torch.Tensor],
+def _flow_matching(name: str, losses: StudentLosses, batch: PairBatch, scores: Scores,
                    d: Optional[nn.Module], generator: Optional[torch.Generator]) -> LossOut:
     return losses.flow_matching(batch, generator)
 
 
-def _terminal_gan(name: str, losses: StudentLosses, batch: PairBatch, scores: Optional[torch.Tensor],
+def _terminal_gan(name: str, losses: StudentLosses, batch: PairBatch, scores: Scores,
                   d: Optional[nn.Module], generator: Optional[torch.Generator]) -> LossOut:
     if d is None:
         raise ValueError(f"objective {name} needs the discriminator module")
@@ -154,9 +165,10 @@ class Objective:
             raise NotImplementedError(f"objective {self.name} declares a custom reward but does not override make_rewards")
         return _REWARDS[self.reward](cfg)
 
-    def student_loss(self, losses: StudentLosses, batch: PairBatch, *, scores: Optional[torch.Tensor],
+    def student_loss(self, losses: StudentLosses, batch: PairBatch, *, scores: Scores,
                      d: Optional[nn.Module], generator: Optional[torch.Generator]) -> LossOut:
-        """The student's loss on `batch` (scores: `make_rewards`' output; d: the discriminator) and its metrics."""
+        """The student's loss on `batch` (scores: `make_rewards`' output, or a callable giving it; d: the
+        discriminator) and its metrics."""
         return _LOSSES[self.loss](self.name, losses, batch, scores, d, generator)
 
     def d_lr_after_warmup(self, lr_d: float) -> float:

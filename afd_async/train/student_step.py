@@ -24,8 +24,9 @@ def student_step(updater: StudentUpdater, batch: PairBatch, *, rewards: Rewards,
                  d: Optional[torch.nn.Module], run_seed: int, step: int) -> dict[str, float]:
     """One student step on `batch` (noise seeded by `(run_seed, step)`), then θ_old's soft update; the metrics
     carry the new `policy_version`. `d` is the differentiable D (the GAN loss) and D's scores come lazily from
-    `d_score`, so objectives without D rewards never score."""
-    scores = rewards(batch, d_score)
-    metrics = updater.step(batch, scores=scores, d=d, generator=step_generator(run_seed, step, "train"))
+    `d_score`, so objectives without D rewards never score; the rewards are formed when the loss asks, after its
+    forward passes (`StudentUpdater.nft`), so a learner whose `d_score` first waits for D overlaps the two."""
+    metrics = updater.step(batch, scores=lambda: rewards(batch, d_score), d=d,
+                           generator=step_generator(run_seed, step, "train"))
     metrics["policy_version"] = float(updater.publish())
     return metrics

@@ -16,7 +16,7 @@ Call order per learner step:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ from afd_async.models.policies import CopyPolicies, StudentPolicies
 from afd_async.models.schedule import rollout_sigmas, sample_t
 from afd_async.parallel.dist import DistContext, all_gather_list, all_gather_rows, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch, prompt_group_ids
-from afd_async.train.objectives import Objective, get_objective
+from afd_async.train.objectives import Objective, Scores, get_objective
 from afd_async.train.seeding import randn_on
 
 
@@ -104,12 +104,13 @@ class StudentUpdater:
         self,
         batch: PairBatch,
         *,
-        scores: Optional[torch.Tensor] = None,
+        scores: Scores = None,
         d: Optional[nn.Module] = None,
         generator: Optional[torch.Generator] = None,
     ) -> dict[str, float]:
         """One optimizer step on θ with the objective's loss. `scores` (B,) are the objective's per-clip
-        rewards of the student clips (D's scores, or the oracle's; None where its loss takes none);
+        rewards of the student clips (D's scores, or the oracle's; None where its loss takes none), or a
+        callable giving them, which the loss calls after its forward passes;
         `d` is the differentiable discriminator (the terminal GAN loss)."""
         self.student.train()
         loss, metrics = self.objective.student_loss(self, batch, scores=scores, d=d, generator=generator)
@@ -157,16 +158,20 @@ class StudentUpdater:
                          norm=self.adv_norm)
         return adv[self.dist.shard(len(all_ids))]
 
-    def nft(self, batch: PairBatch, scores: torch.Tensor, generator: Optional[torch.Generator]):
-        """DiffusionNFT on the noised own rollout, weighted by the advantage of `scores` `(B,)` (§2.3–2.4)."""
+    def nft(self, batch: PairBatch, scores: Callable[[], torch.Tensor], generator: Optional[torch.Generator]):
+        """DiffusionNFT on the noised own rollout, weighted by the advantage of `scores()` `(B,)` (§2.3–2.4).
+
+        The forward passes come first and the scores after: nothing in them depends on the scores, so a
+        learner that still waits for D's weights (`StudentLearner`) overlaps that wait with them."""
         x0 = batch.student.detach()
-        adv = self._advantages(batch, scores)
-        w = advantage_weight(adv, self.adv_clip)
         t, _eps, x_t = self._noised(x0, generator)
         v_theta = self.theta(x_t, t, batch.text, x0)
         with torch.no_grad():
             v_old = self.old(x_t, t, batch.text, x0)
             v_ref = self.ref(x_t, t, batch.text, x0) if self.lam_ref > 0 else v_theta.detach()
+        scores = scores()
+        adv = self._advantages(batch, scores)
+        w = advantage_weight(adv, self.adv_clip)
         l_nft = nft_loss(x_t=x_t, t=t, x0=x0, v_theta=v_theta, v_old=v_old, weight=w, beta=self.beta, adv_clip=self.adv_clip)
         l_ref = ref_regulariser(v_theta, v_ref)
         metrics = {

@@ -1,35 +1,44 @@
 """The learner's end of weight sync: snapshot, hash, announce and serve versions.
 
 `publish(version, state_dict)` copies the tensors into a reused arena (so the
-learner may keep training), lays them out canonically (`weights_layout`), hashes
-the chunks on a small thread pool, then hands the version to the I/O thread,
-which announces it on a PUB socket and serves chunks to subscribers on a ROUTER
-(pull model: a subscriber that joins late asks for the latest version). Chunks
-leave as zero-copy frames of the arena; at most `keep_versions` versions are
-served (older requests get `gone`), and an arena is reused only one publish
-after its version stopped being served, so no send can still be reading it.
+learner may keep training), laid out canonically (`weights_layout`), chunk by
+chunk on a small thread pool, each chunk hashed right after its copy while it
+is still in cache; then it hands the version to the I/O thread, which announces
+it on a PUB socket and serves chunks to subscribers on a ROUTER (pull model: a
+subscriber that joins late asks for the latest version). Chunks leave as
+zero-copy frames of the arena; at most `keep_versions` versions are served
+(older requests get `gone`), and an arena is reused only one publish after its
+version stopped being served, so no send can still be reading it.
+
+With `shm` (default, where /dev/shm exists) each arena is a shared-memory
+segment (`weights_shm`): the manifest reply names it, and subscribers on this
+host copy the version straight out of it, once, instead of through sockets.
+Those readers are not tracked, so a reused segment is written under a seqlock
+and a reader that overlapped the write discards what it read.
 """
 
 from __future__ import annotations
 
 import bisect
 import concurrent.futures
-import hashlib
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Union
 
 import torch
 import zmq
 
-from afd_async.codec.msg import DTYPES, MessageError
+from afd_async.codec.msg import MessageError
 from afd_async.transport._sockets import (CurveServerKeys, Waker, bind, make_socket, recv_ready, serve_loop,
                                           start_authenticator)
-from afd_async.transport.weights_layout import ALIGN, Manifest, Scope, check_finite, decode_wmsg, plan_layout, wmsg
+from afd_async.transport.weights_layout import (ALIGN, ChunkHash, Manifest, Scope, TensorEntry, check_finite,
+                                                chunk_hasher, chunk_nonfinite, decode_wmsg, plan_layout, wmsg)
+from afd_async.transport.weights_shm import ShmLocation, ShmSegment, default_shm_dir, host_id, sweep_dead_segments
 
 __all__ = ["WeightPublisher", "WeightPublisherStats"]
 
@@ -50,10 +59,32 @@ class WeightPublisherStats:
     send_dropped: int = 0  # reply not queued (HWM or peer gone); the subscriber retries
 
 
+class _HeapArena:
+    """An arena in private memory (no shared-memory directory, or `shm` off): `ShmSegment`'s interface."""
+
+    location: Optional[ShmLocation] = None
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(capacity, 1)
+        self.data = torch.empty(self.capacity, dtype=torch.uint8)
+
+    def begin(self) -> None:
+        pass
+
+    def commit(self, version: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_Arena = Union[_HeapArena, ShmSegment]
+
+
 class _Version:
     """One served version: its manifest and the blob as ordered byte segments."""
 
-    def __init__(self, manifest: Manifest, segments: list[tuple[int, memoryview]], arena: Optional[torch.Tensor]):
+    def __init__(self, manifest: Manifest, segments: list[tuple[int, memoryview]], arena: Optional[_Arena]):
         self.manifest, self.arena = manifest, arena
         self._starts = [s for s, _ in segments]
         self._segments = segments
@@ -75,6 +106,30 @@ def _blob_view(arena: torch.Tensor) -> memoryview:
     return memoryview(arena.numpy())
 
 
+def _fill_chunk(arena: torch.Tensor, entries: list[TensorEntry], starts: list[int], sources: dict[str, torch.Tensor],
+                start: int, stop: int) -> None:
+    """Write blob bytes `[start, stop)` into `arena`: the tensors' bytes there, zeros between them."""
+    pos, i = start, max(bisect.bisect_right(starts, start) - 1, 0)
+    while pos < stop and i < len(entries):
+        e = entries[i]
+        lo, hi = max(pos, e.offset), min(stop, e.offset + e.nbytes)
+        if lo < hi:
+            if lo > pos:
+                arena[pos:lo].zero_()
+            arena[lo:hi].copy_(sources[e.name][lo - e.offset : hi - e.offset])
+            pos = hi
+        elif e.offset >= stop:
+            break
+        i += 1
+    if pos < stop:
+        arena[pos:stop].zero_()
+
+
+def _byte_view(t: torch.Tensor) -> torch.Tensor:
+    """`t`'s bytes as a flat `uint8` tensor on its device (a copy only when `t` is not contiguous)."""
+    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
 class WeightPublisher:
     """Publishes versioned, hashed, chunked weights to `WeightSubscriber`s.
 
@@ -94,8 +149,13 @@ class WeightPublisher:
         keep_versions: versions served at once (a fetch in progress may finish).
         copy: snapshot tensors into an arena; False only if the caller never
             mutates the tensors it published (GPU tensors are always copied).
-        check_finite: refuse to publish NaN/Inf (subscribers check regardless).
-        hash_threads: threads hashing chunks (hashlib releases the GIL).
+        check_finite: refuse to publish NaN/Inf. Either way a copied version is checked while each chunk is
+            copied, and a clean one is marked `finite` in its manifest (subscribers then skip their own pass;
+            others check, and refuse NaN/Inf, themselves).
+        hash_threads: threads copying and hashing chunks (torch, hashlib and xxhash release the GIL).
+        chunk_hash: digest of each chunk (`weights_layout` says why xxh3-128 is enough).
+        shm: put arenas in shared memory (`shm_dir`, default /dev/shm) for subscribers on this host;
+            off, or without such a directory, every subscriber fetches over ZeroMQ.
         curve: CURVE server keys for both sockets; None for plain TCP.
         reannounce_s: the newest version is announced again this often. PUB drops what it sends
             while a subscriber is (re)connecting (a restarted actor, a CURVE handshake after a
@@ -105,6 +165,7 @@ class WeightPublisher:
 
     def __init__(self, notify_endpoint: str, fetch_endpoint: str, *, chunk_size: int = 8 << 20,
                  keep_versions: int = 2, copy: bool = True, check_finite: bool = False, hash_threads: int = 2,
+                 chunk_hash: ChunkHash = "xxh3_128", shm: bool = True, shm_dir: Optional[Path] = None,
                  curve: Optional[CurveServerKeys] = None, reannounce_s: float = 1.0) -> None:
         if not reannounce_s > 0:
             raise ValueError(f"reannounce_s must be > 0, got {reannounce_s}")
@@ -112,6 +173,13 @@ class WeightPublisher:
         if chunk_size < ALIGN or chunk_size % ALIGN or keep_versions < 1 or hash_threads < 1:
             raise ValueError(f"chunk_size must be a positive multiple of {ALIGN}; keep_versions, hash_threads >= 1")
         self._chunk, self._keep, self._copy, self._check = chunk_size, keep_versions, copy, check_finite
+        self._hash: ChunkHash = chunk_hash
+        self._shm_dir = (shm_dir or default_shm_dir()) if shm else None
+        if self._shm_dir is not None:
+            for path in sweep_dead_segments(self._shm_dir):
+                log.info("weights publisher: removed %s, left by a publisher that died", path)
+        self._host = host_id()
+        self._arenas: list[_Arena] = []  # every arena made, for close()
         self._ctx = zmq.Context(io_threads=1)
         self._auth = start_authenticator(self._ctx, curve) if curve else None
         self._pub = make_socket(self._ctx, zmq.PUB, hwm=64, server_curve=curve)
@@ -123,8 +191,8 @@ class WeightPublisher:
         self._pool = concurrent.futures.ThreadPoolExecutor(hash_threads, thread_name_prefix="weights-hash")
         self._lock = threading.Lock()
         self._versions: OrderedDict[int, _Version] = OrderedDict()
-        self._spare_arenas: list[torch.Tensor] = []  # evicted one publish ago: safe to reuse now
-        self._evicted: list[torch.Tensor] = []
+        self._spare_arenas: list[_Arena] = []  # evicted one publish ago: safe to reuse now
+        self._evicted: list[_Arena] = []
         self._to_announce: list[Manifest] = []
         self._last_announce = 0.0  # the I/O thread's: when it last announced (re-announce after reannounce_s)
         self.version = -1
@@ -153,6 +221,9 @@ class WeightPublisher:
         if self._auth is not None:
             self._auth.stop()
         self._ctx.term()
+        self._versions.clear()
+        for arena in self._arenas:
+            arena.close()
 
     def publish(self, version: int, state_dict: Mapping[str, torch.Tensor], *, scope: Scope = "full") -> Manifest:
         """Snapshot, hash and serve `state_dict` as `version` (> every earlier version).
@@ -167,28 +238,45 @@ class WeightPublisher:
         t0 = time.perf_counter()
         if version <= self.version:
             raise ValueError(f"weights version {version} is not above the last published {self.version}")
-        if self._check and (bad := check_finite(state_dict)) is not None:
-            raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
         entries, total = plan_layout(state_dict)
         with self._lock:  # arenas evicted one publish ago are no longer read by any send
             self._spare_arenas.extend(self._evicted)
             self._evicted = []
-        arena: Optional[torch.Tensor] = None
+        n = -(-total // self._chunk)
+        spans = [(i * self._chunk, min((i + 1) * self._chunk, total)) for i in range(n)]
+        arena: Optional[_Arena] = None
+        finite = False
         if self._copy or any(t.device.type != "cpu" for t in state_dict.values()):
             arena = self._arena(total)
-            for e, prev_end in zip(entries, [0] + [x.offset + x.nbytes for x in entries[:-1]]):
-                arena[prev_end : e.offset].zero_()
-                if e.nbytes:
-                    dst = arena[e.offset : e.offset + e.nbytes].view(DTYPES[e.dtype][0]).view(e.shape)
-                    dst.copy_(state_dict[e.name].detach())
-            segments = [(0, _blob_view(arena)[:total])]
+            sources = {e.name: _byte_view(state_dict[e.name]) for e in entries if e.nbytes}
+            starts = [e.offset for e in entries]
+            data, view = arena.data, _blob_view(arena.data)
+
+            def fill(span: tuple[int, int]) -> tuple[bytes, Optional[str]]:
+                _fill_chunk(data, entries, starts, sources, *span)
+                h = chunk_hasher(self._hash)
+                h.update(view[span[0] : span[1]])  # just copied: still in cache, as for the NaN/Inf check
+                return h.digest(), chunk_nonfinite(data, entries, starts, *span)
+
+            arena.begin()
+            checked = list(self._pool.map(fill, spans))
+            bad = next((name for _, name in checked if name is not None), None)
+            if self._check and bad is not None:
+                with self._lock:
+                    self._spare_arenas.append(arena)  # half-written (seq odd): readers of it see a torn read
+                raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
+            arena.commit(version)
+            digests, finite = tuple(d for d, _ in checked), bad is None
+            segments = [(0, view[:total])]
         else:
+            if self._check and (bad := check_finite(state_dict)) is not None:
+                raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
             segments = self._segments(state_dict, entries)
         blob = _Version(Manifest(version, scope, total, self._chunk, tuple(entries), (), ""), segments, arena)
-        n = -(-total // self._chunk)
-        digests = tuple(self._pool.map(lambda i: self._digest(blob, i), range(n)))
-        sha = Manifest.top_digest(version, scope, total, self._chunk, entries, digests)
-        blob.manifest = Manifest(version, scope, total, self._chunk, tuple(entries), digests, sha)
+        if arena is None:
+            digests = tuple(self._pool.map(lambda span: self._digest(blob, *span), spans))
+        sha = Manifest.top_digest(version, scope, total, self._chunk, entries, digests, self._hash, finite)
+        blob.manifest = Manifest(version, scope, total, self._chunk, tuple(entries), digests, sha, self._hash, finite)
         with self._lock:
             self._versions[version] = blob
             self.version = version
@@ -202,17 +290,22 @@ class WeightPublisher:
         self._waker.send()
         return blob.manifest
 
-    def _arena(self, total: int) -> torch.Tensor:
+    def _arena(self, total: int) -> _Arena:
         with self._lock:
             for i, a in enumerate(self._spare_arenas):
-                if a.numel() >= total:
+                if a.capacity >= total:
                     return self._spare_arenas.pop(i)
-        return torch.empty(max(total, 1), dtype=torch.uint8)
+        arena: _Arena
+        if self._shm_dir is not None:
+            arena = ShmSegment(self._shm_dir, total, host=self._host)
+        else:
+            arena = _HeapArena(total)
+        self._arenas.append(arena)
+        return arena
 
-    def _digest(self, blob: _Version, index: int) -> bytes:
-        h = hashlib.sha256()
-        start = index * self._chunk
-        for p in blob.parts(start, min(start + self._chunk, blob.manifest.total)):
+    def _digest(self, blob: _Version, start: int, stop: int) -> bytes:
+        h = chunk_hasher(self._hash)
+        for p in blob.parts(start, stop):
             h.update(p)
         return h.digest()
 
@@ -241,11 +334,20 @@ class WeightPublisher:
             if not announce and self._versions and time.monotonic() - self._last_announce >= self._reannounce_s:
                 announce = [self._versions[next(reversed(self._versions))].manifest]  # the newest, again
         for m in announce:
-            self._pub.send(wmsg("announce", version=m.version, sha256=m.sha256, total=m.total, scope=m.scope))
+            self._pub.send(wmsg("announce", version=m.version, sha256=m.sha256, total=m.total, scope=m.scope,
+                                host=self._host))
             self._last_announce = time.monotonic()
         if readable:
             for frames in recv_ready(self._router, 256):
                 self._serve(frames)
+
+    @staticmethod
+    def _manifest_reply(rid: Any, blob: _Version) -> bytes:
+        """The manifest, and where its blob lies in shared memory when it does (same-host subscribers read it)."""
+        loc = blob.arena.location if blob.arena is not None else None
+        if loc is None:
+            return wmsg("manifest", rid=rid, manifest=blob.manifest.to_wire())
+        return wmsg("manifest", rid=rid, manifest=blob.manifest.to_wire(), shm=loc.to_wire())
 
     def _send(self, frames: list[Any]) -> bool:
         try:
@@ -272,7 +374,7 @@ class WeightPublisher:
             latest = self._versions[next(reversed(self._versions))] if self._versions else None
             blob = self._versions.get(msg.get("version", -1)) if msg["op"] == "chunk" else latest
         if msg["op"] == "latest":
-            reply = wmsg("none", rid=rid) if latest is None else wmsg("manifest", rid=rid, manifest=latest.manifest.to_wire())
+            reply = wmsg("none", rid=rid) if latest is None else self._manifest_reply(rid, latest)
             self._send([ident, reply])
             return
         index = msg["index"]

@@ -4,9 +4,17 @@ Announcements arrive on a SUB socket, but they are only hints: the subscriber
 asks the publisher's ROUTER for the latest manifest (so a late joiner, or one
 whose SUB missed a message, still gets the newest version) and pulls its chunks
 over a DEALER, at most `window` chunks in flight and one version at a time,
-straight into a reused buffer (`recv_into`). Each chunk's sha256 is checked as
-it lands, then the manifest's `sha256`, version monotonicity and finiteness; any
-failure raises `WeightsRejected` and the last good version stays in place.
+straight into a reused buffer (`recv_into`). Each chunk's digest and finiteness
+are checked (on a helper thread) as it lands, then the manifest's `sha256` and
+version monotonicity; any failure raises `WeightsRejected` and the last good
+version stays in place.
+
+Same host (`shm`, default on): when the manifest reply names a shared-memory
+segment of a publisher on this host (`weights_shm`), the chunks are copied out
+of it instead, one copy each, checked the same way while the next is copied. A
+read that overlapped the publisher reusing the segment (its seqlock moved) is
+counted in `stats.torn` and the version is fetched over ZeroMQ instead; a digest
+mismatch on a stable segment is a `hash` rejection, as over the network.
 
 Buffers: two, reused. The tensors of an update are views into one of them and
 stay valid until the update after next is accepted; load them into the model
@@ -16,13 +24,13 @@ stay valid until the update after next is accepted; load them into the model
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import itertools
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import torch
 import zmq
 
@@ -30,7 +38,8 @@ from afd_async.codec.msg import DTYPES, MessageError
 from afd_async.transport._handshake import ClientSocket
 from afd_async.transport._sockets import CurveClientKeys, make_socket
 from afd_async.transport.errors import TransportTimeout, WeightsRejected
-from afd_async.transport.weights_layout import Manifest, Scope, check_finite, decode_wmsg, wmsg
+from afd_async.transport.weights_layout import Manifest, Scope, chunk_hasher, chunk_nonfinite, decode_wmsg, wmsg
+from afd_async.transport.weights_shm import ShmLocation, ShmReader, host_id
 
 __all__ = ["WeightSubscriber", "WeightSubscriberStats", "WeightsUpdate"]
 
@@ -61,6 +70,8 @@ class WeightSubscriberStats:
     wait_seconds: float = 0.0
     timeouts: int = 0
     reconnects: int = 0  # sockets made anew after a failed CURVE handshake (e.g. a plain-TCP impostor)
+    shm_reads: int = 0  # versions copied out of the publisher's shared memory (same host)
+    torn: int = 0  # shared-memory reads that overlapped a rewrite of the segment (then fetched over ZeroMQ)
 
     def reject(self, reason: str) -> None:
         self.rejected = self.rejected or {}
@@ -92,10 +103,13 @@ class WeightSubscriber:
             whose handshake fails (libzmq then gives up on it) is made anew after a bounded
             backoff, checked whenever this subscriber polls (`_handshake.ClientSocket`);
             requests in flight on the old socket are sent again on the new one.
+        shm: read versions out of the publisher's shared memory when it is on this host
+            (auto-detected by host id and segment token); False: always over ZeroMQ.
     """
 
     def __init__(self, notify_endpoint: str, fetch_endpoint: str, *, window: int = 4, query_interval_s: float = 1.0,
-                 retry_s: float = 2.0, max_bytes: int = 64 << 30, curve: Optional[CurveClientKeys] = None) -> None:
+                 retry_s: float = 2.0, max_bytes: int = 64 << 30, curve: Optional[CurveClientKeys] = None,
+                 shm: bool = True) -> None:
         if window < 1 or query_interval_s <= 0 or retry_s <= 0:
             raise ValueError("window must be >= 1; query_interval_s and retry_s > 0")
         self._window, self._query_s, self._retry_s, self._max_bytes = window, query_interval_s, retry_s, max_bytes
@@ -115,6 +129,9 @@ class WeightSubscriber:
                        ClientSocket(make_dealer, fetch_endpoint, what=f"weights fetch ({fetch_endpoint})", watch=watch))
         self._generation = 0  # bumps when the DEALER is made anew: requests in flight are lost
         self._hasher = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="weights-verify")
+        self._host = host_id() if shm else None
+        self._readers: dict[str, ShmReader] = {}  # open segments by path (a publisher has a few, reused)
+        self._unreadable: set[str] = set()  # segments that did not open: fetched over ZeroMQ without trying again
         self._rids = itertools.count(1)
         self._current_buf: Optional[torch.Tensor] = None  # holds self.current's tensors
         self._spare_buf: Optional[torch.Tensor] = None  # the next fetch lands here
@@ -144,6 +161,9 @@ class WeightSubscriber:
 
     def close(self) -> None:
         self._hasher.shutdown(wait=True)
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
         for conn in self._conns:
             conn.close(0)
         self._ctx.term()
@@ -236,7 +256,9 @@ class WeightSubscriber:
             if m.version == self.version:
                 return None
             buf = self._spare(m.total)
-            self._fetch_chunks(m, buf, deadline)
+            loc = ShmLocation.from_wire(msg.get("shm")) if self._host is not None else None
+            if loc is None or loc.host != self._host or not self._read_shm(m, buf, loc):
+                self._fetch_chunks(m, buf, deadline)
             update = self._verify(m, buf, time.monotonic() - t0)
         except WeightsRejected as e:
             self.stats.reject(e.reason)
@@ -375,16 +397,83 @@ class WeightSubscriber:
                 self._drain()
                 raise WeightsRejected("layout", m.version, f"chunk {idx}: more frames than sizes")
             del inflight[idx]
-            checks.append((idx, self._hasher.submit(lambda a, b: hashlib.sha256(mv[a:b]).digest(), start, stop)))
-        for idx, fut in checks:
-            if fut.result() != m.chunk_digests[idx]:
-                raise WeightsRejected("hash", m.version, f"chunk {idx} sha256 mismatch")
+            checks.append(self._hasher.submit(_check_chunk, m, buf, idx))
+        _raise_first(checks)
+
+    def _reader(self, loc: ShmLocation) -> Optional[ShmReader]:
+        """The open segment at `loc` (opened now if new), or None when it is gone or not the announced one."""
+        reader = self._readers.get(loc.path)
+        if reader is not None and reader.location.token == loc.token:
+            return reader
+        if reader is not None:
+            reader.close()
+            del self._readers[loc.path]
+        if loc.path in self._unreadable:
+            return None
+        try:
+            reader = ShmReader(loc)
+        except OSError as e:  # e.g. a container with its own /dev/shm: logged once per segment
+            log.info("weights subscriber: shared memory not readable (%s); fetching over ZeroMQ", e)
+            self._unreadable.add(loc.path)
+            return None
+        if len(self._readers) >= 8:  # segments of a restarted publisher: drop the oldest
+            self._readers.pop(next(iter(self._readers))).close()
+        self._readers[loc.path] = reader
+        return reader
+
+    def _read_shm(self, m: Manifest, buf: torch.Tensor, loc: ShmLocation) -> bool:
+        """Copy version `m` out of shared memory into `buf`, verifying each chunk while the next is copied.
+
+        Returns False when the segment is unusable or the read was torn (fetch over ZeroMQ instead).
+
+        Raises:
+            WeightsRejected: a chunk digest or finiteness check failed although the segment was stable.
+        """
+        reader = self._reader(loc)
+        if reader is None or reader.blob.size < m.total:
+            return False
+        seq, version = reader.stamp()
+        if seq % 2 or version != m.version:
+            self.stats.torn += 1
+            return False
+        src, dst = reader.blob, buf.numpy()
+        checks = []
+        for idx in range(m.n_chunks):
+            start, stop = m.chunk_span(idx)
+            np.copyto(dst[start:stop], src[start:stop])
+            checks.append(self._hasher.submit(_check_chunk, m, buf, idx))
+        concurrent.futures.wait(checks)
+        if reader.stamp() != (seq, version):
+            self.stats.torn += 1
+            return False
+        _raise_first(checks)
+        self.stats.shm_reads += 1
+        return True
 
     def _verify(self, m: Manifest, buf: torch.Tensor, seconds: float) -> WeightsUpdate:
         sd = {e.name: buf[e.offset : e.offset + e.nbytes].view(DTYPES[e.dtype][0]).view(e.shape) for e in m.entries}
-        bad = check_finite(sd)
-        if bad is not None:
-            raise WeightsRejected("nonfinite", m.version, f"{bad} holds NaN/Inf")
         if m.version <= self.version:
             raise WeightsRejected("stale", m.version, f"not newer than the version held ({self.version})")
         return WeightsUpdate(m.version, m.sha256, m.scope, sd, m.total, seconds)
+
+
+def _check_chunk(m: Manifest, buf: torch.Tensor, idx: int) -> Optional[WeightsRejected]:
+    """Chunk `idx` of `buf` against its digest, then (unless the manifest is marked `finite`) its floats for NaN/Inf,
+    while it is still in cache."""
+    start, stop = m.chunk_span(idx)
+    h = chunk_hasher(m.chunk_hash)
+    h.update(memoryview(buf.numpy())[start:stop])
+    if h.digest() != m.chunk_digests[idx]:
+        return WeightsRejected("hash", m.version, f"chunk {idx} {m.chunk_hash} mismatch")
+    if m.finite:
+        return None  # the publisher checked these very bytes (the digest says so)
+    bad = chunk_nonfinite(buf, m.entries, m.entry_starts, start, stop)
+    return None if bad is None else WeightsRejected("nonfinite", m.version, f"{bad} holds NaN/Inf")
+
+
+def _raise_first(checks: list[concurrent.futures.Future]) -> None:
+    """Raise the first failed chunk check, in chunk order."""
+    for fut in checks:
+        err = fut.result()
+        if err is not None:
+            raise err

@@ -83,15 +83,16 @@ def test_versions_are_monotonic_on_both_ends(tmp_path: Any) -> None:
         assert sub.stats.rejected == {"stale": 1}
 
 
-def test_corrupted_chunk_is_rejected_and_last_good_kept() -> None:
-    with WeightPublisher(LOCAL, LOCAL, chunk_size=256, copy=False) as pub, \
+@pytest.mark.parametrize("chunk_hash", ["sha256", "xxh3_128"])
+def test_corrupted_chunk_is_rejected_and_last_good_kept(chunk_hash: str) -> None:
+    with WeightPublisher(LOCAL, LOCAL, chunk_size=256, copy=False, chunk_hash=chunk_hash) as pub, \
             WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
         pub.publish(1, model(1))
         sub.wait_for_version(1, timeout_s=10)
         tensors = model(2)
         pub.publish(2, tensors)
         tensors["blocks.0.attn.bias"][7] += 1.0  # the bytes served no longer match the published hash
-        with pytest.raises(WeightsRejected, match="sha256 mismatch") as e:
+        with pytest.raises(WeightsRejected, match=f"{chunk_hash} mismatch") as e:
             sub.fetch_latest(timeout_s=10)
         assert e.value.reason == "hash" and e.value.version == 2
         assert sub.version == 1 and same(sub.current.state_dict, model(1))
@@ -102,11 +103,11 @@ def test_corrupted_chunk_is_rejected_and_last_good_kept() -> None:
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_weights_are_refused(bad: float) -> None:
     with WeightPublisher(LOCAL, LOCAL) as pub, WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
-        pub.publish(1, model(1))
+        assert pub.publish(1, model(1)).finite  # checked while copied: subscribers skip their own pass
         sub.wait_for_version(1, timeout_s=10)
         poisoned = model(2)
         poisoned["blocks.0.attn.weight"][3, 4] = bad
-        pub.publish(2, poisoned)
+        assert not pub.publish(2, poisoned).finite  # not vouched for: each subscriber checks, and refuses
         with pytest.raises(WeightsRejected, match="NaN/Inf") as e:
             sub.fetch_latest(timeout_s=10)
         assert e.value.reason == "nonfinite" and sub.version == 1 and same(sub.current.state_dict, model(1))

@@ -32,7 +32,8 @@ def run_d_learner(cfg: RootConfig) -> int:
     notify, fetch = weight_endpoints(cfg.cluster.host, cfg.cluster.d_learner_port)
     store = open_store(cfg, rank_role("d-learner", world), rc.redis, rc.keys)
     agree_on_checkpoint(store, world)
-    publisher = (WeightPublisher(notify, fetch, curve=cluster_server_keys(cfg.cluster, "d-learner")) if world.is_main
+    publisher = (WeightPublisher(notify, fetch, curve=cluster_server_keys(cfg.cluster, "d-learner"),
+                                 shm=cfg.cluster.weights_transport == "auto") if world.is_main
                  else NullPublisher())
     with publisher as pub, feed_client(cfg, "d-learner", 0, world.rank) as feed:
         learner = DLearner(updater=upd, publisher=pub, client=rc.redis, keys=rc.keys, encode_text=text.encode,

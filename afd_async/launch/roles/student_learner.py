@@ -33,19 +33,25 @@ def run_student_learner(cfg: RootConfig) -> int:
     store = open_store(cfg, rank_role("student-learner", world), rc.redis, rc.keys)
     agree_on_checkpoint(store, world)
     history = DHistory(store.dir / "d_history") if cfg.train.checkpoint_d_history else None
-    publisher = (WeightPublisher(notify, fetch, curve=cluster_server_keys(c, "student-learner")) if world.is_main
+    publisher = (WeightPublisher(notify, fetch, curve=cluster_server_keys(c, "student-learner"),
+                                 shm=c.weights_transport == "auto") if world.is_main
                  else NullPublisher())
     with publisher as pub, \
-            WeightSubscriber(d_notify, d_fetch, curve=cluster_client_keys(c, "student-learner", "d-learner")) as d_sub, \
+            WeightSubscriber(d_notify, d_fetch, curve=cluster_client_keys(c, "student-learner", "d-learner"),
+                             shm=c.weights_transport == "auto") as d_sub, \
             feed_client(cfg, "student-learner", 1, world.rank) as feed:
         learner = StudentLearner(updater=upd, d=d, d_subscriber=d_sub, publisher=pub, client=rc.redis, keys=rc.keys,
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
                                  d_steps_per_batch=cfg.algo.d_steps_per_student_step,
                                  d_staleness=cfg.replay.d_staleness, needs_d=objective.student_waits_for_d,
                                  pixel_latent=cfg.student.kind == "tiny", history=history, device=device,
-                                 rewards=objective.make_rewards(cfg))
+                                 rewards=objective.make_rewards(cfg),
+                                 d_overlap=objective.reward == "d_score" and objective.loss == "nft")
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
                             on_saved=history.prune if history is not None else None, durable=lambda: barrier(world))
-        train_student(rc, learner, feed, ckpt, world, outputs, warmup_groups=planner.warmup_groups)
+        try:
+            train_student(rc, learner, feed, ckpt, world, outputs, warmup_groups=planner.warmup_groups)
+        finally:
+            learner.close()
     shutdown_distributed(world)  # leave the process group, or a rank's exit can wait on its peers
     return 0
