@@ -163,9 +163,8 @@ def bench_discriminator(res: dict[str, Any]) -> None:
     from afd_async.models.videoreward.model import QWEN2_VL_2B, VideoRewardDiscriminator
 
     dev, dt = torch.device("cuda"), torch.bfloat16
-    special = {"<|im_start|>": 151644, "<|im_end|>": 151645, "<|vision_start|>": 151652, "<|vision_end|>": 151653,
-               "<|image_pad|>": 151655, "<|video_pad|>": 151656, "<|VQ_reward|>": 151665, "<|MQ_reward|>": 151666,
-               "<|TA_reward|>": 151667}
+    from afd_async.testing.wan_assets import QWEN_SPECIAL_REAL as special
+
     words = "rate this generated video on three separate criteria".split()
     tok = tiny_tokenizer(words, special)
     with torch.device(dev):

@@ -49,6 +49,7 @@ def build(dev: torch.device, overrides: list[str], backbone: Any = None, special
     from afd_async.models.factory import make_student_policies, make_wan_student
     from afd_async.models.videoreward.loaders import tiny_tokenizer
     from afd_async.models.videoreward.model import QWEN2_VL_2B, VideoRewardDiscriminator
+    from afd_async.testing.wan_assets import QWEN_SPECIAL_REAL
     from afd_async.train.d_update import DiscriminatorUpdater
     from afd_async.train.student_update import StudentUpdater
 
@@ -59,9 +60,7 @@ def build(dev: torch.device, overrides: list[str], backbone: Any = None, special
     upd = StudentUpdater(student, policies=make_student_policies(s, student, eval_ema=a.eval_ema), objective="afd",
                          lr=1e-5, beta=a.beta, lam_ref=a.lam_ref, adv_clip=a.adv_clip, grad_clip=a.grad_clip,
                          timesteps=s.timesteps, shift=s.shift, t_sampling=a.t_sampling, chunk_frames=s.chunk_frames)
-    special = special or {"<|im_start|>": 151644, "<|im_end|>": 151645, "<|vision_start|>": 151652, "<|vision_end|>": 151653,
-               "<|image_pad|>": 151655, "<|video_pad|>": 151656, "<|VQ_reward|>": 151665, "<|MQ_reward|>": 151666,
-               "<|TA_reward|>": 151667}
+    special = special or QWEN_SPECIAL_REAL
     tok = tiny_tokenizer(PROMPT.split() + "rate this generated video on three separate criteria".split(), special)
     vr = cfg.discriminator.videoreward
     with torch.device(dev):
