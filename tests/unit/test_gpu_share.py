@@ -39,7 +39,9 @@ def test_cap_holds_on_cuda():
     """An allocation over the role's share fails although the card has room (run in a fresh process per cap)."""
     dev = torch.device("cuda")
     total = torch.cuda.get_device_properties(dev).total_memory
-    assert limit_gpu_memory({"d-learner": 0.05}, "d-learner", dev) == 0.05
-    with pytest.raises(torch.OutOfMemoryError):
-        torch.empty(int(total * 0.1), dtype=torch.uint8, device=dev)
-    torch.cuda.set_per_process_memory_fraction(1.0, dev)
+    try:
+        assert limit_gpu_memory({"d-learner": 0.05}, "d-learner", dev) == 0.05
+        with pytest.raises(torch.OutOfMemoryError):
+            torch.empty(int(total * 0.1), dtype=torch.uint8, device=dev)
+    finally:  # torch refuses a bare `cuda` here, as limit_gpu_memory knows
+        torch.cuda.set_per_process_memory_fraction(1.0, torch.cuda.current_device())
