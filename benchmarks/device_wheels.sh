@@ -11,7 +11,7 @@ set -euo pipefail
 dest=${1:-.whl}
 mkdir -p "$dest"
 names=(hydra-core omegaconf av tenacity pyzmq redis hiredis msgpack diffusers peft python-multipart prometheus_client
-       starlette uvicorn PyJWT httpx httpcore h11 anyio xxhash)
+       starlette uvicorn PyJWT httpx httpcore h11 anyio xxhash pytest pytest-timeout pluggy iniconfig)
 pins=()
 for n in "${names[@]}"; do
   pin=$(grep -i -E "^${n//-/[-_]}==" constraints.txt) || { echo "no pin for $n in constraints.txt" >&2; exit 1; }
