@@ -3,6 +3,7 @@
 # no Hydra/PyAV/diffusers/ZeroMQ/redis-server). Run here, once per checkout, from the repo root:
 #
 #   bash benchmarks/device_wheels.sh          # .whl/: our pinned wheels + Debian's redis-server in .whl/redis-bin
+#   TESTS=1 bash benchmarks/device_wheels.sh  # and pytest, for `pytest -m gpu` on the device
 #
 # Then carry ".whl" in the device call and start the command as benchmarks/quality_device.sh or
 # benchmarks/wan_afd_run.sh do (pip install --target /tmp/site .whl/*.whl; PATH gets .whl/redis-bin).
@@ -11,7 +12,10 @@ set -euo pipefail
 dest=${1:-.whl}
 mkdir -p "$dest"
 names=(hydra-core omegaconf av tenacity pyzmq redis hiredis msgpack diffusers peft python-multipart prometheus_client
-       starlette uvicorn PyJWT httpx httpcore h11 anyio xxhash pytest pytest-timeout pluggy iniconfig)
+       starlette uvicorn PyJWT httpx httpcore h11 anyio xxhash)
+# TESTS=1: also pytest, to run the CUDA-only tests there (-m gpu). The whole call carries at most 64 MiB: the tracked
+# tree is ~14 MiB and these wheels ~48 MiB (PyAV alone 34), so add nothing else to a call that carries .whl.
+[ "${TESTS:-0}" = 1 ] && names+=(pytest pytest-timeout pluggy iniconfig)
 pins=()
 for n in "${names[@]}"; do
   pin=$(grep -i -E "^${n//-/[-_]}==" constraints.txt) || { echo "no pin for $n in constraints.txt" >&2; exit 1; }
