@@ -15,6 +15,7 @@ external Redis and hosts instead (docker compose starts them itself).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, ContextManager, Iterator, Optional, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -133,14 +134,16 @@ def restart_policy(cfg: RootConfig) -> RestartPolicy:
 
 
 def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0,
-           hooks: Sequence[RunHook] = (), hurry: Optional[threading.Event] = None) -> dict:
+           hooks: Sequence[RunHook] = (), hurry: Optional[threading.Event] = None,
+           spawn_guard: Callable[[], ContextManager[object]] = contextlib.nullcontext) -> dict:
     """Run every role until the student learner is done; returns the run summary (plus `restarts`, `wall_s`).
 
     Before anything starts, the output folder is checked against the config (`run_record`: raises
     `RunFolderRefused` or `NothingToDo`). While the run goes, `train.stall_timeout_s` without progress, or a role
     that exits 0 before the run is done, raises `RunStalled` (the diagnosis). On any exception (`Interrupted` by
     SIGTERM/SIGINT, a failed role, a stall) every role is stopped at once within `train.stop_grace_s`
-    (`Supervisor.terminate_all`; `hurry` set cuts the grace short) before it propagates.
+    (`Supervisor.terminate_all`; `hurry` set cuts the grace short) before it propagates. Every role starts
+    inside `spawn_guard()` (`StopSignals.deferred`: a signal then cannot leave a started role unrecorded).
     """
     t_start = time.monotonic()
     prepared = prepare_run_folder(cfg, user_overrides)
@@ -154,7 +157,7 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     policy = restart_policy(cfg)
     with RedisServer(data_dir=str(out / "redis"), appendonly=True, appendfsync=cfg.cluster.redis_appendfsync,
                      **sec.server_kwargs()) as redis_srv, \
-            Supervisor(out / "logs", base_env=env, restart=policy) as sup:
+            Supervisor(out / "logs", base_env=env, restart=policy, spawn_guard=spawn_guard) as sup:
         r = redis.Redis(**redis_srv.client_kwargs(), retry=Retry(NoBackoff(), 0))  # the loop below retries
         keys = RunKeys()
         # a resumed run (or one extended to more steps): the end of the last invocation is not this one's
@@ -309,6 +312,25 @@ class StopSignals:
         self.hurry = threading.Event()
         self.received: Optional[int] = None
         self._previous: dict[int, object] = {}
+        self._deferring = 0
+        self._pending: Optional[int] = None
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold a first signal until the block ends, then raise it.
+
+        Why: raised inside `subprocess.Popen` or between it and the supervisor's bookkeeping, `Interrupted`
+        would leave a role process started but unrecorded, so never stopped (seen: "stopped all 5 roles" of 6).
+        The supervisor starts each role inside this block.
+        """
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise Interrupted(signum)
 
     def __enter__(self) -> "StopSignals":
         for sig in self.SIGNALS:
@@ -322,6 +344,9 @@ class StopSignals:
     def _handle(self, signum: int, frame: object) -> None:
         if self.received is None:
             self.received = signum
+            if self._deferring:
+                self._pending = signum
+                return
             raise Interrupted(signum)
         self.hurry.set()
 
@@ -371,7 +396,7 @@ def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
     try:
         with StopSignals() as signals:  # no overall time limit: the stall watch ends a run that stopped moving
             summary = launch(cfg, overrides, show_progress=sys.stderr.isatty(), timeout_s=math.inf,
-                             hurry=signals.hurry)
+                             hurry=signals.hurry, spawn_guard=signals.deferred)
     except NothingToDo as e:
         print(f"afd run: {e}")
         return 0

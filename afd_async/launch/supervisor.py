@@ -15,6 +15,7 @@ Every role is written to survive a restart: its durable state is in Redis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, ContextManager, Mapping, Optional, Sequence
 
 from afd_async.launch.orphan import SUPERVISOR_PID_ENV
 from afd_async.parallel.dist import NO_MULTICAST_ENV
@@ -100,7 +101,9 @@ class Supervisor:
     """
 
     def __init__(self, log_dir: str | Path, *, base_env: Optional[Mapping[str, str]] = None,
-                 restart: Optional[RestartPolicy] = None) -> None:
+                 restart: Optional[RestartPolicy] = None,
+                 spawn_guard: Callable[[], ContextManager[object]] = contextlib.nullcontext) -> None:
+        self.spawn_guard = spawn_guard  # held around each start and its bookkeeping (`afd run`: signals deferred)
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -113,8 +116,9 @@ class Supervisor:
         role.log_path = self.log_dir / f"{name}.log"
         if self.restart is not None:
             role.budget = CrashBudget(self.restart)
-        self._spawn(role)
-        self.roles.append(role)
+        with self.spawn_guard():
+            self._spawn(role)
+            self.roles.append(role)
         return role
 
     def _spawn(self, role: Role) -> None:
@@ -155,7 +159,8 @@ class Supervisor:
                     assert role.budget is not None
                     role.budget.restarts += 1
                     self._note(role, f"restart #{role.budget.restarts} (previous exit code {role.exits[-1]})")
-                    self._spawn(role)
+                    with self.spawn_guard():
+                        self._spawn(role)
                 continue
             if code in (None, 0):
                 continue

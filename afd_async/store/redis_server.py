@@ -190,7 +190,11 @@ class RedisServer:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> "RedisServer":
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a signal or a failed start while it comes up: no redis-server left behind
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 
@@ -57,6 +57,13 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
+def _exe(pid: int) -> Optional[str]:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
 def started_by(launcher: int) -> dict[str, int]:
     """`{role: pid}` of the processes `afd run` (pid `launcher`) started: its roles, and its redis-server."""
     found: dict[str, int] = {}
@@ -72,8 +79,8 @@ def started_by(launcher: int) -> dict[str, int]:
         stat = _stat(pid)
         if env.get("AFD_SUPERVISOR_PID") == str(launcher) and env.get("AFD_ROLE_NAME"):
             found.setdefault(env["AFD_ROLE_NAME"], pid)
-        elif stat is not None and stat[1] == str(launcher):
-            found[f"child {pid}"] = pid
+        elif stat is not None and stat[1] == str(launcher) and _exe(pid) not in (None, _exe(launcher)):
+            found[f"child {pid}"] = pid  # the redis-server; a role forked but not yet exec'd is still the launcher
     return found
 
 

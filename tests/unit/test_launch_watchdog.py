@@ -3,6 +3,7 @@ and its signal handlers (`launch/run.py: StopSignals`), with fake clocks and tin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -152,6 +153,25 @@ def test_the_first_signal_interrupts_the_launcher_and_a_second_one_hurries_it(si
         os.kill(os.getpid(), sig)  # while the roles are being stopped: no second raise, the grace is cut short
         wait_for(signals.hurry.is_set, timeout_s=5.0)
     assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
+
+
+def test_a_signal_while_a_role_starts_is_raised_once_the_role_is_recorded(tmp_path):
+    """A SIGINT that lands while the supervisor starts a role waits for the start and its bookkeeping, so the
+    launcher's stop reaches that role too (raised inside Popen it once left a role started but unrecorded)."""
+    with StopSignals() as signals:
+        @contextlib.contextmanager
+        def guard_with_a_signal():
+            with signals.deferred():
+                os.kill(os.getpid(), signal.SIGINT)  # arrives at the start of the guarded block
+                yield
+
+        with Supervisor(tmp_path / "logs", spawn_guard=guard_with_a_signal) as sup:
+            with pytest.raises(Interrupted) as e:
+                sup.start("student-actor", "no-such-command")
+            assert e.value.signum == signal.SIGINT and signals.received == signal.SIGINT
+            assert [r.name for r in sup.roles] == ["student-actor"] and sup.roles[0].proc is not None
+            sup.terminate_all(grace_s=5.0)
+            assert sup.roles[0].proc.poll() is not None
 
 
 def test_the_message_names_the_stall_or_the_gone_role_then_the_counters_and_the_log(tmp_path):
