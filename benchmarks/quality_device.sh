@@ -22,6 +22,8 @@ seeds=("$@")
 tag=$(IFS=_; echo "${seeds[*]}")
 out=${OUT:-outputs/quality_device_out}
 mkdir -p "$out"
+# A warm machine keeps the last call's run folders; packed again beside this call's they overflow the 64 MiB return
+rm -rf outputs/qg outputs/qg_physd outputs/qg_results
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
