@@ -23,8 +23,10 @@ other clips.
 
 from __future__ import annotations
 
+import json
 import math
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -50,12 +52,28 @@ def kill_between_checkpoints(c: LocalCluster, role: str, steps: callable, lo: in
     return steps()
 
 
+def logged_train_steps(out: Path) -> int:
+    """The newest student step in the run's metrics.jsonl (0 before any; a line being written is skipped)."""
+    path, newest = out / "metrics.jsonl", 0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("phase") == "train":
+                newest = max(newest, int(rec["step"]))
+    return newest
+
+
 @pytest.fixture(scope="module")
 def crashed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("resume")
     with LocalCluster(out, RUN, restart=RestartPolicy(max_restarts=2, backoff_s=0.1)) as c:
         # 1. the student learner dies holding trained, un-acked batches
-        s_killed = kill_between_checkpoints(c, "student-learner", lambda: c.status_int("student_steps"), 4, 5)
+        # (its steps as logged: the status's student_steps is set once the step's θ_old is served, on a thread,
+        # and may run ahead of the step's line in metrics.jsonl, which the redo check below reads)
+        s_killed = kill_between_checkpoints(c, "student-learner", lambda: logged_train_steps(out), 4, 5)
         groups = c.stream_groups()
         s_pending = c.pending("student")
         # 2. after its restart has caught up, the D learner dies the same way (D version = groups trained, ratio 1)
