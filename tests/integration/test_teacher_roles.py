@@ -10,6 +10,19 @@ from test_teacher_actor import KEY, cli_overrides, have_clips, make_cfg, prompts
 from afd_async.store.redis_server import free_port
 
 
+def stop_in_order(*procs) -> None:
+    """SIGTERM each role in turn (the actor before the server it calls); each must exit 0."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+
+
+def kill_leftovers(*procs) -> None:
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+
+
 def test_roles_produce_clips_and_never_log_the_key(redis_server, redis_client, tmp_path):
     port = free_port()
     server_log, actor_log = tmp_path / "server.log", tmp_path / "actor.log"
@@ -25,14 +38,9 @@ def test_roles_produce_clips_and_never_log_the_key(redis_server, redis_client, t
         push(redis_client, texts)
         actor = spawn("teacher-actor", cli_overrides(redis_server.url, port), actor_log, AFD_LOG_LEVEL="DEBUG")
         wait_for(lambda: have_clips(redis_client, cfg, texts) == 3, 90, "3 clips from the actor process")
-        actor.send_signal(signal.SIGTERM)
-        assert actor.wait(30) == 0
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
+        stop_in_order(actor, server)
     finally:
-        for p in (server, actor):
-            if p is not None and p.poll() is None:
-                p.kill()
+        kill_leftovers(server, actor)
     logs = server_log.read_text() + actor_log.read_text()
     assert "teacher-server listening" in logs and "teacher-actor done" in logs
     assert KEY not in logs and KEY[8:] not in logs
@@ -68,14 +76,9 @@ def test_roles_with_callbacks_end_jobs_on_the_webhook_and_never_log_the_secret(r
                                                      "teacher.callback.fallback_poll_s=120"),
                       actor_log, AFD_LOG_LEVEL="DEBUG", AFD_TEACHER_WEBHOOK_SECRET=secret)
         wait_for(lambda: have_clips(redis_client, cfg, texts) == 3, 60, "3 clips ended by callbacks")
-        actor.send_signal(signal.SIGTERM)
-        assert actor.wait(30) == 0
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
+        stop_in_order(actor, server)
     finally:
-        for p in (server, actor):
-            if p is not None and p.poll() is None:
-                p.kill()
+        kill_leftovers(server, actor)
     logs = server_log.read_text() + actor_log.read_text()
     assert "callbacks on :" in logs and "teacher-actor done" in logs
     assert secret not in logs and secret[6:] not in logs and "teacher-callback/" not in logs  # secret, path token
