@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -26,6 +27,9 @@ class PretrainConfig:
     friction_scale: list[float] = field(default_factory=lambda: [1.0, 2.5])
     speed_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
     output: str = "outputs/pretrain/tiny_student.safetensors"
+    # Start from this student checkpoint (the `pretrained` alias or a path) instead of a fresh init: a fine-tune,
+    # e.g. the supervised ceiling of issue 15 (the shipped base trained on the *true* physics, all scales [1, 1]).
+    init: Optional[str] = None
     log_every: int = 50
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ moves it towards the teacher's physics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -28,7 +29,7 @@ from afd_async.algo.policy import EMA
 from afd_async.checkpoint import num_params, save_module
 from afd_async.config.root import RootConfig
 from afd_async.config.train import resolve_device
-from afd_async.models.factory import make_text_encoder, student_kwargs
+from afd_async.models.factory import make_student, make_text_encoder, student_kwargs
 from afd_async.models.schedule import sample_t
 from afd_async.models.tiny_student import TinyCausalStudent
 from afd_async.physics import PhysicsOverrides, load_prompt_suite
@@ -57,7 +58,10 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
     text = text_enc.encode([r.prompt for r in prompts])
     device = resolve_device(cfg.train.device)
     text = text.to(device)
-    model = TinyCausalStudent(**student_kwargs(s, text_enc.dim)).to(device)
+    if p.init is None:
+        model = TinyCausalStudent(**student_kwargs(s, text_enc.dim)).to(device)
+    else:  # a fine-tune: the checkpoint's architecture must match `student` (make_student says which key differs)
+        model = make_student(dataclasses.replace(s, checkpoint=p.init), text_enc.dim, device)
     ema = EMA(model, 0.995)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -91,7 +95,7 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
                 log.flush()
                 if on_log:
                     on_log(rec)
-    meta = {"pretrain": {"steps": p.steps, "batch_size": p.batch_size, "params": num_params(model),
+    meta = {"pretrain": {"steps": p.steps, "batch_size": p.batch_size, "params": num_params(model), "init": p.init,
                          "gravity_scale": p.gravity_scale, "restitution_scale": p.restitution_scale,
                          "friction_scale": p.friction_scale, "speed_scale": p.speed_scale}}
     return save_module(p.output, ema.module.cpu(), meta=meta)
