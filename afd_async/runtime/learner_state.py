@@ -43,6 +43,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
+import numpy as np
 import redis
 import torch
 from safetensors.torch import load_file, save_file
@@ -74,18 +75,36 @@ def learner_checkpoint_dir(cfg: RootConfig, role: str) -> Path:
 
 # ------------------------------------------------------------------------------------- nested state <-> files
 
-def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+def _cpu_copy(t: torch.Tensor, into: Optional[torch.Tensor]) -> torch.Tensor:
+    """A contiguous CPU copy of `t`, written into `into` when it matches (a reused buffer: no fresh pages to fault in).
+
+    CPU to CPU copies the bytes with NumPy, on this thread: torch's copy starts its intra-op threads and, on a
+    busy machine, waits on them (256 MB: 0.11 s against 0.02 s, measured on a loaded 2-core machine)."""
+    t = t.detach()
+    out = into if into is not None and into.shape == t.shape and into.dtype == t.dtype else torch.empty(t.shape,
+                                                                                                       dtype=t.dtype)
+    if t.device.type == "cpu" and t.is_contiguous() and t.numel() and not (t.is_conj() or t.is_neg()):
+        try:
+            np.copyto(out.reshape(-1).view(torch.uint8).numpy(), t.reshape(-1).view(torch.uint8).numpy())
+            return out
+        except (RuntimeError, TypeError):  # a dtype whose bytes torch will not view: torch copies it
+            pass
+    return out.copy_(t)
+
+
+def flatten_state(state: Any, reuse: Optional[dict[str, torch.Tensor]] = None) -> tuple[dict[str, torch.Tensor], Any]:
     """Split a nested state (dicts, lists, tensors, numbers) into (tensors by path, a JSON skeleton).
 
     Dict keys keep their type (optimizer state is keyed by int), tensors are copied to CPU
-    (no storage shared with the live model, as safetensors requires).
+    (no storage shared with the live model, as safetensors requires). `reuse`: an earlier result's tensors,
+    copied into where path, shape and dtype match (the caller guarantees nothing reads them any more).
     """
     tensors: dict[str, torch.Tensor] = {}
+    reuse = reuse or {}
 
     def enc(x: Any, path: str) -> Any:
         if isinstance(x, torch.Tensor):
-            t = x.detach()
-            tensors[path or "."] = (t.clone() if t.device.type == "cpu" else t.to("cpu")).contiguous()
+            tensors[path or "."] = _cpu_copy(x, reuse.get(path or "."))
             return {"__tensor__": path or "."}
         if isinstance(x, dict):
             return {"__dict__": [[k, enc(v, f"{path}/{k}" if path else str(k))] for k, v in x.items()]}
@@ -291,6 +310,7 @@ class Checkpointer:
         self.resumed_from: Optional[int] = None
         self._writer = CheckpointWriter(store.write) if background else None
         self._inflight: Optional[tuple[int, list[Any]]] = None  # (index, the acks it releases) being written
+        self._buffers: dict[str, torch.Tensor] = {}  # the last background snapshot (reused once its write is done)
 
     def restore(self) -> bool:
         """Load the newest checkpoint into the learner and the ledger; False when there is none."""
@@ -321,7 +341,9 @@ class Checkpointer:
             self.checkpoint()
             return True
         index = len(self.ledger.trained)
-        tensors, skeleton = flatten_state(self._state())  # the snapshot, before the next step changes the state
+        # the snapshot, before the next step changes the state; into the last snapshot's buffers, whose write is done
+        tensors, skeleton = flatten_state(self._state(), reuse=self._buffers)
+        self._buffers = tensors
         acks, self.ledger.pending = self.ledger.pending, []
         self._writer.submit(index, tensors, skeleton)
         self._inflight = (index, acks)

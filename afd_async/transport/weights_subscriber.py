@@ -525,7 +525,7 @@ class WeightSubscriber:
         n = -(-begun.total // begun.chunk_size)
         digests = []
         for i in range(n):
-            if not self._until(lambda: reader.chunk_stamp(i) == seq or reader.stamp()[0] != seq, deadline):
+            if not self._until(lambda i=i: reader.chunk_stamp(i) == seq or reader.stamp()[0] != seq, deadline):
                 return None
             if reader.chunk_stamp(i) != seq:
                 return None  # the write ended (abandoned or rewritten) before chunk i was stamped

@@ -201,3 +201,31 @@ def test_checkpoint_writer_refuses_two_writes_at_once(tmp_path):
     assert writer.wait() == store.path(1) and writer.wait() is None
     writer.close()
     assert torch.equal(store.load(1)["t"], torch.ones(3))
+
+
+def test_snapshots_copy_every_dtype_and_layout_and_reuse_buffers_only_where_they_match():
+    state = {"bf16": torch.randn(3, 4).to(torch.bfloat16), "bool": torch.tensor([True, False]),
+             "complex": torch.randn(3, dtype=torch.complex64), "conj": torch.randn(2, dtype=torch.complex64).conj(),
+             "strided": torch.arange(12.0).reshape(3, 4).t(), "scalar": torch.tensor(7), "empty": torch.zeros(0)}
+    first, _ = flatten_state(state)
+    assert all(_equal(state[k], first[k]) and first[k].is_contiguous() for k in state)
+    state["bf16"].add_(1)
+    state["scalar"] = torch.tensor([1, 2])  # another shape: a new buffer
+    again, _ = flatten_state(state, reuse=first)
+    assert all(_equal(state[k], again[k]) for k in state)
+    assert again["bf16"].data_ptr() == first["bf16"].data_ptr()  # same shape and dtype: written in place
+    assert again["scalar"].data_ptr() != first["scalar"].data_ptr()
+
+
+def test_every_background_checkpoint_holds_the_state_of_its_own_step(tmp_path):
+    learner = _Learner()
+    ckpt = Checkpointer(CheckpointStore(tmp_path, keep=5), learner, every=1, ack=lambda b: None, background=True)
+    for step in range(4):
+        learner.w.fill_(float(step))
+        assert ckpt.trained(step, {}, [step])
+        learner.w.fill_(-1.0)  # the next step's in-place update, while the write may still run
+    ckpt.close()
+    store = CheckpointStore(tmp_path)
+    assert store.indices() == [1, 2, 3, 4]
+    for index in store.indices():  # snapshots reuse the last one's buffers: each file is still its own step's
+        assert torch.equal(store.load(index)["learner"]["w"], torch.full((2,), float(index - 1)))
