@@ -207,6 +207,33 @@ def test_following_racing_rewrites_never_hands_out_a_mixed_version() -> None:
         assert not errors and sub.stats.updates >= 20 and sub.stats.shm_follows > 0
 
 
+def test_a_refused_write_is_never_taken_by_a_subscriber_following_it() -> None:
+    """check_finite refuses a version after writing it (the NaN is in its last chunk): a subscriber following that
+    write copies every chunk, but the write is abandoned, never committed or served; the next version is taken."""
+    n = 8 << 20
+    bad = constant(2, n)
+    bad["w"][-1] = float("nan")
+    refused: list[BaseException] = []
+
+    def learner(pub: WeightPublisher) -> None:
+        try:
+            pub.publish(2, bad)
+        except ValueError as e:
+            refused.append(e)
+        pub.publish(3, constant(3, n))
+
+    with WeightPublisher(LOCAL, LOCAL, chunk_size=1 << 20, check_finite=True, reannounce_s=0.05) as pub, \
+            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
+        pub.publish(1, constant(1, n))
+        subscribed(sub, 1)
+        writer = threading.Thread(target=learner, args=(pub,))
+        writer.start()
+        u = sub.wait_for_version(2, timeout_s=30)
+        writer.join()
+        assert len(refused) == 1 and "NaN/Inf" in str(refused[0])
+        assert u.version == 3 and same(u.state_dict, constant(3, n)) and sub.stats.rejected is None
+
+
 def test_a_segment_this_subscriber_cannot_open_means_zeromq() -> None:
     """E.g. a container on the same host with its own /dev/shm: the named file is not there."""
     with WeightPublisher(LOCAL, LOCAL, chunk_size=1024) as pub, \
