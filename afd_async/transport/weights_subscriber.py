@@ -445,8 +445,11 @@ class WeightSubscriber:
             checks.append(self._hasher.submit(_check_chunk, m, buf, idx))
         _raise_first(checks)
 
-    def _reader(self, loc: ShmLocation) -> Optional[ShmReader]:
-        """The open segment at `loc` (opened now if new), or None when it is gone or not the announced one."""
+    def _reader(self, loc: ShmLocation, *, remember_failure: bool = True) -> Optional[ShmReader]:
+        """The open segment at `loc` (opened now if new), or None when it is gone or not the announced one.
+
+        `remember_failure`: a segment that does not open is not tried again (manifest replies); off for `begin`
+        notices, which a plain-TCP peer could forge to make a real segment look unreadable."""
         reader = self._readers.get(loc.path)
         if reader is not None and reader.location.token == loc.token:
             return reader
@@ -458,8 +461,9 @@ class WeightSubscriber:
         try:
             reader = ShmReader(loc)
         except OSError as e:  # e.g. a container with its own /dev/shm: logged once per segment
-            log.info("weights subscriber: shared memory not readable (%s); fetching over ZeroMQ", e)
-            self._unreadable.add(loc.path)
+            if remember_failure:
+                log.info("weights subscriber: shared memory not readable (%s); fetching over ZeroMQ", e)
+                self._unreadable.add(loc.path)
             return None
         if len(self._readers) >= 8:  # segments of a restarted publisher: drop the oldest
             self._readers.pop(next(iter(self._readers))).close()
@@ -514,7 +518,7 @@ class WeightSubscriber:
             WeightsRejected: the version is served with NaN/Inf (its digests matched what was copied).
         """
         t0 = time.monotonic()
-        reader = self._reader(begun.loc)
+        reader = self._reader(begun.loc, remember_failure=False)
         if reader is None or reader.chunk_size != begun.chunk_size or reader.blob.size < begun.total:
             return None
         seq, _ = reader.stamp()

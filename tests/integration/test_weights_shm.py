@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import zmq
 
 from afd_async.transport import WeightPublisher, WeightsRejected, WeightSubscriber
-from afd_async.transport.weights_shm import default_shm_dir
+from afd_async.transport.weights_layout import wmsg
+from afd_async.transport.weights_shm import default_shm_dir, host_id
 
 LOCAL = "tcp://127.0.0.1:0"
 pytestmark = pytest.mark.skipif(default_shm_dir() is None, reason="no /dev/shm")
@@ -232,6 +234,33 @@ def test_a_refused_write_is_never_taken_by_a_subscriber_following_it() -> None:
         writer.join()
         assert len(refused) == 1 and "NaN/Inf" in str(refused[0])
         assert u.version == 3 and same(u.state_dict, constant(3, n)) and sub.stats.rejected is None
+
+
+def test_a_forged_begin_notice_is_not_followed_and_does_not_spoil_the_real_segment() -> None:
+    """A plain-TCP peer on the announcement port can send any `begin`: one naming the learner's real segment with
+    another token is not followed, and the real version is still read out of that segment."""
+    ctx = zmq.Context.instance()
+    with WeightPublisher(LOCAL, LOCAL, chunk_size=1024) as pub:
+        real = pub.publish(1, model(1))
+        (path,) = segments()
+        rogue = ctx.socket(zmq.PUB)
+        rogue.setsockopt(zmq.LINGER, 0)
+        port = rogue.bind_to_random_port("tcp://127.0.0.1")
+        forged = wmsg("begin", version=5, total=real.total, chunk_size=1024, chunk_hash="xxh3_128", host=host_id(),
+                      shm={"host": host_id(), "path": str(path), "token": bytes(16)})
+        try:
+            with WeightSubscriber(f"tcp://127.0.0.1:{port}", pub.fetch_endpoint) as sub:
+                deadline = time.monotonic() + 10
+                while sub._begun is None:  # noqa: SLF001 - until the forged notice has been taken in
+                    assert time.monotonic() < deadline, "the forged notice never arrived"
+                    rogue.send(forged)
+                    sub._sub.poll(50)  # noqa: SLF001
+                    sub.poll_announcements()
+                u = sub.wait_for_version(1, timeout_s=10)
+                assert (u.version, u.sha256) == (1, real.sha256) and same(u.state_dict, model(1))
+                assert (sub.stats.shm_reads, sub.stats.shm_follows) == (1, 0) and pub.stats.chunks_served == 0
+        finally:
+            rogue.close()
 
 
 def test_a_segment_this_subscriber_cannot_open_means_zeromq() -> None:
