@@ -1,6 +1,7 @@
 """The plumbing at its physical limits (issue 19), every figure against a bound measured in the same run.
 
     python benchmarks/plumbing.py            # ~10 minutes on 2 cores; writes benchmarks/results/plumbing.json
+    python benchmarks/plumbing.py --only weights,busy --out /tmp/p.json   # some parts (a change's own figures)
 
 | figure | bound it is divided by (same run) | goal |
 | --- | --- | --- |
@@ -37,6 +38,7 @@ import bench_weights  # noqa: E402
 
 RESULT = Path(__file__).resolve().parent / "results" / "plumbing.json"
 QUOTA_ACTORS = (1, 4, 16)
+PARTS = ("quota", "replay", "weights", "feed", "busy")  # `--only` names (busy: the three learner_busy rows)
 GOALS = {"quota_used": 0.99, "replay_ratio": 0.8, "weights_ratio": 2.0, "feed_gb_per_s": 2.0, "learner_busy": 0.95}
 
 
@@ -48,13 +50,17 @@ def _commit() -> str:
         return "unknown"
 
 
-def run_parts(quick: bool) -> dict[str, Any]:
-    """Every part in turn; returns the issue's record plus each part's own under `detail`."""
+def run_parts(quick: bool, only: frozenset[str] = frozenset(PARTS)) -> dict[str, Any]:
+    """Every part in `only`, in turn; returns the issue's record plus each part's own under `detail` (a part
+    not run reads as not measured: None)."""
     scale = 0.25 if quick else 1.0
     detail: dict[str, Any] = {}
     errors: dict[str, str] = {}
 
     def part(name: str, fn: Callable[[], Any]) -> Any:
+        group = next(p for p in PARTS if name.startswith(p) or (p == "busy" and name.startswith("learner_busy")))
+        if group not in only:
+            return None
         t0 = time.perf_counter()
         print(f"[plumbing] {name} ...", flush=True)
         try:
@@ -81,7 +87,7 @@ def run_parts(quick: bool) -> dict[str, Any]:
         return None if not vals or None in vals else int(sum(vals))
 
     return {
-        "commit": _commit(), "date": time.strftime("%Y-%m-%d"), "quick": quick,
+        "commit": _commit(), "date": time.strftime("%Y-%m-%d"), "quick": quick, "parts": sorted(only),
         "quota_used": {n: (q or {}).get("quota_used") for n, q in quota.items()},
         "throttled": total("throttled"), "lost": total("lost"), "duplicates": total("duplicates"),
         "replay_ratio": (replay or {}).get("replay_ratio"),
@@ -109,8 +115,9 @@ def bounds(rec: dict[str, Any]) -> list[str]:
                 continue
             last = row["rounds"][-1]
             out.append(f"weights, {row['actors']} actor(s) ({'steady' if row['steady'] else 'one cold round: memory'}): "
-                       f"sync {last['sync_s']:.2f} s (the learner's publish {last['publish_s']:.2f} s of it) vs one memcpy "
-                       f"{row['bound_s']:.2f} s; the learner's copy and the actor's copy in sequence are 2x by themselves")
+                       f"sync {last['sync_s']:.2f} s (the learner's publish {last['publish_s']:.2f} s of it: copy, hash and "
+                       f"NaN/Inf check into shared memory, while the actor copies and hashes each chunk as it lands) vs "
+                       f"one memcpy {row['bound_s']:.2f} s")
     for key, label in (("learner_busy", "k=2"), ("learner_busy_k1", "k=1"), ("learner_busy_k2_d_staleness1", "k=2, D staleness 1")):
         b = d.get(key)
         if b:
@@ -120,25 +127,34 @@ def bounds(rec: dict[str, Any]) -> list[str]:
 
 
 def table(rec: dict[str, Any]) -> str:
-    """The issue's figures, each beside its goal and whether it is met."""
+    """The issue's figures (of the parts that ran), each beside its goal and whether it is met."""
     def fmt(v: Any, pct: bool = False) -> str:
         return "—" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.2f}")
 
-    rows = [(f"quota used, N = {n}", fmt(v, True), "≥ 99%", v is not None and v >= GOALS["quota_used"])
-            for n, v in rec["quota_used"].items()]
-    rows.append(("throttled / lost / duplicates", f"{rec['throttled']} / {rec['lost']} / {rec['duplicates']}", "0 / 0 / 0",
-                 rec["throttled"] == 0 and rec["lost"] == 0 and rec["duplicates"] == 0))
-    rows.append(("replay ÷ redis-benchmark", fmt(rec["replay_ratio"]), "≥ 0.8",
-                 rec["replay_ratio"] is not None and rec["replay_ratio"] >= GOALS["replay_ratio"]))
-    for n, v in rec["weights_ratio"].items():
-        rows.append((f"weight sync 1 GB, {n} actor(s) ÷ memcpy", fmt(v), "≤ 2×", v is not None and v <= GOALS["weights_ratio"]))
-    rows.append(("feed GB/s (÷ raw PUSH/PULL)", f"{fmt(rec['feed_gb_per_s'])} ({fmt(rec['feed_ratio'])})", "≥ 2 GB/s",
-                 rec["feed_gb_per_s"] is not None and rec["feed_gb_per_s"] >= GOALS["feed_gb_per_s"]))
-    busy = {"k = 2": rec["learner_busy"]}
-    for key, label in (("learner_busy_k1", "k = 1"), ("learner_busy_k2_d_staleness1", "k = 2, D staleness 1")):
-        busy[label] = (rec["detail"].get(key) or {}).get("student_busy")
-    for label, v in busy.items():
-        rows.append((f"student learner busy, {label}", fmt(v, True), "≥ 95%", v is not None and v >= GOALS["learner_busy"]))
+    ran = set(rec.get("parts", PARTS))
+    rows: list[tuple[str, str, str, bool]] = []
+    if "quota" in ran:
+        rows += [(f"quota used, N = {n}", fmt(v, True), "≥ 99%", v is not None and v >= GOALS["quota_used"])
+                 for n, v in rec["quota_used"].items()]
+        rows.append(("throttled / lost / duplicates", f"{rec['throttled']} / {rec['lost']} / {rec['duplicates']}",
+                     "0 / 0 / 0", rec["throttled"] == 0 and rec["lost"] == 0 and rec["duplicates"] == 0))
+    if "replay" in ran:
+        rows.append(("replay ÷ redis-benchmark", fmt(rec["replay_ratio"]), "≥ 0.8",
+                     rec["replay_ratio"] is not None and rec["replay_ratio"] >= GOALS["replay_ratio"]))
+    if "weights" in ran:
+        for n, v in (rec["weights_ratio"] or {}).items():
+            rows.append((f"weight sync 1 GB, {n} actor(s) ÷ memcpy", fmt(v), "≤ 2×",
+                         v is not None and v <= GOALS["weights_ratio"]))
+    if "feed" in ran:
+        rows.append(("feed GB/s (÷ raw PUSH/PULL)", f"{fmt(rec['feed_gb_per_s'])} ({fmt(rec['feed_ratio'])})",
+                     "≥ 2 GB/s", rec["feed_gb_per_s"] is not None and rec["feed_gb_per_s"] >= GOALS["feed_gb_per_s"]))
+    if "busy" in ran:
+        busy = {"k = 2": rec["learner_busy"]}
+        for key, label in (("learner_busy_k1", "k = 1"), ("learner_busy_k2_d_staleness1", "k = 2, D staleness 1")):
+            busy[label] = (rec["detail"].get(key) or {}).get("student_busy")
+        for label, v in busy.items():
+            rows.append((f"student learner busy, {label}", fmt(v, True), "≥ 95%",
+                         v is not None and v >= GOALS["learner_busy"]))
     w = max(len(r[0]) for r in rows)
     lines = [f"{'figure':<{w}}  {'measured':>14}  {'goal':>10}  met"]
     lines += [f"{name:<{w}}  {val:>14}  {goal:>10}  {'yes' if ok else 'NO'}" for name, val, goal, ok in rows]
@@ -149,9 +165,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=RESULT)
     ap.add_argument("--quick", action="store_true", help="a quarter of each part's time (wiring check; not a result)")
+    ap.add_argument("--only", default=",".join(PARTS),
+                    help=f"comma-separated parts to run, of {','.join(PARTS)} (default all); the others read as —")
     args = ap.parse_args()
+    only = frozenset(p.strip() for p in args.only.split(",") if p.strip())
+    if not only or only - set(PARTS):
+        ap.error(f"--only takes parts of {', '.join(PARTS)}; got {args.only!r}")
+    if only != set(PARTS) and args.out == RESULT:
+        ap.error("a partial run (--only) would overwrite the full record: name another --out")
     t0 = time.perf_counter()
-    rec = run_parts(args.quick)
+    rec = run_parts(args.quick, only)
     rec["wall_s"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rec, indent=1, default=str))

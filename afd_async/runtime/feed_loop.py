@@ -89,7 +89,7 @@ class FeedLoop:
         self._last_arrival = time.monotonic()
         self.busy = BusyMeter(warm_batches)
         self.wait_s = 0.0  # the last trained batch's wait for the feed
-        self.checkpoint_s = 0.0  # the last checkpoint's write time
+        self.checkpoint_s = 0.0  # the last checkpoint's time on this thread (with a background writer: its snapshot)
         self._waited = 0.0
         self._held: dict[int, list[ReceivedBatch]] = {}
 

@@ -43,11 +43,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
+import numpy as np
 import redis
 import torch
 from safetensors.torch import load_file, save_file
 
 from afd_async.config.root import RootConfig
+from afd_async.runtime.checkpoint_writer import CheckpointFailed, CheckpointWriter
 from afd_async.store.keys import RunKeys
 
 log = logging.getLogger(__name__)
@@ -73,18 +75,36 @@ def learner_checkpoint_dir(cfg: RootConfig, role: str) -> Path:
 
 # ------------------------------------------------------------------------------------- nested state <-> files
 
-def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+def _cpu_copy(t: torch.Tensor, into: Optional[torch.Tensor]) -> torch.Tensor:
+    """A contiguous CPU copy of `t`, written into `into` when it matches (a reused buffer: no fresh pages to fault in).
+
+    CPU to CPU copies the bytes with NumPy, on this thread: torch's copy starts its intra-op threads and, on a
+    busy machine, waits on them (256 MB: 0.11 s against 0.02 s, measured on a loaded 2-core machine)."""
+    t = t.detach()
+    out = into if into is not None and into.shape == t.shape and into.dtype == t.dtype else torch.empty(t.shape,
+                                                                                                       dtype=t.dtype)
+    if t.device.type == "cpu" and t.is_contiguous() and t.numel() and not (t.is_conj() or t.is_neg()):
+        try:
+            np.copyto(out.reshape(-1).view(torch.uint8).numpy(), t.reshape(-1).view(torch.uint8).numpy())
+            return out
+        except (RuntimeError, TypeError):  # a dtype whose bytes torch will not view: torch copies it
+            pass
+    return out.copy_(t)
+
+
+def flatten_state(state: Any, reuse: Optional[dict[str, torch.Tensor]] = None) -> tuple[dict[str, torch.Tensor], Any]:
     """Split a nested state (dicts, lists, tensors, numbers) into (tensors by path, a JSON skeleton).
 
     Dict keys keep their type (optimizer state is keyed by int), tensors are copied to CPU
-    (no storage shared with the live model, as safetensors requires).
+    (no storage shared with the live model, as safetensors requires). `reuse`: an earlier result's tensors,
+    copied into where path, shape and dtype match (the caller guarantees nothing reads them any more).
     """
     tensors: dict[str, torch.Tensor] = {}
+    reuse = reuse or {}
 
     def enc(x: Any, path: str) -> Any:
         if isinstance(x, torch.Tensor):
-            t = x.detach()
-            tensors[path or "."] = (t.clone() if t.device.type == "cpu" else t.to("cpu")).contiguous()
+            tensors[path or "."] = _cpu_copy(x, reuse.get(path or "."))
             return {"__tensor__": path or "."}
         if isinstance(x, dict):
             return {"__dict__": [[k, enc(v, f"{path}/{k}" if path else str(k))] for k, v in x.items()]}
@@ -157,13 +177,18 @@ class CheckpointStore:
 
     def save(self, index: int, state: dict[str, Any]) -> Path:
         """Write checkpoint `index` (tmp folder, fsync, rename); keep the newest `keep`."""
+        return self.write(index, *flatten_state(state))
+
+    def write(self, index: int, tensors: dict[str, torch.Tensor], skeleton: Any) -> Path:
+        """`save` of a state already flattened (`flatten_state`): the part a background writer runs.
+
+        `tensors` must not share storage with anything that changes meanwhile (`flatten_state` copies)."""
         final = self.path(index)
         if final.is_dir():  # same index, same state (nothing trained since): already durable
             return final
         tmp = self.dir / f"{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        tensors, skeleton = flatten_state(state)
         save_file(tensors, str(tmp / "state.safetensors"), metadata={"schema": str(SCHEMA)})
         (tmp / "state.json").write_text(json.dumps({"schema": SCHEMA, "index": index, "state": skeleton}))
         for name in ("state.safetensors", "state.json"):
@@ -258,12 +283,24 @@ class Checkpointer:
         ckpt.restore()                                   # once, at start: resume if a checkpoint exists
         for batch: learner step → ckpt.trained(group, meta, batches)   # checkpoints every `every` groups
                    duplicate   → ckpt.duplicate(group, batch)
-        ckpt.checkpoint()                                # at the end / on SIGTERM
+        ckpt.checkpoint()                                # at the end / on SIGTERM: written before it returns
+        ckpt.close()                                     # in a `finally`: a write in flight finishes
+
+    With `background` (the learner roles), a due checkpoint costs the step only its snapshot
+    (`flatten_state`: a CPU copy of the tensors); the file is written on a thread
+    (`checkpoint_writer`) while the next step runs. Its acks still wait until it is durable: the
+    next `trained` call (one step later, on every rank alike, so the `durable` barrier pairs up
+    across ranks) waits for the write, then runs `durable` and the acks. A failed write is raised
+    there as `CheckpointFailed`, never dropped. `checkpoint()` stays synchronous, so the last
+    checkpoint is on disk before the process exits.
+
+    Args:
+        background: write due checkpoints on a thread (False: inline, acks at once; unit tests).
     """
 
     def __init__(self, store: CheckpointStore, learner: Stateful, *, every: int, ack: Callable[[Any], None],
                  ledger: Optional[Ledger] = None, on_saved: Optional[Callable[[int], None]] = None,
-                 durable: Optional[Callable[[], None]] = None) -> None:
+                 durable: Optional[Callable[[], None]] = None, background: bool = False) -> None:
         if every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {every}")
         self.store, self.learner, self.every, self.ack = store, learner, every, ack
@@ -271,6 +308,9 @@ class Checkpointer:
         self.on_saved = on_saved
         self.durable = durable  # called after the save, before the acks (data-parallel: all ranks durable)
         self.resumed_from: Optional[int] = None
+        self._writer = CheckpointWriter(store.write) if background else None
+        self._inflight: Optional[tuple[int, list[Any]]] = None  # (index, the acks it releases) being written
+        self._buffers: dict[str, torch.Tensor] = {}  # the last background snapshot (reused once its write is done)
 
     def restore(self) -> bool:
         """Load the newest checkpoint into the learner and the ledger; False when there is none."""
@@ -287,12 +327,27 @@ class Checkpointer:
         return True
 
     def trained(self, group: int, meta: dict[str, Any], batches: list[Any]) -> bool:
-        """Record a trained group; checkpoint when due. True when a checkpoint was written."""
+        """Record a trained group; checkpoint when due. True when a checkpoint was written (or, in the
+        background, started).
+
+        Raises:
+            CheckpointFailed: the background write started at an earlier call failed.
+        """
         self.ledger.record(group, meta, batches)
-        if self.ledger.since_checkpoint >= self.every:
+        self._finish()
+        if self.ledger.since_checkpoint < self.every:
+            return False
+        if self._writer is None:
             self.checkpoint()
             return True
-        return False
+        index = len(self.ledger.trained)
+        # the snapshot, before the next step changes the state; into the last snapshot's buffers, whose write is done
+        tensors, skeleton = flatten_state(self._state(), reuse=self._buffers)
+        self._buffers = tensors
+        acks, self.ledger.pending = self.ledger.pending, []
+        self._writer.submit(index, tensors, skeleton)
+        self._inflight = (index, acks)
+        return True
 
     def duplicate(self, group: int, batch: Any) -> None:
         """A redelivered batch of an already trained group: ack once its group is durable."""
@@ -302,18 +357,56 @@ class Checkpointer:
             self.ledger.pending.append(batch)
 
     def checkpoint(self) -> Path:
-        """Write the state (if anything was trained since the last one), then ack what it covers."""
+        """Write the state (if anything was trained since the last one), then ack what it covers.
+
+        Synchronous in both modes: a background write in flight is finished (and acked) first.
+
+        Raises:
+            CheckpointFailed: that background write failed.
+        """
+        self._finish()
         index = len(self.ledger.trained)
-        path = self.store.save(index, {"learner": self.learner.state_dict(), "ledger": self.ledger.state_dict()})
+        path = self.store.save(index, self._state())
+        self._durable(index, self.ledger.pending)
+        self.ledger.pending = []
+        return path
+
+    def close(self) -> None:
+        """Wait for a background write in flight (the learner is ending, perhaps on an error): the file is
+        complete on disk when this returns. No acks: `durable` may be a barrier the other ranks never reach;
+        the batches come back on restart and are acked as duplicates.
+
+        Raises:
+            CheckpointFailed: that write failed.
+        """
+        if self._writer is not None:
+            self._inflight = None
+            self._writer.close()
+
+    def _state(self) -> dict[str, Any]:
+        return {"learner": self.learner.state_dict(), "ledger": self.ledger.state_dict()}
+
+    def _finish(self) -> None:
+        """The background write in flight: wait for it to be on disk, then mark it durable and ack what it covers."""
+        if self._inflight is None or self._writer is None:
+            return
+        index, acks = self._inflight
+        self._inflight = None
+        try:
+            self._writer.wait()
+        except CheckpointFailed:
+            self.ledger.pending[:0] = acks  # not durable: its batches stay unacked
+            raise
+        self._durable(index, acks)
+
+    def _durable(self, index: int, acks: list[Any]) -> None:
         if self.durable is not None:
             self.durable()
         self.ledger.durable = index
-        for batch in self.ledger.pending:
+        for batch in acks:
             self.ack(batch)
-        self.ledger.pending.clear()
         if self.on_saved is not None:
             self.on_saved(index)
-        return path
 
 
 def run_id(client: redis.Redis, keys: RunKeys) -> str:

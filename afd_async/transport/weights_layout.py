@@ -61,7 +61,7 @@ Scope = Literal["full", "lora"]
 ChunkHash = Literal["sha256", "xxh3_128"]
 _DIGEST_BYTES = {"sha256": 32, "xxh3_128": 16}
 _DTYPE_NAME = {t: name for name, (t, _) in DTYPES.items()}
-_OPS = frozenset({"announce", "latest", "manifest", "none", "chunk", "gone"})
+_OPS = frozenset({"announce", "begin", "latest", "manifest", "none", "chunk", "gone"})
 
 
 def chunk_hasher(kind: ChunkHash) -> Any:

@@ -14,7 +14,12 @@ With `shm` (default, where /dev/shm exists) each arena is a shared-memory
 segment (`weights_shm`): the manifest reply names it, and subscribers on this
 host copy the version straight out of it, once, instead of through sockets.
 Those readers are not tracked, so a reused segment is written under a seqlock
-and a reader that overlapped the write discards what it read.
+and a reader that overlapped the write discards what it read. So that the
+copy out overlaps the copy in, a `begin` notice (version, size, segment) goes
+out on the PUB socket as the write starts, and each chunk is stamped in the
+segment as soon as it is written: a waiting same-host subscriber copies and
+hashes chunk i while chunk i + 1 is written, and checks its digests against
+the manifest once the version is served (`weights_subscriber`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 import zmq
 
@@ -44,6 +50,7 @@ __all__ = ["WeightPublisher", "WeightPublisherStats"]
 
 log = logging.getLogger(__name__)
 _ZEROS = memoryview(bytes(ALIGN))
+_FILL_BLOCK = 2 << 20  # copy, hash and NaN/Inf-check unit inside a chunk: fits one core's L2 (a multiple of ALIGN)
 
 
 @dataclass
@@ -71,7 +78,13 @@ class _HeapArena:
     def begin(self) -> None:
         pass
 
+    def chunk_done(self, index: int) -> None:
+        pass
+
     def commit(self, version: int) -> None:
+        pass
+
+    def abort(self) -> None:
         pass
 
     def close(self) -> None:
@@ -108,7 +121,12 @@ def _blob_view(arena: torch.Tensor) -> memoryview:
 
 def _fill_chunk(arena: torch.Tensor, entries: list[TensorEntry], starts: list[int], sources: dict[str, torch.Tensor],
                 start: int, stop: int) -> None:
-    """Write blob bytes `[start, stop)` into `arena`: the tensors' bytes there, zeros between them."""
+    """Write blob bytes `[start, stop)` into `arena`: the tensors' bytes there, zeros between them.
+
+    CPU sources are copied with NumPy: one thread per chunk (the pool runs chunks in parallel), where
+    torch's copy would start its own intra-op threads on top of the pool's and, on a busy machine,
+    wait on them (measured 9x slower on 2 loaded cores)."""
+    out = arena.numpy()
     pos, i = start, max(bisect.bisect_right(starts, start) - 1, 0)
     while pos < stop and i < len(entries):
         e = entries[i]
@@ -116,7 +134,11 @@ def _fill_chunk(arena: torch.Tensor, entries: list[TensorEntry], starts: list[in
         if lo < hi:
             if lo > pos:
                 arena[pos:lo].zero_()
-            arena[lo:hi].copy_(sources[e.name][lo - e.offset : hi - e.offset])
+            src = sources[e.name][lo - e.offset : hi - e.offset]
+            if src.device.type == "cpu":
+                np.copyto(out[lo:hi], src.numpy())
+            else:
+                arena[lo:hi].copy_(src)
             pos = hi
         elif e.offset >= stop:
             break
@@ -194,6 +216,7 @@ class WeightPublisher:
         self._spare_arenas: list[_Arena] = []  # evicted one publish ago: safe to reuse now
         self._evicted: list[_Arena] = []
         self._to_announce: list[Manifest] = []
+        self._to_begin: list[bytes] = []  # `begin` notices of shared-memory writes starting (the I/O thread sends)
         self._last_announce = 0.0  # the I/O thread's: when it last announced (re-announce after reannounce_s)
         self.version = -1
         self.stats = WeightPublisherStats()
@@ -252,18 +275,28 @@ class WeightPublisher:
             starts = [e.offset for e in entries]
             data, view = arena.data, _blob_view(arena.data)
 
-            def fill(span: tuple[int, int]) -> tuple[bytes, Optional[str]]:
-                _fill_chunk(data, entries, starts, sources, *span)
-                h = chunk_hasher(self._hash)
-                h.update(view[span[0] : span[1]])  # just copied: still in cache, as for the NaN/Inf check
-                return h.digest(), chunk_nonfinite(data, entries, starts, *span)
+            def fill(index: int) -> tuple[bytes, Optional[str]]:
+                # block by block: each block is hashed and checked for NaN/Inf right after its copy, while it is
+                # in the core's L2 (measured 25 % less time per GB than the same three passes per whole chunk)
+                h, bad = chunk_hasher(self._hash), None
+                start, stop = spans[index]
+                for lo in range(start, stop, _FILL_BLOCK):
+                    hi = min(lo + _FILL_BLOCK, stop)
+                    _fill_chunk(data, entries, starts, sources, lo, hi)
+                    h.update(view[lo:hi])
+                    bad = bad or chunk_nonfinite(data, entries, starts, lo, hi)
+                arena.chunk_done(index)  # a following reader may copy it now (it checks the digests it computes)
+                return h.digest(), bad
 
             arena.begin()
-            checked = list(self._pool.map(fill, spans))
+            if arena.location is not None:
+                self._notify_begin(version, total, arena.location)
+            checked = list(self._pool.map(fill, range(n)))
             bad = next((name for _, name in checked if name is not None), None)
             if self._check and bad is not None:
+                arena.abort()  # a reader following this write stops waiting for it
                 with self._lock:
-                    self._spare_arenas.append(arena)  # half-written (seq odd): readers of it see a torn read
+                    self._spare_arenas.append(arena)
                 raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
             arena.commit(version)
             digests, finite = tuple(d for d, _ in checked), bad is None
@@ -290,6 +323,14 @@ class WeightPublisher:
         self._waker.send()
         return blob.manifest
 
+    def _notify_begin(self, version: int, total: int, loc: ShmLocation) -> None:
+        """Tell same-host subscribers that `version` is being written into `loc` (they may follow it chunk by chunk)."""
+        notice = wmsg("begin", version=version, total=total, chunk_size=self._chunk, chunk_hash=self._hash,
+                      host=self._host, shm=loc.to_wire())
+        with self._lock:
+            self._to_begin.append(notice)
+        self._waker.send()
+
     def _arena(self, total: int) -> _Arena:
         with self._lock:
             for i, a in enumerate(self._spare_arenas):
@@ -297,7 +338,7 @@ class WeightPublisher:
                     return self._spare_arenas.pop(i)
         arena: _Arena
         if self._shm_dir is not None:
-            arena = ShmSegment(self._shm_dir, total, host=self._host)
+            arena = ShmSegment(self._shm_dir, total, host=self._host, chunk_size=self._chunk)
         else:
             arena = _HeapArena(total)
         self._arenas.append(arena)
@@ -330,9 +371,12 @@ class WeightPublisher:
 
     def _turn(self, readable: bool) -> None:
         with self._lock:
+            begins, self._to_begin = self._to_begin, []
             announce, self._to_announce = self._to_announce, []
             if not announce and self._versions and time.monotonic() - self._last_announce >= self._reannounce_s:
                 announce = [self._versions[next(reversed(self._versions))].manifest]  # the newest, again
+        for notice in begins:
+            self._pub.send(notice)
         for m in announce:
             self._pub.send(wmsg("announce", version=m.version, sha256=m.sha256, total=m.total, scope=m.scope,
                                 host=self._host))

@@ -16,6 +16,16 @@ read that overlapped the publisher reusing the segment (its seqlock moved) is
 counted in `stats.torn` and the version is fetched over ZeroMQ instead; a digest
 mismatch on a stable segment is a `hash` rejection, as over the network.
 
+Following a write (same host, inside `wait_for_version`): the publisher's `begin`
+notice names the segment a version is being written into, and stamps each chunk
+there once it is written; the subscriber copies and hashes chunk i as soon as it
+is stamped, while the publisher writes the next ones, so the version is here
+about when the publisher commits it, not a whole copy later. The digests are
+then compared with the manifest's (asked for over ZeroMQ, as always); a follow
+that cannot be trusted (the seqlock moved past the write's commit, a digest
+differs, the write stalled or was abandoned) is dropped, silently, for the
+ordinary path above, which rereads and judges the version itself.
+
 Buffers: two, reused. The tensors of an update are views into one of them and
 stay valid until the update after next is accepted; load them into the model
 (`load_state_dict` copies) between rollouts.
@@ -28,7 +38,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -44,6 +54,19 @@ from afd_async.transport.weights_shm import ShmLocation, ShmReader, host_id
 __all__ = ["WeightSubscriber", "WeightSubscriberStats", "WeightsUpdate"]
 
 log = logging.getLogger(__name__)
+_FOLLOW_POLL_S = 1e-4  # between looks at a chunk stamp while following a write
+_COPY_BLOCK = 2 << 20  # copy-then-hash block: fits the L2 of one core
+
+
+@dataclass(frozen=True)
+class _Begun:
+    """A `begin` notice: `version` is being written into the shared-memory segment at `loc`."""
+
+    version: int
+    total: int
+    chunk_size: int
+    chunk_hash: str
+    loc: ShmLocation
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,7 @@ class WeightSubscriberStats:
     timeouts: int = 0
     reconnects: int = 0  # sockets made anew after a failed CURVE handshake (e.g. a plain-TCP impostor)
     shm_reads: int = 0  # versions copied out of the publisher's shared memory (same host)
+    shm_follows: int = 0  # of those, copied chunk by chunk while the publisher wrote them (`begin` notices)
     torn: int = 0  # shared-memory reads that overlapped a rewrite of the segment (then fetched over ZeroMQ)
 
     def reject(self, reason: str) -> None:
@@ -137,6 +161,7 @@ class WeightSubscriber:
         self._spare_buf: Optional[torch.Tensor] = None  # the next fetch lands here
         self.current: Optional[WeightsUpdate] = None
         self.announced = -1
+        self._begun: Optional[_Begun] = None  # the newest write in progress on this host (`begin` notice)
         self._last_heard = float("-inf")
         self.stats = WeightSubscriberStats()
 
@@ -177,9 +202,12 @@ class WeightSubscriber:
             except zmq.Again:
                 return self.announced
             try:
-                msg = decode_wmsg(data, frozenset({"announce"}))
+                msg = decode_wmsg(data, frozenset({"announce", "begin"}))
                 if not isinstance(msg.get("version"), int):
-                    raise MessageError("announce needs an int version")
+                    raise MessageError(f"{msg['op']} needs an int version")
+                if msg["op"] == "begin":
+                    self._note_begin(msg)
+                    continue
             except MessageError as e:
                 log.warning("weights subscriber: rejected an announcement: %s", e)
                 self.stats.reject("schema")
@@ -217,7 +245,20 @@ class WeightSubscriber:
                         f"no weights version >= {min_version} within {timeout_s}s: holding {self.version}, "
                         f"newest announced {self.announced}, publisher last answered "
                         f"{now - self._last_heard:.1f}s ago")
-                if self.poll_announcements() > self.version or now >= next_query:
+                announced = self.poll_announcements()
+                begun, self._begun = self._begun, None
+                if begun is not None and begun.version > self.version:
+                    try:
+                        self._follow(begun, deadline)
+                    except WeightsRejected as e:
+                        self.stats.reject(e.reason)
+                        log.warning("%s", e)
+                    except TransportTimeout:
+                        continue  # the deadline: the loop says so
+                    if self.version >= min_version:
+                        break
+                    announced = self.poll_announcements()
+                if announced > self.version or now >= next_query:
                     next_query = now + self._query_s
                     try:
                         self.fetch_latest(max(deadline - now, 1e-3))
@@ -263,11 +304,15 @@ class WeightSubscriber:
         except WeightsRejected as e:
             self.stats.reject(e.reason)
             raise
+        return self._accept(update, buf)
+
+    def _accept(self, update: WeightsUpdate, buf: torch.Tensor) -> WeightsUpdate:
+        """`update` (views into `buf`, verified) becomes the current version; the old buffer becomes the spare."""
         self._current_buf, self._spare_buf = buf, self._current_buf
         self.current = update
-        self.announced = max(self.announced, m.version)
+        self.announced = max(self.announced, update.version)
         self.stats.updates += 1
-        self.stats.bytes += m.total
+        self.stats.bytes += update.nbytes
         self.stats.fetch_seconds += update.seconds
         return update
 
@@ -400,8 +445,11 @@ class WeightSubscriber:
             checks.append(self._hasher.submit(_check_chunk, m, buf, idx))
         _raise_first(checks)
 
-    def _reader(self, loc: ShmLocation) -> Optional[ShmReader]:
-        """The open segment at `loc` (opened now if new), or None when it is gone or not the announced one."""
+    def _reader(self, loc: ShmLocation, *, remember_failure: bool = True) -> Optional[ShmReader]:
+        """The open segment at `loc` (opened now if new), or None when it is gone or not the announced one.
+
+        `remember_failure`: a segment that does not open is not tried again (manifest replies); off for `begin`
+        notices, which a plain-TCP peer could forge to make a real segment look unreadable."""
         reader = self._readers.get(loc.path)
         if reader is not None and reader.location.token == loc.token:
             return reader
@@ -413,8 +461,9 @@ class WeightSubscriber:
         try:
             reader = ShmReader(loc)
         except OSError as e:  # e.g. a container with its own /dev/shm: logged once per segment
-            log.info("weights subscriber: shared memory not readable (%s); fetching over ZeroMQ", e)
-            self._unreadable.add(loc.path)
+            if remember_failure:
+                log.info("weights subscriber: shared memory not readable (%s); fetching over ZeroMQ", e)
+                self._unreadable.add(loc.path)
             return None
         if len(self._readers) >= 8:  # segments of a restarted publisher: drop the oldest
             self._readers.pop(next(iter(self._readers))).close()
@@ -450,6 +499,73 @@ class WeightSubscriber:
         self.stats.shm_reads += 1
         return True
 
+    def _note_begin(self, msg: dict[str, Any]) -> None:
+        """Keep a `begin` notice worth following: a newer version, written on this host, of a size we accept."""
+        loc = ShmLocation.from_wire(msg.get("shm"))
+        total, chunk, kind = msg.get("total"), msg.get("chunk_size"), msg.get("chunk_hash")
+        if not (isinstance(total, int) and isinstance(chunk, int) and kind in ("sha256", "xxh3_128") and loc):
+            raise MessageError("begin needs int total and chunk_size, a chunk_hash and a shm location")
+        if self._host is None or loc.host != self._host or not 0 <= total <= self._max_bytes or chunk <= 0:
+            return  # another host's (or an oversized) write: the ordinary path fetches it once served
+        if msg["version"] > max(self.version, self._begun.version if self._begun else -1):
+            self._begun = _Begun(msg["version"], total, chunk, kind, loc)
+
+    def _follow(self, begun: _Begun, deadline: float) -> Optional[WeightsUpdate]:
+        """Copy `begun`'s version out of shared memory while the publisher writes it; accept it once its manifest
+        agrees. None when the follow is given up (the caller then takes the ordinary path).
+
+        Raises:
+            WeightsRejected: the version is served with NaN/Inf (its digests matched what was copied).
+        """
+        t0 = time.monotonic()
+        reader = self._reader(begun.loc, remember_failure=False)
+        if reader is None or reader.chunk_size != begun.chunk_size or reader.blob.size < begun.total:
+            return None
+        seq, _ = reader.stamp()
+        if seq % 2 == 0:
+            return None  # committed already (or not started): the ordinary read takes it whole
+        buf = self._spare(begun.total)
+        src, dst = reader.blob, buf.numpy()
+        n = -(-begun.total // begun.chunk_size)
+        digests = []
+        for i in range(n):
+            if not self._until(lambda i=i: reader.chunk_stamp(i) == seq or reader.stamp()[0] != seq, deadline):
+                return None
+            if reader.chunk_stamp(i) != seq:
+                return None  # the write ended (abandoned or rewritten) before chunk i was stamped
+            start, stop = i * begun.chunk_size, min((i + 1) * begun.chunk_size, begun.total)
+            digests.append(_copy_hashed(src, dst, start, stop, begun.chunk_hash))
+        if reader.stamp()[0] not in (seq, seq + 1):
+            self.stats.torn += 1  # a later write began: what was copied may be part of it
+            return None
+        if not self._until(lambda: reader.stamp()[0] != seq, deadline) or reader.stamp()[1] != begun.version:
+            return None  # still not committed, or abandoned (refused NaN/Inf)
+        rid = next(self._rids)
+        msg, _ = self._request(wmsg("latest", rid=rid), rid, deadline, frozenset({"manifest", "none"}))
+        if msg["op"] != "manifest":
+            return None
+        m = Manifest.from_wire(msg.get("manifest"), max_bytes=self._max_bytes)
+        if (m.version, m.total, m.chunk_size, m.chunk_hash) != (begun.version, begun.total, begun.chunk_size,
+                                                                begun.chunk_hash) or tuple(digests) != m.chunk_digests:
+            return None  # another version is served by now, or what was copied is not it: read it the ordinary way
+        if not m.finite:
+            _raise_first([self._hasher.submit(_check_chunk, m, buf, i) for i in range(n)])
+        update = self._verify(m, buf, time.monotonic() - t0)
+        self.stats.shm_reads += 1
+        self.stats.shm_follows += 1
+        return self._accept(update, buf)
+
+    def _until(self, ready: Callable[[], bool], deadline: float) -> bool:
+        """Poll shared memory until `ready()` (False at the deadline, or when the writer made no progress for
+        `retry_s`: a publisher that died mid-write). Sleeps 100 µs between looks: a chunk takes about a
+        millisecond to write, and spinning would take a core from the writer on a small machine."""
+        give_up = min(deadline, time.monotonic() + self._retry_s)
+        while not ready():
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(_FOLLOW_POLL_S)
+        return True
+
     def _verify(self, m: Manifest, buf: torch.Tensor, seconds: float) -> WeightsUpdate:
         sd = {e.name: buf[e.offset : e.offset + e.nbytes].view(DTYPES[e.dtype][0]).view(e.shape) for e in m.entries}
         if m.version <= self.version:
@@ -469,6 +585,18 @@ def _check_chunk(m: Manifest, buf: torch.Tensor, idx: int) -> Optional[WeightsRe
         return None  # the publisher checked these very bytes (the digest says so)
     bad = chunk_nonfinite(buf, m.entries, m.entry_starts, start, stop)
     return None if bad is None else WeightsRejected("nonfinite", m.version, f"{bad} holds NaN/Inf")
+
+
+def _copy_hashed(src: np.ndarray, dst: np.ndarray, start: int, stop: int, kind: str) -> bytes:
+    """Copy bytes `[start, stop)` of `src` to `dst`, hashing each block right after its copy while it is in cache
+    (one pass over memory for both), and return the chunk's digest."""
+    h = chunk_hasher(kind)  # type: ignore[arg-type]
+    out = memoryview(dst)
+    for lo in range(start, stop, _COPY_BLOCK):
+        hi = min(lo + _COPY_BLOCK, stop)
+        np.copyto(dst[lo:hi], src[lo:hi])
+        h.update(out[lo:hi])
+    return h.digest()
 
 
 def _raise_first(checks: list[concurrent.futures.Future]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import torch
 
 from afd_async.runtime.busy import BusyMeter
 from afd_async.runtime.d_history import DHistory
+from afd_async.runtime.checkpoint_writer import CheckpointFailed, CheckpointWriter
 from afd_async.runtime.learner_state import Checkpointer, CheckpointStore, Ledger, flatten_state, unflatten_state
 
 
@@ -136,3 +138,94 @@ def test_busy_meter_counts_from_the_first_batch_on():
     meter.add(step=1.5, batch_wait=0.5)
     assert meter.ratio == pytest.approx(0.75)
     assert meter.breakdown() == pytest.approx({"batch_wait": 0.25, "step": 0.75, "unaccounted": 0.0})
+
+
+def test_background_checkpoint_snapshots_at_the_step_and_acks_once_durable(tmp_path):
+    acked: list[str] = []
+    learner = _Learner()
+    ckpt = Checkpointer(CheckpointStore(tmp_path), learner, every=2, ack=acked.append, background=True)
+    learner.w += 1
+    assert not ckpt.trained(0, {}, ["b0"])
+    learner.w += 1
+    assert ckpt.trained(1, {}, ["b1"])  # due: snapshot taken, file written on the thread
+    learner.w.add_(100)  # the next step changes the live state in place: the checkpoint must not see it
+    assert acked == []  # not known durable yet: no ack
+    ckpt.duplicate(1, "b1-again")  # its group is in the checkpoint being written: waits too
+    assert not ckpt.trained(2, {}, ["b2"])  # waits for the write, then releases what it covers
+    assert acked == ["b0", "b1"] and ckpt.ledger.durable == 2
+    index, state = CheckpointStore(tmp_path).load_latest()
+    assert index == 2 and torch.equal(state["learner"]["w"], torch.full((2,), 2.0))
+    assert state["ledger"]["trained"] == [0, 1]
+    ckpt.checkpoint()  # the stop: synchronous, everything trained is on disk and acked when it returns
+    assert acked == ["b0", "b1", "b1-again", "b2"]
+    ckpt.close()
+    assert CheckpointStore(tmp_path).indices() == [2, 3]
+    assert torch.equal(CheckpointStore(tmp_path).load(3)["learner"]["w"], torch.full((2,), 102.0))
+
+
+def _break_folder(store: CheckpointStore) -> None:
+    """Make every later write in `store` fail for real: its folder becomes a file."""
+    for child in store.dir.iterdir():
+        child.unlink() if child.is_file() else shutil.rmtree(child)
+    store.dir.rmdir()
+    store.dir.write_text("not a folder")
+
+
+def test_a_failed_background_write_is_raised_at_the_next_step_and_its_batches_stay_unacked(tmp_path):
+    acked: list[str] = []
+    store = CheckpointStore(tmp_path / "ck")
+    ckpt = Checkpointer(store, _Learner(), every=1, ack=acked.append, background=True)
+    _break_folder(store)
+    assert ckpt.trained(0, {}, ["b0"])  # the write fails on the thread
+    with pytest.raises(CheckpointFailed, match="checkpoint 1") as err:
+        ckpt.trained(1, {}, ["b1"])
+    assert isinstance(err.value.__cause__, OSError)
+    assert acked == [] and ckpt.ledger.pending == ["b0", "b1"] and ckpt.ledger.durable == 0
+
+
+def test_a_failed_background_write_is_raised_at_close(tmp_path):
+    store = CheckpointStore(tmp_path / "ck")
+    ckpt = Checkpointer(store, _Learner(), every=1, ack=lambda b: None, background=True)
+    _break_folder(store)
+    assert ckpt.trained(0, {}, ["b0"])
+    with pytest.raises(CheckpointFailed):
+        ckpt.close()  # the learner is ending: the error is not lost with the thread
+
+
+def test_checkpoint_writer_refuses_two_writes_at_once(tmp_path):
+    store = CheckpointStore(tmp_path)
+    writer = CheckpointWriter(store.write)
+    writer.submit(1, *flatten_state({"t": torch.ones(3)}))
+    with pytest.raises(RuntimeError, match="still being written"):
+        writer.submit(2, *flatten_state({"t": torch.zeros(3)}))
+    assert writer.wait() == store.path(1) and writer.wait() is None
+    writer.close()
+    assert torch.equal(store.load(1)["t"], torch.ones(3))
+
+
+def test_snapshots_copy_every_dtype_and_layout_and_reuse_buffers_only_where_they_match():
+    state = {"bf16": torch.randn(3, 4).to(torch.bfloat16), "bool": torch.tensor([True, False]),
+             "complex": torch.randn(3, dtype=torch.complex64), "conj": torch.randn(2, dtype=torch.complex64).conj(),
+             "strided": torch.arange(12.0).reshape(3, 4).t(), "scalar": torch.tensor(7), "empty": torch.zeros(0)}
+    first, _ = flatten_state(state)
+    assert all(_equal(state[k], first[k]) and first[k].is_contiguous() for k in state)
+    state["bf16"].add_(1)
+    state["scalar"] = torch.tensor([1, 2])  # another shape: a new buffer
+    again, _ = flatten_state(state, reuse=first)
+    assert all(_equal(state[k], again[k]) for k in state)
+    assert again["bf16"].data_ptr() == first["bf16"].data_ptr()  # same shape and dtype: written in place
+    assert again["scalar"].data_ptr() != first["scalar"].data_ptr()
+
+
+def test_every_background_checkpoint_holds_the_state_of_its_own_step(tmp_path):
+    learner = _Learner()
+    ckpt = Checkpointer(CheckpointStore(tmp_path, keep=5), learner, every=1, ack=lambda b: None, background=True)
+    for step in range(4):
+        learner.w.fill_(float(step))
+        assert ckpt.trained(step, {}, [step])
+        learner.w.fill_(-1.0)  # the next step's in-place update, while the write may still run
+    ckpt.close()
+    store = CheckpointStore(tmp_path)
+    assert store.indices() == [1, 2, 3, 4]
+    for index in store.indices():  # snapshots reuse the last one's buffers: each file is still its own step's
+        assert torch.equal(store.load(index)["learner"]["w"], torch.full((2,), float(index - 1)))

@@ -40,8 +40,12 @@ def run_d_learner(cfg: RootConfig) -> int:
                            warmup_groups=planner.warmup_groups, steps_per_batch=cfg.algo.d_steps_per_student_step,
                            lr_after_warmup=get_objective(cfg.algo.name).d_lr_after_warmup(cfg.algo.lr_d),
                            pixel_latent=cfg.student.kind == "tiny", device=device, probes=probes)
-        ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack, durable=lambda: barrier(world))
-        train_d(rc, learner, feed, ckpt, world, probes)
+        ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack, durable=lambda: barrier(world),
+                            background=True)  # the file is written while the next step runs
+        try:
+            train_d(rc, learner, feed, ckpt, world, probes)
+        finally:
+            ckpt.close()  # a checkpoint being written is complete on disk before the process exits
     if probe_log is not None:
         probe_log.close()
     shutdown_distributed(world)  # leave the process group, or a rank's exit can wait on its peers

@@ -48,10 +48,14 @@ def run_student_learner(cfg: RootConfig) -> int:
                                  rewards=objective.make_rewards(cfg),
                                  d_overlap=objective.reward == "d_score" and objective.loss == "nft")
         ckpt = Checkpointer(store, learner, every=cfg.train.checkpoint_every, ack=feed.ack,
-                            on_saved=history.prune if history is not None else None, durable=lambda: barrier(world))
+                            on_saved=history.prune if history is not None else None, durable=lambda: barrier(world),
+                            background=True)  # the file is written while the next step runs
         try:
             train_student(rc, learner, feed, ckpt, world, outputs, warmup_groups=planner.warmup_groups)
         finally:
-            learner.close()
+            try:
+                learner.close()
+            finally:
+                ckpt.close()  # a checkpoint being written is complete on disk before the process exits
     shutdown_distributed(world)  # leave the process group, or a rank's exit can wait on its peers
     return 0
