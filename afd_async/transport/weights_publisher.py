@@ -19,7 +19,7 @@ copy out overlaps the copy in, a `begin` notice (version, size, segment) goes
 out on the PUB socket as the write starts, and each chunk is stamped in the
 segment as soon as it is written: a waiting same-host subscriber copies and
 hashes chunk i while chunk i + 1 is written, and checks its digests against
-the manifest once the version is served (`weights_subscriber`).
+the manifest once the version is served (`weights_follow`).
 """
 
 from __future__ import annotations

@@ -16,15 +16,12 @@ read that overlapped the publisher reusing the segment (its seqlock moved) is
 counted in `stats.torn` and the version is fetched over ZeroMQ instead; a digest
 mismatch on a stable segment is a `hash` rejection, as over the network.
 
-Following a write (same host, inside `wait_for_version`): the publisher's `begin`
-notice names the segment a version is being written into, and stamps each chunk
-there once it is written; the subscriber copies and hashes chunk i as soon as it
-is stamped, while the publisher writes the next ones, so the version is here
-about when the publisher commits it, not a whole copy later. The digests are
-then compared with the manifest's (asked for over ZeroMQ, as always); a follow
-that cannot be trusted (the seqlock moved past the write's commit, a digest
-differs, the write stalled or was abandoned) is dropped, silently, for the
-ordinary path above, which rereads and judges the version itself.
+Following a write (same host, inside `wait_for_version`): on the publisher's
+`begin` notice the subscriber copies and hashes each chunk as soon as it is
+written (`weights_follow`), then asks for the manifest over ZeroMQ, as always,
+and accepts the version only if the digests match; a follow that cannot be
+trusted is dropped, silently, for the ordinary path above, which rereads and
+judges the version itself.
 
 Buffers: two, reused. The tensors of an update are views into one of them and
 stay valid until the update after next is accepted; load them into the model
@@ -38,7 +35,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -48,25 +45,13 @@ from afd_async.codec.msg import DTYPES, MessageError
 from afd_async.transport._handshake import ClientSocket
 from afd_async.transport._sockets import CurveClientKeys, make_socket
 from afd_async.transport.errors import TransportTimeout, WeightsRejected
+from afd_async.transport.weights_follow import Begun, follow_write
 from afd_async.transport.weights_layout import Manifest, Scope, chunk_hasher, chunk_nonfinite, decode_wmsg, wmsg
 from afd_async.transport.weights_shm import ShmLocation, ShmReader, host_id
 
 __all__ = ["WeightSubscriber", "WeightSubscriberStats", "WeightsUpdate"]
 
 log = logging.getLogger(__name__)
-_FOLLOW_POLL_S = 1e-4  # between looks at a chunk stamp while following a write
-_COPY_BLOCK = 2 << 20  # copy-then-hash block: fits the L2 of one core
-
-
-@dataclass(frozen=True)
-class _Begun:
-    """A `begin` notice: `version` is being written into the shared-memory segment at `loc`."""
-
-    version: int
-    total: int
-    chunk_size: int
-    chunk_hash: str
-    loc: ShmLocation
 
 
 @dataclass(frozen=True)
@@ -161,7 +146,7 @@ class WeightSubscriber:
         self._spare_buf: Optional[torch.Tensor] = None  # the next fetch lands here
         self.current: Optional[WeightsUpdate] = None
         self.announced = -1
-        self._begun: Optional[_Begun] = None  # the newest write in progress on this host (`begin` notice)
+        self._begun: Optional[Begun] = None  # the newest write in progress on this host (`begin` notice)
         self._last_heard = float("-inf")
         self.stats = WeightSubscriberStats()
 
@@ -501,70 +486,40 @@ class WeightSubscriber:
 
     def _note_begin(self, msg: dict[str, Any]) -> None:
         """Keep a `begin` notice worth following: a newer version, written on this host, of a size we accept."""
-        loc = ShmLocation.from_wire(msg.get("shm"))
-        total, chunk, kind = msg.get("total"), msg.get("chunk_size"), msg.get("chunk_hash")
-        if not (isinstance(total, int) and isinstance(chunk, int) and kind in ("sha256", "xxh3_128") and loc):
-            raise MessageError("begin needs int total and chunk_size, a chunk_hash and a shm location")
-        if self._host is None or loc.host != self._host or not 0 <= total <= self._max_bytes or chunk <= 0:
-            return  # another host's (or an oversized) write: the ordinary path fetches it once served
-        if msg["version"] > max(self.version, self._begun.version if self._begun else -1):
-            self._begun = _Begun(msg["version"], total, chunk, kind, loc)
+        begun = Begun.from_wire(msg, host=self._host, max_bytes=self._max_bytes)
+        if begun is not None and begun.version > max(self.version, self._begun.version if self._begun else -1):
+            self._begun = begun
 
-    def _follow(self, begun: _Begun, deadline: float) -> Optional[WeightsUpdate]:
-        """Copy `begun`'s version out of shared memory while the publisher writes it; accept it once its manifest
-        agrees. None when the follow is given up (the caller then takes the ordinary path).
+    def _follow(self, begun: Begun, deadline: float) -> Optional[WeightsUpdate]:
+        """Copy `begun`'s version out of shared memory while the publisher writes it (`weights_follow`); accept it
+        once its manifest agrees. None when the follow is given up (the caller then takes the ordinary path).
 
         Raises:
             WeightsRejected: the version is served with NaN/Inf (its digests matched what was copied).
         """
         t0 = time.monotonic()
         reader = self._reader(begun.loc, remember_failure=False)
-        if reader is None or reader.chunk_size != begun.chunk_size or reader.blob.size < begun.total:
+        if reader is None:
             return None
-        seq, _ = reader.stamp()
-        if seq % 2 == 0:
-            return None  # committed already (or not started): the ordinary read takes it whole
-        buf = self._spare(begun.total)
-        src, dst = reader.blob, buf.numpy()
-        n = -(-begun.total // begun.chunk_size)
-        digests = []
-        for i in range(n):
-            if not self._until(lambda i=i: reader.chunk_stamp(i) == seq or reader.stamp()[0] != seq, deadline):
-                return None
-            if reader.chunk_stamp(i) != seq:
-                return None  # the write ended (abandoned or rewritten) before chunk i was stamped
-            start, stop = i * begun.chunk_size, min((i + 1) * begun.chunk_size, begun.total)
-            digests.append(_copy_hashed(src, dst, start, stop, begun.chunk_hash))
-        if reader.stamp()[0] not in (seq, seq + 1):
-            self.stats.torn += 1  # a later write began: what was copied may be part of it
+        followed = follow_write(reader, begun, self._spare, deadline, patience_s=self._retry_s)
+        if followed.outcome == "torn":
+            self.stats.torn += 1
+        if followed.outcome != "copied" or followed.buf is None:
             return None
-        if not self._until(lambda: reader.stamp()[0] != seq, deadline) or reader.stamp()[1] != begun.version:
-            return None  # still not committed, or abandoned (refused NaN/Inf)
+        buf = followed.buf
         rid = next(self._rids)
         msg, _ = self._request(wmsg("latest", rid=rid), rid, deadline, frozenset({"manifest", "none"}))
         if msg["op"] != "manifest":
             return None
         m = Manifest.from_wire(msg.get("manifest"), max_bytes=self._max_bytes)
-        if (m.version, m.total, m.chunk_size, m.chunk_hash) != (begun.version, begun.total, begun.chunk_size,
-                                                                begun.chunk_hash) or tuple(digests) != m.chunk_digests:
+        if not begun.made(m, followed.digests):
             return None  # another version is served by now, or what was copied is not it: read it the ordinary way
         if not m.finite:
-            _raise_first([self._hasher.submit(_check_chunk, m, buf, i) for i in range(n)])
+            _raise_first([self._hasher.submit(_check_chunk, m, buf, i) for i in range(begun.n_chunks)])
         update = self._verify(m, buf, time.monotonic() - t0)
         self.stats.shm_reads += 1
         self.stats.shm_follows += 1
         return self._accept(update, buf)
-
-    def _until(self, ready: Callable[[], bool], deadline: float) -> bool:
-        """Poll shared memory until `ready()` (False at the deadline, or when the writer made no progress for
-        `retry_s`: a publisher that died mid-write). Sleeps 100 µs between looks: a chunk takes about a
-        millisecond to write, and spinning would take a core from the writer on a small machine."""
-        give_up = min(deadline, time.monotonic() + self._retry_s)
-        while not ready():
-            if time.monotonic() >= give_up:
-                return False
-            time.sleep(_FOLLOW_POLL_S)
-        return True
 
     def _verify(self, m: Manifest, buf: torch.Tensor, seconds: float) -> WeightsUpdate:
         sd = {e.name: buf[e.offset : e.offset + e.nbytes].view(DTYPES[e.dtype][0]).view(e.shape) for e in m.entries}
@@ -585,18 +540,6 @@ def _check_chunk(m: Manifest, buf: torch.Tensor, idx: int) -> Optional[WeightsRe
         return None  # the publisher checked these very bytes (the digest says so)
     bad = chunk_nonfinite(buf, m.entries, m.entry_starts, start, stop)
     return None if bad is None else WeightsRejected("nonfinite", m.version, f"{bad} holds NaN/Inf")
-
-
-def _copy_hashed(src: np.ndarray, dst: np.ndarray, start: int, stop: int, kind: str) -> bytes:
-    """Copy bytes `[start, stop)` of `src` to `dst`, hashing each block right after its copy while it is in cache
-    (one pass over memory for both), and return the chunk's digest."""
-    h = chunk_hasher(kind)  # type: ignore[arg-type]
-    out = memoryview(dst)
-    for lo in range(start, stop, _COPY_BLOCK):
-        hi = min(lo + _COPY_BLOCK, stop)
-        np.copyto(dst[lo:hi], src[lo:hi])
-        h.update(out[lo:hi])
-    return h.digest()
 
 
 def _raise_first(checks: list[concurrent.futures.Future]) -> None:
