@@ -24,7 +24,6 @@ the manifest once the version is served (`weights_follow`).
 
 from __future__ import annotations
 
-import bisect
 import concurrent.futures
 import logging
 import threading
@@ -33,23 +32,23 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
-import numpy as np
 import torch
 import zmq
 
 from afd_async.codec.msg import MessageError
 from afd_async.transport._sockets import (CurveServerKeys, Waker, bind, make_socket, recv_ready, serve_loop,
                                           start_authenticator)
-from afd_async.transport.weights_layout import (ALIGN, ChunkHash, Manifest, Scope, TensorEntry, check_finite,
-                                                chunk_hasher, chunk_nonfinite, decode_wmsg, plan_layout, wmsg)
+from afd_async.transport.weights_blob import (Arena, HeapArena, ServedVersion, blob_view, byte_view, fill_chunk,
+                                              tensor_segments)
+from afd_async.transport.weights_layout import (ALIGN, ChunkHash, Manifest, Scope, check_finite, chunk_hasher,
+                                                chunk_nonfinite, decode_wmsg, plan_layout, wmsg)
 from afd_async.transport.weights_shm import ShmLocation, ShmSegment, default_shm_dir, host_id, sweep_dead_segments
 
 __all__ = ["WeightPublisher", "WeightPublisherStats"]
 
 log = logging.getLogger(__name__)
-_ZEROS = memoryview(bytes(ALIGN))
 _FILL_BLOCK = 2 << 20  # copy, hash and NaN/Inf-check unit inside a chunk: fits one core's L2 (a multiple of ALIGN)
 
 
@@ -64,92 +63,6 @@ class WeightPublisherStats:
     gone: int = 0  # chunk requests for versions no longer served
     rejected: int = 0  # foreign bytes, unknown schema/op, bad fields
     send_dropped: int = 0  # reply not queued (HWM or peer gone); the subscriber retries
-
-
-class _HeapArena:
-    """An arena in private memory (no shared-memory directory, or `shm` off): `ShmSegment`'s interface."""
-
-    location: Optional[ShmLocation] = None
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(capacity, 1)
-        self.data = torch.empty(self.capacity, dtype=torch.uint8)
-
-    def begin(self) -> None:
-        pass
-
-    def chunk_done(self, index: int) -> None:
-        pass
-
-    def commit(self, version: int) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-_Arena = Union[_HeapArena, ShmSegment]
-
-
-class _Version:
-    """One served version: its manifest and the blob as ordered byte segments."""
-
-    def __init__(self, manifest: Manifest, segments: list[tuple[int, memoryview]], arena: Optional[_Arena]):
-        self.manifest, self.arena = manifest, arena
-        self._starts = [s for s, _ in segments]
-        self._segments = segments
-
-    def parts(self, start: int, stop: int) -> list[memoryview]:
-        """Zero-copy views covering blob bytes `[start, stop)`."""
-        out, i = [], max(bisect.bisect_right(self._starts, start) - 1, 0)
-        while start < stop and i < len(self._segments):
-            s, mv = self._segments[i]
-            lo, hi = max(start, s), min(stop, s + mv.nbytes)
-            if lo < hi:
-                out.append(mv[lo - s : hi - s])
-                start = hi
-            i += 1
-        return out
-
-
-def _blob_view(arena: torch.Tensor) -> memoryview:
-    return memoryview(arena.numpy())
-
-
-def _fill_chunk(arena: torch.Tensor, entries: list[TensorEntry], starts: list[int], sources: dict[str, torch.Tensor],
-                start: int, stop: int) -> None:
-    """Write blob bytes `[start, stop)` into `arena`: the tensors' bytes there, zeros between them.
-
-    CPU sources are copied with NumPy: one thread per chunk (the pool runs chunks in parallel), where
-    torch's copy would start its own intra-op threads on top of the pool's and, on a busy machine,
-    wait on them (measured 9x slower on 2 loaded cores)."""
-    out = arena.numpy()
-    pos, i = start, max(bisect.bisect_right(starts, start) - 1, 0)
-    while pos < stop and i < len(entries):
-        e = entries[i]
-        lo, hi = max(pos, e.offset), min(stop, e.offset + e.nbytes)
-        if lo < hi:
-            if lo > pos:
-                arena[pos:lo].zero_()
-            src = sources[e.name][lo - e.offset : hi - e.offset]
-            if src.device.type == "cpu":
-                np.copyto(out[lo:hi], src.numpy())
-            else:
-                arena[lo:hi].copy_(src)
-            pos = hi
-        elif e.offset >= stop:
-            break
-        i += 1
-    if pos < stop:
-        arena[pos:stop].zero_()
-
-
-def _byte_view(t: torch.Tensor) -> torch.Tensor:
-    """`t`'s bytes as a flat `uint8` tensor on its device (a copy only when `t` is not contiguous)."""
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
 
 
 class WeightPublisher:
@@ -201,7 +114,7 @@ class WeightPublisher:
             for path in sweep_dead_segments(self._shm_dir):
                 log.info("weights publisher: removed %s, left by a publisher that died", path)
         self._host = host_id()
-        self._arenas: list[_Arena] = []  # every arena made, for close()
+        self._arenas: list[Arena] = []  # every arena made, for close()
         self._ctx = zmq.Context(io_threads=1)
         self._auth = start_authenticator(self._ctx, curve) if curve else None
         self._pub = make_socket(self._ctx, zmq.PUB, hwm=64, server_curve=curve)
@@ -212,9 +125,9 @@ class WeightPublisher:
         self._waker = Waker(self._ctx)
         self._pool = concurrent.futures.ThreadPoolExecutor(hash_threads, thread_name_prefix="weights-hash")
         self._lock = threading.Lock()
-        self._versions: OrderedDict[int, _Version] = OrderedDict()
-        self._spare_arenas: list[_Arena] = []  # evicted one publish ago: safe to reuse now
-        self._evicted: list[_Arena] = []
+        self._versions: OrderedDict[int, ServedVersion] = OrderedDict()
+        self._spare_arenas: list[Arena] = []  # evicted one publish ago: safe to reuse now
+        self._evicted: list[Arena] = []
         self._to_announce: list[Manifest] = []
         self._to_begin: list[bytes] = []  # `begin` notices of shared-memory writes starting (the I/O thread sends)
         self._last_announce = 0.0  # the I/O thread's: when it last announced (re-announce after reannounce_s)
@@ -267,13 +180,13 @@ class WeightPublisher:
             self._evicted = []
         n = -(-total // self._chunk)
         spans = [(i * self._chunk, min((i + 1) * self._chunk, total)) for i in range(n)]
-        arena: Optional[_Arena] = None
+        arena: Optional[Arena] = None
         finite = False
         if self._copy or any(t.device.type != "cpu" for t in state_dict.values()):
             arena = self._arena(total)
-            sources = {e.name: _byte_view(state_dict[e.name]) for e in entries if e.nbytes}
+            sources = {e.name: byte_view(state_dict[e.name]) for e in entries if e.nbytes}
             starts = [e.offset for e in entries]
-            data, view = arena.data, _blob_view(arena.data)
+            data, view = arena.data, blob_view(arena.data)
 
             def fill(index: int) -> tuple[bytes, Optional[str]]:
                 # block by block: each block is hashed and checked for NaN/Inf right after its copy, while it is
@@ -282,7 +195,7 @@ class WeightPublisher:
                 start, stop = spans[index]
                 for lo in range(start, stop, _FILL_BLOCK):
                     hi = min(lo + _FILL_BLOCK, stop)
-                    _fill_chunk(data, entries, starts, sources, lo, hi)
+                    fill_chunk(data, entries, starts, sources, lo, hi)
                     h.update(view[lo:hi])
                     bad = bad or chunk_nonfinite(data, entries, starts, lo, hi)
                 arena.chunk_done(index)  # a following reader may copy it now (it checks the digests it computes)
@@ -304,8 +217,8 @@ class WeightPublisher:
         else:
             if self._check and (bad := check_finite(state_dict)) is not None:
                 raise ValueError(f"refusing to publish version {version}: {bad} holds NaN/Inf")
-            segments = self._segments(state_dict, entries)
-        blob = _Version(Manifest(version, scope, total, self._chunk, tuple(entries), (), ""), segments, arena)
+            segments = tensor_segments(state_dict, entries)
+        blob = ServedVersion(Manifest(version, scope, total, self._chunk, tuple(entries), (), ""), segments, arena)
         if arena is None:
             digests = tuple(self._pool.map(lambda span: self._digest(blob, *span), spans))
         sha = Manifest.top_digest(version, scope, total, self._chunk, entries, digests, self._hash, finite)
@@ -331,37 +244,24 @@ class WeightPublisher:
             self._to_begin.append(notice)
         self._waker.send()
 
-    def _arena(self, total: int) -> _Arena:
+    def _arena(self, total: int) -> Arena:
         with self._lock:
             for i, a in enumerate(self._spare_arenas):
                 if a.capacity >= total:
                     return self._spare_arenas.pop(i)
-        arena: _Arena
+        arena: Arena
         if self._shm_dir is not None:
             arena = ShmSegment(self._shm_dir, total, host=self._host, chunk_size=self._chunk)
         else:
-            arena = _HeapArena(total)
+            arena = HeapArena(total)
         self._arenas.append(arena)
         return arena
 
-    def _digest(self, blob: _Version, start: int, stop: int) -> bytes:
+    def _digest(self, blob: ServedVersion, start: int, stop: int) -> bytes:
         h = chunk_hasher(self._hash)
         for p in blob.parts(start, stop):
             h.update(p)
         return h.digest()
-
-    @staticmethod
-    def _segments(state_dict: Mapping[str, torch.Tensor], entries: list[Any]) -> list[tuple[int, memoryview]]:
-        """Zero-copy segments over the caller's tensors, with zero padding between them."""
-        segments, end = [], 0
-        for e in entries:
-            if e.offset > end:
-                segments.append((end, _ZEROS[: e.offset - end]))
-            t = state_dict[e.name].detach().contiguous()
-            if e.nbytes:
-                segments.append((e.offset, memoryview(t.reshape(-1).view(torch.uint8).numpy())))
-            end = e.offset + e.nbytes
-        return segments
 
     # --- I/O thread -----------------------------------------------------------------------------------
 
@@ -386,7 +286,7 @@ class WeightPublisher:
                 self._serve(frames)
 
     @staticmethod
-    def _manifest_reply(rid: Any, blob: _Version) -> bytes:
+    def _manifest_reply(rid: Any, blob: ServedVersion) -> bytes:
         """The manifest, and where its blob lies in shared memory when it does (same-host subscribers read it)."""
         loc = blob.arena.location if blob.arena is not None else None
         if loc is None:
