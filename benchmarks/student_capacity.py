@@ -179,22 +179,14 @@ def sanity(steps: int = 30) -> dict[str, list[float]]:
 
     If the update follows this reward and not the true physics score, the update is not the bug: the physics
     reward is what the student cannot reach. Returns the mean brightness of fixed eval rollouts per 5 steps."""
-    from afd_async.train.objectives import Objective, RewardSource, register
+    from afd_async.testing.rewards import Brightness
+    from afd_async.train.objectives import register
     from afd_async.train.sync_loop import SyncLoop
-
-    @dataclass(frozen=True)
-    class Brightness(Objective):
-        name: str = "capacity_brightness"
-        reward: RewardSource = "custom"
-        sign: float = 1.0
-
-        def make_rewards(self, cfg):
-            return lambda batch, d_score: self.sign * batch.student_rgb.float().mean(dim=(1, 2, 3, 4))
 
     out: dict[str, list[float]] = {}
     for label, sign, extra in (("reward +brightness", 1.0, []), ("reward −brightness", -1.0, []),
                                ("null (no signal)", 1.0, ["algo.adv_clip=1e6"])):
-        register(Brightness(sign=sign), replace=True)
+        register(Brightness(name="capacity_brightness", sign=sign), replace=True)
         cfg = load_config(["experiment=quality_cpu", "algo.name=capacity_brightness", "train.eval_every=1000",
                            "algo.rollouts_per_prompt=2", f"train.steps={steps}", "train.output_dir=outputs/capacity_sanity",
                            *extra])

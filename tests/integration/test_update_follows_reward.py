@@ -10,12 +10,11 @@ same against a no-signal twin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from afd_async.config import load_config
-from afd_async.train.objectives import Objective, RewardSource, register, unregister
+from afd_async.testing.rewards import Brightness
+from afd_async.train.objectives import register, unregister
 from afd_async.train.sync_loop import SyncLoop
 
 pytestmark = pytest.mark.slow
@@ -23,18 +22,8 @@ pytestmark = pytest.mark.slow
 STEPS = 12
 
 
-@dataclass(frozen=True)
-class Brightness(Objective):
-    name: str = "test_brightness"
-    reward: RewardSource = "custom"
-    sign: float = 1.0
-
-    def make_rewards(self, cfg):
-        return lambda batch, d_score: self.sign * batch.student_rgb.float().mean(dim=(1, 2, 3, 4))
-
-
 def brightness_after(sign: float, tmp_path) -> tuple[float, float]:
-    register(Brightness(sign=sign), replace=True)
+    register(Brightness(name="test_brightness", sign=sign), replace=True)
     try:
         cfg = load_config(["experiment=quality_cpu", "algo.name=test_brightness", "train.eval_every=0",
                            "algo.d_warmup_steps=1", "algo.rollouts_per_prompt=2", "algo.lr_student=3e-5",
