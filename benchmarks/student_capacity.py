@@ -88,8 +88,8 @@ VARIANTS = {
 
 def pretrain_command(v: Variant, work: Path, scale: float, device: str, extra: Sequence[str] = ()) -> list[str]:
     steps = max(1, round(v.steps * scale))
-    return [sys.executable, "-m", "afd_async.cli", "pretrain", *v.overrides, *v.student, f"pretrain.steps={steps}", "pretrain.batch_size=32",
-            "pretrain.log_every=100", f"pretrain.output={work / v.name}.safetensors", f"train.device={device}", *extra]
+    return [sys.executable, "-m", "afd_async.cli", "pretrain", *v.overrides, *v.student, f"pretrain.steps={steps}",
+            "pretrain.batch_size=32", "pretrain.log_every=100", f"pretrain.output={work / v.name}.safetensors", f"train.device={device}", *extra]
 
 
 def train(variants: Sequence[Variant], work: Path, *, scale: float, device: str, jobs: int,
