@@ -89,7 +89,8 @@ VARIANTS = {
 def pretrain_command(v: Variant, work: Path, scale: float, device: str, extra: Sequence[str] = ()) -> list[str]:
     steps = max(1, round(v.steps * scale))
     return [sys.executable, "-m", "afd_async.cli", "pretrain", *v.overrides, *v.student, f"pretrain.steps={steps}",
-            "pretrain.batch_size=32", "pretrain.log_every=100", f"pretrain.output={work / v.name}.safetensors", f"train.device={device}", *extra]
+            "pretrain.batch_size=32", "pretrain.log_every=100", f"pretrain.output={work / v.name}.safetensors",
+            f"train.device={device}", *extra]
 
 
 def train(variants: Sequence[Variant], work: Path, *, scale: float, device: str, jobs: int,
@@ -188,8 +189,8 @@ def sanity(steps: int = 30) -> dict[str, list[float]]:
                                ("null (no signal)", 1.0, ["algo.adv_clip=1e6"])):
         register(Brightness(name="capacity_brightness", sign=sign), replace=True)
         cfg = load_config(["experiment=quality_cpu", "algo.name=capacity_brightness", "train.eval_every=1000",
-                           "algo.rollouts_per_prompt=2", f"train.steps={steps}", "train.output_dir=outputs/capacity_sanity",
-                           *extra])
+                           "algo.rollouts_per_prompt=2", f"train.steps={steps}",
+                           "train.output_dir=outputs/capacity_sanity", *extra])
         loop = SyncLoop(cfg)
         loop.warmup_d()
         curve = [loop.make_batch(10_000, "eval").student_rgb.float().mean().item()]
@@ -202,24 +203,27 @@ def sanity(steps: int = 30) -> dict[str, list[float]]:
     return out
 
 
+def _ci(x: Optional[dict], sign: str = "+") -> str:
+    """`mean [low, high]` of an interval record, `–` for none."""
+    return "–" if x is None else f"{x['mean']:{sign}.3f} [{x['ci_low']:{sign}.3f}, {x['ci_high']:{sign}.3f}]"
+
+
 def markdown(rows: dict, meta: dict) -> str:
     lines = [f"# Student capacity (issue 15), {meta['device']}, {len(meta['seeds'])} seeds x {meta['prompts']} prompts",
              "", f"`{meta['command']}` at {meta['commit']}. Physics score: 0 the truth, 1 a clip without motion; "
              "teacher 0.072, static 1.000 (`physics_score_references.json`).", "",
-             "| variant | params | pretraining steps x 32 | physics 1x [95% CI] | − base 1x [paired CI] | physics 2x | − base 2x | detected 1x | motion/T 1x |",
+             "| variant | params | pretraining steps x 32 | physics 1x [95% CI] | − base 1x [paired CI] | physics 2x "
+             "| − base 2x | detected 1x | motion/T 1x |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         one, two = r["1x"], r["2x"]
-
-        def ci(x: Optional[dict]) -> str:
-            return "–" if x is None else f"{x['mean']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}]"
-
         steps = "6000 (shipped)" if r["pretrain"] is None else str(r["pretrain"].get("steps"))
-        lines.append(f"| {name} | {r['params'] / 1e6:.2f} M | {steps} | {one['physics']['mean']:.3f} [{one['physics']['ci_low']:.3f}, "
-                     f"{one['physics']['ci_high']:.3f}] | {ci(one.get('minus_base'))} | {two['physics']['mean']:.3f} | "
-                     f"{ci(two.get('minus_base'))} | {one['detected']:.2f} | {one['motion_ratio']:.2f} |")
+        lines.append(f"| {name} | {r['params'] / 1e6:.2f} M | {steps} | {_ci(one['physics'], '')} | "
+                     f"{_ci(one.get('minus_base'))} | {two['physics']['mean']:.3f} | {_ci(two.get('minus_base'))} | "
+                     f"{one['detected']:.2f} | {one['motion_ratio']:.2f} |")
     if meta.get("sanity"):
-        lines += ["", "Sanity: the NFT update on an easy reward (mean brightness of fixed eval rollouts, every 5 steps):", ""]
+        lines += ["", "Sanity: the NFT update on an easy reward (mean brightness of fixed eval rollouts, every 5 steps):",
+                  ""]
         lines += [f"- {k}: " + " → ".join(f"{x:.4f}" for x in v) for k, v in meta["sanity"].items()]
     return "\n".join(lines) + "\n"
 
