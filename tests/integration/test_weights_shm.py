@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -10,12 +11,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 import zmq
 
-from afd_async.transport import WeightPublisher, WeightsRejected, WeightSubscriber
+from afd_async.transport import WeightPublisher, WeightsRejected, WeightSubscriber, WeightsUpdate
 from afd_async.transport.weights_layout import wmsg
 from afd_async.transport.weights_shm import default_shm_dir, host_id
 
@@ -93,31 +95,51 @@ def test_corrupt_shared_memory_is_rejected_and_last_good_kept() -> None:
         assert e.value.reason == "hash" and sub.version == 1 and same(sub.current.state_dict, model(1))
 
 
-def test_racing_publishes_never_hand_out_a_mixed_version() -> None:
-    """keep_versions=1 reuses a segment two publishes later, so readers race real rewrites; every update
-    taken must be exactly one version (a constant model), never a mix of two."""
-    def constant(v: int) -> dict[str, torch.Tensor]:
-        return {"w": torch.full((1 << 18,), float(v))}
+def constant(v: int, n: int) -> dict[str, torch.Tensor]:
+    """A model every element of which is `v`: a mix of two versions shows."""
+    return {"w": torch.full((n,), float(v))}
 
+
+def assert_one_version(u: WeightsUpdate) -> None:
+    w = u.state_dict["w"]
+    assert torch.equal(w, torch.full_like(w, float(u.version))), f"mixed read of v{u.version}"
+
+
+@contextlib.contextmanager
+def publishing_in_a_loop(pub: WeightPublisher, n: int) -> Iterator[None]:
+    """A learner thread publishing versions 2, 3, … (`constant` models of `n` elements) while the block runs;
+    an error it raised fails the test once the block ends."""
     stop, errors = threading.Event(), []
 
-    def learner(pub: WeightPublisher) -> None:
+    def learner() -> None:
         try:
             v = 1
             while not stop.is_set() and v < 5000:
                 v += 1
-                pub.publish(v, constant(v))
+                pub.publish(v, constant(v, n))
         except Exception as e:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(e)
 
+    thread = threading.Thread(target=learner)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+
+
+def test_racing_publishes_never_hand_out_a_mixed_version() -> None:
+    """keep_versions=1 reuses a segment two publishes later, so readers race real rewrites; every update
+    taken must be exactly one version (a constant model), never a mix of two."""
+    n = 1 << 18
     with WeightPublisher(LOCAL, LOCAL, chunk_size=64 << 10, keep_versions=1) as pub, \
             WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, query_interval_s=0.01) as sub:
-        pub.publish(1, constant(1))
+        pub.publish(1, constant(1, n))
         sub.wait_for_version(1, timeout_s=10)
-        thread = threading.Thread(target=learner, args=(pub,))
-        thread.start()
         taken = 0
-        try:
+        with publishing_in_a_loop(pub, n):
             while taken < 30:
                 try:
                     u = sub.fetch_latest(timeout_s=10)
@@ -125,13 +147,9 @@ def test_racing_publishes_never_hand_out_a_mixed_version() -> None:
                     assert e.reason in ("gone", "stale"), e  # the version moved on under a ZeroMQ fallback
                     continue
                 if u is not None:
-                    w = u.state_dict["w"]
-                    assert torch.equal(w, torch.full_like(w, float(u.version))), f"mixed read of v{u.version}"
+                    assert_one_version(u)
                     taken += 1
-        finally:
-            stop.set()
-            thread.join()
-        assert not errors and sub.stats.shm_reads > 0
+        assert sub.stats.shm_reads > 0
 
 
 def subscribed(sub: WeightSubscriber, version: int) -> None:
@@ -141,11 +159,6 @@ def subscribed(sub: WeightSubscriber, version: int) -> None:
     while sub.poll_announcements() < version:
         assert time.monotonic() < deadline, "the subscriber never heard an announcement"
         sub._sub.poll(50)  # noqa: SLF001 - block on the socket itself, not a sleep
-
-
-def constant(v: int, n: int) -> dict[str, torch.Tensor]:
-    """A model every element of which is `v`: a mix of two versions shows."""
-    return {"w": torch.full((n,), float(v))}
 
 
 def test_a_waiting_subscriber_copies_chunks_while_the_publisher_writes_them() -> None:
@@ -174,39 +187,22 @@ def test_a_waiting_subscriber_copies_chunks_while_the_publisher_writes_them() ->
 def test_following_racing_rewrites_never_hands_out_a_mixed_version() -> None:
     """keep_versions=1 reuses a segment two publishes later, so a subscriber following one write races the
     rewrite of the same segment; every version taken (followed, read whole or over ZeroMQ) is one version."""
-    stop, errors = threading.Event(), []
     n = 4 << 20  # 16 MiB in 256 KiB chunks: a write takes milliseconds, a follow can be overtaken
-
-    def learner(pub: WeightPublisher) -> None:
-        try:
-            v = 1
-            while not stop.is_set() and v < 5000:
-                v += 1
-                pub.publish(v, constant(v, n))
-        except Exception as e:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(e)
-
     with WeightPublisher(LOCAL, LOCAL, chunk_size=256 << 10, keep_versions=1, reannounce_s=0.05) as pub, \
             WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, query_interval_s=0.01) as sub:
         pub.publish(1, constant(1, n))
         subscribed(sub, 1)
-        thread = threading.Thread(target=learner, args=(pub,))
-        thread.start()
         taken = 0
-        try:
+        with publishing_in_a_loop(pub, n):
             while taken < 20:
                 try:
                     u = sub.wait_for_version(sub.version + 1, timeout_s=30)
                 except WeightsRejected as e:
                     assert e.reason in ("gone", "stale"), e
                     continue
-                w = u.state_dict["w"]
-                assert torch.equal(w, torch.full_like(w, float(u.version))), f"mixed read of v{u.version}"
+                assert_one_version(u)
                 taken += 1
-        finally:
-            stop.set()
-            thread.join()
-        assert not errors and sub.stats.updates >= 20 and sub.stats.shm_follows > 0
+        assert sub.stats.updates >= 20 and sub.stats.shm_follows > 0
 
 
 def test_a_refused_write_is_never_taken_by_a_subscriber_following_it() -> None:
