@@ -17,12 +17,12 @@ a failed publish stops the learner rather than leaving actors on old weights unn
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Mapping
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
+from afd_async.runtime.one_in_flight import OneInFlight
 from afd_async.seams import WeightSink
 
 __all__ = ["BackgroundPublisher", "PublishFailed"]
@@ -41,9 +41,7 @@ class BackgroundPublisher:
 
     def __init__(self, sink: WeightSink) -> None:
         self.sink = sink
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="weights-publish")
-        self._inflight: Optional[concurrent.futures.Future] = None
-        self._inflight_version = -1
+        self._worker = OneInFlight("weights-publish", error=PublishFailed, what="publishing weights version")
         self._snapshot: dict[str, torch.Tensor] = {}  # reused: the previous publish is done before it is rewritten
 
     def submit(self, version: int, state_dict: Mapping[str, torch.Tensor], then: Callable[[], None] = lambda: None
@@ -61,8 +59,7 @@ class BackgroundPublisher:
                 buf = torch.empty_like(t, memory_format=torch.contiguous_format)
             snap[name] = buf.copy_(t.detach())
         self._snapshot = snap
-        self._inflight_version = version
-        self._inflight = self._pool.submit(self._publish, version, snap, then)
+        self._worker.submit(version, self._publish, version, snap, then)
 
     def _publish(self, version: int, snap: dict[str, torch.Tensor], then: Callable[[], None]) -> None:
         self.sink.publish(version, snap)
@@ -74,17 +71,8 @@ class BackgroundPublisher:
         Raises:
             PublishFailed: it failed (the error is not raised again).
         """
-        fut, self._inflight = self._inflight, None
-        if fut is None:
-            return
-        try:
-            fut.result()
-        except Exception as e:
-            raise PublishFailed(f"publishing weights version {self._inflight_version} failed: {e}") from e
+        self._worker.wait()
 
     def close(self) -> None:
         """Finish the publish in flight (raising its error), then stop the thread."""
-        try:
-            self.flush()
-        finally:
-            self._pool.shutdown(wait=True)
+        self._worker.close()

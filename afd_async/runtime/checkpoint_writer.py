@@ -11,20 +11,20 @@ Why: the write is a serialisation and two fsyncs (tens of milliseconds for the t
 for a real one), all of it the learner's idle time when done inline. The snapshot is what makes
 the thread safe: it is taken before the next step changes the state, and nothing else refers to it.
 
-At most one write is in flight (`submit` refuses a second), so two writes never race for the
-folder and memory holds at most one extra snapshot. A write that raised is never lost: its error
-is raised, as `CheckpointFailed`, by the next `wait`, `submit` or `close`. The thread is a
-`ThreadPoolExecutor`'s, which the interpreter joins at exit, so even a learner that dies of an
-exception finishes the file it was writing (atomic either way: a half-written one is a tmp folder).
+At most one write is in flight and a write that raised is raised, as `CheckpointFailed`, by the next
+`wait` or `close` (`one_in_flight.py`, the mechanism the θ_old publisher uses too); so two writes never race
+for the folder, and even a learner that dies of an exception finishes the file it was writing (atomic either
+way: a half-written one is a tmp folder).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+
+from afd_async.runtime.one_in_flight import OneInFlight
 
 __all__ = ["CheckpointFailed", "CheckpointWriter"]
 
@@ -44,14 +44,13 @@ class CheckpointWriter:
 
     def __init__(self, write: WriteFn) -> None:
         self._write = write
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint-write")
-        self._inflight: Optional[concurrent.futures.Future[Path]] = None
-        self._inflight_index = -1
+        self._worker = OneInFlight("checkpoint-write", error=CheckpointFailed, what="learner checkpoint",
+                                   busy_as="still being written")
 
     @property
     def busy(self) -> bool:
         """A write was submitted and not yet waited for (it may have finished meanwhile)."""
-        return self._inflight is not None
+        return self._worker.busy
 
     def submit(self, index: int, tensors: dict[str, torch.Tensor], skeleton: Any) -> None:
         """Start writing checkpoint `index` from a snapshot nobody else mutates.
@@ -59,10 +58,7 @@ class CheckpointWriter:
         Raises:
             RuntimeError: a write is still in flight (`wait` for it first: never two writes at once).
         """
-        if self._inflight is not None:
-            raise RuntimeError(f"checkpoint {self._inflight_index} is still being written; wait() for it first")
-        self._inflight_index = index
-        self._inflight = self._pool.submit(self._write, index, tensors, skeleton)
+        self._worker.submit(index, self._write, index, tensors, skeleton)
 
     def wait(self) -> Optional[Path]:
         """Block until the write in flight is on disk; its folder, or None when none was in flight.
@@ -70,17 +66,8 @@ class CheckpointWriter:
         Raises:
             CheckpointFailed: the write raised (raised once; the writer is free again).
         """
-        fut, self._inflight = self._inflight, None
-        if fut is None:
-            return None
-        try:
-            return fut.result()
-        except Exception as e:
-            raise CheckpointFailed(f"writing learner checkpoint {self._inflight_index} failed: {e}") from e
+        return self._worker.wait()
 
     def close(self) -> None:
         """Finish the write in flight (raising its error), then stop the thread."""
-        try:
-            self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
+        self._worker.close()
