@@ -134,6 +134,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             (args.out / "result.json").write_text(json.dumps(
                 {"world_size": ctx.world_size, "backend": ctx.backend, "device": str(ctx.device), "log": result["log"]}))
             torch.save(result["state"], args.out / "final.pt")
+        if ctx.distributed:  # leave together: a rank tearing gloo down while rank 0 still writes aborted once
+            dist.barrier()   # ("terminate called without an active exception", a loaded fresh-clone run)
     finally:
         shutdown_distributed(ctx)
     return 0
