@@ -17,6 +17,11 @@ matching on renderer clips, the recipe of the shipped base) and scored on the qu
     hash_weak     the base's recipe with `text.kind=hash` (a bag of words: each colour and shape word its own
                   random direction) in place of MiniLM's pooled sentence embedding, on weakened physics
     hash_true     the same on the true physics
+    long_weak     hash_weak at 10,000 steps: the control of the grammar rows (same steps, the 200 shipped prompts)
+    grammar_weak  hash_weak at 10,000 steps on 10,000 scenes drawn from the grammar (eval scenes held out) in
+                  place of the 200 shipped prompts: each colour, shape and start seen in many combinations
+    grammar_true  the same on the true physics
+    wide_grammar_weak / wide_grammar_true   the wider student on the grammar scenes (6000 steps)
 
 The base gets colours, shapes and start positions of the prompt's objects wrong (a yellow block rendered as an
 orange ball, a white square as a green smear), so the physics score cannot find them (detected ~0.5). The hash
@@ -38,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +65,7 @@ from scoring import QualityScorer  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TRUE_PHYSICS = [f"pretrain.{k}_scale=[1,1]" for k in ("gravity", "restitution", "friction", "speed")]
 WIDE = ["student.patch_size=4", "student.dim=192", "student.depth=6", "student.heads=6"]
+GRAMMAR = ["pretrain.num_prompts=10000", "pretrain.seeds_per_prompt=1"]  # 10,000 scenes, eval's held out
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,11 @@ VARIANTS = {
         Variant("wide_true", 6000, tuple(TRUE_PHYSICS), tuple(WIDE)),
         Variant("hash_weak", 6000, (), ("text.kind=hash",)),
         Variant("hash_true", 6000, tuple(TRUE_PHYSICS), ("text.kind=hash",)),
+        Variant("long_weak", 10000, (), ("text.kind=hash",)),
+        Variant("grammar_weak", 10000, tuple(GRAMMAR), ("text.kind=hash",)),
+        Variant("grammar_true", 10000, (*GRAMMAR, *TRUE_PHYSICS), ("text.kind=hash",)),
+        Variant("wide_grammar_weak", 6000, tuple(GRAMMAR), ("text.kind=hash", *WIDE)),
+        Variant("wide_grammar_true", 6000, (*GRAMMAR, *TRUE_PHYSICS), ("text.kind=hash", *WIDE)),
     )
 }
 
@@ -114,16 +126,21 @@ def train(variants: Sequence[Variant], work: Path, *, scale: float, device: str,
             late = deadline_s is not None and time.monotonic() - start > deadline_s
             if rc is None and not late:
                 continue
-            if rc is None:  # the call's time is up: what finished is kept, this one is reported as stopped
-                proc.kill()
-                proc.wait()
+            if rc is None:  # the call's time is up: SIGINT makes `afd pretrain` save the steps it took
+                proc.send_signal(signal.SIGINT)
+                try:
+                    rc = proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
                 pending.clear()
             del running[name]
             log.close()
             seconds[name] = None if rc is None else round(time.monotonic() - t0, 1)
             if rc:
                 raise SystemExit(f"pretrain {name} failed (exit {rc}): see {work / name}.log")
-            print(f"{name}: {'stopped at the deadline' if rc is None else f'trained in {seconds[name]} s'}", flush=True)
+            print(f"{name}: {'killed at the deadline, no checkpoint' if rc is None else f'trained in {seconds[name]} s'}"
+                  f"{' (stopped at the deadline)' if late else ''}", flush=True)
         time.sleep(0.5)  # polling child processes, not synchronising a test
     return seconds
 
@@ -212,12 +229,13 @@ def markdown(rows: dict, meta: dict) -> str:
     lines = [f"# Student capacity (issue 15), {meta['device']}, {len(meta['seeds'])} seeds x {meta['prompts']} prompts",
              "", f"`{meta['command']}` at {meta['commit']}. Physics score: 0 the truth, 1 a clip without motion; "
              "teacher 0.072, static 1.000 (`physics_score_references.json`).", "",
-             "| variant | params | pretraining steps x 32 | physics 1x [95% CI] | − base 1x [paired CI] | physics 2x "
+             "| variant | params | pretraining steps x 32, prompts | physics 1x [95% CI] | − base 1x [paired CI] | physics 2x "
              "| − base 2x | detected 1x | motion/T 1x |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         one, two = r["1x"], r["2x"]
-        steps = "6000 (shipped)" if r["pretrain"] is None else str(r["pretrain"].get("steps"))
+        pre = r["pretrain"]
+        steps = "6000, 200 prompts (shipped)" if pre is None else f"{pre.get('steps')}, {pre.get('prompts', 200)} prompts"
         lines.append(f"| {name} | {r['params'] / 1e6:.2f} M | {steps} | {_ci(one['physics'], '')} | "
                      f"{_ci(one.get('minus_base'))} | {two['physics']['mean']:.3f} | {_ci(two.get('minus_base'))} | "
                      f"{one['detected']:.2f} | {one['motion_ratio']:.2f} |")
