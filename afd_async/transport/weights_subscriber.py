@@ -33,8 +33,10 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -45,7 +47,7 @@ from afd_async.codec.msg import DTYPES, MessageError
 from afd_async.transport._handshake import ClientSocket
 from afd_async.transport._sockets import CurveClientKeys, make_socket
 from afd_async.transport.errors import TransportTimeout, WeightsRejected
-from afd_async.transport.weights_follow import Begun, follow_write
+from afd_async.transport.weights_follow import Begun, follow_slot, follow_write
 from afd_async.transport.weights_layout import Manifest, Scope, chunk_hasher, chunk_nonfinite, decode_wmsg, wmsg
 from afd_async.transport.weights_shm import ShmLocation, ShmReader, host_id
 
@@ -80,6 +82,7 @@ class WeightSubscriberStats:
     reconnects: int = 0  # sockets made anew after a failed CURVE handshake (e.g. a plain-TCP impostor)
     shm_reads: int = 0  # versions copied out of the publisher's shared memory (same host)
     shm_follows: int = 0  # of those, copied chunk by chunk while the publisher wrote them (`begin` notices)
+    follows_skipped: int = 0  # writes not followed because the host's follower slots were all taken
     torn: int = 0  # shared-memory reads that overlapped a rewrite of the segment (then fetched over ZeroMQ)
 
     def reject(self, reason: str) -> None:
@@ -118,9 +121,13 @@ class WeightSubscriber:
 
     def __init__(self, notify_endpoint: str, fetch_endpoint: str, *, window: int = 4, query_interval_s: float = 1.0,
                  retry_s: float = 2.0, max_bytes: int = 64 << 30, curve: Optional[CurveClientKeys] = None,
-                 shm: bool = True) -> None:
+                 shm: bool = True, max_followers: Optional[int] = None) -> None:
         if window < 1 or query_interval_s <= 0 or retry_s <= 0:
             raise ValueError("window must be >= 1; query_interval_s and retry_s > 0")
+        if max_followers is not None and max_followers < 0:
+            raise ValueError(f"max_followers must be >= 0 or None (half the host's cores), got {max_followers}")
+        # subscribers of this host that follow a write at once (`follow_slot`); the rest read after the commit
+        self._max_followers = max(1, (os.cpu_count() or 2) // 2) if max_followers is None else max_followers
         self._window, self._query_s, self._retry_s, self._max_bytes = window, query_interval_s, retry_s, max_bytes
         self._ctx = zmq.Context(io_threads=1)
 
@@ -501,7 +508,11 @@ class WeightSubscriber:
         reader = self._reader(begun.loc, remember_failure=False)
         if reader is None:
             return None
-        followed = follow_write(reader, begun, self._spare, deadline, patience_s=self._retry_s)
+        with follow_slot(Path(begun.loc.path).parent, self._max_followers) as slot:
+            if not slot:
+                self.stats.follows_skipped += 1
+                return None
+            followed = follow_write(reader, begun, self._spare, deadline, patience_s=self._retry_s)
         if followed.outcome == "torn":
             self.stats.torn += 1
         if followed.outcome != "copied" or followed.buf is None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, cast
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from afd_async.codec.msg import MessageError
-from afd_async.transport.weights_follow import Begun, Followed, follow_write
+from afd_async.transport.weights_follow import Begun, Followed, follow_slot, follow_write
 from afd_async.transport.weights_layout import Manifest, chunk_hasher
 from afd_async.transport.weights_shm import ShmLocation, ShmReader
 
@@ -109,3 +112,24 @@ def test_begin_notices_of_this_host_are_kept_and_others_are_not() -> None:
         Begun.from_wire(notice(chunk_hash="md5"), host=HOST, max_bytes=1 << 20)
     with pytest.raises(MessageError):
         Begun.from_wire(notice(shm=None), host=HOST, max_bytes=1 << 20)
+
+
+def test_follower_slots_bound_the_followers_of_a_host_and_free_with_their_process(tmp_path) -> None:
+    with follow_slot(tmp_path, 2) as a, follow_slot(tmp_path, 2) as b, follow_slot(tmp_path, 2) as c:
+        assert (a, b, c) == (True, True, False)
+    with follow_slot(tmp_path, 0) as none:
+        assert none is False  # 0: following off
+    # a follower process holding the only slot is killed: the lock goes with it, no stale slot
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, pathlib; from afd_async.transport.weights_follow import follow_slot\n"
+         "with follow_slot(pathlib.Path(sys.argv[1]), 1) as ok:\n print(ok, flush=True); sys.stdin.read()",
+         str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "True"
+        with follow_slot(tmp_path, 1) as taken:
+            assert taken is False
+    finally:
+        holder.kill()
+        holder.wait()
+    with follow_slot(tmp_path, 1) as freed:
+        assert freed is True
