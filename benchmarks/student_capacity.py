@@ -22,6 +22,8 @@ matching on renderer clips, the recipe of the shipped base) and scored on the qu
                   place of the 200 shipped prompts: each colour, shape and start seen in many combinations
     grammar_true  the same on the true physics
     wide_grammar_weak / wide_grammar_true   the wider student on the grammar scenes (6000 steps)
+    words_weak    long_weak with per-word tokens (`text.kind=words`) read by cross-attention in every block
+    words_true    the same on the true physics
 
 The base gets colours, shapes and start positions of the prompt's objects wrong (a yellow block rendered as an
 orange ball, a white square as a green smear), so the physics score cannot find them (detected ~0.5). The hash
@@ -65,6 +67,7 @@ from scoring import QualityScorer  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TRUE_PHYSICS = [f"pretrain.{k}_scale=[1,1]" for k in ("gravity", "restitution", "friction", "speed")]
 WIDE = ["student.patch_size=4", "student.dim=192", "student.depth=6", "student.heads=6"]
+WORDS = ["text.kind=words", "student.cross_attention=true"]  # per-word tokens, cross-attention in every block
 GRAMMAR = ["pretrain.num_prompts=10000", "pretrain.seeds_per_prompt=1"]  # 10,000 scenes, eval's held out
 
 
@@ -94,6 +97,8 @@ VARIANTS = {
         Variant("grammar_true", 10000, (*GRAMMAR, *TRUE_PHYSICS), ("text.kind=hash",)),
         Variant("wide_grammar_weak", 6000, tuple(GRAMMAR), ("text.kind=hash", *WIDE)),
         Variant("wide_grammar_true", 6000, (*GRAMMAR, *TRUE_PHYSICS), ("text.kind=hash", *WIDE)),
+        Variant("words_weak", 10000, (), tuple(WORDS)),
+        Variant("words_true", 10000, tuple(TRUE_PHYSICS), tuple(WORDS)),
     )
 }
 

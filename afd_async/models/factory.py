@@ -37,7 +37,7 @@ def make_text_encoder(cfg: TextConfig, student: Optional[StudentConfig] = None, 
                                   "models_t5_umt5-xxl-enc-bf16.pth (weights cannot be downloaded by the library)")
         return CachedTextEncoder("umt5", cache_dir=cfg.cache_dir, device=device, umt5_path=w.text_encoder,
                                  tokenizer=w.tokenizer, text_len=w.text_len)
-    return CachedTextEncoder(cfg.kind, cache_dir=cfg.cache_dir, device=device)
+    return CachedTextEncoder(cfg.kind, cache_dir=cfg.cache_dir, device=device, text_len=cfg.max_words)
 
 
 def student_kwargs(cfg: StudentConfig, text_dim: int) -> dict[str, Any]:
@@ -52,6 +52,7 @@ def student_kwargs(cfg: StudentConfig, text_dim: int) -> dict[str, Any]:
         heads=cfg.heads,
         mlp_ratio=cfg.mlp_ratio,
         text_dim=text_dim,
+        cross_attention=cfg.cross_attention,
     )
 
 

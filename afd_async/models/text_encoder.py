@@ -22,6 +22,17 @@ import torch
 from afd_async.models.wan.loaders import load_umt5
 
 
+def pool_words(text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Word tokens `(B, T, dim)` (zero rows: padding) -> their mean `(B, dim)` and the mask `(B, T)`.
+
+    What a model that reads one vector a prompt (adaLN, the tiny D) takes from `text.kind=words`. The first
+    token always counts, so a prompt of no words is one zero token, not a division by zero or an empty softmax.
+    """
+    mask = text.abs().amax(dim=-1) > 0
+    mask[:, 0] = True
+    return (text * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).to(text.dtype), mask
+
+
 class TextEncoder(Protocol):
     """Maps prompts to fixed-size embeddings."""
 
@@ -79,6 +90,16 @@ class HashEncoder:
             rows.append(v / v.norm().clamp_min(1e-6))
         return torch.stack(rows).float()
 
+    def encode_tokens(self, prompts: Sequence[str]) -> list[torch.Tensor]:
+        """One `(n_words, dim)` tensor per prompt, each word its own unit vector (kind `words`): a student with
+        cross-attention reads "yellow" as one token instead of a ninth of a sum."""
+        out = []
+        for p in prompts:
+            words = p.lower().split() or [""]
+            v = torch.stack([self._word_vector(w) for w in words])
+            out.append((v / v.norm(dim=1, keepdim=True).clamp_min(1e-6)).float())
+        return out
+
 
 UMT5_XXL: dict = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
                       relative_attention_num_buckets=32, feed_forward_proj="gated-gelu", dense_act_fn="gelu_new")
@@ -134,17 +155,19 @@ class CachedTextEncoder:
     The underlying encoder is built on first miss, so cached runs skip its start-up.
     Thread-safe: actors encode from several threads.
 
-    Kinds: `minilm` / `hash` give `(N, 384)`; `umt5` gives `(N, text_len, dim)` token
-    features (cached trimmed to the prompt's tokens, zero-padded on the way out).
+    Kinds: `minilm` / `hash` give `(N, 384)`; `umt5` and `words` (one hashed vector per word) give
+    `(N, text_len, dim)` token features (cached trimmed to the prompt's tokens, zero-padded on the way out;
+    `words` keeps the first `text_len` words).
     """
 
     def __init__(self, kind: str = "minilm", *, cache_dir: Optional[str] = None, device: str = "cpu",
                  umt5_path: Optional[str] = None, tokenizer: Optional[str] = None, text_len: int = 512) -> None:
-        if kind not in ("minilm", "hash", "umt5"):
-            raise ValueError(f"text encoder kind must be 'minilm', 'hash' or 'umt5', got {kind!r}")
+        if kind not in ("minilm", "hash", "umt5", "words"):
+            raise ValueError(f"text encoder kind must be 'minilm', 'hash', 'words' or 'umt5', got {kind!r}")
         if kind == "umt5" and not umt5_path:
             raise ValueError("text encoder kind 'umt5' needs umt5_path (student.wan.text_encoder)")
         self.kind = kind
+        self.tokens = kind in ("umt5", "words")  # (N, text_len, dim) token features, not one vector a prompt
         self.umt5_path, self.tokenizer, self.text_len = umt5_path, tokenizer, text_len
         self.dim = umt5_dim(umt5_path) if kind == "umt5" else 384  # type: ignore[arg-type]
         self._device = device
@@ -157,6 +180,7 @@ class CachedTextEncoder:
 
     def _key(self, prompt: str) -> str:
         kind = f"umt5:{Path(self.umt5_path).resolve()}:{self.text_len}" if self.kind == "umt5" else self.kind
+        kind = f"words:{self.text_len}" if self.kind == "words" else kind
         return hashlib.sha256(f"{kind}\0{prompt}".encode()).hexdigest()[:32]
 
     def _build(self):
@@ -165,7 +189,7 @@ class CachedTextEncoder:
                 self._encoder = UMT5Encoder(self.umt5_path, tokenizer=self.tokenizer, text_len=self.text_len,  # type: ignore[arg-type]
                                             device=self._device)
             else:
-                self._encoder = MiniLMEncoder(self._device) if self.kind == "minilm" else HashEncoder(self.dim)
+                self._encoder = MiniLMEncoder(self._device) if self.kind == "minilm" else HashEncoder(self.dim)  # hash, words
         return self._encoder
 
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -174,12 +198,13 @@ class CachedTextEncoder:
             missing = [p for p in dict.fromkeys(prompts) if p not in self._mem and not self._load(p)]
             if missing:
                 enc = self._build()
-                emb = enc.encode_tokens(missing) if self.kind == "umt5" else enc.encode(missing)
+                emb = enc.encode_tokens(missing) if self.tokens else enc.encode(missing)
+                emb = [e[: self.text_len] for e in emb] if self.tokens else emb
                 for p, e in zip(missing, emb):
                     self._mem[p] = e.clone()
                     if self._dir:
                         torch.save(e.clone(), self._dir / f"{self._key(p)}.pt")
-            if self.kind == "umt5":
+            if self.tokens:
                 out = torch.zeros(len(prompts), self.text_len, self.dim)
                 for i, p in enumerate(prompts):
                     e = self._mem[p]
@@ -197,7 +222,7 @@ class CachedTextEncoder:
             e = torch.load(path, weights_only=True)
         except Exception:  # noqa: BLE001 - a torn cache file is recomputed, not fatal
             return False
-        ok = (e.ndim == 2 and e.shape[1] == self.dim and e.shape[0] <= self.text_len) if self.kind == "umt5" \
+        ok = (e.ndim == 2 and e.shape[1] == self.dim and e.shape[0] <= self.text_len) if self.tokens \
             else e.shape == (self.dim,)
         if not ok:
             return False

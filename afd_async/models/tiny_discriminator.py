@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from afd_async.models.text_encoder import pool_words
+
 
 class _Stage(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: tuple[int, int, int], text_dim: int) -> None:
@@ -93,11 +95,13 @@ class TinyVideoDiscriminator(nn.Module):
 
         Args:
             video: `(B, C, F, H, W)` in [-1, 1].
-            text: `(B, text_dim)` prompt embeddings.
+            text: `(B, text_dim)` prompt embeddings, or word tokens `(B, T, text_dim)` (read as their mean).
 
         Returns:
             `(B,)` unbounded scores (logits of the Bradley–Terry model).
         """
+        if text.ndim == 3:
+            text = pool_words(text)[0]
         diff = torch.diff(video, dim=2, prepend=video[:, :, :1])
         h = torch.cat([video, diff], dim=1)
         for stage in self.stages:

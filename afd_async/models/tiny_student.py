@@ -23,16 +23,25 @@ Two ways to run it, computing the same numbers:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from afd_async.models.blocks import AttnPlan, DiTBlock, FinalLayer, TemporalRope, TimestepEmbedder, sincos_2d
 from afd_async.models.kv_cache import KVCache
+from afd_async.models.text_encoder import pool_words
 from afd_async.models.schedule import rollout_sigmas
 
-__all__ = ["StudentTrajectory", "TinyCausalStudent"]
+__all__ = ["StudentTrajectory", "TextCond", "TinyCausalStudent"]
+
+
+class TextCond(NamedTuple):
+    """The prompt as the blocks read it: `c (B, D)` added to the noise-level embedding for adaLN, and with
+    cross-attention the word tokens `(B, T, D)` and their mask `(B, T)`."""
+
+    c: Tensor
+    words: Optional[tuple[Tensor, Tensor]]
 
 
 @dataclass
@@ -61,7 +70,9 @@ class TinyCausalStudent(nn.Module):
         chunk_frames: frames per autoregressive chunk.
         patch_size: spatial patch edge; tokens per frame = (H/p)·(W/p).
         dim, depth, heads, mlp_ratio: transformer width, blocks, heads, MLP expansion.
-        text_dim: size of the prompt (sentence) embedding.
+        text_dim: size of the prompt (sentence) embedding, or of each word token when text is `(B, T, text_dim)`
+            (`text.kind=words`; zero rows are padding): adaLN then reads the mean of the words.
+        cross_attention: every block also attends to the word tokens (text must be `(B, T, text_dim)`).
         max_frames: longest clip `rollout` accepts (time positions are RoPE, so
             this is a guard on memory, not a table size).
         prediction: what the output layer predicts. `x0` (default): the clean
@@ -75,7 +86,7 @@ class TinyCausalStudent(nn.Module):
     def __init__(
         self, *, channels: int = 3, height: int, width: int, chunk_frames: int, patch_size: int, dim: int,
         depth: int, heads: int, mlp_ratio: float, text_dim: int, max_frames: int = 64,
-        prediction: str = "x0", t_min: float = 0.05,
+        prediction: str = "x0", t_min: float = 0.05, cross_attention: bool = False,
     ) -> None:
         super().__init__()
         if height % patch_size or width % patch_size:
@@ -85,7 +96,7 @@ class TinyCausalStudent(nn.Module):
         self.config: dict[str, Any] = dict(
             channels=channels, height=height, width=width, chunk_frames=chunk_frames, patch_size=patch_size,
             dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, text_dim=text_dim, max_frames=max_frames,
-            prediction=prediction, t_min=t_min,
+            prediction=prediction, t_min=t_min, cross_attention=cross_attention,
         )
         if prediction not in ("x0", "v"):
             raise ValueError(f"prediction must be 'x0' or 'v', got {prediction!r}")
@@ -100,7 +111,8 @@ class TinyCausalStudent(nn.Module):
         self.t_embed = TimestepEmbedder(dim)
         self.text_embed = nn.Sequential(nn.Linear(text_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.rope = TemporalRope(dim // heads)
-        self.blocks = nn.ModuleList(DiTBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.blocks = nn.ModuleList(DiTBlock(dim, heads, mlp_ratio, cross_attention) for _ in range(depth))
+        self.word_embed = nn.Linear(text_dim, dim) if cross_attention else None
         self.final = FinalLayer(dim, channels * patch_size**2)
         nn.init.xavier_uniform_(self.patch_embed.weight)
         nn.init.zeros_(self.patch_embed.bias)
@@ -130,8 +142,19 @@ class TinyCausalStudent(nn.Module):
         x = x.reshape(b, f, gh, gw, c, p, p).permute(0, 4, 1, 2, 5, 3, 6)
         return x.reshape(b, c, f, gh * p, gw * p)
 
+    def _condition(self, text: Tensor) -> TextCond:
+        """`(B, text_dim)` or word tokens `(B, T, text_dim)` -> what the blocks read."""
+        if text.ndim == 2:
+            if self.word_embed is not None:
+                raise ValueError("this student reads the prompt's words: give text as (B, words, text_dim) "
+                                 "(text.kind=words), not one vector a prompt")
+            return TextCond(self.text_embed(text), None)
+        pooled, mask = pool_words(text)
+        words = (self.word_embed(text), mask) if self.word_embed is not None else None
+        return TextCond(self.text_embed(pooled), words)
+
     def _run(
-        self, x: Tensor, t_frames: Tensor, text_c: Tensor, frames: Tensor, *, plan: Optional[AttnPlan] = None,
+        self, x: Tensor, t_frames: Tensor, text_c: TextCond, frames: Tensor, *, plan: Optional[AttnPlan] = None,
         cache: Optional[KVCache] = None, write: bool = False, out_from: Optional[int] = 0,
     ) -> Optional[Tensor]:
         """Transformer over frames `x (B, C, F, H, W)` at levels `t_frames (B, F)` and time positions `frames (F,)`.
@@ -141,12 +164,13 @@ class TinyCausalStudent(nn.Module):
         The last block computes only those frames; earlier ones only serve as keys/values there.
         """
         h = self.patch_embed(self._patchify(x)) + self.pos_embed.to(x.dtype)
-        c = self.t_embed(t_frames) + text_c[:, None]
+        c = self.t_embed(t_frames) + text_c.c[:, None]
         rope = self.rope.cos_sin(frames, self.tokens_per_frame, h.dtype)
         last = len(self.blocks) - 1
         keep = h.shape[1] if out_from is None else out_from
         for i, block in enumerate(self.blocks):
-            h = block(h, c, rope, plan, cache[i] if cache is not None else None, write, keep if i == last else 0)
+            h = block(h, c, rope, plan, cache[i] if cache is not None else None, write, keep if i == last else 0,
+                      text_c.words)
         if out_from is None:
             return None
         out = self._unpatchify(self.final(h, c[:, out_from:]))
@@ -172,7 +196,7 @@ class TinyCausalStudent(nn.Module):
             self._plans[key] = plan
         return self._plans[key]
 
-    def _teacher_forced(self, noisy: Tensor, t: Tensor, start: int, clean: Tensor, text_c: Tensor) -> Tensor:
+    def _teacher_forced(self, noisy: Tensor, t: Tensor, start: int, clean: Tensor, text_c: TextCond) -> Tensor:
         """v for noisy chunks `start, start+1, …` given clean chunks `0 … clean.shape[2]/cf − 1` as context.
 
         Args:
@@ -198,7 +222,7 @@ class TinyCausalStudent(nn.Module):
         Args:
             x_t: `(B, C, F, H, W)` noisy clip, chunk k noised to level `t[:, k]`.
             t: `(B, n_chunks)` per-chunk noise level in [0, 1].
-            text: `(B, text_dim)` prompt embedding.
+            text: `(B, text_dim)` prompt embedding (or word tokens `(B, T, text_dim)`).
             clean: `(B, C, F, H, W)` the clean clip used as causal context (the
                 last chunk is never anyone's context, so it is not computed).
 
@@ -212,7 +236,7 @@ class TinyCausalStudent(nn.Module):
                              f"{self.height}, {self.width})")
         if clean.shape != x_t.shape or tuple(t.shape) != (b, n):
             raise ValueError(f"clean {tuple(clean.shape)} must equal x_t's shape and t {tuple(t.shape)} be ({b}, {n})")
-        return self._teacher_forced(x_t, t, 0, clean[:, :, : f - self.chunk_frames], self.text_embed(text))
+        return self._teacher_forced(x_t, t, 0, clean[:, :, : f - self.chunk_frames], self._condition(text))
 
     def decode(self, latents: Tensor) -> Tensor:
         """Latents → RGB video: this student is pixel-space, so its latent *is* the video (same tensor)."""
@@ -248,7 +272,7 @@ class TinyCausalStudent(nn.Module):
         sigmas = rollout_sigmas(timesteps, shift)
         p = next(self.parameters())
         b, shape = text.shape[0], (text.shape[0], self.channels, cf, self.height, self.width)
-        text_c = self.text_embed(text.to(p.device, p.dtype))
+        text_c = self._condition(text.to(p.device, p.dtype))
         cache = KVCache(len(self.blocks)) if use_cache else None
         chunks: list[Tensor] = []
         xs: list[list[Tensor]] = [[] for _ in sigmas]

@@ -87,3 +87,12 @@ def test_every_group_rejects_an_unknown_choice(group):
 def test_round_trip_to_dict_from_dict():
     cfg = load_config(["experiment=smoke", "algo=gan"])
     assert from_dict(RootConfig, to_dict(cfg)) == cfg
+
+
+def test_cross_attention_needs_word_tokens_and_text_kinds_are_checked():
+    with pytest.raises(ConfigError, match="text.kind=words"):
+        load_config(["student.cross_attention=true"])
+    with pytest.raises(ConfigError, match="text.kind must be"):
+        load_config(["text.kind=bert"])
+    cfg = load_config(["student.cross_attention=true", "text.kind=words", "text.max_words=20"])
+    assert cfg.student.cross_attention and cfg.text.max_words == 20

@@ -38,3 +38,19 @@ def test_hash_encoder_is_deterministic_and_word_sensitive():
 def test_unknown_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="minilm"):
         CachedTextEncoder("bert")
+
+
+def test_words_kind_gives_one_token_a_word_padded_truncated_and_cached(tmp_path):
+    enc = CachedTextEncoder("words", cache_dir=str(tmp_path), text_len=6)
+    out = enc.encode(["a yellow ball", "a blue ball rolls left on rough ground"])
+    assert out.shape == (2, 6, 384)
+    assert (out.abs().amax(-1) > 0).sum(1).tolist() == [3, 6]  # 3 words then padding; 8 words truncated to 6
+    torch.testing.assert_close(out.norm(dim=-1)[0, :3], torch.ones(3))
+    torch.testing.assert_close(out[0, 0], out[1, 0])  # "a" is one vector wherever it stands
+    assert not torch.allclose(out[0, 1], out[1, 1])  # "yellow" is not "blue"
+    again = CachedTextEncoder("words", cache_dir=str(tmp_path), text_len=6)
+    torch.testing.assert_close(again.encode(["a yellow ball"]), out[:1])
+    assert again._encoder is None  # served from the disk cache
+    # another text_len is another cache key: no truncated tokens served as full ones
+    longer = CachedTextEncoder("words", cache_dir=str(tmp_path), text_len=12).encode(["a blue ball rolls left on rough ground"])
+    assert (longer.abs().amax(-1) > 0).sum().item() == 8

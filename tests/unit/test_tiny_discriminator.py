@@ -102,3 +102,16 @@ def test_original_head_keeps_its_saved_config():
     assert "temporal_head" not in d.config and not hasattr(d, "time_conv1")
     rebuilt = TinyVideoDiscriminator.from_config(d.config)
     rebuilt.load_state_dict(d.state_dict())  # checkpoints written before the option still load
+
+
+def test_word_tokens_are_read_as_their_mean():
+    from afd_async.models.text_encoder import pool_words
+
+    torch.manual_seed(0)
+    d = TinyVideoDiscriminator(text_dim=8, channels=8, depth=2).eval()
+    video = torch.rand(2, 3, 8, 16, 16) * 2 - 1
+    words = torch.cat([torch.randn(2, 3, 8), torch.zeros(2, 2, 8)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(d(video, words), d(video, words[:, :3].mean(1)))
+    pooled, mask = pool_words(torch.zeros(1, 4, 8))  # a prompt of no words: one zero token, no NaN
+    assert mask.tolist() == [[True, False, False, False]] and torch.equal(pooled, torch.zeros(1, 8))

@@ -212,3 +212,51 @@ def test_rejects_bad_shapes():
         model(x_t, t[:, :2], text, clean)
     with pytest.raises(ValueError):
         model(x_t[:, :, :5], t, text, clean[:, :, :5])
+
+
+def _words_student(seed: int = 0, dtype: torch.dtype = torch.float32) -> TinyCausalStudent:
+    """`_student` with cross-attention to word tokens, every zero-initialised weight randomised."""
+    torch.manual_seed(seed)
+    model = TinyCausalStudent(**SMALL, cross_attention=True).to(dtype)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.copy_(0.1 * torch.randn(p.shape, generator=g, dtype=dtype))
+    return model.eval()
+
+
+def _words(b: int = 2, n: int = 5, pad: int = 3, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`(b, n + pad, 8)` word tokens: `n` words, then zero padding (as `text.kind=words` gives them)."""
+    words = torch.randn(b, n, 8, generator=torch.Generator().manual_seed(7), dtype=dtype)
+    return torch.cat([words, words.new_zeros(b, pad, 8)], dim=1)
+
+
+def test_cross_attention_student_caches_and_reads_each_word():
+    model = _words_student(dtype=torch.float64)
+    text = _words(dtype=torch.float64)
+    cached = _rollout(model, text, use_cache=True)
+    torch.testing.assert_close(cached, _rollout(model, text, use_cache=False), atol=1e-10, rtol=0)
+    assert cached.std() > 0.1
+    x_t, t, _, clean = _inputs(dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x_t, t, text, clean)
+        padded = model(x_t, t, torch.cat([text, text.new_zeros(2, 4, 8)], dim=1), clean)  # more padding: no change
+        swapped = text.clone()
+        swapped[:, 2] = torch.randn(2, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+        one_word = model(x_t, t, swapped, clean)  # one word changed: the output changes
+    torch.testing.assert_close(padded, ref, atol=1e-10, rtol=0)
+    assert (one_word - ref).abs().max() > 1e-3
+
+
+def test_cross_attention_student_refuses_one_vector_a_prompt_and_round_trips(tmp_path: Path):
+    model = _words_student()
+    with pytest.raises(ValueError, match="prompt's words"):
+        model(*_inputs()[:2], _inputs()[2], _inputs()[3])
+    loaded, _ = load_module(save_module(tmp_path / "w.safetensors", model), TinyCausalStudent.from_config)
+    assert loaded.config["cross_attention"] is True
+    torch.testing.assert_close(_rollout(loaded.eval(), _words()), _rollout(model, _words()), atol=1e-5, rtol=0)
+    # a student without cross-attention reads word tokens as their mean (the tiny D does the same)
+    plain = _student()
+    mean = _words()[:, :5].mean(1)
+    torch.testing.assert_close(_rollout(plain, _words()), _rollout(plain, mean), atol=1e-5, rtol=0)
