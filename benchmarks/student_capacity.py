@@ -174,7 +174,8 @@ def score(names: Sequence[str], work: Path, *, seeds: Sequence[int], prompts: in
         scorer.text = (make_text_encoder(load_config(text_overrides).text).encode(scorer.prompts) if text_overrides
                        else minilm_text)  # the variant is conditioned as it was trained
         rows[name] = {"params": sum(p.numel() for p in student.parameters()),
-                      "pretrain": None if name == "base" else pretrain_meta(work / f"{name}.safetensors")}
+                      "pretrain": None if name == "base" else pretrain_meta(work / f"{name}.safetensors"),
+                      "colour_t1": colour_probe(student, scorer.prompts, scorer.text, scorer.horizons[0].teacher)}
         for h in scorer.horizons:
             scored = [scorer.score(scorer.rollouts(student, h.num_frames, seed=s), h) for s in seeds]
             per_seed = [sc.scores for sc in scored]
@@ -195,6 +196,53 @@ def score(names: Sequence[str], work: Path, *, seeds: Sequence[int], prompts: in
     if grid is not None:
         write_clip_grid(columns, ["teacher", "base", *names], scorer.fps, grid)
     return rows
+
+
+def colour_probe(student: torch.nn.Module, prompts: Sequence[str], text: torch.Tensor, teacher: torch.Tensor,
+                 *, noise_draws: int = 4) -> dict:
+    """Does the student read the colour word? Its x0 prediction from pure noise (t = 1, the first denoising step
+    of a rollout, where nothing but the prompt says what to draw), averaged over `noise_draws` noises, is read
+    inside the teacher's object pixels of frame 0 for every one-object prompt: a hit when the palette colour
+    nearest in hue (direction from the background colour) is the prompt's colour (chance 1/8; the teacher's own
+    frame scores `teacher_hit_rate`, the probe's ceiling). After this step the noisy sample itself carries a
+    colour, so a student that misses here paints whatever colour its first noise suggested.
+
+    Args:
+        teacher: `(N, 3, F, H, W)` teacher clips of `prompts` in [-1, 1] (the scorer's, seed 0).
+    """
+    from afd_async.physics import PALETTE, parse_prompt
+    from afd_async.physics.scene import BACKGROUND_RGB, GROUND_RGB
+
+    names = list(PALETTE)
+    bg = torch.tensor(BACKGROUND_RGB, dtype=torch.float32)
+    hue = torch.nn.functional.normalize(torch.tensor([PALETTE[n] for n in names], dtype=torch.float32) - bg, dim=1)
+    furniture = torch.tensor([BACKGROUND_RGB, GROUND_RGB], dtype=torch.float32)
+
+    def nearest(rgb: torch.Tensor) -> str:
+        """The palette colour in the direction of `rgb` from the background: a dim (blurred) object keeps its hue."""
+        return names[int((hue @ torch.nn.functional.normalize(rgb - bg, dim=0)).argmax())]
+
+    hits, teacher_hits = [], []
+    p = next(student.parameters())
+    for i, prompt in enumerate(prompts):
+        scene = parse_prompt(prompt)
+        if len(scene.objects) != 1:
+            continue
+        frame = (teacher[i, :, 0].permute(1, 2, 0) + 1) * 127.5  # (H, W, 3) in 0..255
+        mask = torch.cdist(frame.reshape(-1, 3), furniture).amin(1).reshape(frame.shape[:2]) > 60
+        if mask.sum() < 2:
+            continue
+        g = torch.Generator().manual_seed(1000 + i)
+        noise = torch.randn((noise_draws, *teacher.shape[1:]), generator=g).to(p.device, p.dtype)
+        t = torch.ones(noise_draws, teacher.shape[2] // student.chunk_frames, device=p.device, dtype=p.dtype)
+        with torch.no_grad():
+            words = text[i : i + 1].expand(noise_draws, *text.shape[1:]).to(p.device, p.dtype)
+            x0 = noise - student(noise, t, words, torch.zeros_like(noise))
+        pred = ((x0.mean(0)[:, 0].clamp(-1, 1).permute(1, 2, 0).float().cpu() + 1) * 127.5)[mask].mean(0)
+        hits.append(nearest(pred) == scene.objects[0].colour)
+        teacher_hits.append(nearest(frame[mask].mean(0)) == scene.objects[0].colour)
+    return {"hit_rate": float(np.mean(hits)) if hits else None, "prompts": len(hits),
+            "teacher_hit_rate": float(np.mean(teacher_hits)) if teacher_hits else None}
 
 
 def sanity(steps: int = 30) -> dict[str, list[float]]:
@@ -230,20 +278,24 @@ def _ci(x: Optional[dict], sign: str = "+") -> str:
     return "–" if x is None else f"{x['mean']:{sign}.3f} [{x['ci_low']:{sign}.3f}, {x['ci_high']:{sign}.3f}]"
 
 
+def _colour(c: Optional[dict]) -> str:
+    return "–" if not c or c.get("hit_rate") is None else f"{c['hit_rate']:.2f} of {c['prompts']}"
+
+
 def markdown(rows: dict, meta: dict) -> str:
     lines = [f"# Student capacity (issue 15), {meta['device']}, {len(meta['seeds'])} seeds x {meta['prompts']} prompts",
              "", f"`{meta['command']}` at {meta['commit']}. Physics score: 0 the truth, 1 a clip without motion; "
              "teacher 0.072, static 1.000 (`physics_score_references.json`).", "",
              "| variant | params | pretraining steps x 32, prompts | physics 1x [95% CI] | − base 1x [paired CI] | physics 2x "
-             "| − base 2x | detected 1x | motion/T 1x |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| − base 2x | detected 1x | motion/T 1x | colour word read at t=1 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         one, two = r["1x"], r["2x"]
         pre = r["pretrain"]
         steps = "6000, 200 prompts (shipped)" if pre is None else f"{pre.get('steps')}, {pre.get('prompts', 200)} prompts"
         lines.append(f"| {name} | {r['params'] / 1e6:.2f} M | {steps} | {_ci(one['physics'], '')} | "
                      f"{_ci(one.get('minus_base'))} | {two['physics']['mean']:.3f} | {_ci(two.get('minus_base'))} | "
-                     f"{one['detected']:.2f} | {one['motion_ratio']:.2f} |")
+                     f"{one['detected']:.2f} | {one['motion_ratio']:.2f} | {_colour(r.get('colour_t1'))} |")
     if meta.get("sanity"):
         lines += ["", "Sanity: the NFT update on an easy reward (mean brightness of fixed eval rollouts, every 5 steps):",
                   ""]

@@ -6,8 +6,9 @@ the true physics, so we give the student a start that is plausible but wrong
 in a measurable way (see `PretrainConfig`), and the eval measures whether AFD
 moves it towards the teacher's physics.
 
+    set = render every (prompt, seed, physics ~ weakened ranges) once -> resample   (`pretrain_data`)
     for step in range(steps):
-        clips  = render(prompt, seed, physics ~ weakened ranges) -> resample
+        x0     = set[a batch of (prompt, seed) drawn from the step's seed]
         t, ε   per chunk;  x_t = (1 − t)·x0 + t·ε
         loss   = ‖v_θ(x_t, t, text, clean = x0) − (ε − x0)‖²
 """
