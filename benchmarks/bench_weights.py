@@ -24,7 +24,7 @@ import json
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -76,14 +76,15 @@ def memcpy_seconds(nbytes: int, copies: int) -> float:
     return best
 
 
-def sync_rounds(model: dict[str, torch.Tensor], actors: int, rounds: int, *, shm: bool, load: bool
-                ) -> list[dict[str, float]]:
+def sync_rounds(model: dict[str, torch.Tensor], actors: int, rounds: int, *, shm: bool, load: bool,
+                max_followers: Optional[int] = None) -> list[dict[str, float]]:
     """Per round: publish seconds, sync seconds (publish call → every actor verified), slowest load seconds
     (0 without `load`: no model copy per actor, where memory is short)."""
     out: list[dict[str, float]] = []
     with WeightPublisher("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", chunk_size=16 << 20, keep_versions=1,
                          shm=shm) as pub:
-        subs = [WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, shm=shm) for _ in range(actors)]
+        subs = [WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, shm=shm, max_followers=max_followers)
+                for _ in range(actors)]
         targets = [{k: torch.empty_like(v).zero_() for k, v in model.items()} for _ in range(actors)] if load else []
         try:
             for version in range(1, rounds + 1):
@@ -129,7 +130,8 @@ def fits(nbytes: int, actors: int, rounds: int, load: bool) -> bool:
     return nbytes * (arenas + (per_actor + load) * actors) * 1.05 + MARGIN < mem_available()
 
 
-def measure(gb: float, actors: list[int], rounds: int = 3, zmq: bool = True) -> dict[str, Any]:
+def measure(gb: float, actors: list[int], rounds: int = 3, zmq: bool = True,
+            max_followers: Optional[int] = None) -> dict[str, Any]:
     """Weight sync of `gb` GB to each actor count; ratios to the memcpy bound measured here.
 
     Returns `{"weights_ratio": {"1": …, "8": …}, "memcpy_gb_per_s": …, "zmq_ratio": {…}, "rows": [...]}`
@@ -149,7 +151,7 @@ def measure(gb: float, actors: list[int], rounds: int = 3, zmq: bool = True) -> 
                                                                            f"{mem_available() / 2**30:.1f} GiB"})
                 continue
             r, load = plan
-            rs = sync_rounds(model, n, r, shm=shm, load=load)
+            rs = sync_rounds(model, n, r, shm=shm, load=load, max_followers=max_followers)
             bound = memcpy_seconds(nbytes, n)
             ratio = rs[-1]["sync_s"] / bound
             (result["weights_ratio"] if shm else result["zmq_ratio"])[str(n)] = ratio
@@ -181,11 +183,13 @@ def main() -> None:
     ap.add_argument("--gb", type=float, nargs="+", default=[1.0])
     ap.add_argument("--actors", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-followers", type=int, default=None,
+                    help="subscribers of this host that follow a write at once (default: half the cores)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     results = []
     for gb in args.gb:
-        res = measure(gb, args.actors, rounds=args.rounds)
+        res = measure(gb, args.actors, rounds=args.rounds, max_followers=args.max_followers)
         results.append(res)
         print(table(res), flush=True)
     if args.json:
