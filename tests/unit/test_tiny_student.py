@@ -20,10 +20,11 @@ SMALL = dict(channels=3, height=16, width=16, chunk_frames=CF, patch_size=4, dim
              mlp_ratio=2.0, text_dim=8, max_frames=16)
 
 
-def _student(seed: int = 0, dtype: torch.dtype = torch.float32, randomize: bool = True) -> TinyCausalStudent:
+def _student(seed: int = 0, dtype: torch.dtype = torch.float32, randomize: bool = True,
+             cross_attention: bool = False) -> TinyCausalStudent:
     """A small student; `randomize` replaces the adaLN-Zero zeros so every path carries signal."""
     torch.manual_seed(seed)
-    model = TinyCausalStudent(**SMALL).to(dtype)
+    model = TinyCausalStudent(**SMALL, cross_attention=cross_attention).to(dtype)
     if randomize:
         g = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
@@ -214,18 +215,6 @@ def test_rejects_bad_shapes():
         model(x_t[:, :, :5], t, text, clean[:, :, :5])
 
 
-def _words_student(seed: int = 0, dtype: torch.dtype = torch.float32) -> TinyCausalStudent:
-    """`_student` with cross-attention to word tokens, every zero-initialised weight randomised."""
-    torch.manual_seed(seed)
-    model = TinyCausalStudent(**SMALL, cross_attention=True).to(dtype)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(0.1 * torch.randn(p.shape, generator=g, dtype=dtype))
-    return model.eval()
-
-
 def _words(b: int = 2, n: int = 5, pad: int = 3, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """`(b, n + pad, 8)` word tokens: `n` words, then zero padding (as `text.kind=words` gives them)."""
     words = torch.randn(b, n, 8, generator=torch.Generator().manual_seed(7), dtype=dtype)
@@ -233,7 +222,7 @@ def _words(b: int = 2, n: int = 5, pad: int = 3, dtype: torch.dtype = torch.floa
 
 
 def test_cross_attention_student_caches_and_reads_each_word():
-    model = _words_student(dtype=torch.float64)
+    model = _student(dtype=torch.float64, cross_attention=True)
     text = _words(dtype=torch.float64)
     cached = _rollout(model, text, use_cache=True)
     torch.testing.assert_close(cached, _rollout(model, text, use_cache=False), atol=1e-10, rtol=0)
@@ -250,7 +239,7 @@ def test_cross_attention_student_caches_and_reads_each_word():
 
 
 def test_cross_attention_student_refuses_one_vector_a_prompt_and_round_trips(tmp_path: Path):
-    model = _words_student()
+    model = _student(cross_attention=True)
     with pytest.raises(ValueError, match="prompt's words"):
         model(*_inputs()[:2], _inputs()[2], _inputs()[3])
     loaded, _ = load_module(save_module(tmp_path / "w.safetensors", model), TinyCausalStudent.from_config)
