@@ -328,6 +328,11 @@ class WeightPublisher:
             return
         parts = blob.parts(*blob.manifest.chunk_span(index))
         head = wmsg("chunk", rid=rid, version=msg["version"], index=index, sizes=[p.nbytes for p in parts])
-        if self._send([ident, head, *parts]):
-            self.stats.chunks_served += 1
-            self.stats.bytes_served += sum(p.nbytes for p in parts)
+        # counted before the send, taken back if it fails: counted after it, a subscriber that has every chunk
+        # could still read a count one short (the fresh-clone run of 2026-12-07 saw 8 of 9)
+        nbytes = sum(p.nbytes for p in parts)
+        self.stats.chunks_served += 1
+        self.stats.bytes_served += nbytes
+        if not self._send([ident, head, *parts]):
+            self.stats.chunks_served -= 1
+            self.stats.bytes_served -= nbytes

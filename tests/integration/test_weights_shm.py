@@ -24,6 +24,10 @@ from afd_async.transport.weights_shm import default_shm_dir, host_id
 LOCAL = "tcp://127.0.0.1:0"
 pytestmark = pytest.mark.skipif(default_shm_dir() is None, reason="no /dev/shm")
 
+# The host's follower slots (`weights_follow.follow_slot`) are shared with every other process here, test
+# workers included: the subscribers of the tests that must follow a write take one of many slots, so a role of
+# another test holding the default one does not turn their follow into an ordinary read.
+FOLLOW = dict(max_followers=64)
 
 def model(seed: int, n: int = 4096) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -167,7 +171,7 @@ def test_a_waiting_subscriber_copies_chunks_while_the_publisher_writes_them() ->
     subscriber wakes before a 32 MiB write ends is up to the scheduler, so a few versions are tried."""
     n = 8 << 20  # 32 MiB of float32 in 1 MiB chunks
     with WeightPublisher(LOCAL, LOCAL, chunk_size=1 << 20, keep_versions=1, reannounce_s=0.05) as pub, \
-            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
+            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, **FOLLOW) as sub:
         pub.publish(1, constant(1, n))
         subscribed(sub, 1)
         for v in range(2, 10):
@@ -189,7 +193,7 @@ def test_following_racing_rewrites_never_hands_out_a_mixed_version() -> None:
     rewrite of the same segment; every version taken (followed, read whole or over ZeroMQ) is one version."""
     n = 4 << 20  # 16 MiB in 256 KiB chunks: a write takes milliseconds, a follow can be overtaken
     with WeightPublisher(LOCAL, LOCAL, chunk_size=256 << 10, keep_versions=1, reannounce_s=0.05) as pub, \
-            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, query_interval_s=0.01) as sub:
+            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, **FOLLOW, query_interval_s=0.01) as sub:
         pub.publish(1, constant(1, n))
         subscribed(sub, 1)
         taken = 0
@@ -221,7 +225,7 @@ def test_a_refused_write_is_never_taken_by_a_subscriber_following_it() -> None:
         pub.publish(3, constant(3, n))
 
     with WeightPublisher(LOCAL, LOCAL, chunk_size=1 << 20, check_finite=True, reannounce_s=0.05) as pub, \
-            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint) as sub:
+            WeightSubscriber(pub.notify_endpoint, pub.fetch_endpoint, **FOLLOW) as sub:
         pub.publish(1, constant(1, n))
         subscribed(sub, 1)
         writer = threading.Thread(target=learner, args=(pub,))
