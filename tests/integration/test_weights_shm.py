@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(default_shm_dir() is None, reason="no /dev/shm")
 # another test holding the default one does not turn their follow into an ordinary read.
 FOLLOW = dict(max_followers=64)
 
+
 def model(seed: int, n: int = 4096) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {"a.weight": torch.randn(n, generator=g).to(torch.bfloat16), "b.bias": torch.randn(33, generator=g),
