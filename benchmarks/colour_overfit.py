@@ -1,7 +1,8 @@
 """Can the tiny student draw an object from its prompt alone? (issue 15; a check, not a speed benchmark)
 
 Eight prompts that differ only in the colour word ("a red ball rolls left slowly", ...), one clip each, are fit
-by the pretraining loss from a fresh student. Every 100 steps the student's x0 prediction from pure noise
+by the pretraining loss from a fresh student. Every 100 steps `student_capacity.colour_probe` (the column of
+every capacity row) reads the student's x0 prediction from pure noise
 (t = 1: the first denoising step of a rollout, where only the prompt says what to draw), averaged over 4 noises,
 is read inside the teacher's object pixels of frame 0. A hit is the palette colour nearest in hue (direction
 from the background) being the prompt's colour: chance 1/8, the teacher's own frame 8/8. The last probe prints
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from afd_async.algo.losses import flow_matching_loss, noise_to
@@ -26,31 +26,10 @@ from afd_async.models.factory import make_text_encoder, student_kwargs
 from afd_async.models.schedule import sample_t
 from afd_async.models.tiny_student import TinyCausalStudent
 from afd_async.physics import PALETTE
-from afd_async.physics.scene import BACKGROUND_RGB, GROUND_RGB
 from afd_async.train.teacher_source import make_teacher_source
+from student_capacity import colour_probe  # the probe of every student_capacity row (this script's folder)
 
 NAMES = list(PALETTE)
-BG = torch.tensor(BACKGROUND_RGB, dtype=torch.float32)
-HUE = torch.nn.functional.normalize(torch.tensor([PALETTE[n] for n in NAMES], dtype=torch.float32) - BG, dim=1)
-FURNITURE = torch.tensor([BACKGROUND_RGB, GROUND_RGB], dtype=torch.float32)
-
-
-def probe(model: TinyCausalStudent, clips: torch.Tensor, text: torch.Tensor, verbose: bool) -> float:
-    model.eval()
-    hits = []
-    for i, name in enumerate(NAMES):
-        frame = (clips[i, :, 0].permute(1, 2, 0) + 1) * 127.5
-        mask = torch.cdist(frame.reshape(-1, 3), FURNITURE).amin(1).reshape(frame.shape[:2]) > 60
-        noise = torch.randn((4, *clips.shape[1:]), generator=torch.Generator().manual_seed(i))
-        t = torch.ones(4, clips.shape[2] // model.chunk_frames)
-        with torch.no_grad():
-            x0 = noise - model(noise, t, text[i : i + 1].expand(4, *text.shape[1:]), torch.zeros_like(noise))
-        pred = ((x0.mean(0)[:, 0].clamp(-1, 1).permute(1, 2, 0) + 1) * 127.5)[mask].mean(0)
-        hits.append(NAMES[int((HUE @ torch.nn.functional.normalize(pred - BG, dim=0)).argmax())] == name)
-        if verbose:
-            print(f"  {name:7s} predicted {pred.numpy().round(0)}  teacher {frame[mask].mean(0).numpy().round(0)}")
-    model.train()
-    return float(np.mean(hits))
 
 
 def main() -> None:
@@ -72,9 +51,14 @@ def main() -> None:
     s, g, t0 = cfg.student, torch.Generator().manual_seed(0), time.time()
     for step in range(args.steps + 1):
         if step % 100 == 0 or step == args.steps:
-            hit = probe(model, clips, text, verbose=step == args.steps)
-            print(f"{args.text_kind}, {args.loss} loss, step {step}: colour hit at t=1 {hit:.2f} ({time.time() - t0:.0f} s)",
-                  flush=True)
+            model.eval()
+            probe = colour_probe(model, prompts, text, clips)
+            model.train()
+            print(f"{args.text_kind}, {args.loss} loss, step {step}: colour hit at t=1 {probe['hit_rate']:.2f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+            if step == args.steps:
+                for name, pred, want in probe["colours"]:
+                    print(f"  {name:7s} predicted {pred}  teacher {want}")
         if step == args.steps:
             break
         idx = torch.randint(0, len(prompts), (args.batch,), generator=g)

@@ -223,7 +223,7 @@ def colour_probe(student: torch.nn.Module, prompts: Sequence[str], text: torch.T
         """The palette colour in the direction of `rgb` from the background: a dim (blurred) object keeps its hue."""
         return names[int((hue @ torch.nn.functional.normalize(rgb - bg, dim=0)).argmax())]
 
-    hits, teacher_hits = [], []
+    hits, teacher_hits, colours = [], [], []
     p = next(student.parameters())
     for i, prompt in enumerate(prompts):
         scene = parse_prompt(prompt)
@@ -242,8 +242,10 @@ def colour_probe(student: torch.nn.Module, prompts: Sequence[str], text: torch.T
         pred = ((x0.mean(0)[:, 0].clamp(-1, 1).permute(1, 2, 0).float().cpu() + 1) * 127.5)[mask].mean(0)
         hits.append(nearest(pred) == scene.objects[0].colour)
         teacher_hits.append(nearest(frame[mask].mean(0)) == scene.objects[0].colour)
+        colours.append((scene.objects[0].colour, pred.round().tolist(), frame[mask].mean(0).round().tolist()))
     return {"hit_rate": float(np.mean(hits)) if hits else None, "prompts": len(hits),
-            "teacher_hit_rate": float(np.mean(teacher_hits)) if teacher_hits else None}
+            "teacher_hit_rate": float(np.mean(teacher_hits)) if teacher_hits else None,
+            "colours": colours}  # per prompt: (its colour, predicted mean RGB, teacher mean RGB) in the object's pixels
 
 
 def sanity(steps: int = 30) -> dict[str, list[float]]:
