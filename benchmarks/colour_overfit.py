@@ -2,9 +2,9 @@
 
 Eight prompts that differ only in the colour word ("a red ball rolls left slowly", ...), one clip each, are fit
 by the pretraining loss from a fresh student. Every 100 steps `student_capacity.colour_probe` (the column of
-every capacity row) reads the student's x0 prediction from pure noise
-(t = 1: the first denoising step of a rollout, where only the prompt says what to draw), averaged over 4 noises,
-is read inside the teacher's object pixels of frame 0. A hit is the palette colour nearest in hue (direction
+every capacity row) reads the student's x0 prediction from pure noise (t = 1: the first denoising step of a
+rollout, where only the prompt says what to draw), averaged over 4 noises, inside the teacher's object pixels
+of frame 0. A hit is the palette colour nearest in hue (direction
 from the background) being the prompt's colour: chance 1/8, the teacher's own frame 8/8. The last probe prints
 each prompt's predicted and teacher mean colour in that region.
 
