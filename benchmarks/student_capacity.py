@@ -24,6 +24,10 @@ matching on renderer clips, the recipe of the shipped base) and scored on the qu
     wide_grammar_weak / wide_grammar_true   the wider student on the grammar scenes (6000 steps)
     words_weak    long_weak with per-word tokens (`text.kind=words`) read by cross-attention in every block
     words_true    the same on the true physics
+    tokens_weak   grammar_weak with the prompt vector also added to every patch token (`student.text_to_tokens`):
+                  the path on which `colour_overfit.py` paints each prompt's colour in 1000 steps (adaLN: never)
+    tokens_true   the same on the true physics
+    tokens_x0_weak / tokens_x0_true   tokens_* with the x0 loss (`pretrain.loss=x0`: every noise level weighs alike)
 
 The base gets colours, shapes and start positions of the prompt's objects wrong (a yellow block rendered as an
 orange ball, a white square as a green smear), so the physics score cannot find them (detected ~0.5). The hash
@@ -70,6 +74,7 @@ TRUE_PHYSICS = [f"pretrain.{k}_scale=[1,1]" for k in ("gravity", "restitution", 
 WIDE = ["student.patch_size=4", "student.dim=192", "student.depth=6", "student.heads=6"]
 WORDS = ["text.kind=words", "student.cross_attention=true"]  # per-word tokens, cross-attention in every block
 GRAMMAR = ["pretrain.num_prompts=10000", "pretrain.seeds_per_prompt=1"]  # 10,000 scenes, eval's held out
+TOKENS = ["text.kind=hash", "student.text_to_tokens=true"]  # the prompt also added to every patch token
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,10 @@ VARIANTS = {
         Variant("wide_grammar_true", 6000, (*GRAMMAR, *TRUE_PHYSICS), ("text.kind=hash", *WIDE)),
         Variant("words_weak", 10000, (), tuple(WORDS)),
         Variant("words_true", 10000, tuple(TRUE_PHYSICS), tuple(WORDS)),
+        Variant("tokens_weak", 10000, tuple(GRAMMAR), tuple(TOKENS)),
+        Variant("tokens_true", 10000, (*GRAMMAR, *TRUE_PHYSICS), tuple(TOKENS)),
+        Variant("tokens_x0_weak", 10000, (*GRAMMAR, "pretrain.loss=x0"), tuple(TOKENS)),
+        Variant("tokens_x0_true", 10000, (*GRAMMAR, *TRUE_PHYSICS, "pretrain.loss=x0"), tuple(TOKENS)),
     )
 }
 

@@ -154,6 +154,16 @@ def flow_matching_loss(v_theta: torch.Tensor, x0: torch.Tensor, eps: torch.Tenso
     return (v_theta.float() - (eps - x0).float()).pow(2).mean()
 
 
+def x0_matching_loss(v_theta: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Pretraining's `loss=x0`: ‖t·(v_θ − (ε − x0))‖², the error of the clean-clip prediction x_t − t·v_θ.
+
+    The v loss is this divided by t², so it spends its gradient on the nearly clean levels where there is
+    little left to learn; weighted by t² every level counts alike, the high-noise ones included, where a
+    rollout decides what to draw. `t`: `(B, n_chunks)`, each chunk's level over its frames (dim 2 of x0).
+    """
+    return ((v_theta.float() - (eps - x0).float()) * expand_chunk_t(t.float(), x0.shape[2])).pow(2).mean()
+
+
 def gan_generator_loss(score_fake: torch.Tensor, score_teacher: torch.Tensor) -> torch.Tensor:
     """`gan` baseline: the generator's side of the paired BT game, −log σ(D(G) − D(x^T)).
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 
 @dataclass
@@ -26,6 +26,9 @@ class PretrainConfig:
     # held out (afd_async.physics.suite.generate_training_prompts), so every word is seen in many combinations.
     # Memory: N x seeds_per_prompt clips of 49 KB each (uint8, 16 x 32 x 32 x 3), rendered once before step 0.
     num_prompts: Optional[int] = None
+    # v: ‖v_θ − (ε − x0)‖² (flow matching); x0: the same times t², the error of the clean prediction, so the
+    # high-noise levels where a rollout decides what to draw weigh as much as the nearly clean ones (issue 15)
+    loss: Literal["v", "x0"] = "v"
     render_workers: int = 0  # processes that render the set before step 0 (0: every core)
     gravity_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])
     restitution_scale: list[float] = field(default_factory=lambda: [0.3, 1.0])

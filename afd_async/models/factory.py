@@ -53,6 +53,7 @@ def student_kwargs(cfg: StudentConfig, text_dim: int) -> dict[str, Any]:
         mlp_ratio=cfg.mlp_ratio,
         text_dim=text_dim,
         cross_attention=cfg.cross_attention,
+        text_to_tokens=cfg.text_to_tokens,
     )
 
 

@@ -37,11 +37,13 @@ __all__ = ["StudentTrajectory", "TextCond", "TinyCausalStudent"]
 
 
 class TextCond(NamedTuple):
-    """The prompt as the blocks read it: `c (B, D)` added to the noise-level embedding for adaLN, and with
-    cross-attention the word tokens `(B, T, D)` and their mask `(B, T)`."""
+    """The prompt as the blocks read it: `c (B, D)` added to the noise-level embedding for adaLN, with
+    cross-attention the word tokens `(B, T, D)` and their mask `(B, T)`, and with `text_to_tokens` the vector
+    `(B, D)` added to every patch token at the input."""
 
     c: Tensor
     words: Optional[tuple[Tensor, Tensor]]
+    tokens: Optional[Tensor] = None
 
 
 @dataclass
@@ -73,6 +75,13 @@ class TinyCausalStudent(nn.Module):
         text_dim: size of the prompt (sentence) embedding, or of each word token when text is `(B, T, text_dim)`
             (`text.kind=words`; zero rows are padding): adaLN then reads the mean of the words.
         cross_attention: every block also attends to the word tokens (text must be `(B, T, text_dim)`).
+        text_to_tokens: the prompt vector (the word mean for word tokens), through one linear layer, is also added
+            to every patch token at the input. adaLN alone reads the prompt only through a per-channel modulation
+            of a condition dominated by the noise level, and from a fresh init it learns the colour word too slowly
+            to matter (issue 15: 1200 steps of fitting 8 prompts that differ only in colour still paint one mean
+            colour); on the token path the same fit paints each prompt's colour in 200 steps
+            (`benchmarks/colour_overfit.py`). Its weights start at std 1 so the (unit-norm) prompt enters on the
+            scale of a patch embedding, not at zero.
         max_frames: longest clip `rollout` accepts (time positions are RoPE, so
             this is a guard on memory, not a table size).
         prediction: what the output layer predicts. `x0` (default): the clean
@@ -86,7 +95,7 @@ class TinyCausalStudent(nn.Module):
     def __init__(
         self, *, channels: int = 3, height: int, width: int, chunk_frames: int, patch_size: int, dim: int,
         depth: int, heads: int, mlp_ratio: float, text_dim: int, max_frames: int = 64,
-        prediction: str = "x0", t_min: float = 0.05, cross_attention: bool = False,
+        prediction: str = "x0", t_min: float = 0.05, cross_attention: bool = False, text_to_tokens: bool = False,
     ) -> None:
         super().__init__()
         if height % patch_size or width % patch_size:
@@ -96,7 +105,7 @@ class TinyCausalStudent(nn.Module):
         self.config: dict[str, Any] = dict(
             channels=channels, height=height, width=width, chunk_frames=chunk_frames, patch_size=patch_size,
             dim=dim, depth=depth, heads=heads, mlp_ratio=mlp_ratio, text_dim=text_dim, max_frames=max_frames,
-            prediction=prediction, t_min=t_min, cross_attention=cross_attention,
+            prediction=prediction, t_min=t_min, cross_attention=cross_attention, text_to_tokens=text_to_tokens,
         )
         if prediction not in ("x0", "v"):
             raise ValueError(f"prediction must be 'x0' or 'v', got {prediction!r}")
@@ -113,12 +122,16 @@ class TinyCausalStudent(nn.Module):
         self.rope = TemporalRope(dim // heads)
         self.blocks = nn.ModuleList(DiTBlock(dim, heads, mlp_ratio, cross_attention) for _ in range(depth))
         self.word_embed = nn.Linear(text_dim, dim) if cross_attention else None
+        self.text_tokens = nn.Linear(text_dim, dim) if text_to_tokens else None
         self.final = FinalLayer(dim, channels * patch_size**2)
         nn.init.xavier_uniform_(self.patch_embed.weight)
         nn.init.zeros_(self.patch_embed.bias)
         for m in (self.text_embed[0], self.text_embed[2]):
             nn.init.normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
+        if self.text_tokens is not None:
+            nn.init.normal_(self.text_tokens.weight, std=1.0)
+            nn.init.zeros_(self.text_tokens.bias)
         self._plans: dict[tuple[int, int, int], AttnPlan] = {}
 
     @classmethod
@@ -148,10 +161,13 @@ class TinyCausalStudent(nn.Module):
             if self.word_embed is not None:
                 raise ValueError("this student reads the prompt's words: give text as (B, words, text_dim) "
                                  "(text.kind=words), not one vector a prompt")
-            return TextCond(self.text_embed(text), None)
+            return TextCond(self.text_embed(text), None, self._tokens(text))
         pooled, mask = pool_words(text)
         words = (self.word_embed(text), mask) if self.word_embed is not None else None
-        return TextCond(self.text_embed(pooled), words)
+        return TextCond(self.text_embed(pooled), words, self._tokens(pooled))
+
+    def _tokens(self, prompt: Tensor) -> Optional[Tensor]:
+        return self.text_tokens(prompt) if self.text_tokens is not None else None
 
     def _run(
         self, x: Tensor, t_frames: Tensor, text_c: TextCond, frames: Tensor, *, plan: Optional[AttnPlan] = None,
@@ -164,6 +180,8 @@ class TinyCausalStudent(nn.Module):
         The last block computes only those frames; earlier ones only serve as keys/values there.
         """
         h = self.patch_embed(self._patchify(x)) + self.pos_embed.to(x.dtype)
+        if text_c.tokens is not None:
+            h = h + text_c.tokens[:, None, None]
         c = self.t_embed(t_frames) + text_c.c[:, None]
         rope = self.rope.cos_sin(frames, self.tokens_per_frame, h.dtype)
         last = len(self.blocks) - 1

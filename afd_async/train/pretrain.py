@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
-from afd_async.algo.losses import flow_matching_loss, noise_to
+from afd_async.algo.losses import flow_matching_loss, noise_to, x0_matching_loss
 from afd_async.algo.policy import EMA
 from afd_async.checkpoint import num_params, save_module
 from afd_async.config.root import RootConfig
@@ -76,7 +76,8 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
                 t = sample_t((p.batch_size, n_chunks), mode=cfg.algo.t_sampling, timesteps=s.timesteps, shift=s.shift, generator=g).to(device)
                 eps = torch.randn(x0.shape, generator=g).to(device)
                 x_t = noise_to(x0, t, eps)
-                loss = flow_matching_loss(model(x_t, t, text[idx], x0), x0, eps)
+                v = model(x_t, t, text[idx], x0)
+                loss = x0_matching_loss(v, x0, eps, t) if p.loss == "x0" else flow_matching_loss(v, x0, eps)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -94,7 +95,7 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
         except KeyboardInterrupt:
             print(f"pretrain: stopped after {done} of {p.steps} steps; saving", flush=True)
     meta = {"pretrain": {"steps": done, "planned_steps": p.steps, "batch_size": p.batch_size, "params": num_params(model), "init": p.init,
-                         "prompts": len(prompts), "num_prompts": p.num_prompts, "text_kind": cfg.text.kind,
+                         "prompts": len(prompts), "num_prompts": p.num_prompts, "text_kind": cfg.text.kind, "loss": p.loss,
                          "gravity_scale": p.gravity_scale, "restitution_scale": p.restitution_scale,
                          "friction_scale": p.friction_scale, "speed_scale": p.speed_scale}}
     return save_module(p.output, ema.module.cpu(), meta=meta)

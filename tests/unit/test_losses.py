@@ -17,6 +17,7 @@ from afd_async.algo.losses import (
     nft_loss,
     noise_to,
     ref_regulariser,
+    x0_matching_loss,
 )
 
 
@@ -151,6 +152,20 @@ def test_expand_chunk_t_and_noise_endpoints():
 def test_flow_matching_zero_at_true_velocity():
     x0, eps = torch.randn(2, 3, 4, 2, 2), torch.randn(2, 3, 4, 2, 2)
     assert flow_matching_loss(eps - x0, x0, eps).item() == 0.0
+
+
+def test_x0_loss_is_the_clean_prediction_error_and_v_loss_times_t_squared():
+    g = torch.Generator().manual_seed(0)
+    x0, eps, x0_hat = (torch.randn(2, 3, 4, 2, 2, generator=g) for _ in range(3))
+    t = torch.tensor([[0.2, 0.9], [0.5, 1.0]])
+    x_t = noise_to(x0, t, eps)
+    v = (x_t - x0_hat) / expand_chunk_t(t, 4)  # the velocity of a student whose clean prediction is x0_hat
+    assert x0_matching_loss(v, x0, eps, t).item() == pytest.approx((x0_hat - x0).pow(2).mean().item(), rel=1e-5)
+    # one chunk alone: the v loss divided by t^2
+    one = t[:, :1].clone().fill_(0.5)
+    v1 = v[:, :, :2]
+    assert x0_matching_loss(v1, x0[:, :, :2], eps[:, :, :2], one).item() == pytest.approx(
+        0.25 * flow_matching_loss(v1, x0[:, :, :2], eps[:, :, :2]).item(), rel=1e-6)
 
 
 def test_gan_generator_loss_pushes_fake_score_up():

@@ -42,11 +42,15 @@ def test_grammar_prompts_hold_out_the_eval_scenes() -> None:
 def test_pretrain_on_grammar_prompts_records_its_set(tmp_path) -> None:
     out = tmp_path / "s.safetensors"
     cfg = load_config(["text.kind=hash", "pretrain.num_prompts=12", "pretrain.seeds_per_prompt=1", "pretrain.steps=2",
-                       "pretrain.batch_size=2", "pretrain.render_workers=1", f"pretrain.output={out}"])
+                       "pretrain.batch_size=2", "pretrain.render_workers=1", f"pretrain.output={out}",
+                       "pretrain.loss=x0", "student.text_to_tokens=true"])
     assert len(pretrain_prompts(cfg)) == 12
     pretrain(cfg)
-    meta = read_checkpoint(out)[2]["pretrain"]
-    assert (meta["prompts"], meta["num_prompts"], meta["steps"], meta["text_kind"]) == (12, 12, 2, "hash")
+    _, config, meta = read_checkpoint(out)
+    meta = meta["pretrain"]
+    assert (meta["prompts"], meta["num_prompts"], meta["steps"], meta["text_kind"], meta["loss"]) == (
+        12, 12, 2, "hash", "x0")
+    assert config["text_to_tokens"] is True
     log = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 1] and all(r["loss"] > 0 for r in log)
 
@@ -56,3 +60,5 @@ def test_bad_pretrain_set_sizes_are_config_errors() -> None:
         load_config(["pretrain.num_prompts=0"])
     with pytest.raises(Exception, match="render_workers must be >= 0"):
         load_config(["pretrain.render_workers=-1"])
+    with pytest.raises(Exception, match=r"pretrain.loss: 'x1' is not one of \['v', 'x0'\]"):
+        load_config(["pretrain.loss=x1"])

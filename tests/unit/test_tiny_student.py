@@ -21,10 +21,10 @@ SMALL = dict(channels=3, height=16, width=16, chunk_frames=CF, patch_size=4, dim
 
 
 def _student(seed: int = 0, dtype: torch.dtype = torch.float32, randomize: bool = True,
-             cross_attention: bool = False) -> TinyCausalStudent:
+             cross_attention: bool = False, text_to_tokens: bool = False) -> TinyCausalStudent:
     """A small student; `randomize` replaces the adaLN-Zero zeros so every path carries signal."""
     torch.manual_seed(seed)
-    model = TinyCausalStudent(**SMALL, cross_attention=cross_attention).to(dtype)
+    model = TinyCausalStudent(**SMALL, cross_attention=cross_attention, text_to_tokens=text_to_tokens).to(dtype)
     if randomize:
         g = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
@@ -249,3 +249,24 @@ def test_cross_attention_student_refuses_one_vector_a_prompt_and_round_trips(tmp
     plain = _student()
     mean = _words()[:, :5].mean(1)
     torch.testing.assert_close(_rollout(plain, _words()), _rollout(plain, mean), atol=1e-5, rtol=0)
+
+
+def test_text_to_tokens_student_caches_reads_the_prompt_without_adaln_and_round_trips(tmp_path: Path):
+    model = _student(dtype=torch.float64, text_to_tokens=True)
+    text = _inputs(dtype=torch.float64)[2]
+    cached = _rollout(model, text, use_cache=True)
+    torch.testing.assert_close(cached, _rollout(model, text, use_cache=False), atol=1e-10, rtol=0)
+    # cut adaLN's prompt path: the token path alone still carries the prompt to the output (and without it, nothing)
+    x_t, t, _, clean = _inputs(dtype=torch.float64)
+    for student, moves in ((model, True), (_student(dtype=torch.float64), False)):
+        with torch.no_grad():
+            student.text_embed[2].weight.zero_()
+            student.text_embed[2].bias.zero_()
+            change = (student(x_t, t, text, clean) - student(x_t, t, text.flip(0), clean)).abs().max()
+        assert change > 1e-3 if moves else change < 1e-12
+    loaded, _ = load_module(save_module(tmp_path / "w.safetensors", model), TinyCausalStudent.from_config)
+    assert loaded.config["text_to_tokens"] is True
+    torch.testing.assert_close(_rollout(loaded.double().eval(), text), _rollout(model, text), atol=1e-6, rtol=0)
+    # a checkpoint saved before the option existed (no key in its config) rebuilds without the token path
+    old = {k: v for k, v in _student().config.items() if k != "text_to_tokens"}
+    assert TinyCausalStudent.from_config(old).text_tokens is None
