@@ -40,6 +40,10 @@ class ClusterConfig:
     # auto: an actor on the learner's host copies weights out of the learner's shared memory (/dev/shm), once, detected by
     # the host id in the announcements and a token in the segment; other hosts fetch over ZeroMQ. zmq: ZeroMQ for all
     weights_transport: Literal["auto", "zmq"] = "auto"
+    # same-host subscribers that copy a version while the learner is still writing it (the rest wait for the commit
+    # and copy after): each follower re-reads the segment at once, so many of them slow the learner's write
+    # (benchmarks/bench_weights.py --max-followers). null: half the host's cores
+    weights_max_followers: Optional[int] = None
     # data-parallel learners: N torchrun ranks per learner role (DDP; NCCL on GPUs, gloo on CPUs); train.batch_size must split evenly
     d_learner_ranks: int = 1  # discriminator learner processes (afd run starts them with torchrun when > 1)
     student_learner_ranks: int = 1  # student learner processes (afd run starts them with torchrun when > 1)
@@ -63,6 +67,9 @@ class ClusterConfig:
         if self.max_restarts < 0 or self.restart_window_s <= 0 or self.restart_backoff_s < 0 \
                 or self.restart_backoff_max_s < self.restart_backoff_s:
             raise ValueError("need max_restarts >= 0, restart_window_s > 0, 0 <= restart_backoff_s <= restart_backoff_max_s")
+        if self.weights_max_followers is not None and self.weights_max_followers < 0:
+            raise ValueError(f"weights_max_followers must be >= 0 or null (half the host's cores), got "
+                             f"{self.weights_max_followers}")
         if self.d_learner_ranks < 1 or self.student_learner_ranks < 1:
             raise ValueError("d_learner_ranks and student_learner_ranks must be >= 1")
         for role, frac in self.gpu_memory_fraction.items():

@@ -96,3 +96,10 @@ def test_cross_attention_needs_word_tokens_and_text_kinds_are_checked():
         load_config(["text.kind=bert"])
     cfg = load_config(["student.cross_attention=true", "text.kind=words", "text.max_words=20"])
     assert cfg.student.cross_attention and cfg.text.max_words == 20
+
+
+def test_weight_followers_bound_is_a_cluster_key():
+    assert load_config([]).cluster.weights_max_followers is None  # half the host's cores
+    assert load_config(["cluster.weights_max_followers=2"]).cluster.weights_max_followers == 2
+    with pytest.raises(ConfigError, match="weights_max_followers must be >= 0"):
+        load_config(["cluster.weights_max_followers=-1"])

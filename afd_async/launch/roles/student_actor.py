@@ -29,7 +29,8 @@ def run_student_actor(cfg: RootConfig) -> int:
     policy = make_rollout_policy(cfg.student, text.dim, device)  # Wan LoRA: the `old` adapter view; tiny: the student
     notify, fetch = weight_endpoints(cfg.cluster.student_learner_host, cfg.cluster.student_learner_port)
     curve = cluster_client_keys(cfg.cluster, "student-actor", "student-learner")
-    with WeightSubscriber(notify, fetch, curve=curve, shm=cfg.cluster.weights_transport == "auto") as sub, \
+    with WeightSubscriber(notify, fetch, curve=curve, shm=cfg.cluster.weights_transport == "auto",
+                          max_followers=cfg.cluster.weights_max_followers) as sub, \
             PairWriter(r, stream=keys.pairs, blob_ttl_s=cfg.replay.blob_ttl_s) as writer:
         actor = StudentActor(
             policy=policy, encode_text=text.encode, planner=planner, claims=make_claims(cfg, r, keys, planner),

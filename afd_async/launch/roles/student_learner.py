@@ -38,7 +38,7 @@ def run_student_learner(cfg: RootConfig) -> int:
                  else NullPublisher())
     with publisher as pub, \
             WeightSubscriber(d_notify, d_fetch, curve=cluster_client_keys(c, "student-learner", "d-learner"),
-                             shm=c.weights_transport == "auto") as d_sub, \
+                             shm=c.weights_transport == "auto", max_followers=c.weights_max_followers) as d_sub, \
             feed_client(cfg, "student-learner", 1, world.rank) as feed:
         learner = StudentLearner(updater=upd, d=d, d_subscriber=d_sub, publisher=pub, client=rc.redis, keys=rc.keys,
                                  encode_text=text.encode, run_seed=cfg.train.seed, warmup_groups=planner.warmup_groups,
