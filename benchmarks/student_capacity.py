@@ -28,6 +28,8 @@ matching on renderer clips, the recipe of the shipped base) and scored on the qu
                   the path on which `colour_overfit.py` paints each prompt's colour in 1000 steps (adaLN: never)
     tokens_true   the same on the true physics
     tokens_x0_weak / tokens_x0_true   tokens_* with the x0 loss (`pretrain.loss=x0`: every noise level weighs alike)
+    base_hash     the candidate new base: tokens_x0_weak at the base's 6000 steps (cosine schedule run to its end)
+    base_minilm   the same with MiniLM's sentence embedding (the default text encoder) in place of the bag of words
 
 The base gets colours, shapes and start positions of the prompt's objects wrong (a yellow block rendered as an
 orange ball, a white square as a green smear), so the physics score cannot find them (detected ~0.5). The hash
@@ -109,6 +111,8 @@ VARIANTS = {
         Variant("tokens_true", 10000, (*GRAMMAR, *TRUE_PHYSICS), tuple(TOKENS)),
         Variant("tokens_x0_weak", 10000, (*GRAMMAR, "pretrain.loss=x0"), tuple(TOKENS)),
         Variant("tokens_x0_true", 10000, (*GRAMMAR, *TRUE_PHYSICS, "pretrain.loss=x0"), tuple(TOKENS)),
+        Variant("base_hash", 6000, (*GRAMMAR, "pretrain.loss=x0"), tuple(TOKENS)),
+        Variant("base_minilm", 6000, (*GRAMMAR, "pretrain.loss=x0"), ("student.text_to_tokens=true",)),
     )
 }
 
@@ -341,6 +345,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "seeds": args.seeds,
             "prompts": args.prompts, "scale": args.scale,
             "steps": {v.name: max(1, round(v.steps * args.scale)) for v in variants}}
+    if args.score_only and (args.work / "train.json").is_file():  # written where they were trained (a GPU machine)
+        meta["trained"] = json.loads((args.work / "train.json").read_text())
     if not args.score_only:
         meta["train_seconds"] = train(variants, args.work, scale=args.scale, device=args.device, jobs=args.jobs,
                                       extra=args.override, deadline_s=args.deadline_s)
