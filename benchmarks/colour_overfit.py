@@ -8,10 +8,10 @@ of frame 0. A hit is the palette colour nearest in hue (direction
 from the background) being the prompt's colour: chance 1/8, the teacher's own frame 8/8. The last probe prints
 each prompt's predicted and teacher mean colour in that region.
 
-    python benchmarks/colour_overfit.py --steps 300                      # MiniLM, the pretraining (v-space) loss
+    python benchmarks/colour_overfit.py --steps 1000 --text-kind hash    # today's student: the prompt on the token path
+    python benchmarks/colour_overfit.py --steps 300 --set student.text_to_tokens=false   # adaLN only (MiniLM, v loss)
     python benchmarks/colour_overfit.py --steps 300 --loss x0            # the same error in x0 units
     python benchmarks/colour_overfit.py --text-kind words --steps 300    # word tokens + cross-attention
-    python benchmarks/colour_overfit.py --set student.text_to_tokens=true # the prompt on the token path too
     python benchmarks/colour_overfit.py --device cuda --steps 3000 --json out.json --set ...   # one row of a sweep
 """
 

@@ -14,16 +14,17 @@ if [ -d "$whl" ]; then
 fi
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 tok=student.text_to_tokens=true
+adaln=student.text_to_tokens=false  # the student before the token path (the default since 2026-12-07)
 run() {  # name, then colour_overfit arguments
   local name=$1; shift
   python3 benchmarks/colour_overfit.py --device cuda --steps "$steps" --every 250 --json "$out/$name.json" "$@" \
     > "$out/$name.log" 2>&1 &
 }
-run adaln_v       --text-kind hash
-run adaln_x0      --text-kind hash --loss x0
+run adaln_v       --text-kind hash --set $adaln
+run adaln_x0      --text-kind hash --loss x0 --set $adaln
 run tokens_v      --text-kind hash --set $tok
 run tokens_x0     --text-kind hash --loss x0 --set $tok
-run words_v       --text-kind words
+run words_v       --text-kind words --set $adaln
 run words_tok_x0  --text-kind words --loss x0 --set $tok
 run tokens_v_lr1e3 --text-kind hash --lr 1e-3 --set $tok
 wait

@@ -62,8 +62,9 @@ class StudentConfig:
     # prompt vector in adaLN: issue 15 measured the adaLN-only student ignoring the colour word (benchmarks)
     cross_attention: bool = False
     # the prompt vector, through one linear layer, also added to every patch token at the input (see
-    # TinyCausalStudent): the path on which a fresh student learns the colour word in minutes, not never
-    text_to_tokens: bool = False
+    # TinyCausalStudent): the path on which a fresh student learns the colour word in minutes, not never; the
+    # shipped student has it (a checkpoint saved before the option existed has not: set false to load one)
+    text_to_tokens: bool = True
     timesteps: list[int] = field(default_factory=lambda: [1000, 750, 500, 250])  # denoising steps per chunk (of 1000)
     shift: float = 3.0  # schedule shift: t' = s*t / (1 + (s-1)*t); Self-Forcing uses 5 for Wan, 3 keeps the tiny student's last step less noisy
     checkpoint: Optional[str] = None  # path to a safetensors checkpoint to start from ("pretrained" = the shipped one)

@@ -57,8 +57,11 @@ def student_kwargs(cfg: StudentConfig, text_dim: int) -> dict[str, Any]:
     )
 
 
-def make_student(cfg: StudentConfig, text_dim: int, device: str | torch.device = "cpu") -> nn.Module:
-    """The student on `device`; from `cfg.checkpoint` if set (its saved architecture must match the config).
+def make_student(cfg: StudentConfig, text_dim: int, device: str | torch.device = "cpu", *,
+                 text_kind: Optional[str] = None) -> nn.Module:
+    """The student on `device`; from `cfg.checkpoint` if set (its saved architecture must match the config, and
+    the prompts' encoder `text_kind` the one it was pretrained on, where its meta records it: a student fed
+    another encoder's vectors of the same size would run and draw nothing its prompts say).
 
     The tiny student is built on CPU and then moved, so its initial weights (global RNG draws) are
     the same on every device; the Wan student is built on `device` directly (1.3B parameters).
@@ -69,7 +72,11 @@ def make_student(cfg: StudentConfig, text_dim: int, device: str | torch.device =
     if cfg.checkpoint is None:
         return TinyCausalStudent(**student_kwargs(cfg, text_dim)).to(device)
     path = resolve_checkpoint(cfg.checkpoint)
-    model, _meta = load_module(path, TinyCausalStudent.from_config)
+    model, meta = load_module(path, TinyCausalStudent.from_config)
+    trained_on = (meta.get("pretrain") or {}).get("text_kind")
+    if text_kind is not None and trained_on is not None and trained_on != text_kind:
+        raise CheckpointError(f"student checkpoint {path} was pretrained on text.kind={trained_on} prompt vectors, "
+                              f"config asks for text.kind={text_kind}: set text.kind={trained_on} or pretrain anew")
     want = student_kwargs(cfg, text_dim)
     got = {k: model.config.get(k) for k in want}
     diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
@@ -87,13 +94,14 @@ def make_student_policies(cfg: StudentConfig, student: nn.Module, *, eval_ema: f
     return CopyPolicies(student, eval_ema=eval_ema)
 
 
-def make_rollout_policy(cfg: StudentConfig, text_dim: int, device: str | torch.device = "cpu") -> nn.Module:
+def make_rollout_policy(cfg: StudentConfig, text_dim: int, device: str | torch.device = "cpu", *,
+                        text_kind: Optional[str] = None) -> nn.Module:
     """What a student actor rolls out: a module whose `load_state_dict` takes the learner's published θ_old.
 
     Tiny (and Wan full finetune): the student itself. Wan LoRA: the `old` view of LoRA policies on the
     base, so the published weights are the `old` adapter's tensors only.
     """
-    student = make_student(cfg, text_dim, device)
+    student = make_student(cfg, text_dim, device, text_kind=text_kind)
     if cfg.kind == "wan" and cfg.wan.finetune == "lora":
         return make_student_policies(cfg, student).old
     return student

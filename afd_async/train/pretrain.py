@@ -54,7 +54,8 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
     if p.init is None:
         model = TinyCausalStudent(**student_kwargs(s, text_enc.dim)).to(device)
     else:  # a fine-tune: the checkpoint's architecture must match `student` (make_student says which key differs)
-        model = make_student(dataclasses.replace(s, checkpoint=p.init), text_enc.dim, device)
+        model = make_student(dataclasses.replace(s, checkpoint=p.init), text_enc.dim, device,
+                             text_kind=cfg.text.kind)
     ema = EMA(model, 0.995)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(

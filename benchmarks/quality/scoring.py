@@ -99,7 +99,7 @@ class QualityScorer:
     def load_student(self, checkpoint: str | Path | None) -> torch.nn.Module:
         """The configured pretrained student (None) or a run's saved policy (`student_ema` / `student_final`)."""
         if checkpoint is None:
-            return make_student(self.cfg.student, self.text_encoder.dim)
+            return make_student(self.cfg.student, self.text_encoder.dim, text_kind=self.cfg.text.kind)
         from afd_async.models.tiny_student import TinyCausalStudent
 
         model, _ = load_module(checkpoint, TinyCausalStudent.from_config)

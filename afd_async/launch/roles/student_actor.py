@@ -26,7 +26,8 @@ def run_student_actor(cfg: RootConfig) -> int:
     r, keys = rc.redis, rc.keys
     planner = make_planner(cfg)
     text = make_text_encoder(cfg.text, cfg.student, device=str(device))  # embeddings come back on CPU
-    policy = make_rollout_policy(cfg.student, text.dim, device)  # Wan LoRA: the `old` adapter view; tiny: the student
+    # Wan LoRA: the `old` adapter view; tiny: the student
+    policy = make_rollout_policy(cfg.student, text.dim, device, text_kind=cfg.text.kind)
     notify, fetch = weight_endpoints(cfg.cluster.student_learner_host, cfg.cluster.student_learner_port)
     curve = cluster_client_keys(cfg.cluster, "student-actor", "student-learner")
     with WeightSubscriber(notify, fetch, curve=curve, shm=cfg.cluster.weights_transport == "auto",
