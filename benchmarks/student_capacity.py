@@ -37,7 +37,8 @@ The base gets colours, shapes and start positions of the prompt's objects wrong 
 orange ball, a white square as a green smear), so the physics score cannot find them (detected ~0.5). The hash
 rows test whether that is the sentence embedding (every prompt of this grammar lies close to every other in
 MiniLM's space) rather than the network. Every row also gets the colour probe (`colour_probe`): does its
-prediction from pure noise paint the prompt's colour where the teacher's object is? (2026-12-07: no row does.)
+prediction from pure noise paint the prompt's colour where the teacher's object is? (2026-12-07: no adaLN-only row
+does; the token-path rows do, 0.79-1.00.)
 
 Rows are compared with the base by paired bootstrap over (seed, prompt) cells. A variant below the base and
 below `static` (1.0) says the architecture can show the physics and the RL update is what fails; a variant at
