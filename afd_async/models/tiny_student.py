@@ -77,11 +77,11 @@ class TinyCausalStudent(nn.Module):
         cross_attention: every block also attends to the word tokens (text must be `(B, T, text_dim)`).
         text_to_tokens: the prompt vector (the word mean for word tokens), through one linear layer, is also added
             to every patch token at the input. adaLN alone reads the prompt only through a per-channel modulation
-            of a condition dominated by the noise level, and from a fresh init it learns the colour word too slowly
-            to matter (issue 15: 1200 steps of fitting 8 prompts that differ only in colour still paint one mean
-            colour); on the token path the same fit paints each prompt's colour in 200 steps
-            (`benchmarks/colour_overfit.py`). Its weights start at std 1 so the (unit-norm) prompt enters on the
-            scale of a patch embedding, not at zero.
+            of a condition dominated by the noise level, and from a fresh init it does not learn the colour word
+            (issue 15: 3000 steps of fitting 8 prompts that differ only in colour still paint one mean colour at
+            t = 1); on the token path the same fit paints each prompt's colour by step 1000
+            (`benchmarks/colour_overfit.py`, `results/colour_sweep_h100.json`). Its weights start at std 1 so the
+            (unit-norm) prompt enters on the scale of a patch embedding, not at zero.
         max_frames: longest clip `rollout` accepts (time positions are RoPE, so
             this is a guard on memory, not a table size).
         prediction: what the output layer predicts. `x0` (default): the clean

@@ -10,7 +10,7 @@ moves it towards the teacher's physics.
     for step in range(steps):
         x0     = set[a batch of (prompt, seed) drawn from the step's seed]
         t, ε   per chunk;  x_t = (1 − t)·x0 + t·ε
-        loss   = ‖v_θ(x_t, t, text, clean = x0) − (ε − x0)‖²
+        loss   = ‖t·(v_θ(x_t, t, text, clean = x0) − (ε − x0))‖²   (pretrain.loss=x0; `v`: without the t)
 """
 
 from __future__ import annotations

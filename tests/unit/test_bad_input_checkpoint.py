@@ -73,3 +73,17 @@ def test_round_trip_rebuilds_from_its_own_config(tmp_path: Path) -> None:
     path = save_module(tmp_path / "n.safetensors", net, meta={"step": 9})
     got, meta = load_module(path, lambda cfg: Net(**cfg))
     assert meta == {"step": 9} and got.config == {"width": 6} and _same(got, net)
+
+
+def test_student_pretrained_on_another_text_encoder_is_refused_by_name() -> None:
+    from afd_async.config import load_config
+    from afd_async.models.factory import make_student
+
+    cfg = load_config([])  # the shipped student, pretrained on text.kind=hash prompt vectors
+    assert make_student(cfg.student, 384, text_kind="hash").text_tokens is not None
+    with pytest.raises(CheckpointError, match=r"pretrained on text\.kind=hash prompt vectors, config asks for "
+                                              r"text\.kind=minilm: set text\.kind=hash"):
+        make_student(cfg.student, 384, text_kind="minilm")  # same 384-d vectors: it would run, reading nothing
+    old = load_config(["student.text_to_tokens=false"])
+    with pytest.raises(CheckpointError, match="trained with text_to_tokens=True, config asks for text_to_tokens=False"):
+        make_student(old.student, 384, text_kind="hash")

@@ -23,7 +23,8 @@ from afd_async.transport import WeightPublisher
 
 def run_d_learner(cfg: RootConfig) -> int:
     rc, world, device, planner, text = start_learner(cfg, "d-learner", cfg.cluster.d_learner_ranks)
-    make_student(cfg.student, text.dim, device, text_kind=cfg.text.kind)  # same global RNG draws as the sync loop before D is built
+    # same global RNG draws as the sync loop before D is built
+    make_student(cfg.student, text.dim, device, text_kind=cfg.text.kind)
     d = make_discriminator(cfg.discriminator, text.dim, device)
     upd = make_discriminator_updater(cfg, d, dist=world)
     probe_log = MetricLog(Path(cfg.train.output_dir) / "metrics.jsonl") if world.is_main and cfg.train.d_probe_every else None
