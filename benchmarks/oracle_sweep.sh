@@ -29,3 +29,9 @@ run k4_lr1e-4_null algo.rollouts_per_prompt=4 algo.lr_student=1e-4 algo.adv_clip
 run k2_lr1e-4 algo.rollouts_per_prompt=2 algo.lr_student=1e-4
 run k2_lr1e-4_null algo.rollouts_per_prompt=2 algo.lr_student=1e-4 algo.adv_clip=1e6
 run k4_s100 algo.rollouts_per_prompt=4 train.steps=100
+# longer runs, each next to its null twin (added 2026-12-07 with the new base, where K=4 x 100 steps moved first)
+run k4_s100_null algo.rollouts_per_prompt=4 train.steps=100 algo.adv_clip=1e6
+run k4_lr3e-5_s100 algo.rollouts_per_prompt=4 algo.lr_student=3e-5 train.steps=100
+run k4_lr3e-5_s100_null algo.rollouts_per_prompt=4 algo.lr_student=3e-5 train.steps=100 algo.adv_clip=1e6
+run k4_s300 algo.rollouts_per_prompt=4 train.steps=300
+run k4_s300_null algo.rollouts_per_prompt=4 train.steps=300 algo.adv_clip=1e6
