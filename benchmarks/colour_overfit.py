@@ -8,10 +8,10 @@ of frame 0. A hit is the palette colour nearest in hue (direction
 from the background) being the prompt's colour: chance 1/8, the teacher's own frame 8/8. The last probe prints
 each prompt's predicted and teacher mean colour in that region.
 
-    python benchmarks/colour_overfit.py --steps 1000 --text-kind hash    # today's student: the prompt on the token path
-    python benchmarks/colour_overfit.py --steps 300 --set student.text_to_tokens=false   # adaLN only (MiniLM, v loss)
-    python benchmarks/colour_overfit.py --steps 300 --loss x0            # the same error in x0 units
-    python benchmarks/colour_overfit.py --text-kind words --steps 300    # word tokens + cross-attention
+    python benchmarks/colour_overfit.py --steps 1000                     # today's student: the prompt on the token path
+    python benchmarks/colour_overfit.py --steps 1000 --set student.text_to_tokens=false  # adaLN only: never
+    python benchmarks/colour_overfit.py --steps 1000 --loss x0           # the pretraining's loss (x0 units)
+    python benchmarks/colour_overfit.py --text-kind words --steps 300 --set student.text_to_tokens=false  # cross-attn
     python benchmarks/colour_overfit.py --device cuda --steps 3000 --json out.json --set ...   # one row of a sweep
 """
 
@@ -37,10 +37,10 @@ NAMES = list(PALETTE)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--text-kind", default="minilm", choices=["minilm", "hash", "words"])
+    ap.add_argument("--text-kind", default="hash", choices=["minilm", "hash", "words"])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--loss", default="v", choices=["v", "x0"], help="v: the pretraining loss; x0: times t^2")
+    ap.add_argument("--loss", default="v", choices=["v", "x0"], help="v: flow matching; x0: times t^2 (pretraining's)")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--every", type=int, default=100, help="probe every this many steps")
     ap.add_argument("--device", default="cpu")
