@@ -10,10 +10,11 @@
 set -uo pipefail
 out=${1:-outputs/oracle_sweep}
 mkdir -p "$out"
-common=(experiment=quality_cpu algo=oracle train.eval_prompts=40 train.eval_every=1000)
-run() {
+common=(experiment=quality_cpu train.eval_prompts=40 train.eval_every=1000)
+run() {  # name, then overrides of the oracle row (or of the row ALGO names)
   local name=$1; shift
-  [ -f "$out/$name/summary.json" ] || afd sync "${common[@]}" "$@" train.output_dir="$out/$name" > "$out/$name.log" 2>&1
+  [ -f "$out/$name/summary.json" ] || afd sync "${common[@]}" "algo=${ALGO:-oracle}" "$@" train.output_dir="$out/$name" \
+    > "$out/$name.log" 2>&1
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"{sys.argv[2]:>16}  {d['start']['physics_score']:.3f} -> {d['final']['physics_score']:.3f} [{d['final']['physics_score_ci_low']:.3f}, {d['final']['physics_score_ci_high']:.3f}]\")" "$out/$name/summary.json" "$name"
 }
 run k1 algo.rollouts_per_prompt=1
@@ -35,3 +36,8 @@ run k4_lr3e-5_s100 algo.rollouts_per_prompt=4 algo.lr_student=3e-5 train.steps=1
 run k4_lr3e-5_s100_null algo.rollouts_per_prompt=4 algo.lr_student=3e-5 train.steps=100 algo.adv_clip=1e6
 run k4_s300 algo.rollouts_per_prompt=4 train.steps=300
 run k4_s300_null algo.rollouts_per_prompt=4 train.steps=300 algo.adv_clip=1e6
+# AFD and frozen-D (D learnt, D frozen after warm-up) where the oracle moves: how much of the oracle's gain D gives
+ALGO=afd run afd_k4_s100 algo.rollouts_per_prompt=4 train.steps=100
+ALGO=frozen_d run frozen_d_k4_s100 algo.rollouts_per_prompt=4 train.steps=100
+ALGO=afd run afd_k4_s300 algo.rollouts_per_prompt=4 train.steps=300
+ALGO=frozen_d run frozen_d_k4_s300 algo.rollouts_per_prompt=4 train.steps=300
