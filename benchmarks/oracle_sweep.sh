@@ -41,3 +41,6 @@ ALGO=afd run afd_k4_s100 algo.rollouts_per_prompt=4 train.steps=100
 ALGO=frozen_d run frozen_d_k4_s100 algo.rollouts_per_prompt=4 train.steps=100
 ALGO=afd run afd_k4_s300 algo.rollouts_per_prompt=4 train.steps=300
 ALGO=frozen_d run frozen_d_k4_s300 algo.rollouts_per_prompt=4 train.steps=300
+# the D that passes more probes (temporal negatives in its BT loss + the order-reading head) at the same settings
+ALGO=afd run afd_physd_k4_s100 algo.rollouts_per_prompt=4 train.steps=100 algo.d_temporal_negatives=true discriminator.temporal_head=true
+ALGO=afd run afd_physd_k4_s300 algo.rollouts_per_prompt=4 train.steps=300 algo.d_temporal_negatives=true discriminator.temporal_head=true
