@@ -8,15 +8,16 @@
 # trains its seeds (every trained row, plus the D-ablation variant of AFD), scores them there (the
 # per-run score caches of benchmarks/quality.py) or packs them with their EMA checkpoints into
 # $OUT/runs_<seeds>.tar.part*. Here, `cat runs_*.tar.part* | tar xf -` for every call, then run
-#   python benchmarks/quality.py --size gpu --work <folder> --score-only --override text.cache_dir=...
+#   python benchmarks/quality.py --size gpu --work <folder> --score-only
 # which scores base and the reference rows and reads the trained rows from their caches.
 #
-# The device has no network and no Hydra/PyAV/tenacity: their wheels travel in .whl/ (bash benchmarks/device_wheels.sh),
-# and the MiniLM embeddings of every prompt in outputs/quality_text_cache (no sentence-encoder download).
+# The device has no network and no Hydra/PyAV/tenacity: their wheels travel in .whl/ (bash benchmarks/device_wheels.sh;
+# leave out the diffusers and peft wheels, which these runs do not use: the tree and all of .whl pass the 64 MiB a
+# call carries). The prompts are embedded by the bag of words (`text.kind=hash`, the default): no encoder download.
 # The device copies the working tree as it is; when others edit it, run from a committed snapshot instead:
-#   git archive HEAD -- . ':!benchmarks/results' > outputs/snap.tar     # here; carry it with .whl and the cache
-#   mkdir /tmp/s && tar xf outputs/snap.tar -C /tmp/s && cp -r .whl /tmp/s/ && mkdir -p /tmp/s/outputs \
-#     && cp -r outputs/quality_text_cache /tmp/s/outputs/ && cd /tmp/s && bash benchmarks/quality_device.sh 0 1
+#   git archive HEAD -- . ':!benchmarks/results' > outputs/snap.tar     # here; carry it with .whl
+#   mkdir /tmp/s && tar xf outputs/snap.tar -C /tmp/s && cp -r .whl /tmp/s/ && cd /tmp/s \
+#     && bash benchmarks/quality_device.sh 0 1
 set -uo pipefail
 seeds=("$@")
 tag=$(IFS=_; echo "${seeds[*]}")
@@ -29,7 +30,7 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1
-common=(--size gpu --seeds "${seeds[@]}" --override text.cache_dir=outputs/quality_text_cache --override train.device=cuda)
+common=(--size gpu --seeds "${seeds[@]}" --override train.device=cuda)
 # D that should see physics: temporal negatives in its BT loss and the order-reading, prompt-before-pooling head
 physd=(--override algo.d_temporal_negatives=true --override discriminator.temporal_head=true)
 # Training stops at TRAIN_DEADLINE_S (default 400 s) so what finished is still packed inside the call's limit.

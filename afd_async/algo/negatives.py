@@ -13,12 +13,18 @@ wrong prompt. DESIGN.md §2.2 uses them twice:
 Every corruption is a function of the clip and an explicit `torch.Generator` (drawn on CPU), so the
 sync loop and the async D learner, which seed it from `step_generator(seed, calls, ...)`, build the
 same negatives. Videos are `(B, C, F, H, W)`; time is dim 2.
+
+A prompt swap inside the batch needs two prompts in it. With K rollouts per prompt and K = batch size
+(the setting where the update moves the student, issue 15) every row has the same prompt, and the
+in-batch swap had no valid row: D never learnt to read its prompt. `PromptBank` keeps the last prompts
+D was trained on, so such rows get a wrong prompt from earlier batches instead.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -122,9 +128,63 @@ def prompt_derangement(prompts: Sequence[str], generator: torch.Generator, *, tr
     return perm, valid
 
 
+class PromptBank:
+    """The last `capacity` distinct prompts D was trained on, with their embeddings (kept on CPU).
+
+    Wrong prompts for the rows of a prompt swap that the batch itself cannot give (a batch of one prompt).
+    Insertion-ordered, oldest dropped first, so a draw depends only on the batches seen and the generator:
+    the sync loop and the D learner, which see the same batches in the same order, draw the same prompts.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        if capacity < 1:
+            raise ValueError(f"a prompt bank holds at least one prompt, got capacity {capacity}")
+        self.capacity = capacity
+        self._entries: collections.OrderedDict[str, torch.Tensor] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, prompts: Sequence[str], text: torch.Tensor) -> None:
+        """Remember each row's prompt and embedding (a prompt seen again moves to the newest end)."""
+        if text.shape[0] != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {text.shape[0]} embeddings")
+        rows = text.detach().to("cpu", torch.float32)
+        for prompt, row in zip(prompts, rows):
+            self._entries.pop(prompt, None)
+            self._entries[prompt] = row.clone()
+            if len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def draw(self, avoid: str, generator: torch.Generator) -> Optional[tuple[str, torch.Tensor]]:
+        """A remembered prompt other than `avoid` and its embedding; None when there is none."""
+        others = [p for p in self._entries if p != avoid]
+        if not others:
+            return None
+        pick = others[int(torch.randint(len(others), (1,), generator=generator))]
+        return pick, self._entries[pick]
+
+    def state_dict(self) -> dict[str, Any]:
+        """`{"prompts": [...], "text": (N, D)}`; no `text` when empty (a zero-row tensor has no dim to keep)."""
+        out: dict[str, Any] = {"prompts": list(self._entries)}
+        if self._entries:
+            out["text"] = torch.stack(list(self._entries.values()))
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        prompts = list(state.get("prompts", []))
+        self._entries.clear()
+        if prompts:
+            self.add(prompts, state["text"])
+
+
 def make_negative(kind: NegativeKind, video: torch.Tensor, text: torch.Tensor, prompts: Sequence[str],
-                  generator: torch.Generator) -> Negative:
-    """The `kind` corruption of teacher clips `video` `(B, C, F, H, W)` for `prompts` (embedded as `text`)."""
+                  generator: torch.Generator, bank: Optional[PromptBank] = None) -> Negative:
+    """The `kind` corruption of teacher clips `video` `(B, C, F, H, W)` for `prompts` (embedded as `text`).
+
+    A prompt swap's rows left on their own prompt (the batch repeats it) take a wrong prompt from `bank`
+    where one is given and holds another prompt; they stay invalid otherwise.
+    """
     prompts = list(prompts)
     all_rows = torch.ones(video.shape[0], dtype=torch.bool)
     if kind == "shuffled":
@@ -135,7 +195,17 @@ def make_negative(kind: NegativeKind, video: torch.Tensor, text: torch.Tensor, p
         return Negative(kind, drop_repeat_frames(video, generator), text, prompts, all_rows)
     if kind == "prompt_swap":
         perm, valid = prompt_derangement(prompts, generator)
-        return Negative(kind, video, text[perm.to(text.device)], [prompts[int(j)] for j in perm], valid)
+        swapped_text = text[perm.to(text.device)]
+        swapped = [prompts[int(j)] for j in perm]
+        if bank is not None and not bool(valid.all()):
+            swapped_text = swapped_text.clone()
+            for i in torch.nonzero(~valid).flatten().tolist():
+                drawn = bank.draw(prompts[i], generator)
+                if drawn is not None:
+                    swapped[i] = drawn[0]
+                    swapped_text[i] = drawn[1].to(swapped_text.device, swapped_text.dtype)
+                    valid[i] = True
+        return Negative(kind, video, swapped_text, swapped, valid)
     raise ValueError(f"unknown negative kind {kind!r}; known: {', '.join(NEGATIVE_KINDS)}")
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from afd_async.algo.losses import bt_accuracy, bt_loss
-from afd_async.algo.negatives import Negative, NegativeKind, make_negative, negatives_bt_loss
+from afd_async.algo.negatives import Negative, NegativeKind, PromptBank, make_negative, negatives_bt_loss
 from afd_async.parallel.dist import DistContext, reduce_metrics, wrap_ddp
 from afd_async.train.batch import PairBatch
 from afd_async.train.seeding import step_generator
@@ -53,7 +53,9 @@ class DiscriminatorUpdater:
     the instance noise) corrupted by each kind are extra losers vs the real teacher clip,
     L_D = L_BT(teacher, student) + negative_weight · mean_kind L_BT(teacher, corrupted), each kind's draws from
     `step_generator(noise_seed, calls, "d_negatives:<kind>:<rank>")`, so the sync loop and the D learner agree.
-    `d_acc` and the `max_accuracy` gate stay about (teacher, student) pairs.
+    `d_acc` and the `max_accuracy` gate stay about (teacher, student) pairs. A prompt swap's rows that the batch
+    cannot give another prompt (K = batch size) take one from the prompts of earlier calls (`PromptBank`, kept in
+    the state dict so a resumed learner draws what the first attempt drew).
 
     R1 (opt-in, `r1_gamma` > 0): L_D += r1_gamma / 2 · mean_b ‖∇_x D(x_teacher,b)‖², the gradient taken at the
     (noised) teacher clips the BT loss scores, as in Mescheder et al. 2018 for the real samples. Needs a double
@@ -75,6 +77,7 @@ class DiscriminatorUpdater:
         self.opt = torch.optim.AdamW(d.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
         self.instance_noise, self.max_accuracy, self.noise_seed = instance_noise, max_accuracy, noise_seed
         self.negatives, self.negative_weight = tuple(negatives), negative_weight
+        self.prompt_bank = PromptBank()
         self.steps = 0
         self.calls = 0  # `step` calls, skipped or not: the noise generator's step index
         self.skipped = 0
@@ -98,9 +101,13 @@ class DiscriminatorUpdater:
 
     def _negatives(self, teacher: torch.Tensor, batch: PairBatch) -> list[Negative]:
         """This call's corruptions of the (noised) teacher clips, one CPU generator per kind."""
-        return [make_negative(kind, teacher, batch.text, batch.prompts,
-                              step_generator(self.noise_seed, self.calls, f"d_negatives:{kind}:{self.dist.rank}"))
+        negs = [make_negative(kind, teacher, batch.text, batch.prompts,
+                              step_generator(self.noise_seed, self.calls, f"d_negatives:{kind}:{self.dist.rank}"),
+                              bank=self.prompt_bank)
                 for kind in self.negatives]
+        if "prompt_swap" in self.negatives:
+            self.prompt_bank.add(batch.prompts, batch.text)
+        return negs
 
     def _skip(self, acc: float) -> bool:
         """Whether D is too sure of this batch to learn from it (all ranks decide on the global accuracy)."""
@@ -182,7 +189,7 @@ class DiscriminatorUpdater:
 
     def state_dict(self) -> dict[str, Any]:
         return {"d": self.d.state_dict(), "opt": self.opt.state_dict(), "steps": self.steps, "calls": self.calls,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "prompt_bank": self.prompt_bank.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.d.load_state_dict(state["d"])
@@ -190,3 +197,4 @@ class DiscriminatorUpdater:
         self.steps = int(state["steps"])
         self.calls = int(state.get("calls", self.steps))  # checkpoints from before `calls`: one call per step
         self.skipped = int(state.get("skipped", 0))
+        self.prompt_bank.load_state_dict(state.get("prompt_bank", {}))  # checkpoints from before the bank: empty

@@ -75,7 +75,9 @@ def write_results(*, args: argparse.Namespace, plan: Plan, cfg: RootConfig, scor
     afd_probes = [r.probes for r in runs if r.row.name == "AFD" and not r.error]
     probes: dict[str, Any] = mean_probes(afd_probes, PROBE_KEYS)
     probes["per_seed"] = {str(r.seed): r.probes for r in runs if r.row.name == "AFD" and not r.error}
-    teacher_budget = (cfg.algo.d_warmup_steps + cfg.train.steps) * cfg.train.batch_size
+    # K rollouts of a prompt share its teacher clip (train/plan.py): batch // K teacher clips a step
+    teacher_budget = (cfg.algo.d_warmup_steps + cfg.train.steps) * max(1, cfg.train.batch_size
+                                                                       // cfg.algo.rollouts_per_prompt)
     result = {
         "commit": commit, "size": args.size, "device": device_of(runs), "seeds": list(plan.seeds),
         "prompts": scorer.prompts, "lengths": lengths, "probes": probes,

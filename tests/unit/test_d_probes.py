@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afd_async.algo.negatives import (drop_repeat_frames, make_negative, negatives_bt_loss, prompt_derangement,
-                                      reverse_frames, shuffle_frames)
+from afd_async.algo.negatives import (PromptBank, drop_repeat_frames, make_negative, negatives_bt_loss,
+                                      prompt_derangement, reverse_frames, shuffle_frames)
 from afd_async.config import load_config
 from afd_async.config.convert import ConfigError
 from afd_async.eval.d_probes import DProbeResult, error_spearman, probe_discriminator, spearman
@@ -134,6 +134,46 @@ def test_prompt_derangement_avoids_the_own_prompt_where_it_can() -> None:
     assert bool(valid.all()) and all(["a", "a", "b", "b"][j] != p for j, p in zip(perm.tolist(), "aabb"))
     _, valid = prompt_derangement(["a", "a"], g)  # one prompt: nothing to swap to
     assert not bool(valid.any())
+
+
+def test_prompt_bank_gives_a_batch_of_one_prompt_wrong_prompts() -> None:
+    video = torch.rand(3, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = torch.tensor([[1.0], [1.0], [1.0]])
+    alone = make_negative("prompt_swap", video, text, ["a"] * 3, torch.Generator().manual_seed(0))
+    assert not bool(alone.valid.any())  # K = batch size: the batch has no other prompt
+    bank = PromptBank(capacity=2)
+    bank.add(["a", "b", "c"], torch.tensor([[1.0], [2.0], [3.0]]))  # capacity 2: "a" is dropped, oldest first
+    assert len(bank) == 2 and bank.draw("b", torch.Generator()) == ("c", pytest.approx(torch.tensor([3.0])))
+    neg = make_negative("prompt_swap", video, text, ["a"] * 3, torch.Generator().manual_seed(0), bank=bank)
+    assert bool(neg.valid.all()) and set(neg.prompts) <= {"b", "c"}
+    assert torch.equal(neg.text[:, 0], torch.tensor([{"b": 2.0, "c": 3.0}[p] for p in neg.prompts]))
+    assert torch.equal(neg.video, video) and torch.equal(text, torch.ones(3, 1))  # the batch itself is untouched
+    again = make_negative("prompt_swap", video, text, ["a"] * 3, torch.Generator().manual_seed(0), bank=bank)
+    assert again.prompts == neg.prompts  # the draw is the generator's
+    assert PromptBank().draw("a", torch.Generator()) is None
+    restored = PromptBank()
+    restored.load_state_dict(bank.state_dict())
+    state = restored.state_dict()
+    assert state["prompts"] == ["b", "c"] and torch.equal(state["text"], bank.state_dict()["text"])
+    with pytest.raises(ValueError, match="2 prompts but 1 embeddings"):
+        bank.add(["x", "y"], torch.zeros(1, 1))
+
+
+def test_updater_swaps_prompts_across_batches_of_one_prompt() -> None:
+    """K = batch size: the second call's prompt swap scores the clip for the first call's prompt, and it counts."""
+    teacher = torch.tensor([0.0, 1.0])[None, None, :, None, None].expand(2, 3, 2, 4, 4).clone()
+    batches = [PairBatch(prompt_ids=[p, p], prompts=[p, p], text=torch.full((2, 1), t), teacher=teacher,
+                         student=torch.zeros(2, 3, 2, 4, 4)) for p, t in (("p", 0.0), ("q", 1.0))]
+    upd = DiscriminatorUpdater(RisingD(), lr=0.0, grad_clip=1.0, negatives=("prompt_swap",))
+    first = upd.step(batches[0])
+    assert math.isnan(first["d_neg_acc_prompt_swap"])  # nothing to swap to yet
+    second = upd.step(batches[1])
+    # Teacher D = 1 + t(q) = 2; swapped to p's embedding: 1 + 0 = 1, so D ranks the real prompt first on both rows.
+    assert second["d_neg_acc_prompt_swap"] == 1.0
+    assert second["d_neg_loss"] == pytest.approx(math.log1p(math.exp(-1.0)))
+    resumed = DiscriminatorUpdater(RisingD(), lr=0.0, grad_clip=1.0, negatives=("prompt_swap",))
+    resumed.load_state_dict(upd.state_dict())
+    assert resumed.prompt_bank.state_dict()["prompts"] == ["p", "q"]
 
 
 # ------------------------------------------------------------------------------- temporal negatives in L_D
