@@ -10,6 +10,13 @@ A pair travels as two schema-versioned messages (see `afd_async.codec.msg`):
 
 The teacher clip is not copied into the pair: `teacher_ref` names it in a
 `TeacherClipStore` (it is paid for once and shared by every re-roll).
+
+Both messages are ordinary `codec.msg` messages, but the replay moves thousands
+a second, so `encode_pair` / `decode_pair` / `decode_meta` take a fast path for
+the layout they write themselves (the generic codec's Python hooks cost ~40 µs
+a pair, `benchmarks/bench_replay.py`). Anything else (a tensor on another device,
+a foreign or corrupt message) goes through `codec.msg` unchanged, so the bytes
+and the errors are the generic codec's.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
 
+import msgpack
+import numpy as np
 import torch
 
-from afd_async.codec.msg import MessageError, pack, pack_parts, unpack
+from afd_async.codec.msg import _PREFIX, FORMAT_VERSION, MAGIC, MessageError, pack, pack_parts, unpack
 
 PAIR_SCHEMA = 1
 PAIR_KIND = "pair"
@@ -126,32 +135,146 @@ def encode_pair(pair: Pair) -> tuple[bytes, list[bytes | memoryview]]:
     for name in _META_FIELDS:
         meta[name] = getattr(pair, name)
     meta["teacher_meta"] = dict(pair.teacher_meta)
-    tensors = {
-        "kind": TENSORS_KIND,
-        "schema": PAIR_SCHEMA,
-        "pair_id": pair.pair_id,
-        "student_latent": pair.student_latent,
-        "student_rgb": pair.student_rgb,
-    }
-    return pack(meta), pack_parts(tensors)
+    try:
+        body = _packb(meta)
+        meta_bytes = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body
+    except (TypeError, ValueError, OverflowError):  # e.g. numpy scalars in teacher_meta: the codec converts them
+        meta_bytes = pack(meta)
+    parts = _pack_tensors_fast(pair)
+    if parts is None:
+        parts = pack_parts({"kind": TENSORS_KIND, "schema": PAIR_SCHEMA, "pair_id": pair.pair_id,
+                            "student_latent": pair.student_latent, "student_rgb": pair.student_rgb})
+    return meta_bytes, parts
 
 
 def decode_meta(data: bytes) -> dict[str, Any]:
     """The `pair` message as a dict (no tensors). Raises `MessageError`."""
-    meta = unpack(data, expect_kind=PAIR_KIND, schemas=(PAIR_SCHEMA,))
-    missing = [n for n in _META_FIELDS if n not in meta and n not in _OPTIONAL_FIELDS]
+    meta = _unpack_plain(data, PAIR_KIND)
+    if meta is None:
+        meta = unpack(data, expect_kind=PAIR_KIND, schemas=(PAIR_SCHEMA,))
+    missing = [n for n in _REQUIRED_FIELDS if n not in meta]
     if missing:
         raise MessageError(f"pair message lacks fields {missing}")
     return meta
 
 
 def decode_pair(meta: Mapping[str, Any], tensors_data: bytes) -> Pair:
-    """Join a decoded `pair` message with its `pair_tensors` bytes. Raises `MessageError`."""
-    tensors = unpack(tensors_data, expect_kind=TENSORS_KIND, schemas=(PAIR_SCHEMA,))
-    if tensors.get("pair_id") != meta.get("pair_id"):
-        raise MessageError(f"payload belongs to pair {tensors.get('pair_id')!r}, not {meta.get('pair_id')!r}")
+    """Join a decoded `pair` message with its `pair_tensors` bytes. Raises `MessageError`.
+
+    The tensors are writable and own their memory (one copy out of `tensors_data`).
+    """
+    fast = _unpack_tensors_fast(tensors_data)
+    if fast is None:
+        tensors = unpack(tensors_data, expect_kind=TENSORS_KIND, schemas=(PAIR_SCHEMA,))
+        fast = (tensors.get("pair_id"), tensors.get("student_latent"), tensors.get("student_rgb"))
+    pair_id, latent, rgb = fast
+    if pair_id != meta.get("pair_id"):
+        raise MessageError(f"payload belongs to pair {pair_id!r}, not {meta.get('pair_id')!r}")
     kwargs = {n: meta[n] for n in _META_FIELDS if n in meta}
     try:
-        return Pair(student_latent=tensors.get("student_latent"), student_rgb=tensors.get("student_rgb"), **kwargs)
+        return Pair(student_latent=latent, student_rgb=rgb, **kwargs)
     except (TypeError, ValueError) as e:
         raise MessageError(f"invalid pair record: {e}") from e
+
+
+# -- the fast path ----------------------------------------------------------------------------
+# Same bytes as `codec.msg.pack_parts` of {"kind", "schema", "pair_id", "student_latent", "student_rgb"}:
+# prefix, msgpack map whose tensors are ext 2 (torch) holding [dtype, shape, offset, nbytes], tensor bytes.
+
+_REQUIRED_FIELDS = tuple(n for n in _META_FIELDS if n not in _OPTIONAL_FIELDS)
+_TENSORS_KEYS = {"kind", "schema", "pair_id", "student_latent", "student_rgb"}
+_EXT_TORCH = 2
+_WIRE_NAME = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.uint8: "uint8"}
+_NP_DTYPE = {"float16": np.dtype("<f2"), "bfloat16": np.dtype("<i2"), "float32": np.dtype("<f4"), "uint8": np.dtype("u1")}
+_ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "uint8": 1}
+
+
+def _packb(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _tensor_view(t: torch.Tensor) -> Optional[tuple[str, memoryview]]:
+    """`(wire dtype, bytes view)` of a CPU, contiguous, grad-free tensor of a pair dtype; None otherwise."""
+    name = _WIRE_NAME.get(t.dtype)
+    if name is None or t.requires_grad or t.device.type != "cpu" or not t.is_contiguous() or t.numel() == 0:
+        return None
+    a = (t.view(torch.int16) if name == "bfloat16" else t).numpy()
+    return name, memoryview(a).cast("B")
+
+
+def _pack_tensors_fast(pair: Pair) -> Optional[list[bytes | memoryview]]:
+    lat, rgb = _tensor_view(pair.student_latent), _tensor_view(pair.student_rgb)
+    if lat is None or rgb is None:
+        return None
+    n0, n1 = lat[1].nbytes, rgb[1].nbytes
+    body = _packb({
+        "kind": TENSORS_KIND, "schema": PAIR_SCHEMA, "pair_id": pair.pair_id,
+        "student_latent": msgpack.ExtType(_EXT_TORCH, _packb([lat[0], list(pair.student_latent.shape), 0, n0])),
+        "student_rgb": msgpack.ExtType(_EXT_TORCH, _packb([rgb[0], list(pair.student_rgb.shape), n0, n1])),
+    })
+    return [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body, lat[1], rgb[1]]
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise ValueError("extension type")
+
+
+def _unpack_plain(data: Any, kind: str) -> Optional[dict[str, Any]]:
+    """A tensor-free message of `kind` at schema `PAIR_SCHEMA`; None for anything else (the caller then
+    asks `codec.msg.unpack`, which accepts or explains)."""
+    if not isinstance(data, bytes) or len(data) < _PREFIX.size or data[:4] != MAGIC:
+        return None
+    _, version, blen = _PREFIX.unpack_from(data)
+    if version != FORMAT_VERSION or blen != len(data) - _PREFIX.size:
+        return None
+    try:
+        record = msgpack.unpackb(memoryview(data)[_PREFIX.size:], ext_hook=_no_ext, raw=False, strict_map_key=True)
+    except Exception:  # noqa: BLE001 - garbage: the generic path names the error
+        return None
+    if type(record) is not dict or record.get("kind") != kind or type(record.get("schema")) is not int \
+            or record["schema"] != PAIR_SCHEMA:
+        return None
+    return record
+
+
+def _unpack_tensors_fast(data: Any) -> Optional[tuple[str, torch.Tensor, torch.Tensor]]:
+    """`(pair_id, latent, rgb)` of a `pair_tensors` message in the layout `_pack_tensors_fast` writes;
+    None for any other input (the generic path then decodes it or says what is wrong)."""
+    if not isinstance(data, bytes) or len(data) < _PREFIX.size or data[:4] != MAGIC:
+        return None
+    _, version, blen = _PREFIX.unpack_from(data)
+    tail = _PREFIX.size + blen
+    if version != FORMAT_VERSION or tail > len(data):
+        return None
+    try:
+        rec = msgpack.unpackb(memoryview(data)[_PREFIX.size:tail], raw=False, strict_map_key=True)
+        if type(rec) is not dict or rec.keys() != _TENSORS_KEYS or rec["kind"] != TENSORS_KIND \
+                or type(rec["schema"]) is not int or rec["schema"] != PAIR_SCHEMA or type(rec["pair_id"]) is not str:
+            return None
+        lat_name, lat_shape, lat_n = _ref(rec["student_latent"], 0)
+        rgb_name, rgb_shape, rgb_n = _ref(rec["student_rgb"], lat_n)
+    except Exception:  # noqa: BLE001 - any other layout or garbage: the generic path decides
+        return None
+    if tail + lat_n + rgb_n != len(data):
+        return None
+    buf = bytearray(memoryview(data)[tail:])  # the one copy: hiredis's bytes are read-only
+    return rec["pair_id"], _view(buf, lat_name, lat_shape, 0), _view(buf, rgb_name, rgb_shape, lat_n)
+
+
+def _view(buf: bytearray, name: str, shape: list[int], offset: int) -> torch.Tensor:
+    """A tensor over `buf` from `offset` (numpy builds the view: half the cost of torch's argument parsing)."""
+    np_dtype = _NP_DTYPE[name]
+    t = torch.from_numpy(np.frombuffer(buf, np_dtype, math.prod(shape), offset).reshape(shape))
+    return t.view(torch.bfloat16) if name == "bfloat16" else t
+
+
+def _ref(ext: Any, offset: int) -> tuple[str, list[int], int]:
+    """`(dtype, shape, nbytes)` of a tensor reference that starts at `offset`; raises on any other value."""
+    if type(ext) is not msgpack.ExtType or ext.code != _EXT_TORCH:
+        raise ValueError("not a torch tensor reference")
+    name, shape, off, nbytes = msgpack.unpackb(ext.data)
+    if name not in _ITEMSIZE or type(shape) is not list or not 0 < len(shape) <= 8 \
+            or not all(type(d) is int and d >= 0 for d in shape) or type(off) is not int or off != offset \
+            or type(nbytes) is not int or nbytes <= 0 or math.prod(shape) * _ITEMSIZE[name] != nbytes:
+        raise ValueError("not a pair tensor")
+    return name, shape, nbytes

@@ -35,39 +35,61 @@ from typing import Any, Optional, Sequence
 import redis
 
 from afd_async.codec.msg import MessageError
+from afd_async.replay.heap import keep_freed_heap
 from afd_async.replay.pair import Pair, decode_meta, decode_pair
 from afd_async.replay.writer import DEFAULT_STREAM, F_BLOB, F_META, F_TENSORS
+from afd_async.store.pipeline import Arg, execute
 
+# Dedupe claim. KEYS[1] stream; ARGV: group, dedupe key prefix, window (s), then (stream id, pair id) pairs.
+# Returns 1 (this entry owns its pair id: return it) or 0 (a duplicate: acknowledged here) per pair.
+# HGET on the previous bucket, then HSETNX on the current one: two calls for a new pair id.
 _CLAIM = """
 local t = redis.call('TIME')
 local window = tonumber(ARGV[3])
 local bucket = math.floor(tonumber(t[1]) / window)
 local cur, prev = ARGV[2] .. bucket, ARGV[2] .. (bucket - 1)
-local out = {}
+local check_prev = redis.call('EXISTS', prev) == 1
+local out, dup = {}, {}
 for i = 4, #ARGV, 2 do
   local sid, pid = ARGV[i], ARGV[i + 1]
-  local owner = redis.call('HGET', cur, pid) or redis.call('HGET', prev, pid)
+  local owner = check_prev and redis.call('HGET', prev, pid)
   if not owner then
-    redis.call('HSET', cur, pid, sid)
-    owner = sid
+    if redis.call('HSETNX', cur, pid, sid) == 1 then owner = sid else owner = redis.call('HGET', cur, pid) end
   end
   if owner == sid then out[#out + 1] = 1 else
-    redis.call('XACK', KEYS[1], ARGV[1], sid)
+    dup[#dup + 1] = sid
     out[#out + 1] = 0
   end
 end
+for i = 1, #dup, 1000 do redis.call('XACK', KEYS[1], ARGV[1], unpack(dup, i, math.min(i + 999, #dup))) end
 redis.call('EXPIRE', cur, 2 * window)
 return out
 """
 
+# Owner-checked ack. KEYS[1] stream; ARGV: group, consumer, first id, last id, cap, then the ids.
+# One XPENDING lists this consumer's entries between the first and last id (up to `cap`; a full page
+# means others of ours lie in between: then the ids are checked one by one), one XACK acknowledges.
+# Returns 1 (acknowledged) or 0 (not pending for this consumer: reclaimed by another, or acked) per id.
 _ACK = """
-local out = {}
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if #p == 0 then out[#out + 1] = 0
-  elseif p[1][2] ~= ARGV[2] then out[#out + 1] = -1
-  else out[#out + 1] = redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) end
+local owned = {}
+local cap = tonumber(ARGV[5])
+local page = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[4], cap, ARGV[2])
+if #page < cap then
+  for _, e in ipairs(page) do owned[e[1]] = true end
+else
+  for i = 6, #ARGV do
+    if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then owned[ARGV[i]] = true end
+  end
 end
+local out, ids = {}, {}
+for i = 6, #ARGV do
+  if owned[ARGV[i]] then
+    owned[ARGV[i]] = nil
+    ids[#ids + 1] = ARGV[i]
+    out[#out + 1] = 1
+  else out[#out + 1] = 0 end
+end
+for i = 1, #ids, 1000 do redis.call('XACK', KEYS[1], ARGV[1], unpack(ids, i, math.min(i + 999, #ids))) end
 return out
 """
 
@@ -102,6 +124,8 @@ class PairReader:
             restarts of the same worker (so `read(pending=True)` finds its entries).
         dedupe_window_s: how long a pair id is remembered for dedupe.
         dead_maxlen: approximate cap of the dead-letter stream.
+        tune_heap: keep freed heap in this process (`replay.heap.keep_freed_heap`, process-wide):
+            without it every batch page-faults its payload memory in afresh (~40 % of a read).
     """
 
     def __init__(
@@ -114,6 +138,7 @@ class PairReader:
         dedupe_window_s: int = 3600,
         dead_maxlen: int = 10_000,
         create_group: bool = True,
+        tune_heap: bool = True,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("PairReader needs a client with decode_responses=False (payloads are bytes)")
@@ -129,6 +154,8 @@ class PairReader:
         self.last_id = "0-0"
         self.counters = {"read": 0, "returned": 0, "acked": 0, "ack_lost": 0, "duplicates": 0, "dead_lettered": 0, "reclaimed": 0, "deleted": 0}
         self._closed = False
+        if tune_heap:
+            keep_freed_heap()
         if create_group:
             ensure_group(client, stream, group)
 
@@ -149,11 +176,11 @@ class PairReader:
             timeout = self._r.get_connection_kwargs().get("socket_timeout")
             if block_ms < 1 or (timeout is not None and timeout * 1000 <= block_ms):
                 raise ValueError(f"block_ms={block_ms} must be >= 1 and below the socket timeout ({timeout} s)")
-        resp = self._r.xreadgroup(
-            self.group, self.consumer, {self.stream: after if pending else ">"}, count=count, block=None if pending else block_ms
-        )
-        entries = _entries(resp)
-        return self._process([(sid, f) for sid, f in entries if f])
+        cmd: list[Arg] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
+        if block_ms is not None and not pending:
+            cmd += ["BLOCK", block_ms]
+        (resp,) = execute(self._r, [[*cmd, "STREAMS", self.stream, after if pending else ">"]])
+        return self._process(_entries(resp))
 
     def reclaim(self, min_idle_ms: int, count: int = 100) -> list[tuple[str, Pair]]:
         """Take over up to `count` entries pending for more than `min_idle_ms` in any
@@ -246,7 +273,8 @@ class PairReader:
         self._check_open()
         if not ids:
             return []
-        res = self._ack(keys=[self.stream], args=[self.group, self.consumer, *ids])
+        first, last = min(ids, key=_id_key), max(ids, key=_id_key)
+        res = self._ack(keys=[self.stream], args=[self.group, self.consumer, first, last, 4 * len(ids) + 16, *ids])
         done = [sid for sid, r in zip(ids, res) if int(r) == 1]
         self.counters["acked"] += len(done)
         self.counters["ack_lost"] += len(ids) - len(done)
@@ -286,12 +314,15 @@ class PairReader:
 
 
 def _entries(resp: Any) -> list[tuple[str, dict]]:
-    """Entries of an XREADGROUP reply for one stream (RESP2 list or RESP3 map)."""
+    """Entries of a raw XREADGROUP reply for one stream (RESP2 list or RESP3 map), fields as a dict;
+    entries deleted since delivery (no fields) are left out."""
     if not resp:
         return []
-    if isinstance(resp, dict):
-        streams = list(resp.values())
-        items = streams[0][0] if streams and streams[0] and isinstance(streams[0][0], list) else (streams[0] if streams else [])
-    else:
-        items = resp[0][1]
-    return [(_s(sid), fields) for sid, fields in items]
+    items = next(iter(resp.values())) if isinstance(resp, dict) else resp[0][1]
+    return [(sid.decode(), dict(zip(f[::2], f[1::2]))) for sid, f in items if f]
+
+
+def _id_key(sid: str) -> tuple[int, int]:
+    """Sort key of a stream id `"ms-seq"`."""
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)

@@ -30,10 +30,31 @@ __all__ = ["Arg", "Buffer", "execute", "frame"]
 Buffer = Union[bytes, bytearray, memoryview]
 Arg = Union[Buffer, str, int, Sequence[Buffer]]  # a sequence of buffers is ONE argument, sent back to back
 _ZERO_COPY_MIN = 16 << 10  # parts at least this large go to the socket as they are; smaller ones are joined
+_BUFFER_TYPES = (bytes, bytearray, memoryview)  # exact types: `frame` dispatches on type(), a hot path
+_FAST_TYPES = frozenset((str, int, list, tuple, *_BUFFER_TYPES))
 
 
 def _nbytes(part: Buffer) -> int:
-    return part.nbytes if isinstance(part, memoryview) else len(part)
+    return part.nbytes if type(part) is memoryview else len(part)
+
+
+def _normalize(arg: Any) -> Arg:
+    """`arg` as one of the exact types `frame` dispatches on (subclasses of str, int and the buffers)."""
+    if isinstance(arg, bool) or not isinstance(arg, (str, int, bytes, bytearray, memoryview, list, tuple)):
+        raise TypeError(f"a Redis argument is bytes-like, str, int or a list of buffers, got {type(arg).__name__}")
+    if isinstance(arg, str):
+        return str(arg)
+    if isinstance(arg, int):
+        return int(arg)
+    if isinstance(arg, (list, tuple)):
+        return list(arg)
+    return memoryview(arg)
+
+
+def _part_size(part: Any) -> int:
+    if not isinstance(part, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a list argument holds buffers only (bytes, bytearray, memoryview), got {type(part).__name__}")
+    return memoryview(part).nbytes
 
 
 def frame(commands: Sequence[Sequence[Arg]]) -> list[Buffer]:
@@ -50,25 +71,36 @@ def frame(commands: Sequence[Sequence[Arg]]) -> list[Buffer]:
             raise TypeError("a command needs at least its name")
         head += b"*%d\r\n" % len(cmd)
         for arg in cmd:
-            if isinstance(arg, str):
+            kind = type(arg)
+            if kind not in _FAST_TYPES:
+                arg = _normalize(arg)
+                kind = type(arg)
+            if kind is str:
                 arg = arg.encode()
-            elif isinstance(arg, int) and not isinstance(arg, bool):
+            elif kind is int:
                 arg = b"%d" % arg
-            if isinstance(arg, (bytes, bytearray, memoryview)):
-                parts: Sequence[Any] = (arg,)
-            elif isinstance(arg, (list, tuple)) and all(isinstance(p, (bytes, bytearray, memoryview)) for p in arg):
-                parts = arg
+            elif kind is list or kind is tuple:
+                sizes = [_nbytes(p) if type(p) in _BUFFER_TYPES else _part_size(p) for p in arg]  # type: ignore[union-attr]
+                head += b"$%d\r\n" % sum(sizes)
+                for part, size in zip(arg, sizes):  # type: ignore[arg-type]
+                    if size >= _ZERO_COPY_MIN:
+                        out.append(bytes(head))
+                        head.clear()
+                        out.append(part)
+                    else:
+                        head += part
+                head += b"\r\n"
+                continue
+            size = _nbytes(arg)  # type: ignore[arg-type]
+            head += b"$%d\r\n" % size
+            if size >= _ZERO_COPY_MIN:
+                out.append(bytes(head))
+                head.clear()
+                out.append(arg)  # type: ignore[arg-type]
+                head += b"\r\n"
             else:
-                raise TypeError(f"a Redis argument is bytes-like, str, int or a list of buffers, got {type(arg).__name__}")
-            head += b"$%d\r\n" % sum(_nbytes(p) for p in parts)
-            for p in parts:
-                if _nbytes(p) >= _ZERO_COPY_MIN:
-                    out.append(bytes(head))
-                    head.clear()
-                    out.append(p)
-                else:
-                    head += p
-            head += b"\r\n"
+                head += arg  # type: ignore[operator]
+                head += b"\r\n"
     out.append(bytes(head))
     return out
 

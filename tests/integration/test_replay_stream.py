@@ -107,6 +107,19 @@ def test_reclaimed_entry_cannot_be_acked_by_its_old_owner(redis_client) -> None:
     assert new.ack([sid]) == []  # already acknowledged
 
 
+def test_ack_is_owner_checked_in_a_batch_and_id_by_id(redis_client) -> None:
+    with PairWriter(redis_client, stream=S) as w:
+        ids = w.write_many([make_pair(i, payload_bytes=256) for i in range(60)])
+    a = _reader(redis_client, consumer="a")
+    assert [sid for sid, _ in a.read(count=60)] == ids
+    redis_client.xclaim(S, "student", "b", 0, [ids[30]])  # another consumer took one over
+    # 58 of a's entries lie between the first and last id: more than one XPENDING page, checked id by id
+    assert a.ack([ids[59], ids[30], ids[0]]) == [ids[59], ids[0]] and a.counters["ack_lost"] == 1
+    assert a.ack([ids[1], ids[1], ids[2]]) == [ids[1], ids[2]]  # one page; an id given twice is acked once
+    assert _reader(redis_client, consumer="b").ack([ids[30]]) == [ids[30]]
+    assert redis_client.xpending(S, "student")["pending"] == 55
+
+
 def test_restarted_consumer_rereads_its_pending_entries(redis_client) -> None:
     with PairWriter(redis_client, stream=S) as w:
         for i in range(3):
