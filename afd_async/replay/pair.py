@@ -183,6 +183,10 @@ def decode_pair(meta: Mapping[str, Any], tensors_data: bytes) -> Pair:
 
 _REQUIRED_FIELDS = tuple(n for n in _META_FIELDS if n not in _OPTIONAL_FIELDS)
 _TENSORS_KEYS = {"kind", "schema", "pair_id", "student_latent", "student_rgb"}
+_TENSORS_KEYS_PADDED = {*_TENSORS_KEYS, "pad"}
+_ALIGN = 16
+_FIXMAP_6 = b"\x86"  # msgpack fixmap of 6 entries (the 5 fields and "pad")
+_PAD_ENTRY = msgpack.packb("pad") + b"\xc4"  # the key, then a bin 8 header whose length byte follows
 _EXT_TORCH = 2
 _WIRE_NAME = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32", torch.uint8: "uint8"}
 _NP_DTYPE = {"float16": np.dtype("<f2"), "bfloat16": np.dtype("<i2"), "float32": np.dtype("<f4"), "uint8": np.dtype("u1")}
@@ -207,11 +211,17 @@ def _pack_tensors_fast(pair: Pair) -> Optional[list[bytes | memoryview]]:
     if lat is None or rgb is None:
         return None
     n0, n1 = lat[1].nbytes, rgb[1].nbytes
-    body = _packb({
+    record = {
         "kind": TENSORS_KIND, "schema": PAIR_SCHEMA, "pair_id": pair.pair_id,
         "student_latent": msgpack.ExtType(_EXT_TORCH, _packb([lat[0], list(pair.student_latent.shape), 0, n0])),
         "student_rgb": msgpack.ExtType(_EXT_TORCH, _packb([rgb[0], list(pair.student_rgb.shape), n0, n1])),
-    })
+    }
+    body = _packb(record)
+    # A 6th entry, "pad" (ignored by every reader), puts the tensor bytes at a multiple of 16 from the message
+    # start, so a reader that receives the message into its own buffer wraps the tensors aligned, without a
+    # copy. Appended to the packed map (a fixmap: its first byte holds the count) instead of packing twice.
+    pad = (-(_PREFIX.size + len(body) + len(_PAD_ENTRY) + 1)) % _ALIGN
+    body = b"".join((_FIXMAP_6, memoryview(body)[1:], _PAD_ENTRY, bytes((pad,)), bytes(pad)))
     return [_PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body, lat[1], rgb[1]]
 
 
@@ -239,8 +249,13 @@ def _unpack_plain(data: Any, kind: str) -> Optional[dict[str, Any]]:
 
 def _unpack_tensors_fast(data: Any) -> Optional[tuple[str, torch.Tensor, torch.Tensor]]:
     """`(pair_id, latent, rgb)` of a `pair_tensors` message in the layout `_pack_tensors_fast` writes;
-    None for any other input (the generic path then decodes it or says what is wrong)."""
-    if not isinstance(data, bytes) or len(data) < _PREFIX.size or data[:4] != MAGIC:
+    None for any other input (the generic path then decodes it or says what is wrong).
+
+    `bytes` are copied once; a `bytearray` is taken over: the tensors are views of it (copied
+    only where a tensor would start misaligned for its dtype).
+    """
+    kind = type(data)
+    if (kind is not bytes and kind is not bytearray) or len(data) < _PREFIX.size or data[:4] != MAGIC:
         return None
     _, version, blen = _PREFIX.unpack_from(data)
     tail = _PREFIX.size + blen
@@ -248,7 +263,8 @@ def _unpack_tensors_fast(data: Any) -> Optional[tuple[str, torch.Tensor, torch.T
         return None
     try:
         rec = msgpack.unpackb(memoryview(data)[_PREFIX.size:tail], raw=False, strict_map_key=True)
-        if type(rec) is not dict or rec.keys() != _TENSORS_KEYS or rec["kind"] != TENSORS_KIND \
+        if type(rec) is not dict or (rec.keys() != _TENSORS_KEYS and rec.keys() != _TENSORS_KEYS_PADDED) \
+                or rec["kind"] != TENSORS_KIND \
                 or type(rec["schema"]) is not int or rec["schema"] != PAIR_SCHEMA or type(rec["pair_id"]) is not str:
             return None
         lat_name, lat_shape, lat_n = _ref(rec["student_latent"], 0)
@@ -257,14 +273,19 @@ def _unpack_tensors_fast(data: Any) -> Optional[tuple[str, torch.Tensor, torch.T
         return None
     if tail + lat_n + rgb_n != len(data):
         return None
-    buf = bytearray(memoryview(data)[tail:])  # the one copy: hiredis's bytes are read-only
-    return rec["pair_id"], _view(buf, lat_name, lat_shape, 0), _view(buf, rgb_name, rgb_shape, lat_n)
+    if kind is bytes:
+        buf, base = bytearray(memoryview(data)[tail:]), 0  # the one copy: bytes are read-only
+    else:
+        buf, base = data, tail
+    return rec["pair_id"], _view(buf, lat_name, lat_shape, base), _view(buf, rgb_name, rgb_shape, base + lat_n)
 
 
 def _view(buf: bytearray, name: str, shape: list[int], offset: int) -> torch.Tensor:
     """A tensor over `buf` from `offset` (numpy builds the view: half the cost of torch's argument parsing)."""
-    np_dtype = _NP_DTYPE[name]
-    t = torch.from_numpy(np.frombuffer(buf, np_dtype, math.prod(shape), offset).reshape(shape))
+    a = np.frombuffer(buf, _NP_DTYPE[name], math.prod(shape), offset)
+    if not a.flags.aligned:
+        a = a.copy()
+    t = torch.from_numpy(a.reshape(shape))
     return t.view(torch.bfloat16) if name == "bfloat16" else t
 
 

@@ -35,14 +35,16 @@ from typing import Any, Optional, Sequence
 import redis
 
 from afd_async.codec.msg import MessageError
+from afd_async.replay.direct_read import execute_direct
 from afd_async.replay.heap import keep_freed_heap
 from afd_async.replay.pair import Pair, decode_meta, decode_pair
 from afd_async.replay.writer import DEFAULT_STREAM, F_BLOB, F_META, F_TENSORS
-from afd_async.store.pipeline import Arg, execute
+from afd_async.store.pipeline import Arg
 
 # Dedupe claim. KEYS[1] stream; ARGV: group, dedupe key prefix, window (s), then (stream id, pair id) pairs.
 # Returns 1 (this entry owns its pair id: return it) or 0 (a duplicate: acknowledged here) per pair.
-# HGET on the previous bucket, then HSETNX on the current one: two calls for a new pair id.
+# The previous bucket is looked at only while it exists. Only commands the feeder's ACL user may run
+# on the dedupe keys (`security.redis_acl`: HGET, HSET, EXPIRE).
 _CLAIM = """
 local t = redis.call('TIME')
 local window = tonumber(ARGV[3])
@@ -52,9 +54,10 @@ local check_prev = redis.call('EXISTS', prev) == 1
 local out, dup = {}, {}
 for i = 4, #ARGV, 2 do
   local sid, pid = ARGV[i], ARGV[i + 1]
-  local owner = check_prev and redis.call('HGET', prev, pid)
+  local owner = redis.call('HGET', cur, pid) or (check_prev and redis.call('HGET', prev, pid))
   if not owner then
-    if redis.call('HSETNX', cur, pid, sid) == 1 then owner = sid else owner = redis.call('HGET', cur, pid) end
+    redis.call('HSET', cur, pid, sid)
+    owner = sid
   end
   if owner == sid then out[#out + 1] = 1 else
     dup[#dup + 1] = sid
@@ -179,7 +182,7 @@ class PairReader:
         cmd: list[Arg] = ["XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", count]
         if block_ms is not None and not pending:
             cmd += ["BLOCK", block_ms]
-        (resp,) = execute(self._r, [[*cmd, "STREAMS", self.stream, after if pending else ">"]])
+        resp = execute_direct(self._r, [*cmd, "STREAMS", self.stream, after if pending else ">"])
         return self._process(_entries(resp))
 
     def reclaim(self, min_idle_ms: int, count: int = 100) -> list[tuple[str, Pair]]:
@@ -257,7 +260,8 @@ class PairReader:
         pipe = self._r.pipeline(transaction=True)
         now = repr(time.time())
         for sid, reason, raw in dead:
-            fields = {"stream_id": sid, "group": self.group, "consumer": self.consumer, "reason": reason[:2000], "at": now, "meta": raw[:65536]}
+            fields = {"stream_id": sid, "group": self.group, "consumer": self.consumer, "reason": reason[:2000], "at": now,
+                      "meta": bytes(raw[:65536])}
             pipe.xadd(self.dead_stream, fields, maxlen=self.dead_maxlen, approximate=True)
         pipe.xack(self.stream, self.group, *[sid for sid, _, _ in dead])
         pipe.execute()
@@ -314,8 +318,8 @@ class PairReader:
 
 
 def _entries(resp: Any) -> list[tuple[str, dict]]:
-    """Entries of a raw XREADGROUP reply for one stream (RESP2 list or RESP3 map), fields as a dict;
-    entries deleted since delivery (no fields) are left out."""
+    """Entries of a raw XREADGROUP reply for one stream (RESP2 list or RESP3 map), fields as a dict
+    (large values as `bytearray`: see `direct_read`); entries deleted since delivery (no fields) are left out."""
     if not resp:
         return []
     items = next(iter(resp.values())) if isinstance(resp, dict) else resp[0][1]
