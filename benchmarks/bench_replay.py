@@ -11,7 +11,10 @@ and a pair takes the time of one SET plus one GET, so the bound in pairs/s is
 `write_many` (one MULTI/EXEC round trip), `read` (XREADGROUP, the dedupe script),
 `ack` (the owner-checked ack script), and `trim_acked` every 8 rounds (the
 feeder trims on a timer) so memory stays bounded. It includes msgpack encode /
-decode of the tensors and the `Pair` checks. A third loop (`raw_py`: XADD +
+decode of the tensors and the `Pair` checks; building the round's `Pair`s is
+the actor's work and stays off the clock. CPU per pair (this process, and the
+redis-server's from /proc under ours and under redis-benchmark) says what bounds
+the ratio: one round trip at a time, a pair costs at least the sum of the two. A third loop (`raw_py`: XADD +
 XREADGROUP + XACK of pre-built bytes through the same pipeline, no codec) shows
 what a Python client gets without our code, and a fourth runs redis-benchmark
 on the stream commands themselves (XADD -P 16, XRANGE COUNT 16) to show what
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import statistics
 import subprocess
@@ -52,7 +56,8 @@ TRIM_EVERY = 8  # rounds
 def run_ours(r: redis.Redis, seconds: float, stages: Optional[Counter[str]] = None) -> float:
     """Pairs/s through PairWriter.write_many → PairReader.read → ack (and trim_acked every TRIM_EVERY
     rounds), for about `seconds` of their time; adds each stage's seconds to `stages` (write, read, ack,
-    trim). The pairs of a round are built before its clock starts: making the record is the actor's work."""
+    trim, and client_cpu: this process's CPU seconds in them). The pairs of a round are built before its
+    clock starts: making the record is the actor's work, not the replay's."""
     pairs = [make_pair(i, payload_bytes=PAYLOAD) for i in range(CHUNK)]
     stream = f"bench:ours:{time.monotonic_ns()}"
     w = PairWriter(r, stream=stream, blob_ttl_s=60)
@@ -62,6 +67,7 @@ def run_ours(r: redis.Redis, seconds: float, stages: Optional[Counter[str]] = No
     spent = 0.0
     while spent < seconds:
         batch = [replace(p, pair_id=f"p{done + i}") for i, p in enumerate(pairs)]  # fresh ids: no dedupe
+        c1 = time.process_time()
         t1 = time.perf_counter()
         w.write_many(batch)
         t2 = time.perf_counter()
@@ -80,6 +86,7 @@ def run_ours(r: redis.Redis, seconds: float, stages: Optional[Counter[str]] = No
             trim_acked(r, stream)
             clock["trim"] += time.perf_counter() - t4
         spent += time.perf_counter() - t1
+        clock["client_cpu"] += time.process_time() - c1
     clock["pairs"] += done
     r.delete(stream)
     return done / spent
@@ -118,6 +125,16 @@ def run_raw_py(r: redis.Redis, seconds: float) -> float:
     return done / dt
 
 
+def server_cpu_s(r: redis.Redis) -> Optional[float]:
+    """CPU seconds (user + system) the redis-server behind `r` has used; None where /proc cannot tell."""
+    try:
+        pid = int(r.info("server")["process_id"])
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
 def redis_benchmark_cmd(port: int, n: int) -> list[str]:
     """The C-client baseline: SET and GET of a PAYLOAD-byte value, CHUNK-deep pipeline, one connection."""
     return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "1", "-P", str(CHUNK), "-d", str(PAYLOAD),
@@ -153,7 +170,9 @@ def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
         replay_ratio (pairs_per_s / baseline_pairs_per_s), pairs_per_s, baseline_pairs_per_s,
         set_rps, get_rps, raw_py_pairs_per_s, xadd_rps, xrange_entries_per_s, stream_c_pairs_per_s
         (the C client on XADD + XRANGE: what streams cost the server), ours_us_per_pair (wall µs per
-        pair in write, read, ack, trim), codec_us_per_pair (client CPU of encode and decode alone),
+        pair in write, read, ack, trim), client_cpu_us_per_pair (ours, this process), server_cpu_us_per_pair
+        (redis-server CPU per pair: "ours", and "set_get" under redis-benchmark; None without /proc),
+        codec_us_per_pair (client CPU of encode and decode alone),
         payload_bytes, chunk, baseline_command, repeats.
     """
     if shutil.which("redis-benchmark") is None:
@@ -161,14 +180,23 @@ def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
     share = seconds / (4 * repeats)
     ours, raw_py, sets, gets, xadds, xranges = [], [], [], [], [], []
     stages: Counter[str] = Counter()
+    server_cpu: Counter[str] = Counter()  # seconds: "ours" over stages["pairs"] pairs, "set_get" over set_get_n pairs
+    set_get_n = 0
     with RedisServer() as server:
         r = redis.Redis(**server.client_kwargs(), socket_timeout=30, socket_read_size=READ_BUFFER_BYTES)
         run_ours(r, min(0.5, share))  # warm-up: imports, scripts, allocator
         first = run_redis_benchmark(server.port, 2000)
         n = max(1000, int(share / (1 / first["SET"] + 1 / first["GET"])))  # SET + GET of n values take ~share
         for _ in range(repeats):
+            s0 = server_cpu_s(r)
             ours.append(run_ours(r, share, stages))
+            s1 = server_cpu_s(r)
             rb = run_redis_benchmark(server.port, n)
+            s2 = server_cpu_s(r)
+            if s0 is not None and s1 is not None and s2 is not None:
+                server_cpu["ours"] += s1 - s0
+                server_cpu["set_get"] += s2 - s1
+                set_get_n += n
             sets.append(rb["SET"])
             gets.append(rb["GET"])
             rs = run_redis_benchmark_streams(server.port, n)
@@ -185,7 +213,11 @@ def measure(seconds: float = 30.0, repeats: int = 3) -> dict[str, Any]:
         "set_rps": set_rps, "get_rps": get_rps, "raw_py_pairs_per_s": statistics.median(raw_py),
         "xadd_rps": xadd_rps, "xrange_entries_per_s": xrange_rps,
         "stream_c_pairs_per_s": 1.0 / (1.0 / xadd_rps + 1.0 / xrange_rps),
-        "ours_us_per_pair": {k: v / stages["pairs"] * 1e6 for k, v in stages.items() if k != "pairs"},
+        "ours_us_per_pair": {k: v / stages["pairs"] * 1e6 for k, v in stages.items()
+                             if k not in ("pairs", "client_cpu")},
+        "client_cpu_us_per_pair": stages["client_cpu"] / stages["pairs"] * 1e6,
+        "server_cpu_us_per_pair": ({"ours": server_cpu["ours"] / stages["pairs"] * 1e6,
+                                    "set_get": server_cpu["set_get"] / set_get_n * 1e6} if set_get_n else None),
         "codec_us_per_pair": codec_us(),
         "payload_bytes": PAYLOAD, "chunk": CHUNK, "repeats": repeats,
         "baseline_command": " ".join(redis_benchmark_cmd(0, n)).replace("-p 0", "-p PORT"),
@@ -210,6 +242,10 @@ def main() -> None:
     print("ours, wall µs per pair: " + ", ".join(f"{k} {v:.1f}" for k, v in m["ours_us_per_pair"].items())
           + f" (total {1e6 / m['pairs_per_s']:.1f}); codec alone: "
           + ", ".join(f"{k} {v:.1f}" for k, v in m["codec_us_per_pair"].items()))
+    cpu = m["server_cpu_us_per_pair"]
+    print(f"CPU µs per pair: ours client {m['client_cpu_us_per_pair']:.1f}"
+          + (f", ours redis-server {cpu['ours']:.1f}; redis-server under redis-benchmark SET+GET {cpu['set_get']:.1f}"
+             if cpu else "") + f"; the bound's wall {1e6 / m['baseline_pairs_per_s']:.1f}")
     print(f"replay_ratio = {m['replay_ratio']:.2f} (goal >= 0.8)")
 
 
