@@ -22,7 +22,8 @@ from torch import nn
 
 M = TypeVar("M", bound=nn.Module)
 ASSETS = Path(__file__).resolve().parent / "assets"
-SHIPPED = {"pretrained": ASSETS / "tiny_student_pretrained.safetensors"}
+SHIPPED = {"pretrained": ASSETS / "tiny_student_pretrained.safetensors",  # afd pretrain (the base student)
+           "pretrained_d": ASSETS / "tiny_discriminator_pretrained.safetensors"}  # afd pretrain-d
 
 
 class CheckpointError(ValueError):
@@ -33,7 +34,8 @@ def resolve_checkpoint(path: str) -> Path:
     """Map the shipped alias (`pretrained`) or a user path to an existing file."""
     p = SHIPPED.get(path, Path(path).expanduser())
     if not p.is_file():
-        hint = " (create it with `afd pretrain`)" if path in SHIPPED else ""
+        command = "afd pretrain-d" if path == "pretrained_d" else "afd pretrain"
+        hint = f" (create it with `{command}`)" if path in SHIPPED else ""
         raise CheckpointError(f"checkpoint not found: {p}{hint}")
     return p
 

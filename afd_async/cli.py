@@ -3,6 +3,7 @@
     afd run      [overrides...]   the main job: every role as a process on a private Redis (async AFD)
     afd sync     [overrides...]   the synchronous AFD reference loop (oracle / baseline)
     afd pretrain [overrides...]   pretrain the tiny student on weakened-physics clips
+    afd pretrain-d [overrides...] pretrain the tiny discriminator on the same clips' corruptions
     afd config   [overrides...]   print the composed, validated config
 
   roles (what `afd run` and docker compose start, one process each):
@@ -78,6 +79,15 @@ def cmd_pretrain(overrides: Sequence[str]) -> int:
     return 0
 
 
+def cmd_pretrain_d(overrides: Sequence[str]) -> int:
+    # deferred: torch (as above)
+    from afd_async.train.pretrain_d import pretrain_discriminator
+
+    path = pretrain_discriminator(_load(overrides), on_log=lambda r: print(json.dumps(r), flush=True))
+    print(f"saved {path}")
+    return 0
+
+
 # Role entry points: "module:function", the function takes the validated RootConfig and returns an exit code.
 ROLES: dict[str, str] = {
     "teacher-server": "actors.teacher_server:main",
@@ -105,6 +115,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "sync": cmd_sync,
     "run": cmd_run,
     "pretrain": cmd_pretrain,
+    "pretrain-d": cmd_pretrain_d,
     "config": cmd_config,
     **{name: _role_command(target) for name, target in ROLES.items()},
 }

@@ -3,6 +3,8 @@
 #
 #   bash benchmarks/quality_device.sh 0 1      # on the device: train + score seeds 0 and 1, pack into $OUT
 #   bash benchmarks/quality_device.sh 2 3
+#   MAIN=0 VARIANT_TAG=pretrained_d VARIANT="discriminator.checkpoint=pretrained_d ..." \
+#     bash benchmarks/quality_device.sh 0 1 2 3 4 5   # only the AFD variant, six seeds
 #
 # A lent machine is handed back 30 s after a call and a call lasts at most 10 minutes, so each call
 # trains its seeds (every trained row, plus the D-ablation variant of AFD), scores them there (the
@@ -24,37 +26,47 @@ tag=$(IFS=_; echo "${seeds[*]}")
 out=${OUT:-outputs/quality_device_out}
 mkdir -p "$out"
 # A warm machine keeps the last call's run folders; packed again beside this call's they overflow the 64 MiB return
-rm -rf outputs/qg outputs/qg_physd outputs/qg_results
+rm -rf outputs/qg outputs/qg_* outputs/qg_results
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export PYTHONUNBUFFERED=1
 common=(--size gpu --seeds "${seeds[@]}" --override train.device=cuda)
-# D that should see physics: temporal negatives in its BT loss and the order-reading, prompt-before-pooling head
-physd=(--override algo.d_temporal_negatives=true --override discriminator.temporal_head=true)
+# The AFD variant trained beside the main rows (VARIANT: its overrides; default: the D that should see physics,
+# temporal negatives in its BT loss and the order-reading, prompt-before-pooling head). MAIN=0: the variant alone.
+vtag=${VARIANT_TAG:-physd}
+read -r -a vlist <<< "${VARIANT:-algo.d_temporal_negatives=true discriminator.temporal_head=true}"
+physd=()
+for o in "${vlist[@]}"; do physd+=(--override "$o"); done
 # Training stops at TRAIN_DEADLINE_S (default 400 s) so what finished is still packed inside the call's limit.
 deadline=${TRAIN_DEADLINE_S:-400}
 t0=$(date +%s)
-timeout "$deadline" python3 benchmarks/quality.py "${common[@]}" --work outputs/qg --train-only --jobs 10 \
-  > "$out/train_$tag.log" 2>&1 &
-main=$!
-timeout "$deadline" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work outputs/qg_physd --train-only \
-  --rows AFD --jobs 2 > "$out/train_physd_$tag.log" 2>&1
-wait $main
+main=
+if [ "${MAIN:-1}" != 0 ]; then
+  timeout "$deadline" python3 benchmarks/quality.py "${common[@]}" --work outputs/qg --train-only --jobs 10 \
+    > "$out/train_$tag.log" 2>&1 &
+  main=$!
+fi
+timeout "$deadline" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work "outputs/qg_$vtag" --train-only \
+  --rows AFD --jobs "${#seeds[@]}" > "$out/train_${vtag}_$tag.log" 2>&1
+[ -n "$main" ] && wait "$main"
 nvidia-smi --query-gpu=name,memory.used --format=csv > "$out/gpu.txt" 2>&1
 t1=$(date +%s)
 echo "training: $((t1 - t0)) s"
 # The main rows come back with their EMA checkpoints (5.5 MB each; the return limit is 64 MiB in at most 8
 # files of 16 MiB, so 10 runs per call fit) and are scored at home with every seed together; the D-ablation
 # variant is scored here (AFD row only) and comes back as its result files.
+# MAIN=0: the variant's runs come back instead (with their EMA checkpoints: 6 runs fit).
 tar cf - --exclude='student_final.safetensors' --exclude='discriminator_final.safetensors' --exclude='*.mp4' \
-  --exclude='*.gif' outputs/qg | split -b 15m - "$out/runs_$tag.tar.part"
-timeout "${SCORE_DEADLINE_S:-90}" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work outputs/qg_physd \
-  --score-only --rows AFD --tag physd --results outputs/qg_results > "$out/score_physd_$tag.log" 2>&1
+  --exclude='*.gif' "$([ "${MAIN:-1}" != 0 ] && echo outputs/qg || echo "outputs/qg_$vtag")" \
+  | split -b 15m - "$out/runs_$tag.tar.part"
+timeout "${SCORE_DEADLINE_S:-90}" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work "outputs/qg_$vtag" \
+  --score-only --rows AFD --tag "$vtag" --results outputs/qg_results > "$out/score_${vtag}_$tag.log" 2>&1
 echo "scoring the variant: $(($(date +%s) - t1)) s"
-tar czf "$out/physd_$tag.tgz" --exclude='*.safetensors' --exclude='*.mp4' --exclude='*.gif' outputs/qg_physd outputs/qg_results
-tail -3 "$out"/*.log
+tar czf "$out/${vtag}_$tag.tgz" --exclude='*.safetensors' --exclude='*.mp4' --exclude='*.gif' "outputs/qg_$vtag" \
+  outputs/qg_results
+for f in "$out"/*.log; do tail -n 3 "$f"; done
 # At most 8 files come back from a call: the logs travel as one archive beside the run parts.
 tar czf "$out/logs_$tag.tgz" -C "$out" $(cd "$out" && ls *.log gpu.txt) && (cd "$out" && rm -f *.log gpu.txt)
 ls -la "$out"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+DPretrainKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap"]  # = algo.negatives.NegativeKind
+
 
 @dataclass
 class PretrainConfig:
@@ -54,3 +56,34 @@ class PretrainConfig:
             raise ValueError(f"num_prompts must be >= 1 or null (the shipped train split), got {self.num_prompts}")
         if self.render_workers < 0:
             raise ValueError(f"render_workers must be >= 0 (0: every core), got {self.render_workers}")
+
+
+@dataclass
+class DPretrainConfig:
+    """Pretraining the tiny discriminator (`afd pretrain-d`, root key `pretrain_d`): a critic of event order and prompt.
+
+    D learns to rank each clip of the student's pretraining corpus (`pretrain`'s prompts and weakened physics,
+    rendered the same way) above its own corruptions: frames shuffled, reversed, dropped and repeated, and the
+    clip scored for another prompt. It never sees the teacher's physics (the corpus is weakened), so it knows
+    what any video and prompt must agree on, not what the teacher does: the role VideoReward's pretraining has
+    for AFD's D at real scale. Architecture: the `discriminator` block (channels, depth, temporal_head).
+    """
+
+    steps: int = 2000
+    batch_size: int = 32  # distinct prompts a step (a prompt swap needs two)
+    lr: float = 2e-4
+    warmup_steps: int = 50
+    kinds: tuple[DPretrainKind, ...] = ("shuffled", "reversed", "frame_drop", "prompt_swap")
+    probe_every: int = 250  # steps between probes on held-out eval-split clips (0: only at the end)
+    probe_clips: int = 40  # eval-split prompts the probes render (true physics: clips D never trained on)
+    output: str = "outputs/pretrain/tiny_discriminator.safetensors"
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 2 or self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError("pretrain_d needs steps >= 0, batch_size >= 2 (a prompt swap needs two prompts), lr > 0, "
+                             "warmup_steps >= 0")
+        if not self.kinds or len(set(self.kinds)) != len(self.kinds):
+            raise ValueError(f"pretrain_d.kinds must name each corruption once, at least one: {list(self.kinds)}")
+        if self.probe_every < 0 or self.probe_clips < 2 or self.log_every < 1:
+            raise ValueError("pretrain_d needs probe_every >= 0, probe_clips >= 2 and log_every >= 1")

@@ -8,7 +8,7 @@ from typing import Optional
 from afd_async.config.algo import AlgoConfig
 from afd_async.config.cluster import ClusterConfig
 from afd_async.config.discriminator import DiscriminatorConfig
-from afd_async.config.pretrain import PretrainConfig
+from afd_async.config.pretrain import DPretrainConfig, PretrainConfig
 from afd_async.config.replay import ReplayConfig
 from afd_async.config.student import StudentConfig
 from afd_async.config.teacher import TeacherConfig
@@ -49,6 +49,7 @@ class RootConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     text: TextConfig = field(default_factory=TextConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    pretrain_d: DPretrainConfig = field(default_factory=DPretrainConfig)  # `afd pretrain-d`: the tiny D's start
     experiment: Optional[str] = None  # name of the experiment overlay, for the record
     # a prompt file (afd_async/physics/prompt_file.py format: one prompt a line, optional <id><TAB> column, # comments)
     # to train on instead of the shipped train split; the plan gives its prompts to the teacher and the student

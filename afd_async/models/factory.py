@@ -107,16 +107,34 @@ def make_rollout_policy(cfg: StudentConfig, text_dim: int, device: str | torch.d
     return student
 
 
-def make_discriminator(cfg: DiscriminatorConfig, text_dim: int, device: str | torch.device = "cpu") -> nn.Module:
-    """The discriminator on `device` (the tiny D is built on CPU, then moved: same initial weights anywhere)."""
+def make_discriminator(cfg: DiscriminatorConfig, text_dim: int, device: str | torch.device = "cpu", *,
+                       text_kind: Optional[str] = None) -> nn.Module:
+    """The discriminator on `device` (the tiny D is built on CPU, then moved: same initial weights anywhere).
+
+    A tiny D checkpoint must have the architecture the config asks for (channels, depth, head, prompt size) and,
+    where its meta records it (`afd pretrain-d`), the prompts' encoder `text_kind`: a D that learnt to read one
+    encoder's vectors would score another's as noise, and its prompt reading (the prompt-swap probe) with it.
+    """
     if cfg.kind == "videoreward":
         return make_videoreward(cfg, str(device))
 
-    if cfg.checkpoint is not None:
-        model, _ = load_module(resolve_checkpoint(cfg.checkpoint), TinyVideoDiscriminator.from_config)
-        return model.to(device)
-    return TinyVideoDiscriminator(text_dim=text_dim, channels=cfg.channels, depth=cfg.depth,
-                                  temporal_head=cfg.temporal_head).to(device)
+    want = dict(text_dim=text_dim, channels=cfg.channels, depth=cfg.depth, temporal_head=cfg.temporal_head)
+    if cfg.checkpoint is None:
+        return TinyVideoDiscriminator(**want).to(device)
+    path = resolve_checkpoint(cfg.checkpoint)
+    model, meta = load_module(path, TinyVideoDiscriminator.from_config)
+    trained_on = (meta.get("pretrain_d") or {}).get("text_kind")
+    if text_kind is not None and trained_on is not None and trained_on != text_kind:
+        raise CheckpointError(f"discriminator checkpoint {path} was pretrained on text.kind={trained_on} prompt "
+                              f"vectors, config asks for text.kind={text_kind}: set text.kind={trained_on} or "
+                              "pretrain anew (afd pretrain-d)")
+    got = {k: model.config.get(k, False if k == "temporal_head" else None) for k in want}
+    diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    if diff:
+        k, (g, w) = next(iter(diff.items()))
+        asks = f"text.kind gives {w}-dim prompt vectors" if k == "text_dim" else f"config asks for discriminator.{k}={w}"
+        raise CheckpointError(f"discriminator checkpoint {path} was trained with {k}={g}, {asks}")
+    return model.to(device)
 
 
 # ---------------------------------------------------------------------- real scale

@@ -83,7 +83,7 @@ class SyncLoop:
         self.text = make_text_encoder(cfg.text, cfg.student, device=str(self.device))  # embeddings come back on CPU
         self.train_prompts = train_prompts(cfg)
         self.student = make_student(cfg.student, self.text.dim, self.device, text_kind=cfg.text.kind)
-        self.d = make_discriminator(cfg.discriminator, self.text.dim, self.device)
+        self.d = make_discriminator(cfg.discriminator, self.text.dim, self.device, text_kind=cfg.text.kind)
         self.s_upd = make_student_updater(cfg, self.student)
         self.d_upd = make_discriminator_updater(cfg, self.d)
         self.outputs = RunOutputs(cfg, self.text)  # after the models: the eval set-up must not shift their init

@@ -25,7 +25,7 @@ def run_d_learner(cfg: RootConfig) -> int:
     rc, world, device, planner, text = start_learner(cfg, "d-learner", cfg.cluster.d_learner_ranks)
     # same global RNG draws as the sync loop before D is built
     make_student(cfg.student, text.dim, device, text_kind=cfg.text.kind)
-    d = make_discriminator(cfg.discriminator, text.dim, device)
+    d = make_discriminator(cfg.discriminator, text.dim, device, text_kind=cfg.text.kind)
     upd = make_discriminator_updater(cfg, d, dist=world)
     probe_log = MetricLog(Path(cfg.train.output_dir) / "metrics.jsonl") if world.is_main and cfg.train.d_probe_every else None
     # rank 0 probes (D's replicas are equal); built under fork_rng: the RNG the training uses is untouched

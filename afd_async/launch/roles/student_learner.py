@@ -23,7 +23,7 @@ from afd_async.transport import WeightPublisher, WeightSubscriber
 def run_student_learner(cfg: RootConfig) -> int:
     rc, world, device, planner, text = start_learner(cfg, "student-learner", cfg.cluster.student_learner_ranks)
     student = make_student(cfg.student, text.dim, device, text_kind=cfg.text.kind)
-    d = d_copy(make_discriminator(cfg.discriminator, text.dim, device))
+    d = d_copy(make_discriminator(cfg.discriminator, text.dim, device, text_kind=cfg.text.kind))
     upd = make_student_updater(cfg, student, dist=world)
     outputs = RunOutputs(cfg, text) if world.is_main else None  # rank 0 evaluates and writes the run's outputs
     objective = get_objective(cfg.algo.name)
