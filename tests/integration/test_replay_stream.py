@@ -120,6 +120,17 @@ def test_ack_is_owner_checked_in_a_batch_and_id_by_id(redis_client) -> None:
     assert redis_client.xpending(S, "student")["pending"] == 55
 
 
+def test_claim_and_ack_reload_their_scripts_after_the_server_lost_them(redis_client) -> None:
+    with PairWriter(redis_client, stream=S) as w:
+        w.write_many([make_pair(0), make_pair(1)])
+    rd = _reader(redis_client)
+    redis_client.script_flush()  # what a restarted redis-server has
+    got = rd.read(count=10)
+    assert [p.pair_id for _, p in got] == ["pair-0", "pair-1"]
+    redis_client.script_flush()
+    assert rd.ack([sid for sid, _ in got]) == [sid for sid, _ in got]
+
+
 def test_restarted_consumer_rereads_its_pending_entries(redis_client) -> None:
     with PairWriter(redis_client, stream=S) as w:
         for i in range(3):
