@@ -34,7 +34,8 @@ fi
 export PYTHONUNBUFFERED=1
 common=(--size gpu --seeds "${seeds[@]}" --override train.device=cuda)
 # The AFD variant trained beside the main rows (VARIANT: its overrides; default: the D that should see physics,
-# temporal negatives in its BT loss and the order-reading, prompt-before-pooling head). MAIN=0: the variant alone.
+# temporal negatives in its BT loss and the order-reading, prompt-before-pooling head; VARIANT_ROWS: its rows, default
+# AFD). MAIN=0: the variant alone.
 vtag=${VARIANT_TAG:-physd}
 read -r -a vlist <<< "${VARIANT:-algo.d_temporal_negatives=true discriminator.temporal_head=true}"
 physd=()
@@ -49,7 +50,7 @@ if [ "${MAIN:-1}" != 0 ]; then
   main=$!
 fi
 timeout "$deadline" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work "outputs/qg_$vtag" --train-only \
-  --rows AFD --jobs "${#seeds[@]}" > "$out/train_${vtag}_$tag.log" 2>&1
+  --rows ${VARIANT_ROWS:-AFD} --jobs $(( ${#seeds[@]} * $(wc -w <<< "${VARIANT_ROWS:-AFD}") )) > "$out/train_${vtag}_$tag.log" 2>&1
 [ -n "$main" ] && wait "$main"
 nvidia-smi --query-gpu=name,memory.used --format=csv > "$out/gpu.txt" 2>&1
 t1=$(date +%s)
@@ -62,7 +63,7 @@ tar cf - --exclude='student_final.safetensors' --exclude='discriminator_final.sa
   --exclude='*.gif' "$([ "${MAIN:-1}" != 0 ] && echo outputs/qg || echo "outputs/qg_$vtag")" \
   | split -b 15m - "$out/runs_$tag.tar.part"
 timeout "${SCORE_DEADLINE_S:-90}" python3 benchmarks/quality.py "${common[@]}" "${physd[@]}" --work "outputs/qg_$vtag" \
-  --score-only --rows AFD --tag "$vtag" --results outputs/qg_results > "$out/score_${vtag}_$tag.log" 2>&1
+  --score-only --rows ${VARIANT_ROWS:-AFD} --tag "$vtag" --results outputs/qg_results > "$out/score_${vtag}_$tag.log" 2>&1
 echo "scoring the variant: $(($(date +%s) - t1)) s"
 tar czf "$out/${vtag}_$tag.tgz" --exclude='*.safetensors' --exclude='*.mp4' --exclude='*.gif' "outputs/qg_$vtag" \
   outputs/qg_results
