@@ -7,6 +7,7 @@ Pieces (each a small module, collaborators injected, every wait timed):
 - `PairReader`: one consumer of a group (one group per learner): at-least-once,
   dedupe by `pair_id`, reclaim from dead consumers, dead letters;
 - `trim_acked`: trims only what every group acknowledged;
+- `direct_read`, `heap`: how a reader keeps a 100 KB pair to one copy (the kernel's) and no page faults;
 - `StalenessFilter`: the feeder's drop-and-count check (admission and re-rolls: `runtime/groups.py`);
 - `TeacherClip`, `TeacherClipStore`: where a learner finds a pair's teacher clip.
 """
