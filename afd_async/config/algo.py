@@ -56,8 +56,11 @@ class AlgoConfig:
     # clips corrupted by each of d_negative_kinds are extra losers vs the real teacher clip in D's BT step,
     # L_D = L_BT(teacher, student) + d_negative_weight · mean_kind L_BT(teacher, corrupted teacher). Against a D
     # that scores motion energy, not physics and prompt. Drawn from a per-step CPU generator (train.seed), as
-    # the instance noise is, so the k=0 oracle holds; prompt_swap rows that land on their own prompt text don't count.
-    d_temporal_negatives: bool = False
+    # the instance noise is, so the k=0 oracle holds; prompt_swap rows that land on their own prompt text take a
+    # prompt of an earlier batch. On by default (issue 15: with the shipped pretrained D it keeps every probe
+    # >= 0.95 through training); the real-scale overlays turn it off (3 more VideoReward passes a D step, unmeasured).
+    # A data-parallel D learner draws them per rank from its shard: not the single-process numbers, bit for bit.
+    d_temporal_negatives: bool = True
     d_negative_kinds: tuple[DNegativeKind, ...] = (
         "shuffled", "reversed", "prompt_swap")  # which corruptions (shuffled/reversed/frame_drop in time; prompt_swap)
     d_negative_weight: float = 1.0  # w, weight of the negatives' mean BT loss in L_D

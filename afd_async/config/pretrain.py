@@ -69,8 +69,10 @@ class DPretrainConfig:
     for AFD's D at real scale. Architecture: the `discriminator` block (channels, depth, temporal_head).
     """
 
-    steps: int = 2000
-    batch_size: int = 32  # distinct prompts a step (a prompt swap needs two)
+    # The shipped D (afd_async/assets/tiny_discriminator_pretrained.safetensors): these defaults on a 2,000-prompt
+    # corpus, `afd pretrain-d pretrain.num_prompts=2000` (~18 min on 2 CPU cores, most of it the probes' rollouts).
+    steps: int = 800
+    batch_size: int = 16  # distinct prompts a step (a prompt swap needs two)
     lr: float = 2e-4
     warmup_steps: int = 50
     kinds: tuple[DPretrainKind, ...] = ("shuffled", "reversed", "frame_drop", "prompt_swap")

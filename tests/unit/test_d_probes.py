@@ -248,7 +248,10 @@ def test_negatives_config_is_validated_and_reaches_the_updater() -> None:
                        "algo.d_negative_weight=0.25"])
     upd = make_discriminator_updater(cfg, RisingD())
     assert upd.negatives == ("reversed", "frame_drop") and upd.negative_weight == 0.25
-    assert make_discriminator_updater(load_config(["experiment=smoke"]), RisingD()).negatives == ()  # off by default
+    on = make_discriminator_updater(load_config(["experiment=smoke"]), RisingD())  # on by default, every kind but frame drop
+    assert on.negatives == ("shuffled", "reversed", "prompt_swap")
+    off = load_config(["experiment=smoke", "algo.d_temporal_negatives=false"])
+    assert make_discriminator_updater(off, RisingD()).negatives == ()
     for bad in (["algo.d_negative_kinds=[backwards]"], ["algo.d_negative_weight=-1"],
                 ["algo.d_temporal_negatives=true", "algo.d_negative_kinds=[]"],
                 ["algo.d_negative_kinds=[reversed,reversed]"], ["train.d_probe_every=-1"],
