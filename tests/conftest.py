@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import settings
 
+from afd_async.security.redis_acl import generate_passwords, user_name, write_acl_file
 from afd_async.store.redis_server import RedisServer
 
 torch.set_num_threads(1)
@@ -47,3 +48,14 @@ def fresh_redis_server(tmp_path):
     """A redis-server of this test's own, which the test may kill and restart."""
     with RedisServer(data_dir=str(tmp_path / "redis"), appendonly=True) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def acl_server(tmp_path_factory):
+    """A redis-server with the compose roles' ACL users (afd_async/security/redis_acl.py); yields (server, passwords)."""
+    d = tmp_path_factory.mktemp("acl")
+    passwords = generate_passwords()
+    write_acl_file(d / "users.acl", passwords)
+    with RedisServer(data_dir=str(d / "data"), acl_file=str(d / "users.acl"), username=user_name("admin"),
+                     password=passwords["admin"]) as server:
+        yield server, passwords

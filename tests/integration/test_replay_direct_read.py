@@ -11,7 +11,7 @@ import redis
 from afd_async.replay import PairReader, PairWriter, trim_acked
 from afd_async.replay.direct_read import execute_direct
 from afd_async.replay.examples import make_pair, same_pair
-from afd_async.security.redis_acl import generate_passwords, user_name, write_acl_file
+from afd_async.security.redis_acl import user_name
 from afd_async.store.keys import RunKeys
 from afd_async.store.redis_server import RedisServer, TlsFiles
 
@@ -54,16 +54,6 @@ def test_a_connection_the_server_closed_is_reopened_and_the_command_retried(redi
         assert other.client_kill_filter(_id=conn_id) == 1
     assert execute_direct(redis_client, ["GET", "big"]) == BIG
     assert execute_direct(redis_client, ["CLIENT", "ID"]) != conn_id
-
-
-@pytest.fixture(scope="module")
-def acl_server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("acl")
-    passwords = generate_passwords()
-    write_acl_file(d / "users.acl", passwords)
-    with RedisServer(data_dir=str(d / "data"), acl_file=str(d / "users.acl"), username=user_name("admin"),
-                     password=passwords["admin"]) as server:
-        yield server, passwords
 
 
 def test_the_replay_runs_as_its_acl_users(acl_server) -> None:

@@ -17,23 +17,12 @@ from afd_async.config.cluster import ClusterConfig
 from afd_async.store.connect import redis_client as role_client
 from afd_async.runtime.groups import GroupClaims
 from afd_async.store.keys import RunKeys
-from afd_async.security.redis_acl import (COMPOSE_ROLES, generate_passwords, init_secrets_dir, password_file_name,
-                                          user_name, write_acl_file)
+from afd_async.security.redis_acl import COMPOSE_ROLES, init_secrets_dir, password_file_name, user_name
 from afd_async.teacher.journal import SubmitJournal
 from afd_async.store.redis_server import RedisServer
 
 KEYS = RunKeys()
 JOURNAL_KEYS = ("afd:teacher:job:k1", "afd:teacher:claim:k1", "afd:teacher:dead", "afd:teacher:journal:stats")
-
-
-@pytest.fixture(scope="module")
-def acl_server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("acl")
-    passwords = generate_passwords()
-    write_acl_file(d / "users.acl", passwords)
-    with RedisServer(data_dir=str(d / "data"), acl_file=str(d / "users.acl"), username=user_name("admin"),
-                     password=passwords["admin"]) as server:
-        yield server, passwords
 
 
 def login(acl_server, role: str) -> redis.Redis:
