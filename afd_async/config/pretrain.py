@@ -70,7 +70,7 @@ class DPretrainConfig:
     """
 
     # The shipped D (afd_async/assets/tiny_discriminator_pretrained.safetensors): these defaults on a 2,000-prompt
-    # corpus, `afd pretrain-d pretrain.num_prompts=2000` (~18 min on 2 CPU cores, most of it the probes' rollouts).
+    # corpus, `afd pretrain-d pretrain.num_prompts=2000` (17.5 min on a 2-core box shared with another job).
     steps: int = 800
     batch_size: int = 16  # distinct prompts a step (a prompt swap needs two)
     lr: float = 2e-4
