@@ -137,6 +137,9 @@ D_PROBE = _g("afd_d_learner_probe_ratio", "D probes on held-out teacher clips (D
 D_PROBE_RHO = _g("afd_d_learner_probe_rho_physics", "Spearman ρ(D score, −true physics error) of the student clips D "
                  "scored since the last probe (issue 15.2; +1 = D ranks them as the ground truth does, goal ≥ 0.3); "
                  "only with the embedded renderer teacher (train.d_probe_every).", "D learner", [DL])
+D_PROBE_RHO_HELDOUT = _g("afd_d_learner_probe_rho_physics_heldout", "The same ρ for D's scores of each batch taken "
+                         "before D's first step on it: student rollouts D has not trained on (issue 15.2's held-out "
+                         "test; goal ≥ 0.3).", "D learner", [DL])
 
 # --- student learner -------------------------------------------------------------------------------------
 S_STEPS = _c("afd_student_learner_steps_total", "Student optimizer steps.", "student learner", [SL])

@@ -35,6 +35,8 @@ def probe_sink(rc: RoleContext, probe_log: MetricLog) -> Callable[[dict, DProbeR
             rc.metrics(M.D_PROBE, probe=name).set(value)
         if record.get("d_probe_rho_physics") is not None:  # absent without ground truth, None when undefined
             rc.metrics(M.D_PROBE_RHO).set(record["d_probe_rho_physics"])
+        if record.get("d_probe_rho_physics_heldout") is not None:
+            rc.metrics(M.D_PROBE_RHO_HELDOUT).set(record["d_probe_rho_physics_heldout"])
 
     return probed
 

@@ -1,6 +1,7 @@
 """The D probes during training: a fixed held-out probe set, probed every `train.d_probe_every` D step calls.
 
     probes = make_probe_monitor(cfg, text.encode, device, sink=...)   # None when train.d_probe_every = 0
+    for each batch:        probes.before_step(updater, batch)                      # D's scores before it trains on it
     for each D step call:  updater.step(batch); probes.after_step(updater, batch)   # probes when calls % every == 0
     at the end:            probes.finish(updater)                                    # unless the last call was probed
 
@@ -14,7 +15,9 @@ records agree. Probing touches no RNG the training uses (own generators; the set
 error (`OracleReward.errors`) of the student clips D was given since the last probe, the very clips whose D
 scores became the student's advantages (so D has trained on them: this is the reward the student saw, not a
 held-out test). Pooling the batches since the last probe (at most `RHO_MAX_CLIPS`, the latest) gives ρ more
-clips than one batch has. Logged only when the teacher is the embedded renderer (teacher.kind=local,
+clips than one batch has. `d_probe_rho_physics_heldout` is the held-out test of issue 15.2: the same ρ for
+D's scores of each batch taken *before* D's first step on it (`before_step`), so on student rollouts D had not
+yet trained on. Logged only when the teacher is the embedded renderer (teacher.kind=local,
 teacher.server.backend=physics): only it has the ground truth; with any other teacher the key is absent.
 In a data-parallel D learner only rank 0 probes, so its ρ ranks rank 0's shard of each batch.
 """
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import torch
 
 from afd_async.config.prompts import eval_prompts
-from afd_async.eval.d_probes import DProbeResult, as_scorer, error_spearman, probe_discriminator
+from afd_async.eval.d_probes import DProbeResult, as_scorer, error_spearman, probe_discriminator, spearman
 from afd_async.train.oracle_reward import OracleReward, make_oracle_reward
 from afd_async.train.teacher_source import make_teacher_source
 
@@ -98,6 +101,8 @@ class DProbeMonitor:
         self.oracle, self.rho_max_clips = oracle, rho_max_clips
         self.last_d_step: Optional[int] = None
         self._pool: list[tuple[torch.Tensor, torch.Tensor, list[str]]] = []  # (clips, text, prompts) on CPU
+        self._held: list[torch.Tensor] = []  # per pooled batch, D's scores before its first step on it (CPU)
+        self._pending: Optional[tuple[weakref.ref, torch.Tensor]] = None  # `before_step`'s batch and scores
         self._last_batch: Optional[weakref.ref] = None  # the batch last pooled (D calls repeat a batch)
 
     def student_step(self, d_step: int) -> int:
@@ -107,6 +112,16 @@ class DProbeMonitor:
             return 0
         return (d_step - self.warmup_steps - 1) // self.ratio
 
+    def before_step(self, d: Any, batch: Any) -> None:
+        """Score `batch`'s student clips with D as it is before training on them (the held-out ρ); no-op without
+        an oracle. No grad, no RNG, no D state touched."""
+        if self.oracle is None or batch is None:
+            return
+        device, score = self.set.teacher.device, as_scorer(d)
+        with torch.no_grad():
+            scores = score(batch.student_rgb.to(device), batch.text.to(device), list(batch.prompts))
+        self._pending = (weakref.ref(batch), scores.detach().float().cpu())
+
     def observe(self, batch: Any) -> None:
         """Pool a `PairBatch`'s student clips for ρ (once per batch, however many D calls it gets; no-op
         without an oracle). Copies to CPU: nothing of the training's tensors is kept or changed."""
@@ -115,21 +130,31 @@ class DProbeMonitor:
         self._last_batch = weakref.ref(batch)
         self._pool.append((batch.student_rgb.detach().float().cpu(), batch.text.detach().float().cpu(),
                            list(batch.prompts)))
+        pending = self._pending
+        held = pending[1] if pending is not None and pending[0]() is batch else torch.full((len(batch.prompts),), math.nan)
+        self._held.append(held)
+        self._pending = None
         while sum(len(p) for _, _, p in self._pool) - len(self._pool[0][2]) >= self.rho_max_clips:
             self._pool.pop(0)  # the oldest whole batch, while the rest still fill the cap
+            self._held.pop(0)
 
-    def rho_physics(self, d: Any) -> tuple[Optional[float], int]:
-        """(ρ(D score, −true error), clips ranked) over the pooled student clips (the latest `rho_max_clips`)."""
+    def rho_physics(self, d: Any) -> tuple[Optional[float], int, Optional[float]]:
+        """(ρ(D score, −true error), clips ranked, the held-out ρ) over the pooled student clips (the latest
+        `rho_max_clips`); the held-out ρ ranks D's scores from before it trained on each clip (None where a batch
+        was not scored by `before_step`)."""
         assert self.oracle is not None
         if not self._pool:
-            return None, 0
+            return None, 0, None
         video = torch.cat([v for v, _, _ in self._pool])[-self.rho_max_clips:]
         text = torch.cat([t for _, t, _ in self._pool])[-self.rho_max_clips:]
         prompts = [p for _, _, ps in self._pool for p in ps][-self.rho_max_clips:]
+        held = torch.cat(self._held)[-self.rho_max_clips:]
+        errors = self.oracle.errors(video, prompts)
         device, score = self.set.teacher.device, as_scorer(d)
-        rho = error_spearman(lambda v, t, p: score(v.to(device), t.to(device), p), video, text, prompts,
-                             self.oracle.errors(video, prompts))
-        return (rho if math.isfinite(rho) else None), len(prompts)
+        rho = error_spearman(lambda v, t, p: score(v.to(device), t.to(device), p), video, text, prompts, errors)
+        rho_held = spearman(held.numpy(), -errors) if bool(torch.isfinite(held).all()) else math.nan
+        finite = lambda x: x if math.isfinite(x) else None  # noqa: E731 - undefined ρ (ties everywhere) is None
+        return finite(rho), len(prompts), finite(rho_held)
 
     def probe(self, d: Any, d_step: int) -> DProbeResult:
         """Probe now (`d`: a `DiscriminatorUpdater`, a D module or a scorer; see `eval.d_probes.as_scorer`)."""
@@ -137,8 +162,11 @@ class DProbeMonitor:
         result = probe_discriminator(d, self.set.teacher, self.set.text, self.set.prompts, seed=self.seed)
         record = {"step": self.student_step(d_step), "phase": "d_probe", "d_step": d_step, **result.as_dict()}
         if self.oracle is not None:
-            record["d_probe_rho_physics"], record["d_probe_rho_physics_clips"] = self.rho_physics(d)
+            rho, clips, rho_held = self.rho_physics(d)
+            record["d_probe_rho_physics"], record["d_probe_rho_physics_clips"] = rho, clips
+            record["d_probe_rho_physics_heldout"] = rho_held
             self._pool.clear()  # each probe's ρ ranks its own clips
+            self._held.clear()
         record["d_probe_s"] = round(time.monotonic() - t0, 4)
         self.last_d_step = d_step
         self.sink(record, result)

@@ -1,5 +1,6 @@
 """A D step on a batch: the Bradley–Terry step call(s) and the D probes after each, shared by both modes.
 
+    probes.before_step(updater, batch)                                       # D's scores of clips it has not seen
     for each call: updater.step(batch); probes.after_step(updater, batch)   # probes when due
 
 `afd sync` (`sync_loop.py`) and the D learner role (`runtime/d_learner.py`) both call `d_steps`, so the two
@@ -44,6 +45,10 @@ def d_steps(updater: DiscriminatorUpdater, batch: PairBatch, *, calls: int,
             probes: Optional[DProbeMonitor] = None) -> DSteps:
     """`calls` D step calls on `batch`, each followed by the probes when they are due (their own RNG)."""
     done = DSteps()
+    if probes is not None and calls > 0:
+        t0 = time.monotonic()
+        probes.before_step(updater, batch)
+        done.probe_s += time.monotonic() - t0
     for _ in range(calls):
         done.per_call.append(updater.step(batch))
         if probes is not None:

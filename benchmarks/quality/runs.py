@@ -23,7 +23,8 @@ from plan import Plan, Row
 Policy = Literal["ema", "old"]
 CHECKPOINTS: dict[str, str] = {"ema": "student_ema.safetensors", "old": "student_final.safetensors"}
 # `d_probe_<key>` in metrics.jsonl; `rho_physics_start` is the first logged ρ(D, −true error) (issue 15.2)
-PROBE_KEYS = ("shuffled", "reversed", "frame_drop", "prompt_swap", "rho_physics_start", "rho_physics")
+PROBE_KEYS = ("shuffled", "reversed", "frame_drop", "prompt_swap", "rho_physics_start", "rho_physics",
+              "rho_physics_heldout")
 
 
 @dataclass

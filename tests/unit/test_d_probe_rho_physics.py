@@ -140,3 +140,25 @@ def test_metrics_png_plots_rho_and_skips_undefined_values(tmp_path) -> None:
     records = [{"step": 0, "d_loss": 0.7}, {"step": 0, "phase": "d_probe", "d_probe_rho_physics": None},
                {"step": 5, "phase": "d_probe", "d_probe_rho_physics": 0.4}]
     assert plot_metrics(records, PLOT_KEYS, tmp_path / "metrics.png").stat().st_size > 0
+
+
+def test_heldout_rho_ranks_d_scores_from_before_d_trained_on_the_clips() -> None:
+    """Held out (issue 15.2): D's scores of a batch taken before its first step on it. Here D ranks every new batch
+    as the truth does, then, "trained" on it, turns against it: ρ on trained clips −1, held out +1."""
+    records: list[dict] = []
+    mon, d = _monitor(records, every=4), ErrorD(1.0)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(2):
+        batch = _batch((torch.rand(4, generator=g) * 2 - 1).tolist())
+        d.sign = 1.0
+        mon.before_step(d, batch)  # D before it trains on this batch
+        d.sign = -1.0  # ... and after
+        for _ in range(2):
+            d.calls += 1
+            mon.after_step(d, batch)
+    assert records[0]["d_probe_rho_physics"] == pytest.approx(-1.0)
+    assert records[0]["d_probe_rho_physics_heldout"] == pytest.approx(1.0)
+    assert records[0]["d_probe_rho_physics_clips"] == 8
+    _train(mon, d, [_batch([0.1, -0.3, 0.5, 0.2])])  # no before_step: nothing held out to rank
+    mon.finish(d)
+    assert records[1]["d_probe_rho_physics_heldout"] is None and records[1]["d_probe_rho_physics"] is not None
