@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-DPretrainKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap"]  # = algo.negatives.NegativeKind
+from afd_async.config.algo import DNegativeKind
 
 
 @dataclass
@@ -75,7 +75,7 @@ class DPretrainConfig:
     batch_size: int = 16  # distinct prompts a step (a prompt swap needs two)
     lr: float = 2e-4
     warmup_steps: int = 50
-    kinds: tuple[DPretrainKind, ...] = ("shuffled", "reversed", "frame_drop", "prompt_swap")
+    kinds: tuple[DNegativeKind, ...] = ("shuffled", "reversed", "frame_drop", "prompt_swap")
     probe_every: int = 250  # steps between probes on held-out eval-split clips (0: only at the end)
     probe_clips: int = 40  # eval-split prompts the probes render (true physics: clips D never trained on)
     output: str = "outputs/pretrain/tiny_discriminator.safetensors"
