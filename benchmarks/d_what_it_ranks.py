@@ -4,9 +4,10 @@
 
 Rolls the shipped base student out on the eval prompts (two noise seeds a prompt; rollouts no D has seen) and
 prints, for each D, Spearman's ρ between its score and each clip property: minus the true physics error (what
-AFD needs), pixel motion (mean |frame difference|), sharpness (mean |spatial gradient|), brightness, and D's score
-of the same clip with its frames shuffled (does D read event order on student clips too). A D that tracks motion
-energy or sharpness more than the error rewards those instead of physics.
+AFD needs), the same within each prompt (D's score and the error centred on their prompt's mean: what a
+K-rollout advantage ranks), pixel motion (mean |frame difference|), sharpness (mean |spatial gradient|),
+brightness, and how often D scores a rollout above the same clip with its frames shuffled (does D read event order
+on student clips too). A D that tracks motion energy or sharpness more than the error rewards those instead.
 """
 
 from __future__ import annotations
@@ -37,11 +38,17 @@ def clip_properties(video: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def centred(values: torch.Tensor, seeds: int) -> torch.Tensor:
+    """`values` of seed-major rollouts (`seeds` blocks of the same prompts) minus each prompt's mean."""
+    v = values.double().reshape(seeds, -1)
+    return (v - v.mean(dim=0, keepdim=True)).reshape(-1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--d", action="append", required=True, help="a discriminator checkpoint (path or pretrained_d)")
     ap.add_argument("--prompts", type=int, default=40)
-    ap.add_argument("--seeds", type=int, default=2, help="rollouts a prompt")
+    ap.add_argument("--seeds", type=int, default=4, help="rollouts a prompt (the quality GPU size's K)")
     ap.add_argument("--override", action="append", default=[], help="Hydra overrides for the student and text")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -64,7 +71,8 @@ def main() -> None:
     props = {"−true error": -errors, **clip_properties(video)}
     print(f"{len(names)} base-student rollouts ({args.prompts} eval prompts x {args.seeds} seeds); "
           "Spearman ρ(D score, property):")
-    print(f"{'D':>48}  " + "  ".join(f"{k:>13}" for k in props) + "  D(real) > D(shuffled)")
+    print(f"{'D':>48}  " + "  ".join(f"{k:>13}" for k in ["−true error", "within prompt", *list(props)[1:]])
+          + "  D(real) > D(shuffled)")
     for ckpt in args.d:
         d = make_discriminator(dataclasses.replace(cfg.discriminator, checkpoint=ckpt), enc.dim,
                                text_kind=cfg.text.kind).eval()
@@ -72,6 +80,8 @@ def main() -> None:
             score = d.score(video, prompts=names, text=text_all)
             shuffled = d.score(shuffle_frames(video, torch.Generator().manual_seed(0)), prompts=names, text=text_all)
         rhos = [spearman(score.numpy(), v.numpy()) for v in props.values()]
+        within = spearman(centred(score, args.seeds).numpy(), centred(-errors, args.seeds).numpy())
+        rhos.insert(1, within)
         order = float((score > shuffled).float().mean())
         print(f"{ckpt[-48:]:>48}  " + "  ".join(f"{r:>+13.2f}" for r in rhos) + f"  {order:>21.2f}")
 
