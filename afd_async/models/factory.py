@@ -132,7 +132,8 @@ def make_discriminator(cfg: DiscriminatorConfig, text_dim: int, device: str | to
     diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
     if diff:
         k, (g, w) = next(iter(diff.items()))
-        asks = f"text.kind gives {w}-dim prompt vectors" if k == "text_dim" else f"config asks for discriminator.{k}={w}"
+        asks = (f"text.kind gives {w}-dim prompt vectors" if k == "text_dim"
+                else f"config asks for discriminator.{k}={w}")
         raise CheckpointError(f"discriminator checkpoint {path} was trained with {k}={g}, {asks} (discriminator."
                               "checkpoint=null trains a D of that shape from random weights)")
     return model.to(device)

@@ -131,7 +131,8 @@ class DProbeMonitor:
         self._pool.append((batch.student_rgb.detach().float().cpu(), batch.text.detach().float().cpu(),
                            list(batch.prompts)))
         pending = self._pending
-        held = pending[1] if pending is not None and pending[0]() is batch else torch.full((len(batch.prompts),), math.nan)
+        scored = pending is not None and pending[0]() is batch
+        held = pending[1] if scored else torch.full((len(batch.prompts),), math.nan)  # NaN: ρ held out is None
         self._held.append(held)
         self._pending = None
         while sum(len(p) for _, _, p in self._pool) - len(self._pool[0][2]) >= self.rho_max_clips:

@@ -37,6 +37,14 @@ from afd_async.train.pretrain_data import pretrain_prompts, render_pretrain_clip
 from afd_async.train.seeding import step_generator, step_seed
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, *, warmup_steps: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup_steps`, then cosine decay to 0 at `steps` (the pretraining runs' schedule)."""
+    def factor(i: int) -> float:
+        return min(1.0, (i + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / max(1, steps)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None) -> Path:
     """Train a fresh tiny student and save it (with its EMA) to `cfg.pretrain.output`."""
     p, s = cfg.pretrain, cfg.student
@@ -58,9 +66,7 @@ def pretrain(cfg: RootConfig, *, on_log: Optional[Callable[[dict], None]] = None
                              text_kind=cfg.text.kind)
     ema = EMA(model, 0.995)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / max(1, p.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(i, p.steps) / max(1, p.steps)))
-    )
+    sched = warmup_cosine(opt, warmup_steps=p.warmup_steps, steps=p.steps)
     n_chunks = s.num_frames // s.chunk_frames
     t0 = time.monotonic()
     log_path = Path(p.output).with_suffix(".jsonl")

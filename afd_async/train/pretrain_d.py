@@ -40,6 +40,7 @@ from afd_async.models.factory import make_discriminator, make_student, make_text
 from afd_async.models.tiny_discriminator import TinyVideoDiscriminator
 from afd_async.train.d_probe_monitor import make_probe_set
 from afd_async.train.oracle_reward import make_oracle_reward
+from afd_async.train.pretrain import warmup_cosine
 from afd_async.train.pretrain_data import pretrain_prompts, render_pretrain_clips
 from afd_async.train.seeding import step_generator, step_seed
 
@@ -80,7 +81,8 @@ def pretrain_discriminator(cfg: RootConfig, *, on_log: Optional[Callable[[dict[s
     """Train a fresh tiny D on the pretraining corpus's corruptions and save it to `cfg.pretrain_d.output`."""
     p = cfg.pretrain_d
     if cfg.discriminator.kind != "tiny":
-        raise ValueError(f"afd pretrain-d trains the tiny discriminator, not discriminator.kind={cfg.discriminator.kind}")
+        raise ValueError("afd pretrain-d trains the tiny discriminator, not "
+                         f"discriminator.kind={cfg.discriminator.kind}")
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     text_enc = make_text_encoder(cfg.text)
@@ -98,14 +100,11 @@ def pretrain_discriminator(cfg: RootConfig, *, on_log: Optional[Callable[[dict[s
     d = make_discriminator(dataclasses.replace(cfg.discriminator, checkpoint=None), text_enc.dim, device)
     assert isinstance(d, TinyVideoDiscriminator)
     opt = torch.optim.AdamW([q for q in d.parameters() if q.requires_grad], lr=p.lr, betas=(0.5, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / max(1, p.warmup_steps))
-        * 0.5 * (1 + math.cos(math.pi * min(i, p.steps) / max(1, p.steps))))
+    sched = warmup_cosine(opt, warmup_steps=p.warmup_steps, steps=p.steps)
     log_path = Path(p.output).with_suffix(".jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     first = {"step": 0, "phase": "probe", **probe(d), "render_s": render_s}
-    last = first
     done = 0
     with log_path.open("w") as log:
         def emit(rec: dict[str, Any]) -> None:
