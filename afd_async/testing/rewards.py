@@ -1,4 +1,4 @@
-"""A reward any student can reach, for checking the update rule apart from the reward (issue 15).
+"""Rewards for checking the update rule apart from the reward (issue 15): one any student can reach, and the oracle's controls.
 
 The oracle's true physics score did not improve the student; `Brightness` tells whether that is the update
 (it would fail here too) or the physics reward being out of the student's reach (it succeeds here). Used by
@@ -13,6 +13,7 @@ import torch
 
 from afd_async.config.root import RootConfig
 from afd_async.train.objectives import Objective, RewardSource, Rewards
+from afd_async.train.oracle_reward import make_oracle_reward
 
 
 @dataclass(frozen=True)
@@ -35,3 +36,33 @@ class Brightness(Objective):
 
     def make_rewards(self, cfg: RootConfig) -> Rewards:
         return lambda batch, d_score: self.sign * self.measure(batch.student_rgb)
+
+
+@dataclass(frozen=True)
+class OracleControl(Objective):
+    """The oracle's own rewards, shuffled across the batch or negated: the controls an update fed the true
+    reward must beat.
+
+    `permute`: the same rewards in the same amounts reach the same update, but which clip earned which is
+    lost, so the policy moves about as far as the oracle's does with no information in the direction.
+    (`algo.adv_clip=1e6`, the older null, keeps w at 0.5 and only pulls θ back to θ_old: it hardly moves,
+    so an oracle that drifts looked worse than it, whatever its signal.) `sign=-1`: the reward reversed,
+    which must end worse than the oracle if the update follows its reward. `benchmarks/oracle_ceiling.py`
+    runs both beside the oracle. The shuffle is seeded by `train.seed`."""
+
+    name: str = "oracle_permuted"
+    reward: RewardSource = "custom"
+    permute: bool = True
+    sign: float = 1.0
+
+    def make_rewards(self, cfg: RootConfig) -> Rewards:
+        oracle = make_oracle_reward(cfg)
+        g = torch.Generator().manual_seed(cfg.train.seed)
+
+        def rewards(batch, d_score):
+            r = self.sign * oracle(batch.student_rgb, batch.prompts)
+            return r[torch.randperm(len(r), generator=g).to(r.device)] if self.permute else r
+        return rewards
+
+
+ORACLE_CONTROLS = (OracleControl(), OracleControl(name="oracle_negated", permute=False, sign=-1.0))

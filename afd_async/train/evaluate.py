@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from afd_async.eval.bootstrap import bootstrap_mean
-from afd_async.eval.scorecard import score_clips
+from afd_async.eval.scorecard import ClipScore, score_clips
 from afd_async.train.teacher_source import LocalTeacherSource
 
 
@@ -94,8 +94,12 @@ class PhysicsEvaluator:
             ))
         return torch.cat(out)
 
+    def clip_scores(self, videos: torch.Tensor) -> list[ClipScore]:
+        """Per-prompt scores of `videos` (aligned with `prompts`), for paired comparisons cell by cell."""
+        return score_clips(videos, self.fps, self._truths)
+
     def _score(self, videos: torch.Tensor) -> dict[str, float]:
-        scores = score_clips(videos, self.fps, self._truths)
+        scores = self.clip_scores(videos)
         physics = bootstrap_mean(np.array([c.physics_score for c in scores]), n_boot=2000)
         return {
             "physics_score": physics.mean, "physics_score_ci_low": physics.lo, "physics_score_ci_high": physics.hi,
