@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 # name -> (objective, overrides). Nulls carry the same overrides as their oracle, so each pair differs only in
 # whether the rewards are the clips' own.
-BASE = ["experiment=quality_gpu", "algo.d_warmup_steps=0", "algo.d_steps_per_student_step=0",
-        "train.eval_every=0", "train.d_probe_every=0", "train.eval_prompts=40"]
+BASE = ["experiment=quality_gpu", "train.eval_every=0", "train.d_probe_every=0", "train.eval_prompts=40"]
+NO_D = ["algo.d_warmup_steps=0", "algo.d_steps_per_student_step=0"]  # the oracle and its controls never ask D
 KNOBS: dict[str, list[str]] = {
     "": [],
     "_300": ["train.steps=300"],
@@ -47,12 +47,17 @@ KNOBS: dict[str, list[str]] = {
     "_k8": ["train.batch_size=16", "algo.rollouts_per_prompt=8"],
     "_clip1": ["algo.adv_clip=1.0"],
     "_group": ["algo.adv_norm=group"],
+    "_k8s": ["train.batch_size=16", "algo.rollouts_per_prompt=8", "algo.t_sampling=schedule"],
 }
 VARIANTS: dict[str, tuple[str, list[str]]] = {}
 for _suffix, _over in KNOBS.items():
     VARIANTS[f"oracle{_suffix}"] = ("oracle", _over)
     VARIANTS[f"null{_suffix}"] = ("oracle_permuted", _over)
     VARIANTS[f"negated{_suffix}"] = ("oracle_negated", _over)
+    VARIANTS[f"afd{_suffix}"] = ("afd", _over)  # AFD itself (D warm-up and steps as configured) at the same knobs
+# The sign that turns a run's logged `score_mean` into the true physics score of its rollouts (the mean of the
+# oracle's rewards, whatever their order); other objectives' rollouts are scored by the oracle itself.
+ORACLE_SIGN = {"oracle": -1.0, "oracle_permuted": -1.0, "oracle_negated": 1.0}
 EVAL_SEED = 50_000  # eval noise = EVAL_SEED + run seed: a fresh draw per seed, the same for every variant
 
 
@@ -64,6 +69,7 @@ def run_one(variant: str, seed: int, device: str, work: str, extra: list[str]) -
     from afd_async.testing.rewards import ORACLE_CONTROLS
     from afd_async.train.evaluate import PhysicsEvaluator
     from afd_async.train.objectives import register
+    from afd_async.train.oracle_reward import make_oracle_reward
     from afd_async.train.sync_loop import SyncLoop
 
     torch.set_num_threads(1)
@@ -71,7 +77,8 @@ def run_one(variant: str, seed: int, device: str, work: str, extra: list[str]) -
         register(control, replace=True)
     objective, over = VARIANTS[variant]
     out = Path(work) / f"{variant}_s{seed}"
-    cfg = load_config([*BASE, f"algo.name={objective}", *over, *extra, f"train.device={device}",
+    no_d = NO_D if objective in ORACLE_SIGN else []
+    cfg = load_config([*BASE, *no_d, f"algo.name={objective}", *over, *extra, f"train.device={device}",
                        f"train.seed={seed}", f"train.output_dir={out}"])
     t0 = time.monotonic()
     loop = SyncLoop(cfg)
@@ -86,10 +93,17 @@ def run_one(variant: str, seed: int, device: str, work: str, extra: list[str]) -
                 "motion": [c.motion_magnitude for c in cells]}
 
     start = scores(loop.s_upd.student)
+    oracle = None if objective in ORACLE_SIGN else make_oracle_reward(cfg)
+    if cfg.algo.d_warmup_steps:
+        loop.warmup_d()
     curve, grad = [], []
     for _ in range(cfg.train.steps):
-        m = loop.step()
-        curve.append(-m["score_mean"])  # the true physics score of this step's own rollouts (lower is better)
+        batch = loop.make_batch(loop.step_index)
+        m = loop.train_step(batch, loop.step_index)
+        loop.step_index += 1
+        # the true physics score of this step's own rollouts (lower is better)
+        curve.append(ORACLE_SIGN[objective] * m["score_mean"] if oracle is None
+                     else float(oracle.errors(batch.student_rgb.cpu(), batch.prompts).mean()))
         grad.append(m["student_grad_norm"])
     record: dict[str, Any] = {
         "variant": variant, "objective": objective, "overrides": over + extra, "seed": seed,
@@ -125,7 +139,7 @@ def report(work: Path, tag: str, command: str) -> str:
     rows, table = [], []
     for variant in [v for v in VARIANTS if v in runs]:
         seeds = sorted(runs[variant])
-        prefix = next((p for p in ("oracle", "negated") if variant.startswith(p)), None)
+        prefix = next((p for p in ("oracle", "negated", "afd") if variant.startswith(p)), None)
         null = "null" + variant[len(prefix):] if prefix else None
         null_seeds = sorted(set(seeds) & set(runs.get(null, {}))) if null else []
 
