@@ -48,6 +48,8 @@ KNOBS: dict[str, list[str]] = {
     "_clip1": ["algo.adv_clip=1.0"],
     "_group": ["algo.adv_norm=group"],
     "_k8s": ["train.batch_size=16", "algo.rollouts_per_prompt=8", "algo.t_sampling=schedule"],
+    "_ref1": ["algo.lam_ref=1.0"],  # a pull back to θ_ref that bounds a random walk more than a steady signal
+    "_lr5e-6_300": ["algo.lr_student=5e-6", "train.steps=300"],
 }
 VARIANTS: dict[str, tuple[str, list[str]]] = {}
 for _suffix, _over in KNOBS.items():
