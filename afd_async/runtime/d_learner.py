@@ -18,6 +18,7 @@ import torch
 from afd_async.runtime.feed_loop import to_pair_batch
 from afd_async.seams import WeightSink
 from afd_async.store.keys import RunKeys
+from afd_async.runtime.background_probes import BackgroundProbes
 from afd_async.train.d_probe_monitor import DProbeMonitor
 from afd_async.train.d_step import d_steps
 from afd_async.train.d_update import DiscriminatorUpdater
@@ -28,13 +29,14 @@ class DLearner:
     """Discriminator learner state: the updater, its version, its publisher.
 
     `probes` (optional) runs the D probes after the step calls the sync loop probes after
-    (`train.d_probe_every`); their time is left out of `timing["step"]`.
+    (`train.d_probe_every`); their time is left out of `timing["step"]`. A `BackgroundProbes` runs them on a
+    thread on copies of D, so D is published without waiting for them (`background_probes.py` says why).
     """
 
     def __init__(self, *, updater: DiscriminatorUpdater, publisher: WeightSink, client: redis.Redis, keys: RunKeys,
                  encode_text: Callable[[list[str]], torch.Tensor], warmup_groups: int, steps_per_batch: int,
                  lr_after_warmup: float, pixel_latent: bool, device: torch.device | str = "cpu",
-                 probes: Optional[DProbeMonitor] = None) -> None:
+                 probes: Optional[DProbeMonitor | BackgroundProbes] = None) -> None:
         self.updater, self.publisher, self._r, self.keys = updater, publisher, client, keys
         self.device = torch.device(device)  # where D computes (`train.device`); batches are moved here
         self.encode_text, self.warmup_groups, self.ratio = encode_text, warmup_groups, steps_per_batch

@@ -16,6 +16,7 @@ from afd_async.eval.d_probes import DProbeResult
 from afd_async.parallel.dist import DistContext
 from afd_async.parallel.learner_world import agree_to_stop
 from afd_async.runtime.context import RoleContext
+from afd_async.runtime.background_probes import BackgroundProbes
 from afd_async.runtime.d_learner import DLearner
 from afd_async.runtime.feed_loop import FeedLoop
 from afd_async.runtime.gpu_share import record_gpu_peak
@@ -42,7 +43,7 @@ def probe_sink(rc: RoleContext, probe_log: MetricLog) -> Callable[[dict, DProbeR
 
 
 def train_d(rc: RoleContext, learner: DLearner, feed: BatchSource, ckpt: Checkpointer, world: DistContext,
-            probes: Optional[DProbeMonitor]) -> None:
+            probes: Optional[DProbeMonitor | BackgroundProbes]) -> None:
     """Train D on the feed until the run stops or the feed ends."""
     rc.metrics(M.D_PROBE_RHO).set(float("nan"))  # not measured (yet, on this rank, or no ground truth), not ρ = 0
     ckpt.restore()
@@ -75,4 +76,4 @@ def train_d(rc: RoleContext, learner: DLearner, feed: BatchSource, ckpt: Checkpo
 
     loop.run(process)
     if probes is not None:
-        probes.finish(learner.updater)  # the final D, unless its last step call was just probed
+        probes.finish(learner.updater)  # (queued probes first) the final D, unless its last step call was just probed

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 from afd_async.train.batch import PairBatch
-from afd_async.train.d_probe_monitor import DProbeMonitor
 from afd_async.train.d_update import DiscriminatorUpdater
+
+
+class Probes(Protocol):
+    """What `d_steps` calls around each D step: `DProbeMonitor` (inline), or the D learner's
+    `runtime/background_probes.BackgroundProbes` (the same probes on a thread)."""
+
+    def before_step(self, updater: Any, batch: Any) -> None: ...
+
+    def after_step(self, updater: Any, batch: Any = None) -> Any: ...
 
 
 @dataclass
@@ -42,7 +50,7 @@ class DSteps:
 
 
 def d_steps(updater: DiscriminatorUpdater, batch: PairBatch, *, calls: int,
-            probes: Optional[DProbeMonitor] = None) -> DSteps:
+            probes: Optional[Probes] = None) -> DSteps:
     """`calls` D step calls on `batch`, each followed by the probes when they are due (their own RNG)."""
     done = DSteps()
     if probes is not None and calls > 0:

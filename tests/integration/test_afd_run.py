@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from afd_async.testing.oracle import assert_matches_sync, async_train_steps, sync_reference
+from afd_async.train.report import read_metrics
 
 pytestmark = pytest.mark.slow
 
-SMOKE = ["experiment=smoke", "replay.staleness=0", "train.sync_teacher_codec=true", "train.eval_prompts=2"]
+SMOKE = ["experiment=smoke", "replay.staleness=0", "train.sync_teacher_codec=true", "train.eval_prompts=2",
+         "train.d_probe_every=3"]
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +58,13 @@ def test_staleness_zero_reproduces_the_sync_loop(async_run):
     assert all(r["staleness_max"] == 0 for r in async_steps)
     _, sync_steps = sync_reference(SMOKE, out)
     assert_matches_sync(async_steps, sync_steps)
+    # the D learner probes on a thread, on copies of D (runtime/background_probes.py): the sync loop's records
+    probes = {p: [r for r in read_metrics(p) if r.get("phase") == "d_probe"]
+              for p in (out / "metrics.jsonl", out / "sync" / "metrics.jsonl")}
+    async_probes, sync_probes = probes.values()
+    assert [r["d_step"] for r in async_probes] == [r["d_step"] for r in sync_probes] == [3, 6]
+    for a, s in zip(async_probes, sync_probes):
+        assert a.keys() == s.keys()
+        for key in a.keys() - {"d_probe_s"}:
+            same = a[key] == pytest.approx(s[key], rel=1e-4, abs=1e-5) if isinstance(s[key], float) else a[key] == s[key]
+            assert same, (a["d_step"], key, a[key], s[key])

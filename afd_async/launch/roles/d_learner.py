@@ -9,6 +9,7 @@ from afd_async.launch.roles.learner_start import feed_client, start_learner
 from afd_async.models.factory import make_discriminator, make_student
 from afd_async.parallel.dist import shutdown_distributed
 from afd_async.parallel.learner_world import NullPublisher, agree_on_checkpoint, barrier, rank_role
+from afd_async.runtime.background_probes import BackgroundProbes
 from afd_async.runtime.context import weight_endpoints
 from afd_async.runtime.d_learner import DLearner
 from afd_async.runtime.d_learner_role import probe_sink, train_d
@@ -29,7 +30,10 @@ def run_d_learner(cfg: RootConfig) -> int:
     upd = make_discriminator_updater(cfg, d, dist=world)
     probe_log = MetricLog(Path(cfg.train.output_dir) / "metrics.jsonl") if world.is_main and cfg.train.d_probe_every else None
     # rank 0 probes (D's replicas are equal); built under fork_rng: the RNG the training uses is untouched
-    probes = make_probe_monitor(cfg, text.encode, device, sink=probe_sink(rc, probe_log)) if probe_log is not None else None
+    monitor = make_probe_monitor(cfg, text.encode, device, sink=probe_sink(rc, probe_log)) if probe_log is not None else None
+    # on CPU the probes run on a thread, on copies of D, so D's publish does not wait for them; on an accelerator
+    # they stay inline: the copies would take its memory, and its stream runs the kernels one after another anyway
+    probes = BackgroundProbes(monitor) if monitor is not None and device.type == "cpu" else monitor
     notify, fetch = weight_endpoints(cfg.cluster.host, cfg.cluster.d_learner_port)
     store = open_store(cfg, rank_role("d-learner", world), rc.redis, rc.keys)
     agree_on_checkpoint(store, world)
@@ -47,6 +51,8 @@ def run_d_learner(cfg: RootConfig) -> int:
             train_d(rc, learner, feed, ckpt, world, probes)
         finally:
             ckpt.close()  # a checkpoint being written is complete on disk before the process exits
+            if isinstance(probes, BackgroundProbes):
+                probes.close()  # their records are written before the log is closed
     if probe_log is not None:
         probe_log.close()
     shutdown_distributed(world)  # leave the process group, or a rank's exit can wait on its peers
