@@ -51,3 +51,25 @@ def test_the_oracle_row_trains_on_true_physics_and_afd_on_d(tmp_path) -> None:
     d_scores = afd_loop.d_upd.score(batch.student_rgb, batch.text, prompts=batch.prompts)
     assert torch.equal(afd_loop.rewards(batch), d_scores)
     assert SyncLoop(load_config([*base, "algo=sft", f"train.output_dir={tmp_path / 's'}"])).rewards(batch) is None
+
+
+def test_the_oracle_controls_keep_its_rewards_and_lose_or_reverse_their_order() -> None:
+    """`oracle_ceiling.py`'s null must hand the update the oracle's very rewards in another order (the same
+    step sizes, no information), and its negated control the same rewards reversed."""
+    from types import SimpleNamespace
+
+    from afd_async.testing.rewards import ORACLE_CONTROLS
+
+    cfg = load_config(["student.fps=8", "student.num_frames=16"])
+    src = LocalTeacherSource(render_height=96, render_width=96, render_fps=24, render_seconds=2.0, height=32, width=32,
+                             fps=FPS, num_frames=16)
+    clips = torch.cat([src.batch(PROMPTS, [77] * len(PROMPTS)), frozen_frame(src.batch(PROMPTS, [5] * len(PROMPTS)))])
+    batch = SimpleNamespace(student_rgb=clips, prompts=PROMPTS * 2)
+    truth = make_oracle_reward(cfg)(clips, batch.prompts)
+    assert truth.unique().numel() > 2  # distinct rewards, so a reordering shows
+    permuted, negated = (c.make_rewards(cfg) for c in ORACLE_CONTROLS)
+    draws = [permuted(batch, None) for _ in range(4)]
+    for r in draws:
+        torch.testing.assert_close(r.sort().values, truth.sort().values)
+    assert any(not torch.equal(r, truth) for r in draws)
+    torch.testing.assert_close(negated(batch, None), -truth)
