@@ -29,24 +29,31 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from role_cpu import RoleCpu  # noqa: E402  (a sibling: where the CPU went during a run)
+
 
 def run(cmd: str, overrides: list[str], out: Path) -> dict:
+    """`afd <cmd>` to `out`: its summary, the command's wall time and (`role_cpu`) where the CPU went."""
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "afd_async.cli", cmd, *overrides, f"train.output_dir={out}"],
-                          capture_output=True, text=True)
+    with subprocess.Popen([sys.executable, "-m", "afd_async.cli", cmd, *overrides, f"train.output_dir={out}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        with RoleCpu(proc.pid) as cpu:
+            stdout, stderr = proc.communicate()
     wall = time.monotonic() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"afd {cmd} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"afd {cmd} failed:\n{stdout[-2000:]}\n{stderr[-2000:]}")
     summary = json.loads((out / "summary.json").read_text())
     summary["wall_s"] = wall
+    summary["role_cpu"] = cpu.summary()
     return summary
 
 
 def learner_busy(k: int = 2, steps: int = 40, batch: int = 4, overrides: Sequence[str] = ("text.kind=hash",),
                  d_staleness: int = 0) -> dict[str, Any]:
     """One `afd run` at staleness `k` and D staleness `d_staleness` (tiny models, no evaluation rounds): the student
-    learner's busy fraction once warm, its breakdown (`runtime/busy.py`), the D learner's and the wall time. About a
-    minute on 2 cores."""
+    learner's busy fraction once warm, its breakdown (`runtime/busy.py`), the D learner's, the wall time and where
+    the CPU went (`cpu`: `role_cpu.py`). About a minute on 2 cores."""
     base = [f"train.steps={steps}", f"train.batch_size={batch}", "algo.d_warmup_steps=4", "train.eval_prompts=4",
             "train.eval_every=0", "train.torch_threads=1", f"replay.staleness={k}",
             f"replay.d_staleness={d_staleness}", *overrides]
@@ -56,7 +63,7 @@ def learner_busy(k: int = 2, steps: int = 40, batch: int = 4, overrides: Sequenc
     return {"k": k, "steps": steps, "batch": batch, "wall_s": s["wall_s"],
             "student_busy": float(st.get("student_busy_ratio", "nan")),
             "d_busy": float(st.get("d_busy_ratio", "nan")),
-            "breakdown": json.loads(st.get("student_busy_breakdown", "{}"))}
+            "breakdown": json.loads(st.get("student_busy_breakdown", "{}")), "cpu": s.get("role_cpu", {})}
 
 
 def measure_learner_busy(k: int = 2, steps: int = 40, batch: int = 4,

@@ -123,6 +123,13 @@ def bounds(rec: dict[str, Any]) -> list[str]:
         if b:
             parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(b["breakdown"].items(), key=lambda kv: -kv[1]))
             out.append(f"learner busy {label}: {b['student_busy']:.3f} ({parts})")
+            cpu = b.get("cpu") or {}
+            if cpu:
+                out.append(f"  CPU over {cpu['window_s']:.0f} s of it: the roles used {cpu['total_cores']:.2f} of "
+                           f"{cpu['cpus']} cores (D learner {cpu['cores'].get('d-learner', 0):.2f}, student learner "
+                           f"{cpu['cores'].get('student-learner', 0):.2f}); the student learner's main thread ran "
+                           f"{cpu['student_main']['on_cpu']:.2f} of the time and waited for a CPU "
+                           f"{cpu['student_main']['runq']:.2f}")
     return out
 
 

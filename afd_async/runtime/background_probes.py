@@ -62,7 +62,7 @@ class BackgroundProbes:
         self._submit(self.monitor.before_step, _frozen(updater), batch)
 
     def after_step(self, updater: Any, batch: Any = None) -> None:
-        """Queue the pooling of `batch` and, when `updater.calls` is a multiple of `every`, a probe of D as it is now."""
+        """Queue the pooling of `batch` and, when `updater.calls` is a multiple of `every`, a probe of D as it is."""
         calls = int(updater.calls)
         d = _frozen(updater) if calls % self.monitor.every == 0 else None
         self._submit(self._after, d, calls, batch)

@@ -66,5 +66,5 @@ def test_staleness_zero_reproduces_the_sync_loop(async_run):
     for a, s in zip(async_probes, sync_probes):
         assert a.keys() == s.keys()
         for key in a.keys() - {"d_probe_s"}:
-            same = a[key] == pytest.approx(s[key], rel=1e-4, abs=1e-5) if isinstance(s[key], float) else a[key] == s[key]
-            assert same, (a["d_step"], key, a[key], s[key])
+            want = pytest.approx(s[key], rel=1e-4, abs=1e-5) if isinstance(s[key], float) else s[key]
+            assert a[key] == want, (a["d_step"], key, a[key], s[key])
