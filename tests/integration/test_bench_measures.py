@@ -1,4 +1,5 @@
-"""The replay and feed benchmarks' `measure()` (what `benchmarks/plumbing.py` reads): keys, sane values, short runs."""
+"""The replay and feed benchmarks' `measure()` and the busy rows' CPU sampler (what `benchmarks/plumbing.py` reads): keys,
+sane values, short runs."""
 
 from __future__ import annotations
 
@@ -39,3 +40,22 @@ def test_feed_measure_reports_ratio_against_raw_push_pull() -> None:
     assert m["feed_gb_per_s"] > 0 and m["raw_gb_per_s"] > 0
     assert m["feed_ratio"] == pytest.approx(m["feed_gb_per_s"] / m["raw_gb_per_s"])
     assert [(r["batch_mb"], r["transport"]) for r in m["rows"]] == [(2, "tcp")]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads Linux /proc")
+def test_role_cpu_counts_a_busy_child_role_and_its_main_thread() -> None:
+    """`role_cpu.RoleCpu` (under `learner_busy`'s rows) on a real child process named as a student learner, spinning
+    for a second: its cores and its main thread's time on a CPU are there, and no more than the wall allows."""
+    import os
+    import subprocess
+
+    role_cpu = _load("role_cpu")
+    spin = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 1.5: pass"
+    with role_cpu.RoleCpu(os.getpid(), period_s=0.05) as cpu:
+        subprocess.run([sys.executable, "-c", spin, "afd_async.cli", "student-learner"], check=True)
+    s = cpu.summary(lo=0.0, hi=1.0)
+    assert s["cpus"] == os.cpu_count() and s["window_s"] > 0.5
+    assert 0.1 < s["cores"]["student-learner"] <= 1.1
+    main = s["student_main"]
+    assert 0.1 < main["on_cpu"] <= 1.1 and main["runq"] >= 0 and main["on_cpu"] + main["runq"] <= 1.2
+    assert role_cpu.RoleCpu(os.getpid()).summary() == {}  # never sampled: nothing to say
