@@ -52,6 +52,11 @@ class AlgoConfig:
     # the teacher clips of D's BT step, so D cannot fit the pairs with a steep score surface around them (a saturated
     # D's advantages carry no signal). Single-process D only (DDP has no double backward).
     d_r1_gamma: float = 0.0
+    # Teacher clips brought to their paired student clip's look in D's BT step (afd_async/algo/appearance.py; off by
+    # default): blurred to its sharpness and given its per-channel mean and std, so D cannot separate the pair by
+    # looks (issue 15: every D measured ranks student clips by sharpness and brightness, not physics). Student
+    # clips, and the clips D scores for the advantage, are never changed. Deterministic: the k=0 oracle holds.
+    d_match_appearance: bool = False
     # Temporal negatives (DESIGN.md §2.2, afd_async/algo/negatives.py; off by default): the batch's (noised) teacher
     # clips corrupted by each of d_negative_kinds are extra losers vs the real teacher clip in D's BT step,
     # L_D = L_BT(teacher, student) + d_negative_weight · mean_kind L_BT(teacher, corrupted teacher). Against a D

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from afd_async.algo.appearance import match_appearance
 from afd_async.algo.losses import bt_accuracy, bt_loss
 from afd_async.algo.negatives import Negative, NegativeKind, PromptBank, make_negative, negatives_bt_loss
 from afd_async.parallel.dist import DistContext, reduce_metrics, wrap_ddp
@@ -57,6 +58,10 @@ class DiscriminatorUpdater:
     cannot give another prompt (K = batch size) take one from the prompts of earlier calls (`PromptBank`, kept in
     the state dict so a resumed learner draws what the first attempt drew).
 
+    Appearance matching (opt-in, `match_appearance`; `algo/appearance.py`): each teacher clip of the BT step
+    (and so of its negatives) is first blurred to its paired student clip's sharpness and given its per-channel
+    mean and std, so D must separate the pair by what moves, not by looks.
+
     R1 (opt-in, `r1_gamma` > 0): L_D += r1_gamma / 2 · mean_b ‖∇_x D(x_teacher,b)‖², the gradient taken at the
     (noised) teacher clips the BT loss scores, as in Mescheder et al. 2018 for the real samples. Needs a double
     backward, which DDP lacks, so it is refused for data-parallel D learners.
@@ -65,13 +70,13 @@ class DiscriminatorUpdater:
     def __init__(self, d: nn.Module, *, lr: float, grad_clip: float, weight_decay: float = 0.0,
                  dist: Optional[DistContext] = None, instance_noise: float = 0.0, max_accuracy: float = 1.0,
                  noise_seed: int = 0, negatives: Sequence[NegativeKind] = (), negative_weight: float = 1.0,
-                 r1_gamma: float = 0.0) -> None:
+                 r1_gamma: float = 0.0, match_appearance: bool = False) -> None:
         self.d = d
         self.dist = dist if dist is not None else DistContext()
         if r1_gamma > 0 and self.dist.distributed:
             raise ValueError("algo.d_r1_gamma needs a double backward, which DDP does not support: use one D "
                              "learner rank (cluster.d_learner_ranks=1) or d_r1_gamma=0")
-        self.r1_gamma = r1_gamma
+        self.r1_gamma, self.match_appearance = r1_gamma, match_appearance
         self._ddp = wrap_ddp(_Scorer(d), self.dist) if self.dist.distributed else None
         self.grad_clip = grad_clip
         self.opt = torch.optim.AdamW(d.parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
@@ -123,7 +128,10 @@ class DiscriminatorUpdater:
         # One memory layout whatever the clips' path: afd sync's teacher clips come strided from the renderer, afd
         # run's channels-last from the feed; a conv's float rounding depends on the layout, and Adam turns D's
         # rounding-level gradients (e.g. the head bias, which the BT loss cannot see) into lr-sized steps.
-        teacher, student = self._noised(batch.teacher.contiguous(), batch.student_rgb.detach().contiguous())
+        teacher, student = batch.teacher.contiguous(), batch.student_rgb.detach().contiguous()
+        if self.match_appearance:  # before the noise: the looks matched are the clips', not the noise's
+            teacher = match_appearance(teacher, student).contiguous()
+        teacher, student = self._noised(teacher, student)
         negs = self._negatives(teacher, batch)
         self.calls += 1
         r1 = self.r1_gamma > 0 and self.lr > 0

@@ -67,7 +67,8 @@ def make_discriminator_updater(cfg: RootConfig, d: torch.nn.Module, *, dist: Opt
     a = cfg.algo
     return DiscriminatorUpdater(d, lr=a.lr_d, grad_clip=a.grad_clip, weight_decay=a.weight_decay, dist=dist,
                                 instance_noise=a.d_instance_noise, max_accuracy=a.d_max_accuracy, noise_seed=cfg.train.seed,
-                                negatives=a.d_negatives, negative_weight=a.d_negative_weight, r1_gamma=a.d_r1_gamma)
+                                negatives=a.d_negatives, negative_weight=a.d_negative_weight, r1_gamma=a.d_r1_gamma,
+                                match_appearance=a.d_match_appearance)
 
 
 class SyncLoop:

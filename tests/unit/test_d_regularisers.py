@@ -178,3 +178,19 @@ def test_a_negative_r1_gamma_is_refused() -> None:
     with pytest.raises(ValueError, match="d_r1_gamma"):
         AlgoConfig(d_r1_gamma=-1.0)
     assert load_config(["algo.d_r1_gamma=10"]).algo.d_r1_gamma == 10.0
+
+
+def test_appearance_matching_changes_the_teacher_side_of_the_bt_step_only() -> None:
+    """`algo.d_match_appearance`: D's BT loss is the one on the teacher clips matched to their student clips'
+    looks (`algo/appearance.py`); the student clips, and D's scores for advantages, are the batch's own."""
+    from afd_async.algo.appearance import match_appearance
+
+    batch, d = _batch(), _d()
+    ref = copy.deepcopy(d)
+    m = DiscriminatorUpdater(d, lr=1e-3, grad_clip=1.0, match_appearance=True).step(batch)
+    matched_loss, _ = _bt(ref, match_appearance(batch.teacher, batch.student), batch.student, batch)
+    plain_loss, _ = _bt(ref, batch.teacher, batch.student, batch)
+    assert m["d_loss"] == pytest.approx(matched_loss, abs=1e-6)
+    assert abs(m["d_loss"] - plain_loss) > 1e-4
+    assert load_config(["algo.d_match_appearance=true"]).algo.d_match_appearance is True
+    assert AlgoConfig().d_match_appearance is False
