@@ -4,7 +4,9 @@ Why: a D trained only on (teacher, student) pairs can win by scoring motion ener
 score tracked pixel motion with ρ≈0.93 and preferred teacher clips shuffled in time to the real ones).
 The same teacher clip with its frames shuffled, reversed, dropped or repeated has the teacher's pixels and
 (roughly) its motion energy but not its physics; scored for another prompt it has the right physics for the
-wrong prompt. DESIGN.md §2.2 uses them twice:
+wrong prompt. With its time bent (`time_warp`) it keeps the path, the first and last frame and the event
+order, and only the velocity profile is wrong: the closest a generic corruption comes to wrong gravity or
+friction, and the error the physics score measures. DESIGN.md §2.2 uses them twice:
 
 - the D probes (`afd_async/eval/d_probes.py`) measure how often D ranks the real clip above each corruption;
 - `algo.d_temporal_negatives` adds them to L_D as extra losers against the real teacher clip
@@ -29,8 +31,8 @@ from typing import Any, Literal, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-NegativeKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap"]
-NEGATIVE_KINDS: tuple[NegativeKind, ...] = ("shuffled", "reversed", "frame_drop", "prompt_swap")
+NegativeKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap", "time_warp"]
+NEGATIVE_KINDS: tuple[NegativeKind, ...] = ("shuffled", "reversed", "frame_drop", "prompt_swap", "time_warp")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Negative:
         prompts: the prompt texts it is scored with.
         valid: `(B,)` bool, rows where the corruption differs from the real pair (a prompt swap can only
             land on the same prompt text when the batch repeats it, e.g. K > 1 rollouts per prompt).
+        winner: `(B, C, F, H, W)` the clips it must lose to, where not the real ones (`time_warp`: the real
+            clip resampled the same way at its own pace, so both carry the same interpolation blur).
     """
 
     kind: NegativeKind
@@ -51,6 +55,7 @@ class Negative:
     text: torch.Tensor
     prompts: list[str]
     valid: torch.Tensor
+    winner: Optional[torch.Tensor] = None
 
 
 def _check_frames(video: torch.Tensor) -> int:
@@ -102,6 +107,38 @@ def drop_repeat_frames(video: torch.Tensor, generator: torch.Generator, *, fract
         repeat = keep[torch.randint(len(keep), (m,), generator=generator)]
         rows.append(torch.sort(torch.cat([keep, repeat])).values)
     return _gather_frames(video, torch.stack(rows))
+
+
+def resample_time(video: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Each clip shown at fractional frame times `times` `(B, F')` in [0, F − 1], blending the two nearest
+    frames linearly."""
+    frames = _check_frames(video)
+    t = times.clamp(0, frames - 1).float()
+    lo = t.floor().long().clamp(max=frames - 2)
+    frac = (t - lo.float()).to(video.device, video.dtype)[:, None, :, None, None]
+    return (1 - frac) * _gather_frames(video, lo) + frac * _gather_frames(video, lo + 1)
+
+
+def time_warp(video: torch.Tensor, generator: torch.Generator, *, slow: tuple[float, float] = (0.5, 0.75),
+              fast: tuple[float, float] = (1.4, 2.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """(warped, paced): each clip with its time bent, and the same clip at its own pace, for `time_warp`.
+
+    The warped clip plays frame time (F − 1)·(i / (F − 1))^γ, γ drawn from `slow` or `fast` (half the rows
+    each): same first and last frame, same path, the same pixels, but a wrong velocity profile — starting slow
+    and speeding up (γ > 1) or the reverse, as wrong gravity or friction would look. Its winner is the real
+    clip resampled at δ + i·(F − 1 − δ)/(F − 1), δ in (0.3, 0.7): the pace of the truth within 1/(F − 1), and
+    blended between frames like the warped clip, so interpolation blur cannot tell them apart.
+    """
+    frames = _check_frames(video)
+    b = video.shape[0]
+    i = torch.arange(frames, dtype=torch.float64) / (frames - 1)
+    pick_fast = torch.rand(b, generator=generator, dtype=torch.float64) < 0.5
+    u = torch.rand(b, generator=generator, dtype=torch.float64)
+    gamma = torch.where(pick_fast, fast[0] + u * (fast[1] - fast[0]), slow[0] + u * (slow[1] - slow[0]))
+    warped_t = (frames - 1) * i[None, :] ** gamma[:, None]
+    delta = 0.3 + 0.4 * torch.rand(b, generator=generator, dtype=torch.float64)
+    paced_t = delta[:, None] + i[None, :] * (frames - 1 - delta[:, None])
+    return resample_time(video, warped_t), resample_time(video, paced_t)
 
 
 def prompt_derangement(prompts: Sequence[str], generator: torch.Generator, *, tries: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,6 +230,9 @@ def make_negative(kind: NegativeKind, video: torch.Tensor, text: torch.Tensor, p
         return Negative(kind, reverse_frames(video), text, prompts, all_rows)
     if kind == "frame_drop":
         return Negative(kind, drop_repeat_frames(video, generator), text, prompts, all_rows)
+    if kind == "time_warp":
+        warped, paced = time_warp(video, generator)
+        return Negative(kind, warped, text, prompts, all_rows, winner=paced)
     if kind == "prompt_swap":
         perm, valid = prompt_derangement(prompts, generator)
         swapped_text = text[perm.to(text.device)]
@@ -210,7 +250,8 @@ def make_negative(kind: NegativeKind, video: torch.Tensor, text: torch.Tensor, p
 
 
 def negatives_bt_loss(score_teacher: torch.Tensor, scores_negative: Sequence[torch.Tensor],
-                      valid: Sequence[torch.Tensor]) -> torch.Tensor:
+                      valid: Sequence[torch.Tensor],
+                      scores_winner: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
     """Mean over kinds of the BT loss of the real teacher clip against each corruption (§2.2 extra losers).
 
     L_neg = mean_k mean_{c valid for k} −log σ(D(x^T_c, c) − D(neg_k(x^T_c, c))). A kind with no valid
@@ -220,14 +261,18 @@ def negatives_bt_loss(score_teacher: torch.Tensor, scores_negative: Sequence[tor
         score_teacher: `(B,)` D's scores of the real teacher clips.
         scores_negative: per kind, `(B,)` scores of the corrupted clips, row-aligned.
         valid: per kind, `(B,)` bool rows that count.
+        scores_winner: per kind, the scores of the clips that kind must lose to where not the real ones
+            (`Negative.winner`), else None.
     """
+    winners = list(scores_winner) if scores_winner is not None else [None] * len(scores_negative)
     terms = []
-    for s_n, ok in zip(scores_negative, valid, strict=True):
-        if s_n.shape != score_teacher.shape:
+    for s_n, ok, s_w in zip(scores_negative, valid, winners, strict=True):
+        s_w = score_teacher if s_w is None else s_w
+        if s_n.shape != score_teacher.shape or s_w.shape != score_teacher.shape:
             raise ValueError(f"negative scores {tuple(s_n.shape)} do not match teacher scores {tuple(score_teacher.shape)}")
         ok = ok.to(score_teacher.device)
         if bool(ok.any()):
-            terms.append(F.softplus(s_n - score_teacher)[ok].mean())
+            terms.append(F.softplus(s_n - s_w)[ok].mean())
     if not terms:
         return score_teacher.sum() * 0.0  # keeps the graph (DDP) and the dtype
     return torch.stack(terms).mean()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-DNegativeKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap"]  # = algo.negatives.NegativeKind
+DNegativeKind = Literal["shuffled", "reversed", "frame_drop", "prompt_swap", "time_warp"]  # = algo.negatives.NegativeKind
 
 
 @dataclass
@@ -67,7 +67,7 @@ class AlgoConfig:
     # A data-parallel D learner draws them per rank from its shard: not the single-process numbers, bit for bit.
     d_temporal_negatives: bool = True
     d_negative_kinds: tuple[DNegativeKind, ...] = (
-        "shuffled", "reversed", "prompt_swap")  # which corruptions (shuffled/reversed/frame_drop in time; prompt_swap)
+        "shuffled", "reversed", "prompt_swap")  # which corruptions (shuffled/reversed/frame_drop/time_warp in time; prompt_swap)
     d_negative_weight: float = 1.0  # w, weight of the negatives' mean BT loss in L_D
 
     def __post_init__(self) -> None:

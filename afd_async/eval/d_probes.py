@@ -34,7 +34,9 @@ from afd_async.algo.negatives import NEGATIVE_KINDS, NegativeKind, make_negative
 Scorer = Callable[[torch.Tensor, torch.Tensor, Sequence[str]], torch.Tensor]
 """`scorer(video (N, C, F, H, W), text (N, text_dim), prompts) -> (N,)` scores, higher = more teacher-like."""
 
-PROBES: tuple[NegativeKind, ...] = NEGATIVE_KINDS  # the probe names, in result order
+# the probe names, in result order: every corruption whose winner is the real clip (not time_warp, whose paced
+# winner is itself resampled)
+PROBES: tuple[NegativeKind, ...] = tuple(k for k in NEGATIVE_KINDS if k != "time_warp")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ class DiscriminatorUpdater:
     leaves D and its optimizer untouched; `steps` counts optimizer steps taken, `calls` every `step`.
 
     Temporal negatives (opt-in, `negatives` non-empty; `algo/negatives.py`): the batch's teacher clips (after
-    the instance noise) corrupted by each kind are extra losers vs the real teacher clip,
+    the instance noise) corrupted by each kind are extra losers vs the real teacher clip (`time_warp`: vs the
+    real clip resampled at its own pace, `Negative.winner`),
     L_D = L_BT(teacher, student) + negative_weight · mean_kind L_BT(teacher, corrupted), each kind's draws from
     `step_generator(noise_seed, calls, "d_negatives:<kind>:<rank>")`, so the sync loop and the D learner agree.
     `d_acc` and the `max_accuracy` gate stay about (teacher, student) pairs. A prompt swap's rows that the batch
@@ -141,20 +142,25 @@ class DiscriminatorUpdater:
             s_t = self.d.score(teacher, prompts=batch.prompts, text=batch.text)
             s_s = self.d.score(student, prompts=batch.prompts, text=batch.text)
             s_n = [self.d.score(n.video, prompts=n.prompts, text=n.text) for n in negs]
+            s_w = [None if n.winner is None else self.d.score(n.winner, prompts=n.prompts, text=n.text) for n in negs]
         else:  # one DDP forward per backward: every row in one call (D's norms are per sample)
+            won = [n for n in negs if n.winner is not None]
             rows = [(teacher, list(batch.prompts), batch.text), (student, list(batch.prompts), batch.text),
-                    *[(n.video, n.prompts, n.text) for n in negs]]
+                    *[(n.video, n.prompts, n.text) for n in negs], *[(n.winner, n.prompts, n.text) for n in won]]
             scores = self._ddp(torch.cat([v for v, _, _ in rows]), [p for _, ps, _ in rows for p in ps],
                                torch.cat([t for _, _, t in rows])).chunk(len(rows))
-            s_t, s_s, s_n = scores[0], scores[1], list(scores[2:])
+            s_t, s_s, s_n = scores[0], scores[1], list(scores[2:2 + len(negs)])
+            won_scores = iter(scores[2 + len(negs):])
+            s_w = [None if n.winner is None else next(won_scores) for n in negs]
         pair_loss = bt_loss(s_t, s_s)
         loss = pair_loss
         extra: dict[str, float] = {}
         if negs:
-            neg_loss = negatives_bt_loss(s_t, s_n, [n.valid for n in negs])
+            neg_loss = negatives_bt_loss(s_t, s_n, [n.valid for n in negs], s_w)
             loss = pair_loss + self.negative_weight * neg_loss
             extra = {"d_pair_loss": pair_loss.item(), "d_neg_loss": neg_loss.item(),
-                     **{f"d_neg_acc_{n.kind}": _valid_accuracy(s_t, s, n.valid) for n, s in zip(negs, s_n)}}
+                     **{f"d_neg_acc_{n.kind}": _valid_accuracy(s_t if w is None else w, s, n.valid)
+                        for n, s, w in zip(negs, s_n, s_w)}}
         if r1:
             (grad,) = torch.autograd.grad(s_t.sum(), teacher, create_graph=True)
             penalty = grad.pow(2).flatten(1).sum(1).mean()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from afd_async.algo.negatives import (PromptBank, drop_repeat_frames, make_negative, negatives_bt_loss,
+from afd_async.algo.negatives import (PromptBank, drop_repeat_frames, make_negative, negatives_bt_loss, time_warp,
                                       prompt_derangement, reverse_frames, shuffle_frames)
 from afd_async.config import load_config
 from afd_async.config.convert import ConfigError
@@ -126,6 +126,24 @@ def test_corruptions_change_time_but_keep_the_frames() -> None:
     assert shuffle_frames(two, torch.Generator().manual_seed(1))[0, 0, :, 0, 0].tolist() == [1.0, 0.0]
 
 
+def test_time_warp_bends_the_pace_and_keeps_the_path_and_its_winner_keeps_the_pace() -> None:
+    """A clip whose frame f holds the value f: resampled at time τ it holds τ, so the values are the times shown."""
+    video = torch.arange(16, dtype=torch.float32)[None, None, :, None, None].expand(6, 1, 16, 2, 2).clone()
+    warped, paced = time_warp(video, torch.Generator().manual_seed(0))
+    w, p = warped[:, 0, :, 0, 0], paced[:, 0, :, 0, 0]
+    assert torch.allclose(w[:, 0], torch.zeros(6)) and torch.allclose(w[:, -1], torch.full((6,), 15.0))  # same ends
+    assert (w.diff(dim=1) >= 0).all()  # forward in time, the events in order
+    speed = w.diff(dim=1)
+    accelerating = speed[:, -1] > speed[:, 0]
+    assert 0 < int(accelerating.sum()) < 6  # both bends drawn: slow-then-fast and fast-then-slow
+    assert (speed.max(dim=1).values / speed.min(dim=1).values > 2).all()  # far from the real pace (1 a frame)
+    # the winner runs at the real pace (within 1/15) and starts between frames, blended like the warped clip
+    assert torch.allclose(p.diff(dim=1), p.diff(dim=1)[:, :1].expand(-1, 15))
+    assert ((p.diff(dim=1) - 1).abs() <= 1 / 15 + 1e-6).all() and ((p[:, 0] > 0.29) & (p[:, 0] < 0.71)).all()
+    neg = make_negative("time_warp", video, torch.zeros(6, 1), ["p"] * 6, torch.Generator().manual_seed(0))
+    assert torch.equal(neg.video, warped) and torch.equal(neg.winner, paced) and bool(neg.valid.all())
+
+
 def test_prompt_derangement_avoids_the_own_prompt_where_it_can() -> None:
     g = torch.Generator().manual_seed(0)
     perm, valid = prompt_derangement(["a", "b", "c", "d"], g)
@@ -214,6 +232,11 @@ def test_temporal_negatives_add_the_specified_term_to_the_bt_loss() -> None:
     assert m["d_loss"] == pytest.approx(sp(-1) + 0.5 * neg)
     assert (m["d_neg_acc_shuffled"], m["d_neg_acc_reversed"], m["d_neg_acc_prompt_swap"]) == (1.0, 1.0, 0.5)
     assert m["d_acc"] == off["d_acc"] == 1.0  # accuracy and the max_accuracy gate stay about (teacher, student)
+    # a time warp loses to its own winner, not to the real clip: both its scores enter, D(winner) − D(warped)
+    s_t, s_n, s_w = torch.tensor([3.0, 3.0]), torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])
+    ok = torch.ones(2, dtype=torch.bool)
+    assert negatives_bt_loss(s_t, [s_n], [ok], [s_w]).item() == pytest.approx((sp(-1) + sp(1)) / 2)
+    assert negatives_bt_loss(s_t, [s_n], [ok]).item() == pytest.approx((sp(-3) + sp(-1)) / 2)
 
 
 def test_temporal_negatives_train_d_and_come_from_the_step_seed() -> None:
@@ -227,14 +250,15 @@ def test_temporal_negatives_train_d_and_come_from_the_step_seed() -> None:
         return TinyVideoDiscriminator(text_dim=8, channels=8, depth=2)
 
     ref = d().train()
-    kinds = ("shuffled", "frame_drop", "prompt_swap")
+    kinds = ("shuffled", "frame_drop", "prompt_swap", "time_warp")
     with torch.no_grad():
         s_t = ref.score(batch.teacher, prompts=batch.prompts, text=batch.text)
         s_s = ref.score(batch.student, prompts=batch.prompts, text=batch.text)
         negs = [make_negative(k, batch.teacher, batch.text, batch.prompts, step_generator(7, 0, f"d_negatives:{k}:0"))
                 for k in kinds]
         s_n = [ref.score(n.video, prompts=n.prompts, text=n.text) for n in negs]
-        expected = F.softplus(s_s - s_t).mean() + 0.3 * negatives_bt_loss(s_t, s_n, [n.valid for n in negs])
+        s_w = [None if n.winner is None else ref.score(n.winner, prompts=n.prompts, text=n.text) for n in negs]
+        expected = F.softplus(s_s - s_t).mean() + 0.3 * negatives_bt_loss(s_t, s_n, [n.valid for n in negs], s_w)
     runs = []
     for _ in range(2):
         upd = DiscriminatorUpdater(d(), lr=1e-3, grad_clip=1.0, noise_seed=7, negatives=kinds, negative_weight=0.3)
@@ -242,6 +266,35 @@ def test_temporal_negatives_train_d_and_come_from_the_step_seed() -> None:
     assert runs[0][0] == pytest.approx(expected.item(), abs=1e-6)  # the first call's draws: step_generator(7, 0, ...)
     assert runs[0] == runs[1]  # reproducible from the seed
     assert runs[0][2] < runs[0][0]  # and D learns from them
+
+
+def test_a_data_parallel_d_step_pairs_each_time_warp_with_its_own_winner() -> None:
+    """Under DDP every row of a D step goes through one forward (winners after the negatives): a process group of
+    one must give the single-process loss, so the winners' scores are matched to the right negatives."""
+    import torch.distributed as dist
+
+    from afd_async.launch.run import reserve_port
+    from afd_async.parallel.dist import DistContext
+
+    g = torch.Generator().manual_seed(3)
+    batch = PairBatch(prompt_ids=list("abcd"), prompts=list("abcd"), text=torch.randn(4, 8, generator=g),
+                      teacher=torch.rand(4, 3, 6, 16, 16, generator=g) * 2 - 1,
+                      student=torch.rand(4, 3, 6, 16, 16, generator=g) * 2 - 1)
+    kinds = ("time_warp", "reversed")
+
+    def d() -> TinyVideoDiscriminator:
+        torch.manual_seed(0)
+        return TinyVideoDiscriminator(text_dim=8, channels=8, depth=2)
+
+    plain = DiscriminatorUpdater(d(), lr=1e-3, grad_clip=1.0, noise_seed=5, negatives=kinds).step(batch)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{reserve_port()}", rank=0, world_size=1)
+    try:
+        ctx = DistContext(backend="gloo")
+        ddp = DiscriminatorUpdater(d(), lr=1e-3, grad_clip=1.0, noise_seed=5, negatives=kinds, dist=ctx).step(batch)
+    finally:
+        dist.destroy_process_group()
+    for key in ("d_loss", "d_neg_loss", "d_neg_acc_time_warp", "d_neg_acc_reversed"):
+        assert ddp[key] == pytest.approx(plain[key], abs=1e-5), key
 
 
 def test_negatives_config_is_validated_and_reaches_the_updater() -> None:
