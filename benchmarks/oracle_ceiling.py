@@ -36,7 +36,11 @@ sys.path.insert(0, str(ROOT))
 
 # name -> (objective, overrides). Nulls carry the same overrides as their oracle, so each pair differs only in
 # whether the rewards are the clips' own.
-BASE = ["experiment=quality_gpu", "train.eval_every=0", "train.d_probe_every=0", "train.eval_prompts=40"]
+# The quality GPU size as these runs measured it (2026-12-07): K = 4 at batch 8, shifted-uniform t. The overlay has
+# since moved to this file's `_k8s` knob, which won here; pinned, so "defaults" still means what the table says.
+# (Overrides later in the list win: a knob's batch size replaces this one.)
+BASE = ["experiment=quality_gpu", "train.batch_size=8", "algo.rollouts_per_prompt=4", "algo.t_sampling=shifted_uniform",
+        "train.eval_every=0", "train.d_probe_every=0", "train.eval_prompts=40"]
 NO_D = ["algo.d_warmup_steps=0", "algo.d_steps_per_student_step=0"]  # the oracle and its controls never ask D
 KNOBS: dict[str, list[str]] = {
     "": [],

@@ -6,6 +6,9 @@
 #   MAIN=0 VARIANT_TAG=pretrained_d VARIANT="discriminator.checkpoint=pretrained_d ..." \
 #     bash benchmarks/quality_device.sh 0 1 2 3 4 5   # only the AFD variant, six seeds
 #
+# Since the overlay moved to batch 16, K = 8 (2026-12-07) a run does twice the student work of the K = 4 runs this
+# script was timed on (~175 s of training for two seeds): expect ~350 s, and pass one seed a call if the deadline
+# below cuts runs short.
 # A lent machine is handed back 30 s after a call and a call lasts at most 10 minutes, so each call
 # trains its seeds (every trained row, plus the D-ablation variant of AFD), scores them there (the
 # per-run score caches of benchmarks/quality.py) or packs them with their EMA checkpoints into
