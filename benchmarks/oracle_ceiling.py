@@ -7,9 +7,10 @@ reward reversed. The difference oracle − null, paired cell by cell over (seed,
 reward's signal buys; negated − null must come out the other way if the update follows its reward. (The older
 null, `algo.adv_clip=1e6`, hardly moves the policy and so made any moving update look worse than it.)
 
-D plays no part (no warm-up, no D steps): the oracle's rewards do not need it. Each run scores 40 eval prompts
-with noise that depends on its seed, before training (the base) and after (the eval EMA and θ), and logs the
-true reward of its own training rollouts at every step.
+In the oracle rows and their controls D plays no part (no warm-up, no D steps); `afd` rows run AFD itself at the
+same knobs (D as configured), paired with the same null. Each run scores 40 eval prompts with noise that depends on
+its seed, before training (the base) and after (the eval EMA and θ), and logs the true physics score of its own
+training rollouts at every step (an `afd` row scores them with the oracle on the side).
 
     python benchmarks/oracle_ceiling.py --device cuda --jobs 12 --seeds 0 1 --variants oracle null oracle_300 ...
     python benchmarks/oracle_ceiling.py --report --work outputs/oracle_ceiling     # the table, from the runs
