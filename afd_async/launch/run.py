@@ -135,7 +135,8 @@ def restart_policy(cfg: RootConfig) -> RestartPolicy:
 
 def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: bool = True, timeout_s: float = 3600.0,
            hooks: Sequence[RunHook] = (), hurry: Optional[threading.Event] = None,
-           spawn_guard: Callable[[], ContextManager[object]] = contextlib.nullcontext) -> dict:
+           spawn_guard: Callable[[], ContextManager[object]] = contextlib.nullcontext,
+           stop_check: Callable[[], None] = lambda: None) -> dict:
     """Run every role until the student learner is done; returns the run summary (plus `restarts`, `wall_s`).
 
     Before anything starts, the output folder is checked against the config (`run_record`: raises
@@ -143,7 +144,9 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
     that exits 0 before the run is done, raises `RunStalled` (the diagnosis). On any exception (`Interrupted` by
     SIGTERM/SIGINT, a failed role, a stall) every role is stopped at once within `train.stop_grace_s`
     (`Supervisor.terminate_all`; `hurry` set cuts the grace short) before it propagates. Every role starts
-    inside `spawn_guard()` (`StopSignals.deferred`: a signal then cannot leave a started role unrecorded).
+    inside `spawn_guard()` (`StopSignals.deferred`: a signal then cannot leave a started role unrecorded), and
+    `stop_check()` runs at every pass of the watch loop and once the roles are stopped
+    (`StopSignals.raise_if_received`: a signal whose raise a finalizer swallowed still stops the run).
     """
     t_start = time.monotonic()
     prepared = prepare_run_folder(cfg, user_overrides)
@@ -179,6 +182,7 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
                             teacher_key=Secret(api_key), out=out)
 
             def tick() -> None:
+                stop_check()
                 guard.check()
                 sup.check()
                 for h in hooks:
@@ -209,6 +213,7 @@ def launch(cfg: RootConfig, user_overrides: Sequence[str], *, show_progress: boo
             for h in hooks:
                 h.finish(run)
             codes.update(sup.stop_all(timeout_s=30))
+            stop_check()  # a signal during the stop, its raise lost: the run ends as interrupted, not as done
         except BaseException as e:  # interrupted, failed or stalled: every role stops now, in parallel
             t_stop = time.monotonic()
             codes = sup.terminate_all(cfg.train.stop_grace_s, last=("teacher-server",), hurry=hurry)
@@ -332,6 +337,18 @@ class StopSignals:
             signum, self._pending = self._pending, None
             raise Interrupted(signum)
 
+    def raise_if_received(self) -> None:
+        """Raise the first signal's `Interrupted` again, outside a `deferred` block, once one was received.
+
+        Why: a handler runs between any two bytecodes, also inside a `__del__` or a weakref callback, where
+        Python prints the exception it raises and drops it (seen: a redis `ConnectionPool.__del__` swallowed a
+        SIGINT, and the run went on to finish with exit 0). The launcher's loop calls this every pass, so a
+        lost raise costs at most one pass. Harmless when the first raise got through: it is already on its way
+        out of the loop.
+        """
+        if self.received is not None and not self._deferring:
+            raise Interrupted(self.received)
+
     def __enter__(self) -> "StopSignals":
         for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
@@ -396,7 +413,7 @@ def main(cfg: RootConfig, overrides: Sequence[str]) -> int:
     try:
         with StopSignals() as signals:  # no overall time limit: the stall watch ends a run that stopped moving
             summary = launch(cfg, overrides, show_progress=sys.stderr.isatty(), timeout_s=math.inf,
-                             hurry=signals.hurry, spawn_guard=signals.deferred)
+                             hurry=signals.hurry, spawn_guard=signals.deferred, stop_check=signals.raise_if_received)
     except NothingToDo as e:
         print(f"afd run: {e}")
         return 0

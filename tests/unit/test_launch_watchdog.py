@@ -155,6 +155,25 @@ def test_the_first_signal_interrupts_the_launcher_and_a_second_one_hurries_it(si
     assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed raise, on purpose
+def test_a_signal_whose_raise_a_finalizer_swallowed_is_raised_by_the_next_check():
+    """A handler that fires inside a `__del__` raises there, and Python drops the exception (a redis pool's
+    finalizer once swallowed a Ctrl-C and the run finished with exit 0): the launcher's loop check raises it."""
+    class SignalsOnCollection:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, before __del__ returns
+
+    with StopSignals() as signals:
+        signals.raise_if_received()  # nothing received: nothing raised
+        SignalsOnCollection()  # collected at once (CPython refcounting): Interrupted raised in __del__, dropped
+        wait_for(lambda: signals.received is not None, timeout_s=5.0)  # nothing raised here: it was swallowed
+        with pytest.raises(Interrupted) as e:
+            signals.raise_if_received()
+        assert e.value.signum == signal.SIGINT
+        with signals.deferred():
+            signals.raise_if_received()  # held inside a deferred block, as the handler holds its own raise
+
+
 def test_a_signal_while_a_role_starts_is_raised_once_the_role_is_recorded(tmp_path):
     """A SIGINT that lands while the supervisor starts a role waits for the start and its bookkeeping, so the
     launcher's stop reaches that role too (raised inside Popen it once left a role started but unrecorded)."""
