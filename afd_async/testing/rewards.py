@@ -2,7 +2,8 @@
 
 The oracle's true physics score did not improve the student; `Brightness` tells whether that is the update
 (it would fail here too) or the physics reward being out of the student's reach (it succeeds here). Used by
-`tests/integration/test_update_follows_reward.py` and `benchmarks/student_capacity.py --sanity`.
+`tests/integration/test_update_follows_reward.py` and `benchmarks/student_capacity.py --sanity`. `OracleControl`
+gives the oracle's rewards shuffled or negated, the nulls of `benchmarks/oracle_ceiling.py`.
 """
 
 from __future__ import annotations
