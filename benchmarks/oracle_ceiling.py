@@ -55,6 +55,11 @@ KNOBS: dict[str, list[str]] = {
     "_k8s": ["train.batch_size=16", "algo.rollouts_per_prompt=8", "algo.t_sampling=schedule"],
     "_ref1": ["algo.lam_ref=1.0"],  # a pull back to θ_ref that bounds a random walk more than a steady signal
     "_lr5e-6_300": ["algo.lr_student=5e-6", "train.steps=300"],
+    # D's knobs at the setting where the update works (for the afd rows; the oracle's ignore D)
+    "_k8s_app": ["train.batch_size=16", "algo.rollouts_per_prompt=8", "algo.t_sampling=schedule",
+                 "algo.d_match_appearance=true"],
+    "_k8s_tw": ["train.batch_size=16", "algo.rollouts_per_prompt=8", "algo.t_sampling=schedule",
+                "algo.d_negative_kinds=[shuffled,reversed,prompt_swap,time_warp]"],
 }
 VARIANTS: dict[str, tuple[str, list[str]]] = {}
 for _suffix, _over in KNOBS.items():
@@ -148,6 +153,8 @@ def report(work: Path, tag: str, command: str) -> str:
         seeds = sorted(runs[variant])
         prefix = next((p for p in ("oracle", "negated", "afd") if variant.startswith(p)), None)
         null = "null" + variant[len(prefix):] if prefix else None
+        if null and null not in runs and variant.endswith(("_app", "_tw")):  # D-only knobs: the update's null
+            null = null.rsplit("_", 1)[0]
         null_seeds = sorted(set(seeds) & set(runs.get(null, {}))) if null else []
 
         def cells(name: str, key: str, ss: list[int], v: str = variant) -> np.ndarray:
