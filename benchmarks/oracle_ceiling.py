@@ -79,7 +79,6 @@ def run_one(variant: str, seed: int, device: str, work: str, extra: list[str]) -
 
     from afd_async.config import load_config
     from afd_async.testing.rewards import ORACLE_CONTROLS
-    from afd_async.train.evaluate import PhysicsEvaluator
     from afd_async.train.objectives import register
     from afd_async.train.oracle_reward import make_oracle_reward
     from afd_async.train.sync_loop import SyncLoop
@@ -94,13 +93,10 @@ def run_one(variant: str, seed: int, device: str, work: str, extra: list[str]) -
                        f"train.seed={seed}", f"train.output_dir={out}"])
     t0 = time.monotonic()
     loop = SyncLoop(cfg)
-    ev = loop.evaluator
-    evaluator = PhysicsEvaluator(prompts=ev.prompts, text=ev.text, teacher=ev.teacher, timesteps=ev.timesteps,
-                                 shift=ev.shift, num_frames=ev.num_frames, fps=ev.fps, gt_seeds=ev.gt_seeds,
-                                 seed=EVAL_SEED + seed, batch_size=ev.batch_size)
+    evaluator = loop.evaluator
 
     def scores(policy) -> dict[str, list[float]]:
-        cells = evaluator.clip_scores(evaluator.rollouts(policy))
+        cells = evaluator.clip_scores(evaluator.rollouts(policy, seed=EVAL_SEED + seed))
         return {"physics": [c.physics_score for c in cells], "detected": [c.detection_rate for c in cells],
                 "motion": [c.motion_magnitude for c in cells]}
 
@@ -140,8 +136,9 @@ def _load(work: Path) -> dict[str, dict[int, dict]]:
     return runs
 
 
-def _ci(iv) -> str:
-    return f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"
+def _fmt(interval: dict[str, float]) -> str:
+    """`mean [lo, hi]` of an `Interval.as_dict()`, signed."""
+    return f"{interval['mean']:+.3f} [{interval['lo']:+.3f}, {interval['hi']:+.3f}]"
 
 
 def report(work: Path, tag: str, command: str) -> str:
@@ -178,12 +175,11 @@ def report(work: Path, tag: str, command: str) -> str:
             row["theta_minus_null"] = paired_difference(cells("physics", "final_theta", null_seeds),
                                                         cells("physics", "final_theta", null_seeds, null)).as_dict()
         rows.append(row)
-        iv = lambda d: _ci(type("I", (), {"mean": d["mean"], "lo": d["lo"], "hi": d["hi"]}))  # noqa: E731
         table.append(f"| {variant} | {' '.join(row['overrides']) or 'defaults'} | {row['steps']} | {len(seeds)} | "
-                     f"{bootstrap_mean(start).mean:.3f} | {row['end']['mean']:.3f} | {iv(row['end_minus_start'])} | "
-                     f"{iv(row['end_theta_minus_start'])} | "
-                     f"{iv(row['minus_null']) if 'minus_null' in row else '–'} | "
-                     f"{iv(row['theta_minus_null']) if 'theta_minus_null' in row else '–'} | "
+                     f"{bootstrap_mean(start).mean:.3f} | {row['end']['mean']:.3f} | {_fmt(row['end_minus_start'])} | "
+                     f"{_fmt(row['end_theta_minus_start'])} | "
+                     f"{_fmt(row['minus_null']) if 'minus_null' in row else '–'} | "
+                     f"{_fmt(row['theta_minus_null']) if 'theta_minus_null' in row else '–'} | "
                      f"{train_first:.3f} → {train_last:.3f} | {row['detected_end']:.2f} |")
     device = next(iter(next(iter(runs.values())).values()))["device"] if runs else "?"
     meta = {"command": command, "device": device, "tag": tag, "rows": rows}

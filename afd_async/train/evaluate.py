@@ -9,7 +9,7 @@ correct motion, not to one arbitrary draw.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -77,9 +77,10 @@ class PhysicsEvaluator:
         self._teacher_floor = self._score(teacher.batch(self.prompts, [gt_seeds] * len(self.prompts)))
 
     @torch.no_grad()
-    def rollouts(self, policy: nn.Module) -> torch.Tensor:
-        """`(N, 3, F, H, W)` rollouts with fixed noise."""
-        g = torch.Generator().manual_seed(self.seed)
+    def rollouts(self, policy: nn.Module, seed: Optional[int] = None) -> torch.Tensor:
+        """`(N, 3, F, H, W)` rollouts with fixed noise (`seed`, default the evaluator's: another draw of the same
+        prompts, e.g. one per run seed)."""
+        g = torch.Generator().manual_seed(self.seed if seed is None else seed)
         out = []
         policy.eval()
         for i in range(0, len(self.prompts), self.batch_size):
